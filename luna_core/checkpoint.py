@@ -1,0 +1,147 @@
+"""Checkpoints: atomic writes, weights_only loads, retention, and the run's RNG states.
+
+A checkpoint is a dict of tensors and plain Python values only, so that
+``torch.load(path, weights_only=True)`` reads it. It is written to a temporary file in the
+same directory, flushed and fsynced, then renamed over the final name with ``os.replace``;
+a process killed mid-write, or a full disk, leaves every earlier checkpoint intact.
+
+Names sort in the order they were written: ``e001-b000120.pt`` (epoch 1, 120 training
+batches done), ``e001-end.pt`` (epoch 1 finished, validation included), and ``best.pt`` is a
+copy of the epoch-end checkpoint with the lowest validation loss.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import random
+import re
+
+import numpy as np
+import torch
+
+CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_DIRNAME = "checkpoints"
+BEST_NAME = "best.pt"
+_NAME_RE = re.compile(r"^e\d{3,}-(b\d{6,}|end)\.pt$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint could not be written or read; the message names the file."""
+
+
+def checkpoint_name(epoch: int, batch_ndx: int, epoch_done: bool) -> str:
+    return f"e{epoch:03d}-end.pt" if epoch_done else f"e{epoch:03d}-b{batch_ndx:06d}.pt"
+
+
+def atomic_torch_save(obj: dict, path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise CheckpointError(f"{path}: could not write checkpoint: {exc.strerror or exc}") \
+                from exc
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def load_checkpoint(path: str) -> dict:
+    """Load with weights_only=True (never unpickles arbitrary objects)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{path}: no such checkpoint") from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise CheckpointError(f"{path}: not a readable luna-tui checkpoint ({exc})") from exc
+    if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(f"{path}: not a luna-tui checkpoint of format version "
+                              f"{CHECKPOINT_FORMAT_VERSION}")
+    return state
+
+
+def list_checkpoints(checkpoint_dir: str) -> list[str]:
+    """Checkpoints of a run, oldest first (best.pt excluded)."""
+    names = [n for n in os.listdir(checkpoint_dir) if _NAME_RE.match(n)] \
+        if os.path.isdir(checkpoint_dir) else []
+    return [os.path.join(checkpoint_dir, n) for n in sorted(names)]
+
+
+def resolve_resume_path(path: str) -> str:
+    """A checkpoint file, or a run directory meaning its newest checkpoint."""
+    if os.path.isdir(path):
+        candidates = list_checkpoints(os.path.join(path, CHECKPOINT_DIRNAME))
+        if not candidates and os.path.basename(os.path.normpath(path)) == CHECKPOINT_DIRNAME:
+            candidates = list_checkpoints(path)
+        if not candidates:
+            raise CheckpointError(f"{path}: no checkpoints in this run directory")
+        return candidates[-1]
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such checkpoint or run directory")
+    return path
+
+
+def prune_checkpoints(checkpoint_dir: str, keep: int) -> None:
+    for stale in list_checkpoints(checkpoint_dir)[:-keep]:
+        try:
+            os.unlink(stale)
+        except OSError:
+            pass
+    for tmp in glob.glob(os.path.join(checkpoint_dir, ".*.tmp-*")):
+        pid = tmp.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            try:
+                os.unlink(tmp)  # left behind by a killed writer
+            except OSError:
+                pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def capture_rng_state() -> dict:
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)),
+                  "pos": int(np_pos), "has_gauss": int(np_has_gauss),
+                  "gauss": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npst = state["numpy"]
+    np.random.set_state((npst["name"], npst["keys"].numpy().astype(np.uint32), npst["pos"],
+                         npst["has_gauss"], npst["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,61 @@
+"""The training loop's command channel: pause, resume, checkpoint, stop.
+
+Commands are put from any thread (the cockpit, an attach socket) or from a signal handler,
+and the loop takes them at batch boundaries. ``put`` only appends to a deque (atomic, takes
+no lock), so it is safe inside a signal handler.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import time
+
+
+class Command(enum.Enum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    TOGGLE_PAUSE = "toggle_pause"
+    CHECKPOINT = "checkpoint"
+    STOP = "stop"
+
+
+class CommandChannel:
+    def __init__(self) -> None:
+        self._queue: collections.deque[Command] = collections.deque()
+
+    def put(self, command: Command | str) -> None:
+        self._queue.append(Command(command))
+
+    def pause(self) -> None:
+        self.put(Command.PAUSE)
+
+    def resume(self) -> None:
+        self.put(Command.RESUME)
+
+    def toggle_pause(self) -> None:
+        self.put(Command.TOGGLE_PAUSE)
+
+    def checkpoint(self) -> None:
+        self.put(Command.CHECKPOINT)
+
+    def stop(self) -> None:
+        self.put(Command.STOP)
+
+    def take(self) -> list[Command]:
+        """Every command waiting now, oldest first (non-blocking)."""
+        taken = []
+        while True:
+            try:
+                taken.append(self._queue.popleft())
+            except IndexError:
+                return taken
+
+    def wait(self, timeout: float) -> list[Command]:
+        """Block up to ``timeout`` seconds for at least one command (used while paused)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            taken = self.take()
+            if taken or time.monotonic() >= deadline:
+                return taken
+            time.sleep(0.02)

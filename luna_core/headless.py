@@ -1,0 +1,53 @@
+"""`luna-tui --headless`: the training loop with console log lines and signal handling.
+
+- SIGINT / SIGTERM: stop at the next batch boundary, checkpoint, exit 130 / 143.
+  A second SIGINT exits at once (checkpoints are written atomically, so the last one stays
+  intact).
+- SIGUSR1: write a checkpoint now and go on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from luna_core.commands import CommandChannel
+from luna_core.sinks import ConsoleSink
+
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_SIGTERM = 128 + signal.SIGTERM
+
+
+def run_headless(argv: list[str], extra_sinks=None) -> int:
+    from luna_core.training import LunaTrainingApp
+
+    commands = CommandChannel()
+    app = LunaTrainingApp(sys_argv=argv, sinks=[ConsoleSink(sys.stderr), *(extra_sinks or [])],
+                          commands=commands)
+    interrupts = 0
+
+    def on_stop_signal(signum, _frame):
+        nonlocal interrupts
+        if signum == signal.SIGINT:
+            interrupts += 1
+            if interrupts > 1:
+                os.write(2, b"second interrupt: exiting now\n")
+                os._exit(EXIT_SIGINT)
+        if app.stop_exit_code == 0:
+            app.stop_exit_code = 128 + signum
+        commands.stop()
+
+    def on_checkpoint_signal(_signum, _frame):
+        commands.checkpoint()
+
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, on_stop_signal),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, on_stop_signal),
+        signal.SIGUSR1: signal.signal(signal.SIGUSR1, on_checkpoint_signal),
+    }
+    try:
+        return app.main()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,93 @@
+"""Training options: one argparse parser shared by `luna-tui`, `--headless` and
+`LunaTrainingApp(sys_argv=...)`. Importing this module must stay cheap (no torch), so that
+`luna-tui --help` returns at once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+DEFAULT_DATA_DIR = "data-unversioned/part2/luna"
+DEFAULT_CACHE_DIR = "data-unversioned/cache"
+DEFAULT_RUNS_DIR = "runs"
+
+# Options a resumed run must share with its checkpoint: they decide the model, the data or
+# the order of samples. Anything else (workers, epochs, device, sinks) may change on resume.
+RESUME_MUST_MATCH = ("batch_size", "val_stride", "seed", "candidates_file")
+
+
+def default_num_workers() -> int:
+    return min(os.cpu_count() or 1, 8)
+
+
+def build_parser(prog: str = "luna-tui") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Train the LUNA16 nodule candidate classifier (Deep Learning with PyTorch, ch. 11). "
+            "Without --headless it opens the cockpit (a terminal UI). Other commands: "
+            "'luna-tui synth --out DIR' writes a demo data set in the LUNA16 layout; "
+            "'luna-tui prepcache' fills the CT cache; 'luna-tui attach [RUN_DIR|latest]' opens "
+            "the cockpit on a headless run; 'luna-tui runs' lists runs. "
+            "Use 'luna-tui COMMAND --help' for theirs."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--headless", action="store_true",
+                        help="train without the cockpit; one log line per event on stderr")
+    parser.add_argument("--epochs", type=int, default=1, help="number of epochs to train for")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="samples per batch (per process under torchrun)")
+    parser.add_argument("--num-workers", type=int, default=default_num_workers(),
+                        help="DataLoader worker processes (0 loads in the training process)")
+    parser.add_argument("--tb-prefix", default="luna",
+                        help="runs are written under RUNS_DIR/TB_PREFIX/")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                        help="LUNA16 folder: subset*/ with .mhd/.raw, and the CSVs")
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
+                        help="where converted CTs are cached for fast chunk cutting")
+    parser.add_argument("--candidates-file", default=None,
+                        help="candidates CSV name in the CSV folder "
+                             "(default: candidates.csv, else candidates_V2.csv)")
+    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR,
+                        help="root of run directories and TensorBoard logs")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds weights and the per-epoch shuffle; fixed seed = same run")
+    parser.add_argument("--lr", type=float, default=0.001, help="SGD learning rate")
+    parser.add_argument("--momentum", type=float, default=0.99, help="SGD momentum")
+    parser.add_argument("--val-stride", type=int, default=10,
+                        help="every N-th candidate goes to validation")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto picks CUDA when available")
+    parser.add_argument("--resume", default=None, metavar="PATH",
+                        help="continue a run from a checkpoint file or a run directory "
+                             "(its newest checkpoint)")
+    parser.add_argument("--keep-checkpoints", type=int, default=3,
+                        help="how many of the newest checkpoints to keep (plus best.pt)")
+    parser.add_argument("--on-nonfinite", choices=("auto", "stop", "skip", "pause"),
+                        default="auto",
+                        help="what a nan/inf training loss does: stop (checkpoint + exit 3), "
+                             "skip the batch, or pause; auto = stop headless, pause in the "
+                             "cockpit")
+    parser.add_argument("--max-batches", type=int, default=None,
+                        help="cut every training phase after N batches (smoke tests)")
+    parser.add_argument("comment", nargs="?", default="dlwpt",
+                        help="suffix of the run and TensorBoard directory names")
+    return parser
+
+
+def parse_options(argv: list[str]) -> tuple[argparse.Namespace, set[str]]:
+    """Parse argv; also return the names of the options given explicitly (so that a resumed
+    run can take the others from its checkpoint)."""
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    bare = build_parser()
+    for action in bare._actions:
+        if action.dest != "help":
+            action.default = None
+    given = {k for k, v in vars(bare.parse_args(argv)).items() if v not in (None, False)}
+    for name, minimum in (("epochs", 1), ("batch_size", 1), ("num_workers", 0),
+                          ("val_stride", 2), ("keep_checkpoints", 1)):
+        if getattr(options, name) < minimum:
+            parser.error(f"--{name.replace('_', '-')} must be at least {minimum}")
+    return options, given

@@ -1,0 +1,153 @@
+"""Event sinks: console log lines, TensorBoard (exactly the book's layout), a JSONL file."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from luna_core.events import (
+    BatchDone,
+    CheckpointSaved,
+    EpochMetrics,
+    Event,
+    LogRecord,
+    NonFiniteLoss,
+    RunFinished,
+    StatusChanged,
+    event_to_dict,
+)
+
+
+class ConsoleSink:
+    """One plain line per log-worthy event (no progress bars or control characters), in the
+    logging module's default-ish format: ``2026-11-26 17:50:01,123 INFO message``."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, LogRecord):
+            level, message = event.level, event.message
+        elif isinstance(event, StatusChanged) and event.detail:
+            level, message = "INFO", f"status: {event.state} ({event.detail})"
+        elif isinstance(event, StatusChanged):
+            level, message = "INFO", f"status: {event.state}"
+        elif isinstance(event, CheckpointSaved):
+            level, message = "INFO", f"checkpoint ({event.reason}): {event.path}"
+        else:
+            return
+        stamp = datetime.datetime.fromtimestamp(event.t)
+        line = f"{stamp:%Y-%m-%d %H:%M:%S},{stamp.microsecond // 1000:03d} {level} {message}\n"
+        stream = self.stream or sys.stderr
+        stream.write(line)
+        stream.flush()
+
+
+class TensorBoardSink:
+    """Writers are created lazily at the first write, so a run that dies early leaves no
+    empty TensorBoard runs. Layout and tags as in the book; global_step = training samples."""
+
+    def __init__(self, runs_dir: str, tb_prefix: str, time_str: str, comment: str,
+                 purge_step: int | None = None) -> None:
+        base = os.path.join(runs_dir, tb_prefix, time_str)
+        self.log_dirs = {
+            "trn": f"{base}-trn_cls-{comment}",
+            "val": f"{base}-val_cls-{comment}",
+        }
+        self.purge_step = purge_step
+        self._writers: dict[str, Any] = {}
+
+    def writer(self, phase: str):
+        if phase not in self._writers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writers[phase] = SummaryWriter(log_dir=self.log_dirs[phase],
+                                                 purge_step=self.purge_step)
+        return self._writers[phase]
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, EpochMetrics):
+            self._write_epoch(event)
+        elif isinstance(event, RunFinished):
+            self.close()
+
+    def _write_epoch(self, event: EpochMetrics) -> None:
+        import numpy as np
+
+        writer = self.writer(event.phase)
+        step = event.total_samples
+        for tag, value in event.metrics.items():
+            writer.add_scalar(tag, value, step)
+        if event.per_sample is not None:
+            labels, preds = event.per_sample
+            labels = np.asarray(labels)
+            preds = np.asarray(preds)
+            is_pos = labels > 0.5
+            writer.add_pr_curve("pr", is_pos, preds, step)
+            bins = np.linspace(0.0, 1.0, 51)
+            # The book leaves out the probabilities that are confidently right, so that the
+            # interesting ones are visible.
+            neg_hist = is_pos == 0
+            neg_hist &= preds > 0.01
+            pos_hist = is_pos & (preds < 0.99)
+            if neg_hist.any():
+                writer.add_histogram("is_neg", preds[neg_hist], step, bins=bins)
+            if pos_hist.any():
+                writer.add_histogram("is_pos", preds[pos_hist], step, bins=bins)
+        writer.flush()
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+
+class JsonlSink:
+    """The run's event file: one JSON object per line, flushed per line so that `luna-tui
+    attach` sees a live run. Batch events are thinned to at most ``batch_hz`` per second
+    (the last batch of a phase is always kept); every other event is written."""
+
+    def __init__(self, path: str, batch_hz: float = 10.0, mode: str = "a") -> None:
+        self.path = path
+        self.min_gap = 1.0 / batch_hz if batch_hz > 0 else 0.0
+        self._last_batch = 0.0
+        self._lock = threading.Lock()
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self._file = open(path, mode, encoding="utf-8")
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, BatchDone):
+            now = time.monotonic()
+            last_of_phase = event.batch_ndx + 1 == event.batch_count
+            if now - self._last_batch < self.min_gap and not last_of_phase:
+                return
+            self._last_batch = now
+        line = json.dumps(event_to_dict(event), default=_jsonable, allow_nan=True)
+        with self._lock:
+            if self._file.closed:
+                return
+            self._file.write(line + "\n")
+            self._file.flush()
+            if isinstance(event, (RunFinished, CheckpointSaved, NonFiniteLoss)):
+                os.fsync(self._file.fileno())
+            if isinstance(event, RunFinished):
+                self._file.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return str(value)

@@ -1,0 +1,593 @@
+"""The training loop: LunaTrainingApp(sys_argv=[...]).main(), as in the book.
+
+One loop, read top to bottom in ``main`` -> ``train_epoch`` / ``validate_epoch``. It sends
+typed events (luna_core.events) to sinks and takes commands (luna_core.commands) at batch
+boundaries. The cockpit, the headless runner and `attach` all drive this same loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
+
+from luna_core import events as ev
+from luna_core.checkpoint import (
+    BEST_NAME,
+    CHECKPOINT_DIRNAME,
+    CHECKPOINT_FORMAT_VERSION,
+    CheckpointError,
+    atomic_torch_save,
+    capture_rng_state,
+    checkpoint_name,
+    load_checkpoint,
+    prune_checkpoints,
+    resolve_resume_path,
+    restore_rng_state,
+)
+from luna_core.commands import Command, CommandChannel
+from luna_core.errors import LunaInputError
+from luna_core.estimate import EtaLogger
+from luna_core.metrics import (
+    METRICS_LABEL_NDX,
+    METRICS_LOSS_NDX,
+    METRICS_PRED_NDX,
+    METRICS_SIZE,
+    compute_metrics,
+    format_metric_lines,
+)
+from luna_core.model import LunaModel
+from luna_core.options import RESUME_MUST_MATCH, parse_options
+from luna_core.sinks import JsonlSink, TensorBoardSink
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_NONFINITE = 3
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation drawn from (seed, epoch), so every run with the same seed sees the same
+    order (the book never shuffles), starting ``start`` samples in when resuming."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+        self.size = size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 1
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.size))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self):
+        return iter(self.order()[self.start:])
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+def _worker_ignores_signals(_worker_id: int) -> None:
+    # Ctrl+C and `kill -TERM -PGID` reach the whole process group: loader workers must
+    # outlive the signal so that the main process can finish its batch and checkpoint.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+class _BusLogHandler(logging.Handler):
+    """Turns luna_core's log records into LogRecord events (console, cockpit, event file)."""
+
+    def __init__(self, bus: ev.EventBus) -> None:
+        super().__init__()
+        self.bus = bus
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.bus.emit(ev.LogRecord(level=record.levelname, message=record.getMessage(),
+                                   t=record.created))
+
+
+class LunaTrainingApp:
+    def __init__(self, sys_argv: list[str] | None = None, *, sinks=None,
+                 commands: CommandChannel | None = None, interactive: bool = False) -> None:
+        if sys_argv is None:
+            sys_argv = sys.argv[1:]
+        self.cli_args, self.given_options = parse_options(sys_argv)
+        self.commands = commands or CommandChannel()
+        self.bus = ev.EventBus(list(sinks or []))
+        self.interactive = interactive
+        action = self.cli_args.on_nonfinite
+        self.nonfinite_action = ("pause" if interactive else "stop") if action == "auto" \
+            else action
+        self.stop_exit_code = EXIT_OK      # the headless runner sets 130/143 for signals
+        self.time_str = datetime.datetime.now().strftime("%Y-%m-%d_%H.%M.%S")
+        self.total_samples = 0
+        self.paused = False
+        self.stop_requested = False
+        self.state = ev.STARTING
+        self.last_checkpoint: str | None = None
+        self.best_val_loss = math.inf
+        self.nonfinite_batches: list[tuple[int, int]] = []
+        self._nonfinite_stop = False
+
+    # ------------------------------------------------------------------ the loop
+    def main(self) -> int:
+        handler = _BusLogHandler(self.bus)
+        core_log = logging.getLogger("luna_core")
+        saved = core_log.level, core_log.propagate
+        core_log.addHandler(handler)
+        core_log.setLevel(logging.INFO)
+        core_log.propagate = False
+        try:
+            return self._main()
+        except LunaInputError as exc:
+            message = str(exc)
+            if "Original Traceback" in message:  # raised in a DataLoader worker
+                message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+            log.error(message)
+            return self._finish(ev.FAILED, EXIT_BAD_INPUT, message)
+        except CheckpointError as exc:
+            log.error(str(exc))
+            return self._finish(ev.FAILED, EXIT_BAD_INPUT if self.state == ev.STARTING
+                                else EXIT_FAILED, str(exc))
+        except Exception as exc:  # noqa: BLE001 - report any failure as an event
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            message = f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})"
+            log.error("training failed: %s\n%s", message, traceback.format_exc().rstrip())
+            return self._finish(ev.FAILED, EXIT_FAILED, message)
+        finally:
+            core_log.removeHandler(handler)
+            core_log.setLevel(saved[0])
+            core_log.propagate = saved[1]
+            for sink in self.bus.sinks:
+                if hasattr(sink, "close"):
+                    sink.close()
+
+    def _main(self) -> int:
+        args = self.cli_args
+        log.info("Starting %s, %s", type(self).__name__, args)
+        resume = self._load_resume() if args.resume else None
+        if resume is not None:
+            self._merge_resume_options(resume)
+
+        self.device = self._pick_device(args.device)
+        self.trn_ds, self.val_ds = self._init_datasets()
+        if resume is not None:
+            self._check_resume_data(resume)
+        self.model, self.optimizer = self._init_model()
+        self.trn_dl = self._init_dataloader(self.trn_ds, shuffle=True)
+        self.val_dl = self._init_dataloader(self.val_ds, shuffle=False)
+
+        start_epoch, start_batch, resumed_trn_metrics = 1, 0, None
+        if resume is not None:
+            start_epoch, start_batch, resumed_trn_metrics = self._apply_resume(resume)
+        self._init_run_dir(resume)
+
+        self.bus.emit(ev.RunStarted(
+            run_dir=self.run_dir, options=vars(args).copy(), epochs=args.epochs,
+            start_epoch=start_epoch, trn_samples=len(self.trn_ds), val_samples=len(self.val_ds),
+            trn_pos=self.trn_ds.pos_count, val_pos=self.val_ds.pos_count,
+            device=str(self.device), pid=os.getpid(),
+            resumed_from=resume["path"] if resume is not None else None))
+
+        for epoch in range(start_epoch, args.epochs + 1):
+            log.info("E%d of %d, %d/%d batches of size %d*%d", epoch, args.epochs,
+                     self._batch_count(self.trn_dl), self._batch_count(self.val_dl),
+                     args.batch_size, 1)
+            trn_metrics = self.train_epoch(epoch, start_batch, resumed_trn_metrics)
+            start_batch, resumed_trn_metrics = 0, None
+            if self.stop_requested:
+                return self._stop_run(epoch, trn_metrics)
+            self.log_metrics(epoch, "trn", trn_metrics)
+
+            val_metrics = self.validate_epoch(epoch)
+            if self.stop_requested:
+                return self._stop_run(epoch, trn_metrics)
+            val_loss = self.log_metrics(epoch, "val", val_metrics)
+            self.save_checkpoint("epoch", epoch, self._batch_count(self.trn_dl), None,
+                                 epoch_done=True, val_loss=val_loss)
+
+        return self._finish(ev.FINISHED, EXIT_OK)
+
+    def train_epoch(self, epoch: int, start_batch: int = 0,
+                    resumed_metrics: torch.Tensor | None = None) -> torch.Tensor:
+        self.model.train()
+        batch_count = self._batch_count(self.trn_dl)
+        trn_metrics_g = torch.zeros(METRICS_SIZE, self._sample_count(self.trn_dl),
+                                    device=self.device)
+        if resumed_metrics is not None:
+            trn_metrics_g.copy_(resumed_metrics)
+        self.trn_metrics_g = trn_metrics_g
+        self.position = (epoch, start_batch)
+        if start_batch >= batch_count:
+            return trn_metrics_g  # stopped during this epoch's validation: training is done
+
+        self.trn_dl.sampler.set_epoch(epoch, start_batch * self.cli_args.batch_size)
+        for batch_ndx, batch_tup in self._run_phase("trn", epoch, self.trn_dl, start_batch):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_var = self.compute_batch_loss(batch_ndx, batch_tup, trn_metrics_g)
+            loss_var.backward()
+            finite = torch.isfinite(loss_var.detach())
+            self._guarded_step(finite)
+            self.total_samples += len(batch_tup[0])
+            self.position = (epoch, batch_ndx + 1)
+            self._batch_done(loss_var.detach(), finite, len(batch_tup[0]))
+        return trn_metrics_g
+
+    def validate_epoch(self, epoch: int) -> torch.Tensor:
+        self.model.eval()
+        val_metrics_g = torch.zeros(METRICS_SIZE, self._sample_count(self.val_dl),
+                                    device=self.device)
+        self.val_dl.sampler.set_epoch(epoch, 0)
+        with torch.no_grad():
+            for batch_ndx, batch_tup in self._run_phase("val", epoch, self.val_dl, 0):
+                loss_var = self.compute_batch_loss(batch_ndx, batch_tup, val_metrics_g)
+                self._batch_done(loss_var.detach(), None, len(batch_tup[0]))
+        return val_metrics_g
+
+    def compute_batch_loss(self, batch_ndx: int, batch_tup, metrics_g: torch.Tensor):
+        input_t, label_t, _series_list, _center_list = batch_tup
+        input_g = input_t.to(self.device, non_blocking=True)
+        input_g = input_g.contiguous(memory_format=torch.channels_last_3d)
+        label_g = label_t.to(self.device, non_blocking=True)
+        with self._autocast():
+            logits_g, probability_g = self.model(input_g)
+        loss_g = F.cross_entropy(logits_g.float(), label_g[:, 1], reduction="none")
+
+        start_ndx = batch_ndx * self.cli_args.batch_size
+        end_ndx = start_ndx + label_t.size(0)
+        metrics_g[METRICS_LABEL_NDX, start_ndx:end_ndx] = label_g[:, 1].detach()
+        metrics_g[METRICS_PRED_NDX, start_ndx:end_ndx] = probability_g[:, 1].detach().float()
+        metrics_g[METRICS_LOSS_NDX, start_ndx:end_ndx] = loss_g.detach()
+        return loss_g.mean()
+
+    def log_metrics(self, epoch: int, phase: str, metrics_g: torch.Tensor) -> float:
+        metrics_a = metrics_g.cpu().numpy()
+        result = compute_metrics(metrics_a)
+        log.info("E%d %s", epoch, type(self).__name__)
+        for line in format_metric_lines(epoch, phase, result):
+            log.info(line)
+        self.bus.emit(ev.EpochMetrics(
+            phase=phase, epoch=epoch, total_samples=self.total_samples, **result,
+            per_sample=(metrics_a[METRICS_LABEL_NDX], metrics_a[METRICS_PRED_NDX])))
+        return result["metrics"]["loss/all"]
+
+    # ------------------------------------------------------------------ one phase
+    def _run_phase(self, phase: str, epoch: int, dl: DataLoader, start_batch: int):
+        """Yield (batch_ndx, batch) with timing, ETA lines, events and commands around each
+        batch. The caller does the work and calls ``_batch_done``."""
+        batch_count = self._batch_count(dl)
+        self.phase, self.epoch, self.batch_count = phase, epoch, batch_count
+        self._set_state(ev.TRAINING if phase == "trn" else ev.VALIDATING)
+        self.bus.emit(ev.PhaseStarted(phase=phase, epoch=epoch, batch_count=batch_count,
+                                      sample_count=self._sample_count(dl),
+                                      start_batch=start_batch))
+        desc = f"E{epoch} {'Training' if phase == 'trn' else 'Validation'}"
+        eta = EtaLogger(desc, batch_count, log.info, start_batch=start_batch)
+        eta.start()
+        self.phase_t0 = time.monotonic()
+        self.phase_paused_s = 0.0
+        self._pending: list = []
+        self._last_flush = time.monotonic()
+        batch_iter = iter(dl)
+        for batch_ndx in range(start_batch, batch_count):
+            t0 = time.monotonic()
+            batch_tup = next(batch_iter)
+            t1 = time.monotonic()
+            self._batch_ndx, self._data_s, self._t_batch = batch_ndx, t1 - t0, t1
+            yield batch_ndx, batch_tup
+            eta.batch_done(batch_ndx, self._active_s())
+            if self._between_batches():
+                break
+        self._flush_batches()
+        if not self.stop_requested:
+            eta.done()
+
+    def _batch_done(self, loss_g: torch.Tensor, finite_g: torch.Tensor | None,
+                    samples: int) -> None:
+        now = time.monotonic()
+        self._pending.append(dict(
+            phase=self.phase, epoch=self.epoch, batch_ndx=self._batch_ndx,
+            batch_count=self.batch_count, samples=samples, total_samples=self.total_samples,
+            loss=loss_g, finite=finite_g, data_s=self._data_s, compute_s=now - self._t_batch,
+            active_s=self._active_s()))
+        # Losses stay on the device and are read in one go: every batch on the CPU (free),
+        # a few times a second on a GPU (one host sync per flush, not per batch).
+        if self.device.type == "cpu" or now - self._last_flush > 0.25:
+            self._flush_batches()
+
+    def _flush_batches(self) -> None:
+        pending, self._pending = self._pending, []
+        self._last_flush = time.monotonic()
+        if not pending:
+            return
+        losses = torch.stack([p.pop("loss") for p in pending]).float().tolist()
+        for record, loss in zip(pending, losses, strict=True):
+            finite = record.pop("finite")
+            self.bus.emit(ev.BatchDone(loss=loss, **record))
+            if finite is not None and not math.isfinite(loss):
+                self._on_nonfinite(record["epoch"], record["batch_ndx"])
+
+    def _on_nonfinite(self, epoch: int, batch_ndx: int) -> None:
+        action = self.nonfinite_action
+        self.nonfinite_batches.append((epoch, batch_ndx))
+        self.bus.emit(ev.NonFiniteLoss(phase="trn", epoch=epoch, batch_ndx=batch_ndx,
+                                       action=action))
+        if action == "skip":
+            log.warning("E%d batch %d: non-finite training loss; its update was skipped",
+                        epoch, batch_ndx)
+        elif action == "pause":
+            log.error("E%d batch %d: non-finite training loss; its update was not applied. "
+                      "Paused: checkpoint, inspect, or quit.", epoch, batch_ndx)
+            self.paused = True
+            self._set_state(ev.PAUSED, f"non-finite loss at E{epoch} batch {batch_ndx}")
+        else:
+            log.error("E%d batch %d: non-finite training loss; its update was not applied. "
+                      "Stopping with the last good weights checkpointed (lower --lr, or "
+                      "--on-nonfinite skip).", epoch, batch_ndx)
+            self._nonfinite_stop = True
+            self.stop_requested = True
+
+    def _guarded_step(self, finite_g: torch.Tensor) -> None:
+        """optimizer.step() that leaves weights and momentum untouched when the loss was not
+        finite, decided on the device (no host sync)."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        for p in params:
+            p.grad.nan_to_num_(0.0, 0.0, 0.0)
+        torch._foreach_mul_([p.grad for p in params], finite_g.to(params[0].grad.dtype))
+        buffers = [self.optimizer.state[p].get("momentum_buffer") for p in params]
+        tracked = params + [b for b in buffers if b is not None]
+        before = [t.detach().clone() for t in tracked]
+        self.optimizer.step()
+        with torch.no_grad():
+            for t, old in zip(tracked, before, strict=True):
+                t.copy_(torch.where(finite_g, t, old))
+
+    def _between_batches(self) -> bool:
+        """Take commands; block while paused. True means: stop now."""
+        for command in self.commands.take():
+            self._apply_command(command)
+        while self.paused and not self.stop_requested:
+            t0 = time.monotonic()
+            commands = self.commands.wait(0.1)
+            self.phase_paused_s += time.monotonic() - t0
+            for command in commands:
+                self._apply_command(command)
+        return self.stop_requested
+
+    def _apply_command(self, command: Command) -> None:
+        if command is Command.TOGGLE_PAUSE:
+            command = Command.RESUME if self.paused else Command.PAUSE
+        if command is Command.PAUSE and not self.paused:
+            self._flush_batches()
+            self.paused = True
+            self._set_state(ev.PAUSED)
+            log.info("paused at E%d %s batch %d", self.epoch, self.phase, self._batch_ndx + 1)
+        elif command is Command.RESUME and self.paused:
+            self.paused = False
+            self._set_state(ev.TRAINING if self.phase == "trn" else ev.VALIDATING)
+            log.info("resumed")
+        elif command is Command.CHECKPOINT:
+            self._flush_batches()
+            epoch, batch_ndx = self.position
+            self.save_checkpoint("request", epoch, batch_ndx, self.trn_metrics_g)
+        elif command is Command.STOP and not self.stop_requested:
+            self.stop_requested = True
+            self._set_state(ev.STOPPING)
+
+    def _stop_run(self, epoch: int, trn_metrics_g: torch.Tensor) -> int:
+        epoch, batch_ndx = self.position
+        reason = "nonfinite" if self._nonfinite_stop else "stop"
+        self.save_checkpoint(reason, epoch, batch_ndx, trn_metrics_g)
+        if self._nonfinite_stop:
+            bad_epoch, bad_batch = self.nonfinite_batches[0]
+            return self._finish(ev.FAILED, EXIT_NONFINITE,
+                                f"non-finite training loss at E{bad_epoch} batch {bad_batch}")
+        return self._finish(ev.STOPPED, self.stop_exit_code)
+
+    def _finish(self, state: str, exit_code: int, error: str | None = None) -> int:
+        self._set_state(state, error or "")
+        self.bus.emit(ev.RunFinished(state=state, exit_code=exit_code, error=error,
+                                     last_checkpoint=self.last_checkpoint))
+        for dl in (getattr(self, "trn_dl", None), getattr(self, "val_dl", None)):
+            iterator = getattr(dl, "_iterator", None)
+            if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+                iterator._shutdown_workers()
+        return exit_code
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        if state != self.state or detail:
+            self.state = state
+            self.bus.emit(ev.StatusChanged(state=state, detail=detail))
+
+    def _active_s(self) -> float:
+        return time.monotonic() - self.phase_t0 - self.phase_paused_s
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, reason: str, epoch: int, batch_ndx: int,
+                        trn_metrics_g: torch.Tensor | None, epoch_done: bool = False,
+                        val_loss: float | None = None) -> str | None:
+        """Write a checkpoint; a write error is reported and training goes on."""
+        state = {
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": epoch,
+            "batch_ndx": batch_ndx,
+            "epoch_done": epoch_done,
+            "total_samples": self.total_samples,
+            "trn_metrics": None if epoch_done or trn_metrics_g is None
+            else trn_metrics_g.detach().cpu(),
+            "rng": capture_rng_state(),
+            "options": vars(self.cli_args).copy(),
+            "run": {"run_dir": self.run_dir, "time_str": self.time_str,
+                    "data_fingerprint": self.trn_ds.fingerprint,
+                    "trn_samples": len(self.trn_ds), "val_samples": len(self.val_ds)},
+            "val_loss": val_loss,
+            "best_val_loss": self.best_val_loss,
+        }
+        path = os.path.join(self.checkpoint_dir, checkpoint_name(epoch, batch_ndx, epoch_done))
+        try:
+            atomic_torch_save(state, path)
+            if val_loss is not None and val_loss < self.best_val_loss:
+                self.best_val_loss = val_loss
+                state["best_val_loss"] = val_loss
+                atomic_torch_save(state, os.path.join(self.checkpoint_dir, BEST_NAME))
+        except CheckpointError as exc:
+            log.error("checkpoint failed, training state kept in memory: %s", exc)
+            return None
+        prune_checkpoints(self.checkpoint_dir, self.cli_args.keep_checkpoints)
+        self.last_checkpoint = path
+        self.bus.emit(ev.CheckpointSaved(path=path, reason=reason, epoch=epoch,
+                                         batch_ndx=batch_ndx, total_samples=self.total_samples))
+        return path
+
+    def _load_resume(self) -> dict:
+        path = resolve_resume_path(self.cli_args.resume)
+        state = load_checkpoint(path)
+        state["path"] = path
+        log.info("Resuming from %s (epoch %d, batch %d%s)", path, state["epoch"],
+                 state["batch_ndx"], ", epoch done" if state["epoch_done"] else "")
+        return state
+
+    def _merge_resume_options(self, resume: dict) -> None:
+        saved = resume["options"]
+        for name, value in saved.items():
+            if name in ("resume", "headless"):
+                continue
+            if name not in self.given_options:
+                setattr(self.cli_args, name, value)
+            elif name in RESUME_MUST_MATCH and getattr(self.cli_args, name) != value:
+                raise CheckpointError(
+                    f"{resume['path']}: cannot resume with --{name.replace('_', '-')} "
+                    f"{getattr(self.cli_args, name)}: the checkpoint was made with {value}")
+            elif getattr(self.cli_args, name) != value and name in ("lr", "momentum"):
+                log.warning("resuming with --%s %s (the run started with %s)", name,
+                            getattr(self.cli_args, name), value)
+
+    def _check_resume_data(self, resume: dict) -> None:
+        run = resume["run"]
+        if (run["data_fingerprint"] != self.trn_ds.fingerprint
+                or run["trn_samples"] != len(self.trn_ds)
+                or run["val_samples"] != len(self.val_ds)):
+            raise CheckpointError(
+                f"{resume['path']}: cannot resume on another data set (the checkpoint has "
+                f"{run['trn_samples']}/{run['val_samples']} training/validation samples, "
+                f"{self.cli_args.data_dir} gives {len(self.trn_ds)}/{len(self.val_ds)} or "
+                f"other candidates)")
+
+    def _apply_resume(self, resume: dict):
+        try:
+            self.model.load_state_dict(resume["model"])
+            self.optimizer.load_state_dict(resume["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{resume['path']}: does not match this model: "
+                                  f"{str(exc).splitlines()[0]}") from exc
+        restore_rng_state(resume["rng"])
+        self.total_samples = resume["total_samples"]
+        best = resume.get("best_val_loss")
+        self.best_val_loss = math.inf if best is None else best
+        self.time_str = resume["run"]["time_str"]
+        self.resume_run_dir = resume["run"]["run_dir"]
+        if resume["epoch_done"]:
+            return resume["epoch"] + 1, 0, None
+        metrics = resume["trn_metrics"]
+        return resume["epoch"], resume["batch_ndx"], metrics
+
+    # ------------------------------------------------------------------ setup
+    def _pick_device(self, choice: str) -> torch.device:
+        if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+            if not torch.cuda.is_available():
+                raise LunaInputError("--device cuda: no CUDA device is available "
+                                     "(is this a CPU build of torch?)")
+            torch.backends.cudnn.benchmark = True
+            log.info("Using CUDA; %d devices.", torch.cuda.device_count())
+            return torch.device("cuda")
+        return torch.device("cpu")
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _init_datasets(self):
+        from luna_core.dsets import LunaDataset
+
+        args = self.cli_args
+        common = dict(val_stride=args.val_stride, data_dir=args.data_dir,
+                      cache_dir=args.cache_dir, candidates_file=args.candidates_file)
+        trn_ds = LunaDataset(is_val=False, **common)
+        val_ds = LunaDataset(is_val=True, **common)
+        log.info("%d training samples (%d nodules), %d validation samples (%d nodules)",
+                 len(trn_ds), trn_ds.pos_count, len(val_ds), val_ds.pos_count)
+        return trn_ds, val_ds
+
+    def _init_model(self):
+        torch.manual_seed(self.cli_args.seed)
+        np.random.seed(self.cli_args.seed % 2**32)
+        model = LunaModel().to(self.device, memory_format=torch.channels_last_3d)
+        optimizer = torch.optim.SGD(model.parameters(), lr=self.cli_args.lr,
+                                    momentum=self.cli_args.momentum)
+        return model, optimizer
+
+    def _init_dataloader(self, ds, shuffle: bool) -> DataLoader:
+        args = self.cli_args
+        workers = args.num_workers
+        extra = {}
+        if workers > 0:
+            extra = dict(persistent_workers=True, worker_init_fn=_worker_ignores_signals)
+            if threading.current_thread() is not threading.main_thread():
+                # fork() from a thread of a multi-threaded process (the cockpit) can copy
+                # locks held by other threads: start workers from a clean server instead.
+                extra["multiprocessing_context"] = "forkserver"
+        return DataLoader(ds, batch_size=args.batch_size, num_workers=workers,
+                          sampler=EpochSampler(len(ds), args.seed, shuffle=shuffle),
+                          pin_memory=self.device.type == "cuda", **extra)
+
+    def _batch_count(self, dl: DataLoader) -> int:
+        count = math.ceil(len(dl.dataset) / self.cli_args.batch_size)
+        if self.cli_args.max_batches is not None:
+            count = min(count, self.cli_args.max_batches)
+        return count
+
+    def _sample_count(self, dl: DataLoader) -> int:
+        return min(len(dl.dataset), self._batch_count(dl) * self.cli_args.batch_size)
+
+    def _init_run_dir(self, resume: dict | None) -> None:
+        args = self.cli_args
+        if resume is not None:
+            self.run_dir = self.resume_run_dir
+            checkpoint_dir = os.path.dirname(os.path.abspath(resume["path"]))
+            if os.path.basename(checkpoint_dir) == CHECKPOINT_DIRNAME:
+                self.run_dir = os.path.dirname(checkpoint_dir)
+            purge_step = resume["total_samples"]
+            if resume["epoch_done"] or resume["batch_ndx"] == 0:
+                purge_step += 1  # keep the metrics logged at the checkpoint's own step
+        else:
+            self.run_dir = os.path.join(args.runs_dir, args.tb_prefix,
+                                        f"{self.time_str}-{args.comment}")
+            purge_step = None
+        self.checkpoint_dir = os.path.join(self.run_dir, CHECKPOINT_DIRNAME)
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        self.bus.add(TensorBoardSink(args.runs_dir, args.tb_prefix, self.time_str,
+                                     args.comment, purge_step=purge_step))
+        self.bus.add(JsonlSink(os.path.join(self.run_dir, "events.jsonl")))

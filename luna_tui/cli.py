@@ -1,0 +1,96 @@
+"""The `luna-tui` command: dispatches to the cockpit, --headless, or a sub-command.
+
+Heavy modules (torch, textual) are imported only once a command needs them, so that
+`luna-tui --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+SUBCOMMANDS = ("synth", "prepcache", "attach", "runs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return _SUBCOMMAND_RUNNERS[argv[0]](argv[1:])
+        return run_training(argv)
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_training(argv: list[str]) -> int:
+    from luna_core.options import build_parser
+
+    options = build_parser().parse_args(argv)  # --help and usage errors exit here, fast
+    train_argv = [a for a in argv if a != "--headless"]
+    if options.headless:
+        from luna_core.headless import run_headless
+
+        return run_headless(train_argv)
+    from luna_tui.app import run_cockpit
+
+    return run_cockpit(train_argv)
+
+
+def run_synth(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="luna-tui synth", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Write a demo data set in the real LUNA16 layout (subset*/ .mhd/.raw, "
+                    "candidates.csv, annotations.csv) that the model can learn from.")
+    parser.add_argument("--out", required=True, help="folder to write (must not hold a data set)")
+    parser.add_argument("--series", type=int, default=10, help="number of CT series")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same files")
+    parser.add_argument("--negatives-per-series", type=int, default=150,
+                        help="class-0 candidates per series")
+    parser.add_argument("--size-xy", type=int, default=160, help="in-plane voxels per slice")
+    args = parser.parse_args(argv)
+    from luna_core.synth import write_synthetic_dataset
+
+    try:
+        summary = write_synthetic_dataset(
+            args.out, series=args.series, seed=args.seed, size_xy=args.size_xy,
+            negatives_per_series=args.negatives_per_series, log=print)
+    except FileExistsError as exc:
+        print(f"luna-tui synth: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {summary.series} series, {summary.candidates} candidates "
+          f"({summary.positives} nodules) to {args.out} in {summary.seconds:.1f} s")
+    return 0
+
+
+def run_prepcache(argv: list[str]) -> int:
+    from luna_core.options import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, default_num_workers
+
+    parser = argparse.ArgumentParser(
+        prog="luna-tui prepcache", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Convert every CT that has candidates into the chunk cache.")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
+    parser.add_argument("--candidates-file", default=None)
+    parser.add_argument("--num-workers", type=int, default=default_num_workers())
+    args = parser.parse_args(argv)
+    from luna_core.prepcache import run_prepcache as run
+
+    return run(args.data_dir, args.cache_dir, args.num_workers, args.candidates_file)
+
+
+def run_attach(argv: list[str]) -> int:
+    print("luna-tui attach: not available yet", file=sys.stderr)
+    return 2
+
+
+def run_runs(argv: list[str]) -> int:
+    print("luna-tui runs: not available yet", file=sys.stderr)
+    return 2
+
+
+_SUBCOMMAND_RUNNERS = {
+    "synth": run_synth,
+    "prepcache": run_prepcache,
+    "attach": run_attach,
+    "runs": run_runs,
+}
