@@ -1,0 +1,62 @@
+"""`luna-tui prepcache`: convert every CT that has candidates into the chunk cache, with a
+progress line and an ETA (one line per update on a non-TTY, an updating line on a TTY)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from luna_core.errors import LunaInputError
+from luna_core.estimate import format_clock, format_remaining
+
+
+class _Progress:
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.t0 = time.monotonic()
+        self.first_done: int | None = None
+        self.last_print = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.first_done is None:
+            self.first_done, self.t0 = done, now  # already-cached series don't count
+            eta = ""
+        else:
+            converted = done - self.first_done
+            rate = (now - self.t0) / converted if converted else 0.0
+            remaining = rate * (total - done)
+            eta = (f", done at {format_clock(time.time() + remaining)}, "
+                   f"{format_remaining(remaining)}") if converted else ""
+        final = done == total
+        if not final and now - self.last_print < (0.2 if self.tty else 5.0):
+            return
+        self.last_print = now
+        line = f"prepcache {done:>5}/{total} series{eta}"
+        if self.tty:
+            self.stream.write("\r" + line.ljust(78) + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def run_prepcache(data_dir: str, cache_dir: str, num_workers: int,
+                  candidates_file: str | None = None, stream=None) -> int:
+    from luna_core.candidates import get_candidate_info_list
+    from luna_core.ct import prepare_cache
+
+    stream = stream or sys.stderr
+    try:
+        candidates = get_candidate_info_list(data_dir, candidates_file)
+        series_uids = sorted({c.series_uid for c in candidates})
+        t0 = time.monotonic()
+        converted = prepare_cache(data_dir, cache_dir, series_uids, num_workers=num_workers,
+                                  progress=_Progress(stream))
+    except LunaInputError as exc:
+        print(f"luna-tui prepcache: {exc}", file=sys.stderr)
+        return 2
+    stream.write(f"prepcache: {converted} series converted, "
+                 f"{len(series_uids) - converted} already cached, "
+                 f"{time.monotonic() - t0:.1f} s\n")
+    return 0

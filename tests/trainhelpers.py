@@ -1,0 +1,68 @@
+"""Helpers for tests that drive the real training loop in-process."""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import threading
+
+from luna_core import events as ev
+from luna_core.commands import CommandChannel
+from luna_core.sinks import ConsoleSink
+
+# 4 series of 64x64x(20..28) voxels: 48 training samples (5 nodules), 6 validation (1 nodule)
+TINY_SYNTH = dict(series=4, seed=1, size_xy=64, slices=(20, 28), negatives_per_series=12,
+                  nodules_per_series=(1, 2))
+
+
+class Recorder:
+    """A sink that keeps every event; ``on`` hooks run in the training thread."""
+
+    def __init__(self) -> None:
+        self.events: list[ev.Event] = []
+        self.hooks = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event: ev.Event) -> None:
+        with self.lock:
+            self.events.append(event)
+        for hook in self.hooks:
+            hook(event)
+
+    def of(self, cls):
+        with self.lock:
+            return [e for e in self.events if isinstance(e, cls)]
+
+
+def run_loop(argv, app_cls=None, hooks=(), commands=None, interactive=False):
+    """Run LunaTrainingApp in this thread; returns (exit code, Recorder, console text)."""
+    from luna_core.training import LunaTrainingApp
+
+    app_cls = app_cls or LunaTrainingApp
+    recorder = Recorder()
+    recorder.hooks.extend(hooks)
+    console = io.StringIO()
+    commands = commands or CommandChannel()
+    app = app_cls(sys_argv=list(argv), sinks=[recorder, ConsoleSink(console)],
+                  commands=commands, interactive=interactive)
+    code = app.main()
+    return code, recorder, console.getvalue()
+
+
+def stop_at(commands: CommandChannel, epoch: int, batch_ndx: int, phase: str = "trn"):
+    """A hook that asks the loop to stop after the given batch."""
+    def hook(event):
+        if (isinstance(event, ev.BatchDone) and event.phase == phase
+                and event.epoch == epoch and event.batch_ndx == batch_ndx):
+            commands.stop()
+    return hook
+
+
+def run_dirs(runs_dir) -> list[str]:
+    return sorted(d for d in glob.glob(os.path.join(str(runs_dir), "luna", "*"))
+                  if os.path.isdir(os.path.join(d, "checkpoints")))
+
+
+def model_params(checkpoint: dict) -> dict:
+    return {k: v for k, v in checkpoint["model"].items()}
