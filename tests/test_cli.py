@@ -1,0 +1,98 @@
+"""The command line: fast --help, the luna_core import contract, exit statuses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_luna_core_never_imports_textual():
+    code = (
+        "import importlib, pkgutil, sys, luna_core\n"
+        "for m in pkgutil.walk_packages(luna_core.__path__, 'luna_core.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "bad = sorted(n for n in sys.modules if n.split('.')[0] in "
+        "('textual', 'textual_plotext', 'luna_tui'))\n"
+        "print(len([n for n in sys.modules if n.startswith('luna_core.')]), bad)\n"
+    )
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+    count, bad = result.stdout.split(" ", 1)
+    assert int(count) >= 10 and bad.strip() == "[]"
+
+
+def test_help_lists_options_with_defaults_without_importing_torch():
+    result = _python(
+        "import sys\nfrom luna_tui.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('EXIT', code, 'torch' in sys.modules, 'textual' in sys.modules)\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.strip().endswith("EXIT 0 False False")
+    for option, default in (("--epochs", "1"), ("--batch-size", "32"), ("--tb-prefix", "luna"),
+                            ("--data-dir", "data-unversioned/part2/luna"),
+                            ("--cache-dir", "data-unversioned/cache"), ("--runs-dir", "runs"),
+                            ("--seed", "0"), ("--lr", "0.001"), ("--momentum", "0.99"),
+                            ("--val-stride", "10"), ("--device", "auto"),
+                            ("comment", "dlwpt")):
+        section = out[out.index("options:"):] if option.startswith("--") else out
+        segment = section[section.index(f"  {option}") + 2:]
+        segment = " ".join(segment.split("\n  -")[0].split())  # this option's help only
+        assert f"(default: {default})" in segment, option
+
+
+def test_usage_error_exits_2():
+    result = subprocess.run([sys.executable, "-m", "luna_tui", "--headless", "--epochs", "x"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--epochs" in result.stderr
+
+
+def test_bad_data_exits_2_with_one_line_naming_the_file(tiny_data, tmp_path):
+    data = tmp_path / "luna"
+    data.mkdir()
+    (data / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n")
+    (data / "candidates.csv").write_text(
+        "seriesuid,coordX,coordY,coordZ,class\n1.2.3,1.0,abc,3.0,0\n")
+    (data / "subset0").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "luna_tui", "--headless", "--data-dir", str(data),
+         "--cache-dir", str(tmp_path / "cache"), "--runs-dir", str(tmp_path / "runs"),
+         "--num-workers", "0"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and f"{data / 'candidates.csv'}:2" in errors[0]
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("argv", [["synth", "--help"], ["prepcache", "--help"]])
+def test_subcommand_help(argv):
+    result = subprocess.run([sys.executable, "-m", "luna_tui", *argv], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and "usage: luna-tui" in result.stdout
+
+
+def test_synth_then_prepcache(tmp_path):
+    out = tmp_path / "demo"
+    result = subprocess.run([sys.executable, "-m", "luna_tui", "synth", "--out", str(out),
+                             "--series", "3", "--negatives-per-series", "10", "--size-xy", "64"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (out / "candidates.csv").exists() and (out / "annotations.csv").exists()
+    again = subprocess.run([sys.executable, "-m", "luna_tui", "synth", "--out", str(out)],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and str(out) in again.stderr
+    cache = tmp_path / "cache"
+    result = subprocess.run([sys.executable, "-m", "luna_tui", "prepcache", "--data-dir",
+                             str(out), "--cache-dir", str(cache), "--num-workers", "2"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "prepcache     3/3 series" in result.stderr
+    assert "3 series converted, 0 already cached" in result.stderr
+    assert len(list((cache / "ct").glob("*.npy"))) == 3
