@@ -54,6 +54,8 @@ class RunStarted(Event):
     device: str
     pid: int
     resumed_from: str | None = None
+    host: str = ""
+    control_socket: str | None = None   # Unix socket that takes commands (luna-tui attach)
 
 
 @dataclass

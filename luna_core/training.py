@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -38,8 +39,10 @@ from luna_core.checkpoint import (
     restore_rng_state,
 )
 from luna_core.commands import Command, CommandChannel
+from luna_core.control import ControlServer, socket_path_for
 from luna_core.errors import LunaInputError
 from luna_core.estimate import EtaLogger
+from luna_core.eventfile import EVENT_FILE_NAME
 from luna_core.metrics import (
     METRICS_LABEL_NDX,
     METRICS_LOSS_NDX,
@@ -127,6 +130,7 @@ class LunaTrainingApp:
         self.last_checkpoint: str | None = None
         self.best_val_loss = math.inf
         self.nonfinite_batches: list[tuple[int, int]] = []
+        self.control: ControlServer | None = None
         self._nonfinite_stop = False
 
     # ------------------------------------------------------------------ the loop
@@ -155,6 +159,8 @@ class LunaTrainingApp:
             log.error("training failed: %s\n%s", message, traceback.format_exc().rstrip())
             return self._finish(ev.FAILED, EXIT_FAILED, message)
         finally:
+            if self.control is not None:
+                self.control.close()
             core_log.removeHandler(handler)
             core_log.setLevel(saved[0])
             core_log.propagate = saved[1]
@@ -186,8 +192,9 @@ class LunaTrainingApp:
             run_dir=self.run_dir, options=vars(args).copy(), epochs=args.epochs,
             start_epoch=start_epoch, trn_samples=len(self.trn_ds), val_samples=len(self.val_ds),
             trn_pos=self.trn_ds.pos_count, val_pos=self.val_ds.pos_count,
-            device=str(self.device), pid=os.getpid(),
-            resumed_from=resume["path"] if resume is not None else None))
+            device=str(self.device), pid=os.getpid(), host=socket.gethostname(),
+            resumed_from=resume["path"] if resume is not None else None,
+            control_socket=self.control.path if self.control is not None else None))
 
         for epoch in range(start_epoch, args.epochs + 1):
             log.info("E%d of %d, %d/%d batches of size %d*%d", epoch, args.epochs,
@@ -590,4 +597,10 @@ class LunaTrainingApp:
         os.makedirs(self.checkpoint_dir, exist_ok=True)
         self.bus.add(TensorBoardSink(args.runs_dir, args.tb_prefix, self.time_str,
                                      args.comment, purge_step=purge_step))
-        self.bus.add(JsonlSink(os.path.join(self.run_dir, "events.jsonl")))
+        self.bus.add(JsonlSink(os.path.join(self.run_dir, EVENT_FILE_NAME)))
+        self.control = ControlServer(socket_path_for(self.run_dir), self.commands,
+                                     on_command=self._log_remote_command)
+        self.control.start()
+
+    def _log_remote_command(self, command: Command) -> None:
+        log.info("command '%s' received on the control socket", command.value)

@@ -84,8 +84,30 @@ def run_attach(argv: list[str]) -> int:
 
 
 def run_runs(argv: list[str]) -> int:
-    print("luna-tui runs: not available yet", file=sys.stderr)
-    return 2
+    from luna_core.options import DEFAULT_RUNS_DIR
+
+    parser = argparse.ArgumentParser(
+        prog="luna-tui runs", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="List runs with their state, epoch, latest validation loss and "
+                    "% of nodules found.")
+    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR)
+    args = parser.parse_args(argv)
+    import datetime
+
+    from luna_core.runs import list_runs
+
+    runs = list_runs(args.runs_dir)
+    if not runs:
+        print(f"no runs under {args.runs_dir}")
+        return 0
+    print(f"{'STATE':<9} {'EPOCH':>7} {'VAL LOSS':>9} {'VAL POS%':>8}  {'STARTED':<19}  RUN")
+    for run in runs:
+        epoch = f"{run.epoch or 0}/{run.epochs}"
+        loss = "-" if run.val_loss is None else f"{run.val_loss:.4f}"
+        pos = "-" if run.val_correct_pos is None else f"{run.val_correct_pos:.1f}"
+        started = datetime.datetime.fromtimestamp(run.started).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{run.state:<9} {epoch:>7} {loss:>9} {pos:>8}  {started:<19}  {run.run_dir}")
+    return 0
 
 
 _SUBCOMMAND_RUNNERS = {

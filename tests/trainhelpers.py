@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import glob
 import io
+import json
 import os
+import subprocess
+import sys
 import threading
+import time
 
 from luna_core import events as ev
 from luna_core.commands import CommandChannel
@@ -64,5 +68,39 @@ def run_dirs(runs_dir) -> list[str]:
                   if os.path.isdir(os.path.join(d, "checkpoints")))
 
 
-def model_params(checkpoint: dict) -> dict:
-    return {k: v for k, v in checkpoint["model"].items()}
+def start_headless(train_argv, tmp_path, *extra):
+    """`luna-tui --headless` in its own process group, 50 epochs on the tiny set."""
+    argv = train_argv("--epochs", "50", "--num-workers", "1", *extra)
+    proc = subprocess.Popen([sys.executable, "-m", "luna_tui", "--headless", *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    return proc
+
+
+def read_run_events(tmp_path, comment="dlwpt"):
+    """The records of the run with this comment under tmp_path/runs (partial lines skipped)."""
+    files = glob.glob(str(tmp_path / "runs" / "luna" / f"*-{comment}" / "events.jsonl"))
+    if not files:
+        return []
+    records = []
+    for line in open(files[0]).read().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # a line being written
+    return records
+
+
+def wait_for_events(tmp_path, predicate, proc, timeout=60, comment="dlwpt"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = read_run_events(tmp_path, comment)
+        if predicate(records):
+            return records
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for the run")
+
+
+def trn_batches(records):
+    return [r for r in records if r["kind"] == "batch_done" and r["phase"] == "trn"]

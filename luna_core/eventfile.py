@@ -1,0 +1,76 @@
+"""Reading a run's event file (``RUN_DIR/events.jsonl``), whole or as it grows.
+
+Format (version 1): UTF-8, one JSON object per line, each with ``"v"`` (format version),
+``"kind"`` (run_started, phase_started, batch_done, epoch_metrics, status, checkpoint,
+nonfinite, log, run_finished) and ``"t"`` (Unix time), plus the fields of that event's
+dataclass in luna_core/events.py. A resumed run appends a new ``run_started`` (with
+``resumed_from``) to the same file. The last line may be incomplete while the run writes it;
+readers keep it until its newline arrives. Unknown kinds and fields are skipped, so readers
+survive newer writers of the same major version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from luna_core.errors import LunaInputError
+from luna_core.events import EVENT_FORMAT_VERSION, EVENT_TYPES, Event, event_from_dict
+
+EVENT_FILE_NAME = "events.jsonl"
+
+
+def decode_line(line: bytes | str, path: str = "", line_no: int | None = None) -> Event | None:
+    """One line -> Event; None for blank lines and kinds this version does not know."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise LunaInputError(f"not a JSON event line ({exc.msg})", path, line_no) from exc
+    if not isinstance(data, dict) or data.get("kind") not in EVENT_TYPES:
+        return None
+    if int(data.get("v", 1)) > EVENT_FORMAT_VERSION:
+        raise LunaInputError(f"event format version {data['v']} is newer than this "
+                             f"luna-tui reads ({EVENT_FORMAT_VERSION})", path, line_no)
+    try:
+        return event_from_dict(data)
+    except TypeError as exc:
+        raise LunaInputError(f"bad {data['kind']} event ({exc})", path, line_no) from exc
+
+
+class EventFileFollower:
+    """Returns the events appended since the last ``poll``; holds back a partial last line."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = 0
+        self.line_no = 0
+        self._partial = b""
+
+    def poll(self) -> list[Event]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # b"" when the data ended with a newline
+        events = []
+        for line in lines:
+            self.line_no += 1
+            event = decode_line(line, self.path, self.line_no)
+            if event is not None:
+                events.append(event)
+        return events
+
+
+def read_events(path: str) -> list[Event]:
+    """Every complete event in the file (a partial last line is left out)."""
+    if not os.path.isfile(path):
+        raise LunaInputError("no event file here: not a luna-tui run directory", path)
+    return EventFileFollower(path).poll()

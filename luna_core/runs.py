@@ -1,0 +1,106 @@
+"""Finding runs and telling their state from their event files (`luna-tui runs`, attach)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+from dataclasses import dataclass
+
+from luna_core import events as ev
+from luna_core.errors import LunaInputError
+from luna_core.eventfile import EVENT_FILE_NAME, read_events
+
+RUNNING = "running"
+CRASHED = "crashed"          # no final event, and its process is gone: ended unexpectedly
+
+
+@dataclass
+class RunInfo:
+    run_dir: str
+    state: str               # running, finished, stopped, failed, crashed
+    started: float
+    epoch: int | None
+    epochs: int
+    val_loss: float | None
+    val_correct_pos: float | None
+    pid: int
+    host: str
+    control_socket: str | None
+    last_checkpoint: str | None
+    error: str | None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def summarize(run_dir: str, events: list[ev.Event]) -> RunInfo:
+    starts = [i for i, e in enumerate(events) if isinstance(e, ev.RunStarted)]
+    if not starts:
+        raise LunaInputError("no run_started event: not a luna-tui run",
+                             os.path.join(run_dir, EVENT_FILE_NAME))
+    first = events[starts[0]]
+    current = events[starts[-1]]            # the latest process of this run (after resumes)
+    segment = events[starts[-1]:]
+    finished = next((e for e in reversed(segment) if isinstance(e, ev.RunFinished)), None)
+    if finished is not None:
+        state = finished.state
+    elif current.host and current.host != socket.gethostname():
+        state = RUNNING  # can't see another host's processes; trust the file
+    else:
+        state = RUNNING if _pid_alive(current.pid) else CRASHED
+    epoch = None
+    val_loss = val_pos = None
+    for e in events:
+        if isinstance(e, ev.EpochMetrics) and e.phase == "val":
+            epoch, val_loss, val_pos = e.epoch, e.metrics["loss/all"], e.metrics["correct/pos"]
+        elif isinstance(e, ev.PhaseStarted):
+            epoch = e.epoch if epoch is None else max(epoch, e.epoch)
+    checkpoints = [e.path for e in events if isinstance(e, ev.CheckpointSaved)]
+    return RunInfo(
+        run_dir=run_dir, state=state, started=first.t, epoch=epoch, epochs=current.epochs,
+        val_loss=val_loss, val_correct_pos=val_pos, pid=current.pid, host=current.host,
+        control_socket=current.control_socket,
+        last_checkpoint=checkpoints[-1] if checkpoints else None,
+        error=finished.error if finished is not None else None)
+
+
+def read_run(run_dir: str) -> RunInfo:
+    if not os.path.isdir(run_dir):
+        raise LunaInputError("no such run directory", run_dir)
+    return summarize(run_dir, read_events(os.path.join(run_dir, EVENT_FILE_NAME)))
+
+
+def find_run_dirs(runs_dir: str) -> list[str]:
+    """Run directories under runs_dir (any tb-prefix), oldest first by start time."""
+    found = glob.glob(os.path.join(runs_dir, "*", "*", EVENT_FILE_NAME))
+    found += glob.glob(os.path.join(runs_dir, "*", EVENT_FILE_NAME))
+    dirs = sorted({os.path.dirname(p) for p in found}, key=lambda d: (os.path.getmtime(
+        os.path.join(d, EVENT_FILE_NAME)), d))
+    return dirs
+
+
+def list_runs(runs_dir: str) -> list[RunInfo]:
+    infos = []
+    for run_dir in find_run_dirs(runs_dir):
+        try:
+            infos.append(read_run(run_dir))
+        except LunaInputError:
+            continue  # an empty or foreign events.jsonl: not ours to list
+    return sorted(infos, key=lambda r: r.started)
+
+
+def resolve_run_dir(target: str, runs_dir: str) -> str:
+    if target != "latest":
+        return target
+    runs = list_runs(runs_dir)
+    if not runs:
+        raise LunaInputError("no runs here (start one with luna-tui --headless)", runs_dir)
+    return runs[-1].run_dir

@@ -1,0 +1,105 @@
+"""The pieces `luna-tui attach` stands on, without the UI: the control socket of a headless
+run, reading a growing event file, and telling runs' states apart (`luna-tui runs`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+from luna_core import events as ev
+from luna_core.checkpoint import load_checkpoint
+from luna_core.control import ControlClient
+from luna_core.eventfile import EventFileFollower, read_events
+from luna_core.runs import CRASHED, RUNNING, list_runs, read_run, resolve_run_dir
+from tests.trainhelpers import read_run_events, start_headless, trn_batches, wait_for_events
+
+
+def test_event_file_follower_holds_back_a_partial_line(tmp_path):
+    path = tmp_path / "events.jsonl"
+    first = ev.event_to_dict(ev.LogRecord(level="INFO", message="one"))
+    second = json.dumps(ev.event_to_dict(ev.LogRecord(level="INFO", message="two")))
+    path.write_text(json.dumps(first) + "\n" + second[:20])
+    follower = EventFileFollower(str(path))
+    assert [e.message for e in follower.poll()] == ["one"]
+    assert follower.poll() == []
+    with open(path, "a") as f:
+        f.write(second[20:] + "\n" + json.dumps({"v": 1, "kind": "future_kind", "t": 0}) + "\n")
+    assert [e.message for e in follower.poll()] == ["two"]
+    assert [e.message for e in read_events(str(path))] == ["one", "two"]
+
+
+def test_control_socket_pauses_checkpoints_and_stops_a_headless_run(train_argv, tmp_path):
+    proc = start_headless(train_argv, tmp_path)
+    records = wait_for_events(tmp_path, lambda r: len(trn_batches(r)) >= 1, proc)
+    started = records[0]
+    sock_path = started["control_socket"]
+    assert sock_path == os.path.join(started["run_dir"], "control.sock") or len(sock_path) < 108
+    mode = os.stat(sock_path).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    assert os.stat(sock_path).st_uid == os.getuid()
+
+    first, second = ControlClient(sock_path), ControlClient(sock_path)
+    assert first.pause() == {"ok": True, "command": "pause"}
+    wait_for_events(tmp_path, lambda r: r[-1]["kind"] == "status" and r[-1]["state"] == "paused"
+              or any(x["kind"] == "status" and x["state"] == "paused" for x in r), proc)
+    time.sleep(0.3)
+    paused_count = len(trn_batches(read_run_events(tmp_path)))
+    time.sleep(1.0)
+    assert len(trn_batches(read_run_events(tmp_path))) == paused_count  # no batches while paused
+    info = read_run(os.path.dirname(sock_path) if sock_path.endswith("control.sock")
+                    else started["run_dir"])
+    assert info.state == RUNNING
+
+    assert second.checkpoint()["ok"]  # a second attacher, while paused
+    records = wait_for_events(tmp_path, lambda r: any(x["kind"] == "checkpoint" for x in r), proc)
+    saved = next(x for x in records if x["kind"] == "checkpoint")
+    assert saved["reason"] == "request" and load_checkpoint(saved["path"])
+    assert any(x["kind"] == "log" and "received on the control socket" in x["message"]
+               for x in records)
+    assert second.put("resume")["ok"]
+    wait_for_events(tmp_path, lambda r: len(trn_batches(r)) > paused_count, proc)
+    assert first.stop()["ok"]
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert not os.path.exists(sock_path)  # removed at the end
+    assert read_run(started["run_dir"]).state == ev.STOPPED
+
+
+def test_runs_lists_running_finished_and_crashed(train_argv, tmp_path):
+    runs_dir = tmp_path / "runs"
+    finished = subprocess.run(
+        [sys.executable, "-m", "luna_tui", "--headless",
+         *train_argv("--epochs", "1", "--max-batches", "2", "done")],
+        capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+
+    killed = start_headless(train_argv, tmp_path, "killed")
+    wait_for_events(tmp_path, lambda r: len(trn_batches(r)) >= 1, killed, comment="killed")
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+
+    running = start_headless(train_argv, tmp_path, "running")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = {os.path.basename(r.run_dir).split("-")[-1]: r.state
+                      for r in list_runs(str(runs_dir))}
+            if states.get("running") == RUNNING:
+                break
+            time.sleep(0.2)
+        assert states == {"done": ev.FINISHED, "killed": CRASHED, "running": RUNNING}
+        assert resolve_run_dir("latest", str(runs_dir)).endswith("-running")
+        listing = subprocess.run([sys.executable, "-m", "luna_tui", "runs", "--runs-dir",
+                                  str(runs_dir)], capture_output=True, text=True, timeout=60)
+        lines = listing.stdout.splitlines()
+        assert lines[0].split()[:4] == ["STATE", "EPOCH", "VAL", "LOSS"]
+        assert [line.split()[0] for line in lines[1:]] == ["finished", "crashed", "running"]
+        assert lines[1].split()[1] == "1/1"  # epoch of the finished run
+    finally:
+        os.killpg(running.pid, signal.SIGTERM)
+        running.communicate(timeout=30)

@@ -1,0 +1,125 @@
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from luna_core import ct as ct_mod
+from luna_core.candidates import clear_cache
+from luna_core.dsets import LunaDataset
+from luna_core.errors import LunaInputError
+
+from .lunadata import make_dataset_dir, ramp_volume, write_candidates
+
+
+@pytest.fixture
+def data(tmp_path):
+    clear_cache()
+    root, uids, cands = make_dataset_dir(tmp_path / "data", n_series=2, per_series=15)
+    return root, tmp_path / "cache", uids, cands
+
+
+def test_sample_shapes_dtypes_and_one_hot(data):
+    root, cache, uids, cands = data
+    ds = LunaDataset(val_stride=10, is_val=False, data_dir=root, cache_dir=cache)
+    assert len(ds) == 27
+    chunk, label, uid, center = ds[0]
+    assert chunk.shape == (1, 32, 48, 48) and chunk.dtype == torch.float32
+    assert label.dtype == torch.long and label.shape == (2,)
+    assert center.dtype == torch.long and center.shape == (3,)
+    assert isinstance(uid, str) and uid in uids
+    for i in range(len(ds)):
+        c = ds.candidate_list[i]
+        _, label, uid, _ = ds[i]
+        assert label.tolist() == ([0, 1] if c.is_nodule else [1, 0])
+        assert uid == c.series_uid
+    assert ds.pos_count == sum(c.is_nodule for c in ds.candidate_list)
+    assert ds.pos_count + ds.neg_count == len(ds)
+    label = ds[0][1]
+    label[0] = 7                              # a caller may modify what it gets
+    assert ds[0][1].tolist() in ([0, 1], [1, 0])
+    assert ds[-1][2] == ds.candidate_list[-1].series_uid
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_chunk_content_matches_volume(data):
+    root, cache, uids, _ = data
+    ds = LunaDataset(val_stride=0, data_dir=root, cache_dir=cache)
+    vol = ramp_volume((20, 30, 30))
+    for i in range(len(ds)):
+        chunk, _, uid, center = ds[i]
+        ref, ref_center = ds.cache.get_chunk(uid, ds.candidate_list[i].center_xyz)
+        assert tuple(center.tolist()) == ref_center
+        np.testing.assert_array_equal(chunk[0].numpy(), ref.astype(np.float32))
+        # the small test volume sits inside the padded chunk, unchanged
+        assert (chunk == -1000).sum() == 32 * 48 * 48 - 20 * 30 * 30
+        assert chunk.sum().item() == float(vol.astype(np.int64).sum()
+                                           - 1000 * (32 * 48 * 48 - 20 * 30 * 30))
+
+
+def test_split_and_fingerprint(data):
+    root, cache, _, cands = data
+    trn = LunaDataset(val_stride=10, is_val=False, data_dir=root, cache_dir=cache)
+    val = LunaDataset(val_stride=10, is_val=True, data_dir=root, cache_dir=cache)
+    assert len(trn) + len(val) == len(cands) and len(val) == 3
+    assert val.candidate_list[0].is_nodule           # nodules sort first
+    assert len(trn.fingerprint) == 64
+    assert trn.fingerprint != val.fingerprint
+    again = LunaDataset(val_stride=10, is_val=False, data_dir=root, cache_dir=cache)
+    assert again.fingerprint == trn.fingerprint
+
+
+def test_fingerprint_changes_with_data(data):
+    root, cache, uids, cands = data
+    fp = LunaDataset(data_dir=root, cache_dir=cache).fingerprint
+    write_candidates(root, cands[:-1])
+    st = (root / "candidates.csv").stat()
+    os.utime(root / "candidates.csv", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert LunaDataset(data_dir=root, cache_dir=cache).fingerprint != fp
+
+
+def test_cache_filled_lazily(data):
+    root, cache, uids, _ = data
+    ds = LunaDataset(data_dir=root, cache_dir=cache)
+    assert not cache.exists()
+    ds[0]
+    assert sorted(os.listdir(cache / "ct")) == sorted(
+        [f"{ds.candidate_list[0].series_uid}.npy", f"{ds.candidate_list[0].series_uid}.json"])
+
+
+def test_pickle_round_trip(data):
+    root, cache, _, _ = data
+    ds = LunaDataset(data_dir=root, cache_dir=cache)
+    first = ds[3]
+    clone = pickle.loads(pickle.dumps(ds))
+    ct_mod.close_volumes()
+    again = clone[3]
+    assert torch.equal(first[0], again[0]) and torch.equal(first[3], again[3])
+    assert len(pickle.dumps(clone)) < 200_000
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_dataloader_workers(data, context):
+    root, cache, _, _ = data
+    ds = LunaDataset(data_dir=root, cache_dir=cache)
+    dl = DataLoader(ds, batch_size=8, num_workers=1, multiprocessing_context=context)
+    batches = list(dl)
+    assert sum(len(b[0]) for b in batches) == len(ds)
+    chunk, label, uids, centers = batches[0]
+    assert chunk.shape == (8, 1, 32, 48, 48) and label.shape == (8, 2)
+    assert centers.shape == (8, 3) and len(uids) == 8
+    assert torch.equal(chunk[2], ds[2][0])
+
+
+def test_centre_outside_volume_names_series_and_csv(data):
+    root, cache, uids, cands = data
+    bad = list(cands) + [(uids[1], 5000.0, 5000.0, 5000.0, 0)]
+    write_candidates(root, bad)
+    ds = LunaDataset(val_stride=0, data_dir=root, cache_dir=cache)
+    ndx = next(i for i, c in enumerate(ds.candidate_list) if c.center_xyz[0] == 5000.0)
+    with pytest.raises(LunaInputError) as e:
+        ds[ndx]
+    assert uids[1] in str(e.value) and "candidates.csv" in str(e.value)
