@@ -8,6 +8,7 @@ then coordinates). The result is cached in-process per (paths, sizes, mtimes).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import gc
@@ -328,20 +329,26 @@ def _read_candidates(path: Path, annotations, on_disk: set[str] | None):
     return out, missing
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """Half a million new tuples trigger many full garbage collections (which cost more
+    than building them); use around code that builds no reference cycles."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 @functools.lru_cache(maxsize=8)
 def _cached_list(annotations_path: Path, candidates_path: Path, data_dir: Path,
                  require_on_disk: bool, _stamp) -> tuple[CandidateInfo, ...]:
     annotations = _read_annotations(annotations_path)
     on_disk = series_on_disk(data_dir) if require_on_disk else None
-    # Half a million new tuples would trigger many full garbage collections (which cost
-    # more than the parse); nothing built here forms reference cycles.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         candidates, missing = _read_candidates(candidates_path, annotations, on_disk)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     if missing:
         log.warning("%d of the series listed in %s were not found under %s/subset*/ "
                     "(their candidates are skipped)", len(missing), candidates_path, data_dir)

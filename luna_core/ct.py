@@ -388,6 +388,10 @@ class CtCache:
             np.lib.format.write_array(f, hu_a, allow_pickle=False)
             offset[0] = f.tell() - hu_a.nbytes
 
+        try:
+            js.unlink()             # a stale .json must never describe the new .npy
+        except FileNotFoundError:
+            pass
         _write_atomic(npy, write_npy)
         meta = {
             "format": CACHE_FORMAT,

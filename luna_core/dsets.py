@@ -21,10 +21,12 @@ from .candidates import (
     CandidateInfo,
     candidate_fingerprint,
     csv_paths,
+    gc_paused,
     get_candidate_info_list,
     split_candidates,
 )
 from .ct import CHUNK_WIDTH_IRC, PAD_HU, CtCache, outside_error
+from .geometry import XyzTuple
 
 DEFAULT_DATA_DIR = "data-unversioned/part2/luna"
 DEFAULT_CACHE_DIR = "data-unversioned/cache"
@@ -32,6 +34,9 @@ DEFAULT_CACHE_DIR = "data-unversioned/cache"
 _LABEL_NOT_NODULE = torch.tensor([1, 0], dtype=torch.long)
 _LABEL_NODULE = torch.tensor([0, 1], dtype=torch.long)
 _readonly_warning_seen = False
+# torch runs an element-wise copy in several threads above this many elements
+# (at::internal::GRAIN_SIZE).
+_SERIAL_ELEMENTS = 32768
 
 
 def _tensor_view(a: np.ndarray) -> torch.Tensor:
@@ -58,31 +63,66 @@ class LunaDataset(Dataset):
         self.val_stride = val_stride
         self.is_val = is_val
         self.width_irc = tuple(int(w) for w in width_irc)
+        self._chunk_shape = (1, *self.width_irc)
+        step = max(1, (_SERIAL_ELEMENTS - 1) // (self.width_irc[1] * self.width_irc[2]))
+        self._slabs = [(a, min(a + step, self.width_irc[0]))
+                       for a in range(0, self.width_irc[0], step)]
         _ann, self.candidates_path = csv_paths(self.data_dir, candidates_file)
         full = get_candidate_info_list(self.data_dir, candidates_file)
-        self.candidate_list: list[CandidateInfo] = split_candidates(
-            full, val_stride, is_val, data_dir=self.data_dir)
-        self.pos_count = sum(1 for c in self.candidate_list if c.is_nodule)
-        self.neg_count = len(self.candidate_list) - self.pos_count
+        candidates = split_candidates(full, val_stride, is_val, data_dir=self.data_dir)
+        self._candidate_list: list[CandidateInfo] | None = candidates
         self._fingerprint: str | None = None
-
         self.cache = CtCache(self.data_dir, self.cache_dir)
-        n = len(self.candidate_list)
+
+        # Compact columns: all __getitem__ needs, and all that is pickled for workers.
+        n = len(candidates)
         uid_index: dict[str, int] = {}
-        series_idx = np.empty(n, dtype=np.int64)
-        for i, c in enumerate(self.candidate_list):
-            series_idx[i] = uid_index.setdefault(c.series_uid, len(uid_index))
+        self._series_idx = np.fromiter(
+            (uid_index.setdefault(c.series_uid, len(uid_index)) for c in candidates),
+            dtype=np.int32, count=n)
         self._uids = list(uid_index)
-        self._series_idx = series_idx
-        self._series_list = series_idx.tolist()
-        self._center_xyz = np.array([c.center_xyz for c in self.candidate_list],
+        self._center_xyz = np.array([c.center_xyz for c in candidates],
                                     dtype=np.float64).reshape(n, 3)
-        self._is_nodule = [bool(c.is_nodule) for c in self.candidate_list]
-        # Filled per series on first use: voxel window starts, centre irc, padding flag.
+        self._diameter = np.fromiter((c.diameter_mm for c in candidates), np.float64, n)
+        self._is_nodule = np.fromiter((c.is_nodule for c in candidates), bool, n)
+        self.pos_count = int(self._is_nodule.sum())
+        self.neg_count = n - self.pos_count
+        self._reset_lookups()
+
+    def _reset_lookups(self) -> None:
+        n = len(self._series_idx)
+        self._series_list = self._series_idx.tolist()
+        self._is_nodule_list = self._is_nodule.tolist()
+        # Filled per series on first use: voxel window start, centre irc, padding flag.
         self._geoms: list = [None] * len(self._uids)
         self._starts: list = [None] * n
         self._center_irc: list = [None] * n
         self._padded: list = [False] * n
+
+    def __getstate__(self):
+        # Workers (spawn/forkserver) get the compact columns only; the candidate list and
+        # the per-series lookups are rebuilt where needed.
+        state = self.__dict__.copy()
+        for key in ("_candidate_list", "_series_list", "_is_nodule_list", "_geoms",
+                    "_starts", "_center_irc", "_padded"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._candidate_list = None
+        self._reset_lookups()
+
+    @property
+    def candidate_list(self) -> list[CandidateInfo]:
+        if self._candidate_list is None:
+            with gc_paused():
+                xyz = self._center_xyz.tolist()
+                self._candidate_list = [
+                    CandidateInfo(nod, d, self._uids[s], XyzTuple(*c))
+                    for nod, d, s, c in zip(self._is_nodule.tolist(), self._diameter.tolist(),
+                                            self._series_list, xyz)]
+        return self._candidate_list
 
     # ---------------------------------------------------------------- bookkeeping
     @property
@@ -97,7 +137,7 @@ class LunaDataset(Dataset):
         return list(self._uids)
 
     def __len__(self) -> int:
-        return len(self.candidate_list)
+        return len(self._series_list)
 
     def __repr__(self) -> str:
         kind = "val" if self.is_val else "trn"
@@ -146,11 +186,22 @@ class LunaDataset(Dataset):
 
     # ---------------------------------------------------------------- samples
     def __getitem__(self, ndx: int):
+        # The int16 -> float32 copy is the cost: 1,536 rows of 96 bytes, 1 KB apart in the
+        # memory map (memory latency bound); torch's copy kernel is ~1.6x faster at it than
+        # numpy's astype.
         if ndx < 0:
-            ndx += len(self.candidate_list)
-        # torch's int16 -> float32 copy gathers the strided window about 1.6x faster than
-        # numpy's astype (the cost is memory latency: 1,536 rows of 96 bytes, 1 KB apart).
-        chunk_t = _tensor_view(self.chunk_hu(ndx)).to(torch.float32, copy=True).unsqueeze(0)
-        label_t = (_LABEL_NODULE if self._is_nodule[ndx] else _LABEL_NOT_NODULE).clone()
+            ndx += len(self._series_list)
+        src = _tensor_view(self.chunk_hu(ndx))
+        if torch.get_num_threads() == 1:
+            chunk_t = src.to(torch.float32, copy=True).unsqueeze(0)
+        else:
+            # Slabs below torch's parallel grain size: the copy stays in this thread. A
+            # parallel copy is faster on an idle machine but stalls for milliseconds when
+            # the cores are busy (training, other DataLoader workers).
+            chunk_t = torch.empty(self._chunk_shape, dtype=torch.float32)
+            out = chunk_t[0]
+            for a, b in self._slabs:
+                out[a:b].copy_(src[a:b])
+        label_t = (_LABEL_NODULE if self._is_nodule_list[ndx] else _LABEL_NOT_NODULE).clone()
         return (chunk_t, label_t, self._uids[self._series_list[ndx]],
                 torch.tensor(self._center_irc[ndx], dtype=torch.long))

@@ -55,6 +55,7 @@ class RunStarted(Event):
     pid: int
     resumed_from: str | None = None
     host: str = ""
+    world_size: int = 1                 # processes under torchrun (DDP)
     control_socket: str | None = None   # Unix socket that takes commands (luna-tui attach)
 
 

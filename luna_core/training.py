@@ -40,6 +40,15 @@ from luna_core.checkpoint import (
 )
 from luna_core.commands import Command, CommandChannel
 from luna_core.control import ControlServer, socket_path_for
+from luna_core.distributed import (
+    DistContext,
+    all_ranks_finite,
+    broadcast_object,
+    combine_flags,
+    gather_rows,
+    init_distributed,
+    shutdown,
+)
 from luna_core.errors import LunaInputError
 from luna_core.estimate import EtaLogger
 from luna_core.eventfile import EVENT_FILE_NAME
@@ -65,12 +74,20 @@ EXIT_NONFINITE = 3
 
 class EpochSampler(Sampler[int]):
     """A permutation drawn from (seed, epoch), so every run with the same seed sees the same
-    order (the book never shuffles), starting ``start`` samples in when resuming."""
+    order (the book never shuffles), starting ``start`` samples in when resuming.
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+    Under DDP each rank takes every ``world_size``-th index of the permutation, which is padded
+    by repeating its head (like DistributedSampler) so that all ranks run the same number of
+    batches; ``valid_mask`` tells the padding apart so metrics count each sample once."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0,
+                 world_size: int = 1) -> None:
         self.size = size
         self.seed = seed
         self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.shard_size = math.ceil(size / world_size)
         self.epoch = 1
         self.start = 0
 
@@ -78,16 +95,37 @@ class EpochSampler(Sampler[int]):
         self.epoch, self.start = epoch, start
 
     def order(self) -> list[int]:
-        if not self.shuffle:
-            return list(range(self.size))
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.size, generator=generator).tolist()
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        padded = self.shard_size * self.world_size
+        order += order[: padded - self.size]
+        return order[self.rank::self.world_size]
+
+    def valid_mask(self, count: int) -> torch.Tensor:
+        """For the first ``count`` positions of this rank's shard: not padding."""
+        positions = torch.arange(count) * self.world_size + self.rank
+        return positions < self.size
 
     def __iter__(self):
         return iter(self.order()[self.start:])
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return self.shard_size - self.start
+
+
+class _MainRankOnly:
+    """Wraps a caller's sink on ranks other than 0: warnings and errors only."""
+
+    def __init__(self, sink, rank: int) -> None:
+        self.sink, self.rank = sink, rank
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.LogRecord) and event.level in ("WARNING", "ERROR", "CRITICAL"):
+            self.sink(ev.LogRecord(level=event.level, message=f"[rank {self.rank}] "
+                                   f"{event.message}", t=event.t))
 
 
 def _worker_ignores_signals(_worker_id: int) -> None:
@@ -131,6 +169,8 @@ class LunaTrainingApp:
         self.best_val_loss = math.inf
         self.nonfinite_batches: list[tuple[int, int]] = []
         self.control: ControlServer | None = None
+        self.dist = DistContext()
+        self.checkpoint_requested = False
         self._nonfinite_stop = False
 
     # ------------------------------------------------------------------ the loop
@@ -167,6 +207,7 @@ class LunaTrainingApp:
             for sink in self.bus.sinks:
                 if hasattr(sink, "close"):
                     sink.close()
+            shutdown(self.dist)
 
     def _main(self) -> int:
         args = self.cli_args
@@ -180,6 +221,12 @@ class LunaTrainingApp:
         if resume is not None:
             self._check_resume_data(resume)
         self.model, self.optimizer = self._init_model()
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                else None)
         self.trn_dl = self._init_dataloader(self.trn_ds, shuffle=True)
         self.val_dl = self._init_dataloader(self.val_ds, shuffle=False)
 
@@ -191,6 +238,7 @@ class LunaTrainingApp:
         self.bus.emit(ev.RunStarted(
             run_dir=self.run_dir, options=vars(args).copy(), epochs=args.epochs,
             start_epoch=start_epoch, trn_samples=len(self.trn_ds), val_samples=len(self.val_ds),
+            world_size=self.dist.world_size,
             trn_pos=self.trn_ds.pos_count, val_pos=self.val_ds.pos_count,
             device=str(self.device), pid=os.getpid(), host=socket.gethostname(),
             resumed_from=resume["path"] if resume is not None else None,
@@ -222,7 +270,8 @@ class LunaTrainingApp:
         trn_metrics_g = torch.zeros(METRICS_SIZE, self._sample_count(self.trn_dl),
                                     device=self.device)
         if resumed_metrics is not None:
-            trn_metrics_g.copy_(resumed_metrics)
+            trn_metrics_g.copy_(resumed_metrics[self.dist.rank] if self.dist.enabled
+                                else resumed_metrics)
         self.trn_metrics_g = trn_metrics_g
         self.position = (epoch, start_batch)
         if start_batch >= batch_count:
@@ -233,9 +282,9 @@ class LunaTrainingApp:
             self.optimizer.zero_grad(set_to_none=True)
             loss_var = self.compute_batch_loss(batch_ndx, batch_tup, trn_metrics_g)
             loss_var.backward()
-            finite = torch.isfinite(loss_var.detach())
+            finite = all_ranks_finite(self.dist, torch.isfinite(loss_var.detach()))
             self._guarded_step(finite)
-            self.total_samples += len(batch_tup[0])
+            self.total_samples += len(batch_tup[0]) * self.dist.world_size
             self.position = (epoch, batch_ndx + 1)
             self._batch_done(loss_var.detach(), finite, len(batch_tup[0]))
         return trn_metrics_g
@@ -257,7 +306,7 @@ class LunaTrainingApp:
         input_g = input_g.contiguous(memory_format=torch.channels_last_3d)
         label_g = label_t.to(self.device, non_blocking=True)
         with self._autocast():
-            logits_g, probability_g = self.model(input_g)
+            logits_g, probability_g = self.ddp_model(input_g)
         loss_g = F.cross_entropy(logits_g.float(), label_g[:, 1], reduction="none")
 
         start_ndx = batch_ndx * self.cli_args.batch_size
@@ -268,7 +317,8 @@ class LunaTrainingApp:
         return loss_g.mean()
 
     def log_metrics(self, epoch: int, phase: str, metrics_g: torch.Tensor) -> float:
-        metrics_a = metrics_g.cpu().numpy()
+        dl = self.trn_dl if phase == "trn" else self.val_dl
+        metrics_a = self._gather_metrics(metrics_g, dl.sampler).numpy()
         result = compute_metrics(metrics_a)
         log.info("E%d %s", epoch, type(self).__name__)
         for line in format_metric_lines(epoch, phase, result):
@@ -277,6 +327,16 @@ class LunaTrainingApp:
             phase=phase, epoch=epoch, total_samples=self.total_samples, **result,
             per_sample=(metrics_a[METRICS_LABEL_NDX], metrics_a[METRICS_PRED_NDX])))
         return result["metrics"]["loss/all"]
+
+    def _gather_metrics(self, metrics_g: torch.Tensor, sampler: EpochSampler) -> torch.Tensor:
+        """(3, N) per-sample metrics of every rank, each sample exactly once (DDP padding
+        dropped), on the CPU."""
+        if not self.dist.enabled:
+            return metrics_g.cpu()
+        rows = gather_rows(self.dist, metrics_g)
+        valid = [EpochSampler(sampler.size, 0, False, rank, self.dist.world_size)
+                 .valid_mask(metrics_g.shape[1]) for rank in range(self.dist.world_size)]
+        return torch.cat([r.cpu()[:, v] for r, v in zip(rows, valid, strict=True)], dim=1)
 
     # ------------------------------------------------------------------ one phase
     def _run_phase(self, phase: str, epoch: int, dl: DataLoader, start_batch: int):
@@ -327,11 +387,15 @@ class LunaTrainingApp:
         self._last_flush = time.monotonic()
         if not pending:
             return
-        losses = torch.stack([p.pop("loss") for p in pending]).float().tolist()
-        for record, loss in zip(pending, losses, strict=True):
-            finite = record.pop("finite")
-            self.bus.emit(ev.BatchDone(loss=loss, **record))
-            if finite is not None and not math.isfinite(loss):
+        # one host transfer for the losses (and the all-ranks finite flags) of many batches
+        rows = [p.pop("loss").float() for p in pending]
+        finites = [p.pop("finite") for p in pending]
+        if finites[0] is not None:
+            rows += [f.float() for f in finites]
+        values = torch.stack(rows).tolist()
+        for i, record in enumerate(pending):
+            self.bus.emit(ev.BatchDone(loss=values[i], **record))
+            if finites[0] is not None and values[len(pending) + i] == 0.0:
                 self._on_nonfinite(record["epoch"], record["batch_ndx"])
 
     def _on_nonfinite(self, epoch: int, batch_ndx: int) -> None:
@@ -370,16 +434,34 @@ class LunaTrainingApp:
                 t.copy_(torch.where(finite_g, t, old))
 
     def _between_batches(self) -> bool:
-        """Take commands; block while paused. True means: stop now."""
+        """Take commands; checkpoint; block while paused. True means: stop now.
+
+        Under DDP the flags are combined over all ranks first, so every rank pauses,
+        checkpoints and stops at the same batch boundary."""
         for command in self.commands.take():
             self._apply_command(command)
-        while self.paused and not self.stop_requested:
+        while True:
+            stop, checkpoint, paused, nonfinite = combine_flags(self.dist, [
+                int(self.stop_requested), int(self.checkpoint_requested), int(self.paused),
+                int(self._nonfinite_stop)])
+            if checkpoint:
+                self.checkpoint_requested = False
+                self._flush_batches()
+                epoch, batch_ndx = self.position
+                self.save_checkpoint("request", epoch, batch_ndx, self.trn_metrics_g)
+            if stop:
+                self._nonfinite_stop = bool(nonfinite)
+                if not self.stop_requested:
+                    self.stop_requested = True
+                    self._set_state(ev.STOPPING)
+                return True
+            if not paused:
+                return False
             t0 = time.monotonic()
             commands = self.commands.wait(0.1)
             self.phase_paused_s += time.monotonic() - t0
             for command in commands:
                 self._apply_command(command)
-        return self.stop_requested
 
     def _apply_command(self, command: Command) -> None:
         if command is Command.TOGGLE_PAUSE:
@@ -394,9 +476,7 @@ class LunaTrainingApp:
             self._set_state(ev.TRAINING if self.phase == "trn" else ev.VALIDATING)
             log.info("resumed")
         elif command is Command.CHECKPOINT:
-            self._flush_batches()
-            epoch, batch_ndx = self.position
-            self.save_checkpoint("request", epoch, batch_ndx, self.trn_metrics_g)
+            self.checkpoint_requested = True
         elif command is Command.STOP and not self.stop_requested:
             self.stop_requested = True
             self._set_state(ev.STOPPING)
@@ -433,7 +513,20 @@ class LunaTrainingApp:
     def save_checkpoint(self, reason: str, epoch: int, batch_ndx: int,
                         trn_metrics_g: torch.Tensor | None, epoch_done: bool = False,
                         val_loss: float | None = None) -> str | None:
-        """Write a checkpoint; a write error is reported and training goes on."""
+        """Write a checkpoint; a write error is reported and training goes on.
+
+        Under DDP every rank calls this at the same point (the partial training metrics of
+        all ranks are gathered) and rank 0 alone writes."""
+        trn_metrics = None
+        if not epoch_done and trn_metrics_g is not None:
+            rows = gather_rows(self.dist, trn_metrics_g.detach())
+            trn_metrics = torch.stack(rows).cpu() if self.dist.enabled else rows[0].cpu()
+        if val_loss is not None and val_loss < self.best_val_loss:
+            self.best_val_loss, is_best = val_loss, True
+        else:
+            is_best = False
+        if not self.dist.is_main:
+            return None
         state = {
             "format_version": CHECKPOINT_FORMAT_VERSION,
             "model": self.model.state_dict(),
@@ -442,22 +535,20 @@ class LunaTrainingApp:
             "batch_ndx": batch_ndx,
             "epoch_done": epoch_done,
             "total_samples": self.total_samples,
-            "trn_metrics": None if epoch_done or trn_metrics_g is None
-            else trn_metrics_g.detach().cpu(),
+            "trn_metrics": trn_metrics,
             "rng": capture_rng_state(),
             "options": vars(self.cli_args).copy(),
             "run": {"run_dir": self.run_dir, "time_str": self.time_str,
                     "data_fingerprint": self.trn_ds.fingerprint,
-                    "trn_samples": len(self.trn_ds), "val_samples": len(self.val_ds)},
+                    "trn_samples": len(self.trn_ds), "val_samples": len(self.val_ds),
+                    "world_size": self.dist.world_size},
             "val_loss": val_loss,
             "best_val_loss": self.best_val_loss,
         }
         path = os.path.join(self.checkpoint_dir, checkpoint_name(epoch, batch_ndx, epoch_done))
         try:
             atomic_torch_save(state, path)
-            if val_loss is not None and val_loss < self.best_val_loss:
-                self.best_val_loss = val_loss
-                state["best_val_loss"] = val_loss
+            if is_best:
                 atomic_torch_save(state, os.path.join(self.checkpoint_dir, BEST_NAME))
         except CheckpointError as exc:
             log.error("checkpoint failed, training state kept in memory: %s", exc)
@@ -517,18 +608,32 @@ class LunaTrainingApp:
         self.resume_run_dir = resume["run"]["run_dir"]
         if resume["epoch_done"]:
             return resume["epoch"] + 1, 0, None
+        saved_world = resume["run"].get("world_size", 1)
+        if saved_world != self.dist.world_size:
+            raise CheckpointError(
+                f"{resume['path']}: this checkpoint was taken inside an epoch by "
+                f"{saved_world} process(es); resume it with the same number of processes "
+                f"(now {self.dist.world_size}), or resume from an epoch-end checkpoint "
+                f"(e*-end.pt), which works with any number")
         metrics = resume["trn_metrics"]
         return resume["epoch"], resume["batch_ndx"], metrics
 
     # ------------------------------------------------------------------ setup
     def _pick_device(self, choice: str) -> torch.device:
-        if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-            if not torch.cuda.is_available():
-                raise LunaInputError("--device cuda: no CUDA device is available "
-                                     "(is this a CPU build of torch?)")
+        use_cuda = choice == "cuda" or (choice == "auto" and torch.cuda.is_available())
+        if use_cuda and not torch.cuda.is_available():
+            raise LunaInputError("--device cuda: no CUDA device is available "
+                                 "(is this a CPU build of torch?)")
+        self.dist = init_distributed(use_cuda)
+        if not self.dist.is_main:
+            self.bus.sinks = [_MainRankOnly(sink, self.dist.rank) for sink in self.bus.sinks]
+        if self.dist.enabled:
+            log.info("DDP: rank %d of %d (%s)", self.dist.rank, self.dist.world_size,
+                     "nccl" if use_cuda else "gloo")
+        if use_cuda:
             torch.backends.cudnn.benchmark = True
             log.info("Using CUDA; %d devices.", torch.cuda.device_count())
-            return torch.device("cuda")
+            return torch.device("cuda", self.dist.local_rank)
         return torch.device("cpu")
 
     def _autocast(self):
@@ -554,6 +659,7 @@ class LunaTrainingApp:
         model = LunaModel().to(self.device, memory_format=torch.channels_last_3d)
         optimizer = torch.optim.SGD(model.parameters(), lr=self.cli_args.lr,
                                     momentum=self.cli_args.momentum)
+        self.ddp_model = model  # wrapped in DistributedDataParallel under torchrun
         return model, optimizer
 
     def _init_dataloader(self, ds, shuffle: bool) -> DataLoader:
@@ -567,17 +673,19 @@ class LunaTrainingApp:
                 # locks held by other threads: start workers from a clean server instead.
                 extra["multiprocessing_context"] = "forkserver"
         return DataLoader(ds, batch_size=args.batch_size, num_workers=workers,
-                          sampler=EpochSampler(len(ds), args.seed, shuffle=shuffle),
+                          sampler=EpochSampler(len(ds), args.seed, shuffle=shuffle,
+                                               rank=self.dist.rank,
+                                               world_size=self.dist.world_size),
                           pin_memory=self.device.type == "cuda", **extra)
 
     def _batch_count(self, dl: DataLoader) -> int:
-        count = math.ceil(len(dl.dataset) / self.cli_args.batch_size)
+        count = math.ceil(dl.sampler.shard_size / self.cli_args.batch_size)
         if self.cli_args.max_batches is not None:
             count = min(count, self.cli_args.max_batches)
         return count
 
     def _sample_count(self, dl: DataLoader) -> int:
-        return min(len(dl.dataset), self._batch_count(dl) * self.cli_args.batch_size)
+        return min(dl.sampler.shard_size, self._batch_count(dl) * self.cli_args.batch_size)
 
     def _init_run_dir(self, resume: dict | None) -> None:
         args = self.cli_args
@@ -590,10 +698,13 @@ class LunaTrainingApp:
             if resume["epoch_done"] or resume["batch_ndx"] == 0:
                 purge_step += 1  # keep the metrics logged at the checkpoint's own step
         else:
+            self.time_str = broadcast_object(self.dist, self.time_str)  # one name, all ranks
             self.run_dir = os.path.join(args.runs_dir, args.tb_prefix,
                                         f"{self.time_str}-{args.comment}")
             purge_step = None
         self.checkpoint_dir = os.path.join(self.run_dir, CHECKPOINT_DIRNAME)
+        if not self.dist.is_main:
+            return  # rank 0 alone writes the run directory and serves the control socket
         os.makedirs(self.checkpoint_dir, exist_ok=True)
         self.bus.add(TensorBoardSink(args.runs_dir, args.tb_prefix, self.time_str,
                                      args.comment, purge_step=purge_step))
