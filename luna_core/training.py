@@ -211,12 +211,12 @@ class LunaTrainingApp:
 
     def _main(self) -> int:
         args = self.cli_args
+        self.device = self._pick_device(args.device)
         log.info("Starting %s, %s", type(self).__name__, args)
         resume = self._load_resume() if args.resume else None
         if resume is not None:
             self._merge_resume_options(resume)
 
-        self.device = self._pick_device(args.device)
         self.trn_ds, self.val_ds = self._init_datasets()
         if resume is not None:
             self._check_resume_data(resume)
