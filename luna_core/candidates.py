@@ -1,6 +1,6 @@
 """The candidate list: candidates.csv + annotations.csv, merged and sorted like the book.
 
-``get_candidate_info_list`` reads the CSVs with the csv module (about 1 s for the 551,065 rows
+``get_candidate_info_list`` reads the CSVs with the csv module (about 2 s for the 551,065 rows
 of candidates.csv), gives each candidate the diameter of the first matching annotation, keeps
 the series present on disk and sorts the result (nodules first, larger first, then series uid,
 then coordinates). The result is cached in-process per (paths, sizes, mtimes).

@@ -9,7 +9,6 @@ is computed then, in one vectorised step, so ``__getitem__`` only slices and con
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,25 +32,6 @@ DEFAULT_CACHE_DIR = "data-unversioned/cache"
 
 _LABEL_NOT_NODULE = torch.tensor([1, 0], dtype=torch.long)
 _LABEL_NODULE = torch.tensor([0, 1], dtype=torch.long)
-_readonly_warning_seen = False
-# torch runs an element-wise copy in several threads above this many elements
-# (at::internal::GRAIN_SIZE).
-_SERIAL_ELEMENTS = 32768
-
-
-def _tensor_view(a: np.ndarray) -> torch.Tensor:
-    """``torch.from_numpy`` of a read-only (memory-mapped) array, never written through.
-
-    torch warns once per process about non-writable arrays; the first call here takes that
-    one warning silently."""
-    global _readonly_warning_seen
-    if _readonly_warning_seen or a.flags.writeable:
-        return torch.from_numpy(a)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        t = torch.from_numpy(a)
-    _readonly_warning_seen = True
-    return t
 
 
 class LunaDataset(Dataset):
@@ -64,9 +44,6 @@ class LunaDataset(Dataset):
         self.is_val = is_val
         self.width_irc = tuple(int(w) for w in width_irc)
         self._chunk_shape = (1, *self.width_irc)
-        step = max(1, (_SERIAL_ELEMENTS - 1) // (self.width_irc[1] * self.width_irc[2]))
-        self._slabs = [(a, min(a + step, self.width_irc[0]))
-                       for a in range(0, self.width_irc[0], step)]
         _ann, self.candidates_path = csv_paths(self.data_dir, candidates_file)
         full = get_candidate_info_list(self.data_dir, candidates_file)
         candidates = split_candidates(full, val_stride, is_val, data_dir=self.data_dir)
@@ -186,22 +163,15 @@ class LunaDataset(Dataset):
 
     # ---------------------------------------------------------------- samples
     def __getitem__(self, ndx: int):
-        # The int16 -> float32 copy is the cost: 1,536 rows of 96 bytes, 1 KB apart in the
-        # memory map (memory latency bound); torch's copy kernel is ~1.6x faster at it than
-        # numpy's astype.
         if ndx < 0:
             ndx += len(self._series_list)
-        src = _tensor_view(self.chunk_hu(ndx))
-        if torch.get_num_threads() == 1:
-            chunk_t = src.to(torch.float32, copy=True).unsqueeze(0)
-        else:
-            # Slabs below torch's parallel grain size: the copy stays in this thread. A
-            # parallel copy is faster on an idle machine but stalls for milliseconds when
-            # the cores are busy (training, other DataLoader workers).
-            chunk_t = torch.empty(self._chunk_shape, dtype=torch.float32)
-            out = chunk_t[0]
-            for a, b in self._slabs:
-                out[a:b].copy_(src[a:b])
+        # The cost is gathering 1,536 rows of 96 bytes, 1 KB apart, from the memory map
+        # (bound by memory latency). A plain copy first, then a contiguous int16 -> float32
+        # cast, is ~1.5x faster than a strided astype, as fast as torch's single-threaded
+        # copy kernel, and never waits on other threads (a 2-thread torch copy stalls for
+        # milliseconds when the cores are busy).
+        chunk = np.ascontiguousarray(self.chunk_hu(ndx)).astype(np.float32)
+        chunk_t = torch.from_numpy(chunk.reshape(self._chunk_shape))
         label_t = (_LABEL_NODULE if self._is_nodule_list[ndx] else _LABEL_NOT_NODULE).clone()
         return (chunk_t, label_t, self._uids[self._series_list[ndx]],
                 torch.tensor(self._center_irc[ndx], dtype=torch.long))

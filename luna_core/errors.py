@@ -18,6 +18,10 @@ class LunaInputError(Exception):
         self.message = message
         super().__init__(self._format())
 
+    def __reduce__(self):
+        # keep path and line across processes (prepcache workers, DataLoader workers)
+        return (type(self), (self.message, self.path, self.line))
+
     def _format(self) -> str:
         if self.path is None:
             return self.message

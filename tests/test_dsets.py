@@ -1,5 +1,6 @@
 import os
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -60,6 +61,20 @@ def test_chunk_content_matches_volume(data):
                                            - 1000 * (32 * 48 * 48 - 20 * 30 * 30))
 
 
+def test_serial_and_threaded_paths_agree(data):
+    root, cache, _, _ = data
+    ds = LunaDataset(val_stride=0, data_dir=root, cache_dir=cache, width_irc=(8, 10, 12))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = [ds[i][0] for i in range(len(ds))]
+        torch.set_num_threads(2)
+        two = [ds[i][0] for i in range(len(ds))]
+    finally:
+        torch.set_num_threads(threads)
+    assert all(a.shape == (1, 8, 10, 12) and torch.equal(a, b) for a, b in zip(one, two))
+
+
 def test_split_and_fingerprint(data):
     root, cache, _, cands = data
     trn = LunaDataset(val_stride=10, is_val=False, data_dir=root, cache_dir=cache)
@@ -99,6 +114,19 @@ def test_pickle_round_trip(data):
     again = clone[3]
     assert torch.equal(first[0], again[0]) and torch.equal(first[3], again[3])
     assert len(pickle.dumps(clone)) < 200_000
+    assert "candidate_list" not in str(pickle.dumps(ds))
+    assert clone.candidate_list == ds.candidate_list
+    assert clone.fingerprint == ds.fingerprint
+    assert (clone.pos_count, clone.neg_count, len(clone)) == (ds.pos_count, ds.neg_count, len(ds))
+
+
+def test_no_warning_from_read_only_maps(data):
+    root, cache, _, _ = data
+    ds = LunaDataset(data_dir=root, cache_dir=cache, width_irc=(8, 8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i in range(len(ds)):
+            assert ds[i][0].shape == (1, 8, 8, 8)
 
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
