@@ -69,6 +69,8 @@ def build_parser(prog: str = "luna-tui") -> argparse.ArgumentParser:
                         help="what a nan/inf training loss does: stop (checkpoint + exit 3), "
                              "skip the batch, or pause; auto = stop headless, pause in the "
                              "cockpit")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (slow start; can speed up GPU steps)")
     parser.add_argument("--max-batches", type=int, default=None,
                         help="cut every training phase after N batches (smoke tests)")
     parser.add_argument("comment", nargs="?", default="dlwpt",

@@ -225,8 +225,10 @@ class LunaTrainingApp:
             from torch.nn.parallel import DistributedDataParallel
 
             self.ddp_model = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                self.ddp_model, device_ids=[self.device.index] if self.device.type == "cuda"
                 else None)
+        if args.compile:
+            self.ddp_model = torch.compile(self.ddp_model)
         self.trn_dl = self._init_dataloader(self.trn_ds, shuffle=True)
         self.val_dl = self._init_dataloader(self.val_ds, shuffle=False)
 
@@ -659,7 +661,7 @@ class LunaTrainingApp:
         model = LunaModel().to(self.device, memory_format=torch.channels_last_3d)
         optimizer = torch.optim.SGD(model.parameters(), lr=self.cli_args.lr,
                                     momentum=self.cli_args.momentum)
-        self.ddp_model = model  # wrapped in DistributedDataParallel under torchrun
+        self.ddp_model = model  # what the loop calls: DDP-wrapped / compiled in _main
         return model, optimizer
 
     def _init_dataloader(self, ds, shuffle: bool) -> DataLoader:
