@@ -131,7 +131,7 @@ class _MainRankOnly:
 def _worker_ignores_signals(_worker_id: int) -> None:
     # Ctrl+C and `kill -TERM -PGID` reach the whole process group: loader workers must
     # outlive the signal so that the main process can finish its batch and checkpoint.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
 
 

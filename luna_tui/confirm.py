@@ -1,0 +1,35 @@
+"""The quit confirmation: `y` or Enter stops the run (checkpoint first) and quits."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+class ConfirmQuit(ModalScreen[bool]):
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes, quit"),
+        Binding("enter", "answer(True)", "Yes", show=False),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "Cancel", show=False),
+        Binding("q", "answer(False)", "No", show=False),
+    ]
+
+    def __init__(self, running: bool = True) -> None:
+        super().__init__()
+        self.running = running
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Static("Quit the cockpit?", id="confirm-title")
+            if self.running:
+                yield Static("Training stops at the next batch boundary, saves a checkpoint, "
+                             "and the cockpit exits.", id="confirm-body")
+            yield Static("[b]y[/b] / [b]Enter[/b] quit    [b]n[/b] / [b]Esc[/b] keep going",
+                         id="confirm-keys")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

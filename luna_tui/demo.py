@@ -1,0 +1,214 @@
+"""A fake training loop that speaks the real trainer's contract, for tests and demos.
+
+``FakeTrainer(sinks=[...], commands=CommandChannel()).main()`` emits realistic events
+(RunStarted, PhaseStarted, BatchDone, EpochMetrics with the book's lopsided numbers: about
+99.7 % correct overall and 0 % of nodules) and obeys pause / resume / checkpoint / stop at
+batch boundaries, like ``luna_core.training.LunaTrainingApp``. ``events()`` is the same run as
+a generator, for scripted (deterministic) tests.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+
+from luna_core.commands import Command, CommandChannel
+from luna_core.events import (
+    FINISHED,
+    PAUSED,
+    STOPPED,
+    STOPPING,
+    TRAINING,
+    VALIDATING,
+    BatchDone,
+    CheckpointSaved,
+    EpochMetrics,
+    Event,
+    LogRecord,
+    NonFiniteLoss,
+    PhaseStarted,
+    RunFinished,
+    RunStarted,
+    StatusChanged,
+)
+
+
+class FakeTrainingError(RuntimeError):
+    pass
+
+
+class FakeTrainer:
+    def __init__(self, sys_argv: list[str] | None = None,
+                 sinks: list[Callable[[Event], None]] | None = None,
+                 commands: CommandChannel | None = None, *,
+                 epochs: int = 2, trn_batches: int = 120, val_batches: int = 30,
+                 batch_size: int = 32, trn_pos_fraction: float = 0.003,
+                 batch_delay: float = 0.0, data_s: float = 0.030, compute_s: float = 0.012,
+                 nonfinite_at: tuple[int, int] | None = None,
+                 fail_at: tuple[int, int] | None = None,
+                 time_fn: Callable[[], float] | None = None,
+                 run_dir: str = "runs/demo", seed: int = 11) -> None:
+        self.sys_argv = list(sys_argv or [])
+        self.sinks = list(sinks or [])
+        self.commands = commands or CommandChannel()
+        self.epochs = epochs
+        self.trn_batches, self.val_batches = trn_batches, val_batches
+        self.batch_size = batch_size
+        self.trn_pos_fraction = trn_pos_fraction
+        self.batch_delay = batch_delay
+        self.data_s, self.compute_s = data_s, compute_s
+        self.nonfinite_at = nonfinite_at
+        self.fail_at = fail_at
+        self.time_fn = time_fn or time.time
+        self.run_dir = run_dir
+        self.rng = random.Random(seed)
+        self.total_samples = 0
+        self.checkpoints = 0
+
+    # -- the contract ----------------------------------------------------------------------
+
+    def main(self) -> int:
+        code = 0
+        for event in self.events():
+            for sink in self.sinks:
+                sink(event)
+            if isinstance(event, BatchDone) and self.batch_delay:
+                time.sleep(self.batch_delay)
+            if isinstance(event, RunFinished):
+                code = event.exit_code
+        return code
+
+    # -- the run as a generator ------------------------------------------------------------
+
+    def _t(self) -> float:
+        return self.time_fn()
+
+    def events(self) -> Iterator[Event]:
+        trn_samples = self.trn_batches * self.batch_size
+        val_samples = self.val_batches * self.batch_size
+        trn_pos = max(1, round(trn_samples * self.trn_pos_fraction))
+        val_pos = max(1, round(val_samples * self.trn_pos_fraction))
+        yield RunStarted(run_dir=self.run_dir, options={"epochs": self.epochs,
+                                                       "batch_size": self.batch_size},
+                         epochs=self.epochs, start_epoch=1, trn_samples=trn_samples,
+                         val_samples=val_samples, trn_pos=trn_pos, val_pos=val_pos,
+                         device="cpu", pid=4242, t=self._t())
+        yield LogRecord(level="INFO", message=f"LunaTrainingApp starting, {self.sys_argv!r}",
+                        t=self._t())
+        yield LogRecord(level="INFO",
+                        message=f"{trn_samples} training samples ({trn_pos} positive), "
+                                f"{val_samples} validation samples", t=self._t())
+        for epoch in range(1, self.epochs + 1):
+            for phase, batches, samples, pos in (("trn", self.trn_batches, trn_samples,
+                                                  trn_pos),
+                                                 ("val", self.val_batches, val_samples,
+                                                  val_pos)):
+                yield StatusChanged(state=TRAINING if phase == "trn" else VALIDATING,
+                                    t=self._t())
+                yield PhaseStarted(phase=phase, epoch=epoch, batch_count=batches,
+                                   sample_count=samples, t=self._t())
+                yield LogRecord(level="INFO",
+                                message=f"E{epoch} {'Training' if phase == 'trn' else 'Validation'}"
+                                        f" ----/{batches}, starting", t=self._t())
+                active = 0.0
+                for ndx in range(batches):
+                    stop = yield from self._take_commands(epoch, ndx)
+                    if stop:
+                        return
+                    if self.fail_at == (epoch, ndx) and phase == "trn":
+                        raise FakeTrainingError(f"CUDA error: device-side assert triggered "
+                                                f"(fake, epoch {epoch} batch {ndx})")
+                    loss = self._loss(epoch, ndx, batches)
+                    if self.nonfinite_at == (epoch, ndx) and phase == "trn":
+                        loss = math.nan
+                    data_s = self.data_s * (1.0 + 0.2 * self.rng.random())
+                    compute_s = self.compute_s * (0.6 if phase == "val" else 1.0)
+                    if ndx == 0:
+                        data_s *= 8       # loader start-up: the warm-up batches
+                    active += data_s + compute_s
+                    if phase == "trn":
+                        self.total_samples += self.batch_size
+                    yield BatchDone(phase=phase, epoch=epoch, batch_ndx=ndx,
+                                    batch_count=batches, samples=self.batch_size,
+                                    total_samples=self.total_samples, loss=loss,
+                                    data_s=data_s, compute_s=compute_s, active_s=active,
+                                    t=self._t())
+                    if not math.isfinite(loss):
+                        yield NonFiniteLoss(phase=phase, epoch=epoch, batch_ndx=ndx,
+                                            action="pause", t=self._t())
+                        yield LogRecord(level="WARNING",
+                                        message=f"non-finite loss at E{epoch} {phase} batch "
+                                                f"{ndx}: pausing", t=self._t())
+                        self.commands.pause()
+                yield from self._metrics(phase, epoch, samples, pos)
+            yield self._checkpoint("epoch", epoch, self.trn_batches)
+        yield StatusChanged(state=FINISHED, t=self._t())
+        yield RunFinished(state=FINISHED, exit_code=0,
+                          last_checkpoint=self._last_ckpt, t=self._t())
+
+    _last_ckpt: str | None = None
+
+    def _checkpoint(self, reason: str, epoch: int, batch_ndx: int) -> CheckpointSaved:
+        self.checkpoints += 1
+        path = f"{self.run_dir}/checkpoint-e{epoch:03d}-b{batch_ndx:05d}.pt"
+        self._last_ckpt = path
+        return CheckpointSaved(path=path, reason=reason, epoch=epoch, batch_ndx=batch_ndx,
+                               total_samples=self.total_samples, t=self._t())
+
+    def _take_commands(self, epoch: int, ndx: int) -> Iterator[Event]:
+        """Handle waiting commands at a batch boundary; returns True when the run stopped."""
+        paused = False
+        pending = self.commands.take()
+        while True:
+            for cmd in pending:
+                if cmd is Command.CHECKPOINT:
+                    yield self._checkpoint("request", epoch, ndx)
+                elif cmd is Command.STOP:
+                    yield StatusChanged(state=STOPPING, t=self._t())
+                    yield self._checkpoint("stop", epoch, ndx)
+                    yield StatusChanged(state=STOPPED, t=self._t())
+                    yield RunFinished(state=STOPPED, exit_code=0,
+                                      last_checkpoint=self._last_ckpt, t=self._t())
+                    return True
+                elif cmd is Command.PAUSE or (cmd is Command.TOGGLE_PAUSE and not paused):
+                    if not paused:
+                        paused = True
+                        yield StatusChanged(state=PAUSED, t=self._t())
+                elif cmd is Command.RESUME or cmd is Command.TOGGLE_PAUSE:
+                    if paused:
+                        paused = False
+                        yield StatusChanged(state=TRAINING, detail="resumed", t=self._t())
+            if not paused:
+                return False
+            pending = self.commands.wait(0.02)
+
+    def _loss(self, epoch: int, ndx: int, batches: int) -> float:
+        progress = (epoch - 1) + ndx / batches
+        return 0.05 + 0.6 * math.exp(-3.0 * progress) + 0.02 * self.rng.random()
+
+    def _metrics(self, phase: str, epoch: int, samples: int, pos: int) -> Iterator[Event]:
+        neg = samples - pos
+        pos_correct = 0                     # the book's ch. 11 outcome: no nodule found
+        neg_correct = neg
+        all_pct = 100.0 * (neg_correct + pos_correct) / samples
+        loss_all = 0.0185 / epoch + (0.002 if phase == "val" else 0.0)
+        metrics = {
+            "loss/all": loss_all,
+            "loss/neg": loss_all * 0.3,
+            "loss/pos": 4.8 + 0.2 * epoch + (0.5 if phase == "val" else 0.0),
+            "correct/all": all_pct,
+            "correct/neg": 100.0,
+            "correct/pos": 0.0,
+            "pr/precision": math.nan,
+            "pr/recall": 0.0,
+            "pr/f1_score": math.nan,
+        }
+        yield EpochMetrics(phase=phase, epoch=epoch, total_samples=self.total_samples,
+                           metrics=metrics, neg_correct=neg_correct, neg_count=neg,
+                           pos_correct=pos_correct, pos_count=pos, t=self._t())
+        yield LogRecord(level="INFO",
+                        message=f"E{epoch} {phase:4} {loss_all:.4f} loss, {all_pct:-5.1f}% "
+                                f"correct, 0.0000 precision, 0.0000 recall", t=self._t())
+

@@ -1,0 +1,65 @@
+"""The help screen (`?`): keys and what each pane shows."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS = [
+    ("p", "pause / resume the training loop (at the next batch boundary)"),
+    ("c", "save a checkpoint now; a notification names the file"),
+    ("l", "jump to the log, then ↑ ↓ PgUp PgDn scroll it"),
+    ("Tab", "move between the scrollable parts"),
+    ("q", "quit: asks first (y or Enter); the loop stops at a batch boundary, "
+          "checkpoints, and the cockpit exits"),
+    ("Ctrl+C", "quit without asking (still stops cleanly and checkpoints)"),
+    ("?", "this help; Esc closes it"),
+]
+PANES = [
+    ("Progress", "state, epoch, batch, samples/s; when the phase and the run end. ETAs use "
+                 "active time only (paused time never counts); ≈ marks a guess."),
+    ("Per class", "latest epoch for trn and val: loss, % correct, k of n; precision, recall "
+                  "and F1 of the positive class. A NODULES MISSED banner appears when 'all' "
+                  "looks excellent but nodules are almost never found."),
+    ("Trends", "live training loss per batch; loss/all, loss/pos and % of nodules correct "
+               "per epoch (cyan trn, magenta val)."),
+    ("System", "CPU, RAM, this process and its loader workers; GPUs through NVML."),
+    ("Bottleneck", "share of recent batch time spent waiting for data vs computing."),
+    ("Log", "the training loop's log lines."),
+]
+
+
+def _table(rows: list[tuple[str, str]]) -> Table:
+    table = Table(box=None, show_header=False, expand=True, padding=(0, 1, 0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(ratio=1)
+    for key, text in rows:
+        table.add_row(key, text)
+    return table
+
+
+def help_renderable() -> Group:
+    return Group(Text("Keys", style="bold underline"), _table(KEYS), Text(""),
+                 Text("Panes", style="bold underline"), _table(PANES))
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("question_mark", "close", "Close", show=False),
+        Binding("q", "close", "Close", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box") as box:
+            box.border_title = "Help"
+            yield Static(help_renderable(), id="help-text")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,23 @@
+"""Custom messages of the cockpit."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+
+class RunEnded(Message):
+    """The in-process training thread has returned (or raised)."""
+
+    def __init__(self, exit_code: int, failure: str | None = None) -> None:
+        super().__init__()
+        self.exit_code = exit_code
+        self.failure = failure
+
+
+class CheckpointArrived(Message):
+    """A CheckpointSaved event showed up in the snapshot."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__()
+        self.path = path
+        self.reason = reason

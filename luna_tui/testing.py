@@ -1,0 +1,85 @@
+"""Helpers for testing the cockpit: frozen clock and system readings, scripted runs, and the
+text on screen. Used by tests/test_cockpit*.py; handy for demos too."""
+
+from __future__ import annotations
+
+import html
+import itertools
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+
+from luna_core.commands import CommandChannel
+from luna_core.events import Event
+from luna_tui.collector import EventCollector
+from luna_tui.demo import FakeTrainer
+from luna_tui.system_probe import GpuReading, SystemReading
+
+FROZEN_NOW = datetime(2025, 3, 4, 12, 0, 0, tzinfo=timezone.utc)
+GIB = 2**30
+
+FROZEN_READING = SystemReading(
+    cpu_percent=41.3,
+    per_cpu=(12.0, 96.0, 88.0, 35.0, 7.0, 64.0, 100.0, 23.0),
+    ram_used=int(48.2 * GIB), ram_total=int(125.7 * GIB),
+    proc_rss=int(3.4 * GIB), children_rss=int(6.1 * GIB), children=4,
+    gpus=(GpuReading(index=0, name="NVIDIA H100 80GB HBM3", util_percent=97.0,
+                     mem_used=int(31.2 * GIB), mem_total=int(79.6 * GIB), temp_c=63.0,
+                     power_w=312.0, power_limit_w=700.0),),
+)
+NO_GPU_READING = SystemReading(cpu_percent=12.5, per_cpu=(10.0, 15.0), ram_used=3 * GIB,
+                               ram_total=16 * GIB, proc_rss=GIB, children_rss=0, children=0)
+
+
+def frozen_clock(now: datetime = FROZEN_NOW) -> Callable[[], datetime]:
+    return lambda: now
+
+
+def fake_time(start: float = 1_741_089_600.0, step: float = 0.05) -> Callable[[], float]:
+    """Event timestamps that advance a fixed step per event (2025-03-04 12:00 UTC on)."""
+    counter = itertools.count()
+    return lambda: start + step * next(counter)
+
+
+def scripted_run(until: Callable[[Event], bool], *, collector: EventCollector | None = None,
+                 commands: CommandChannel | None = None, **trainer_kwargs) -> EventCollector:
+    """Fold a deterministic fake run into a collector, up to and including the first event
+    for which ``until`` is true (no threads, no sleeping)."""
+    collector = collector or EventCollector()
+    trainer_kwargs.setdefault("time_fn", fake_time())
+    trainer = FakeTrainer(commands=commands or CommandChannel(), **trainer_kwargs)
+    for event in trainer.events():
+        collector(event)
+        if until(event):
+            break
+    return collector
+
+
+def feed(collector: EventCollector, events: Iterable[Event]) -> EventCollector:
+    collector.feed(events)
+    return collector
+
+
+_TEXT_RE = re.compile(
+    r'<text [^>]*?x="([\d.]+)"[^>]*?clip-path="url\(#[^)]*-line-(\d+)\)"[^>]*>(.*?)</text>')
+
+
+def svg_text(svg: str, cell_width: float = 12.2) -> str:
+    """The characters of an exported Textual screenshot, one line per terminal row."""
+    rows: dict[int, dict[int, str]] = {}
+    for m in _TEXT_RE.finditer(svg):
+        col = round(float(m.group(1)) / cell_width)
+        row = rows.setdefault(int(m.group(2)), {})
+        for i, ch in enumerate(html.unescape(m.group(3)).replace("\xa0", " ")):
+            row[col + i] = ch
+    lines = []
+    for k in range(max(rows) + 1 if rows else 0):
+        row = rows.get(k, {})
+        lines.append("".join(row.get(i, " ") for i in range(max(row) + 1 if row else 0))
+                     .rstrip())
+    return "\n".join(lines)
+
+
+def screen_text(app) -> str:
+    """What the terminal shows now (via the app's own screenshot export)."""
+    return svg_text(app.export_screenshot())

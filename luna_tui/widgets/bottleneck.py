@@ -1,0 +1,70 @@
+"""Bottleneck pane: the share of recent batch time spent waiting for data vs computing."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from luna_tui.collector import Bottleneck, RunSnapshot
+
+VERDICT_STYLE = {
+    "loader-bound": "bold black on yellow",
+    "partly loader-bound": "bold yellow",
+    "compute-bound": "bold green",
+}
+VERDICT_HINT = {
+    "loader-bound": "the loop mostly waits for batches: more --num-workers or faster storage",
+    "partly loader-bound": "the loader sometimes keeps the loop waiting",
+    "compute-bound": "the loader keeps up; the model's compute sets the pace",
+}
+
+
+def render_bottleneck(b: Bottleneck | None, width: int = 40) -> Text:
+    if b is None or b.batches == 0:
+        return Text("waiting for batches…", style="dim")
+    t = Text(no_wrap=False)
+    data_pct = 100.0 * b.data_share
+    label_l = f"data {data_pct:3.0f} % "
+    label_r = f" {100.0 - data_pct:3.0f} % compute"
+    room = max(4, width - len(label_l) - len(label_r))
+    n_data = int(round(b.data_share * room))
+    t.append(label_l, style="bold")
+    t.append("█" * n_data, style="yellow")
+    t.append("█" * (room - n_data), style="blue")
+    t.append(label_r, style="bold")
+    t.append("\n")
+    t.append(f" {b.verdict} ", style=VERDICT_STYLE.get(b.verdict, "bold"))
+    t.append(f" {b.data_ms:.0f} ms data + {b.compute_ms:.0f} ms compute per batch, "
+             f"last {b.batches} {b.phase} batches")
+    t.append("\n")
+    t.append(VERDICT_HINT.get(b.verdict, ""), style="dim")
+    return t
+
+
+class BottleneckPane(Static):
+    DEFAULT_CSS = """
+    BottleneckPane { height: auto; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.border_title = "Bottleneck"
+        self._snap: RunSnapshot | None = None
+        self._key: tuple | None = None
+
+    def show(self, snap: RunSnapshot) -> None:
+        self._snap = snap
+        self._render_last()
+
+    def _render_last(self) -> None:
+        if self._snap is None:
+            return
+        width = self.content_size.width or 40
+        key = (self._snap.bottleneck, width)
+        if key == self._key:
+            return
+        self._key = key
+        self.update(render_bottleneck(self._snap.bottleneck, width))
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._render_last)

@@ -1,0 +1,121 @@
+"""Per-class table: all / neg / pos for trn and val of the latest epoch.
+
+When "all" looks excellent but the positive class (nodules) is almost never right, the pane
+says so in a banner that cannot be missed (reverse video, so it survives NO_COLOR).
+"""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from luna_tui import formatting as fmt
+from luna_tui.collector import RunSnapshot
+
+ALARM_STYLE = "bold white on red"
+ALARM_STYLE_NO_COLOR = "bold reverse"      # NO_COLOR: greys only, so lean on reverse video
+
+
+def alarm_lines(snap: RunSnapshot) -> list[str]:
+    lines = []
+    for phase in ("val", "trn"):
+        pm = snap.metrics.get(phase)
+        if pm is None or not pm.pos_alarm:
+            continue
+        pos = pm.get("correct/pos")
+        every = pm.get("correct/all")
+        lines.append(f"{phase} E{pm.epoch}: {fmt.pct(pos)} of nodules right "
+                     f"({fmt.count(pm.pos_correct)} of {fmt.count(pm.pos_count)}), "
+                     f"all {fmt.pct(every)}")
+    return lines
+
+
+def render_class_table(snap: RunSnapshot, width: int = 76,
+                       no_color: bool = False) -> Group | Text:
+    if not snap.metrics:
+        return Text("no epoch finished yet — metrics appear after the first training epoch",
+                    style="dim")
+    compact = width < 72
+    table = Table(box=None, pad_edge=False, padding=(0, 1), expand=False,
+                  header_style="bold", show_edge=False)
+    table.add_column("", no_wrap=True)
+    table.add_column("class", no_wrap=True)
+    table.add_column("loss", justify="right", no_wrap=True)
+    table.add_column("correct", justify="right", no_wrap=True)
+    table.add_column("k of n", justify="right", no_wrap=True)
+    table.add_column("prec" if compact else "precision", justify="right", no_wrap=True)
+    table.add_column("recall", justify="right", no_wrap=True)
+    table.add_column("F1", justify="right", no_wrap=True)
+    first = True
+    for phase in ("trn", "val"):
+        pm = snap.metrics.get(phase)
+        if pm is None:
+            continue
+        if not first:
+            table.add_section()
+        first = False
+        alarm = pm.pos_alarm
+        rows = (
+            ("all", pm.get("loss/all"), pm.get("correct/all"), pm.all_correct, pm.all_count),
+            ("neg", pm.get("loss/neg"), pm.get("correct/neg"), pm.neg_correct, pm.neg_count),
+            ("pos", pm.get("loss/pos"), pm.get("correct/pos"), pm.pos_correct, pm.pos_count),
+        )
+        for i, (cls, loss, correct, k, n) in enumerate(rows):
+            label = f"{phase} E{pm.epoch}" if i == 0 else ""
+            if cls == "pos":
+                extra = [fmt.num(pm.get("pr/precision"), 3), fmt.num(pm.get("pr/recall"), 3),
+                         fmt.num(pm.get("pr/f1_score"), 3)]
+            else:
+                extra = ["", "", ""]
+            style = None
+            if alarm and cls == "pos":
+                style = ALARM_STYLE_NO_COLOR if no_color else ALARM_STYLE
+            kn = f"{fmt.count(k)} of {fmt.count(n)}"
+            table.add_row(label, cls, fmt.num(loss), fmt.pct(correct), kn, *extra,
+                          style=style)
+    alarms = alarm_lines(snap)
+    if not alarms:
+        return table
+    banner = Text()
+    for i, line in enumerate(alarms):
+        if i:
+            banner.append("\n")
+        banner.append(" !! NODULES MISSED ", style="bold reverse")
+        banner.append(" " + line + " ", style=ALARM_STYLE_NO_COLOR if no_color else ALARM_STYLE)
+    return Group(banner, table)
+
+
+class ClassTablePane(Static):
+    DEFAULT_CSS = """
+    ClassTablePane { height: auto; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.border_title = "Per class · latest epoch"
+        self._snap: RunSnapshot | None = None
+        self._key: tuple | None = None
+
+    def show(self, snap: RunSnapshot) -> None:
+        self._snap = snap
+        self._render_last()
+
+    def _render_last(self) -> None:
+        snap = self._snap
+        if snap is None:
+            return
+        width = self.content_size.width or 76
+        key = (snap.metrics_version, width)
+        if key == self._key:
+            return
+        self._key = key
+        alarm = bool(alarm_lines(snap))
+        self.set_class(alarm, "-alarm")
+        self.border_title = ("!! Per class · NODULES MISSED" if alarm
+                             else "Per class · latest epoch")
+        self.update(render_class_table(snap, width, no_color=self.app.no_color))
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._render_last)

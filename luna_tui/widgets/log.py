@@ -1,0 +1,60 @@
+"""Log pane: the training loop's log lines, scrollable (focus it, then arrows / PgUp / PgDn)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from luna_tui.collector import LogLine, RunSnapshot
+
+LEVEL_STYLE = {
+    "DEBUG": "dim",
+    "INFO": "",
+    "WARNING": "yellow",
+    "ERROR": "bold red",
+    "CRITICAL": "bold white on red",
+}
+
+LEVEL_LABEL = {"WARNING": "WARN", "CRITICAL": "CRIT"}
+
+
+def format_line(line: LogLine, tz: tzinfo | None) -> Text:
+    when = datetime.fromtimestamp(line.t, tz=tz).strftime("%H:%M:%S")
+    style = LEVEL_STYLE.get(line.level, "")
+    text = Text(f"{when} ", style="dim")
+    text.append(f"{LEVEL_LABEL.get(line.level, line.level[:5]):<5} ", style=style or "dim")
+    text.append(line.message, style=style)
+    return text
+
+
+class LogPane(RichLog):
+    """Appends only the lines that arrived since the last poll."""
+
+    def __init__(self, *, tz: Callable[[], tzinfo | None] | None = None,
+                 max_lines: int = 2000, **kwargs) -> None:
+        super().__init__(max_lines=max_lines, wrap=True, markup=False, highlight=False,
+                         auto_scroll=True, min_width=20, **kwargs)
+        self.border_title = "Log"
+        self._seen = 0
+        self._tz = tz or (lambda: None)
+
+    def show(self, snap: RunSnapshot) -> None:
+        new = snap.log_total - self._seen
+        if new <= 0:
+            return
+        self._seen = snap.log_total
+        tz = self._tz()
+        for line in snap.log[-min(new, len(snap.log)):]:
+            self._write(format_line(line, tz))
+
+    def add_local(self, message: str, level: str = "INFO", t: float = 0.0) -> None:
+        """A line from the cockpit itself (not from the loop)."""
+        self._write(format_line(LogLine(t=t, level=level, message=message), self._tz()))
+
+    def _write(self, text: Text) -> None:
+        # wrap at the pane's width (RichLog would otherwise measure against the console)
+        width = self.scrollable_content_region.width
+        self.write(text, width=width if width >= 20 else None)

@@ -1,0 +1,219 @@
+"""Progress pane: run state, epoch, phase, batch, speed, ETAs, and what needs attention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.text import Text
+from textual.widgets import Static
+
+from luna_core.events import (
+    FAILED,
+    FINISHED,
+    PAUSED,
+    STARTING,
+    STOPPED,
+    STOPPING,
+    TRAINING,
+    VALIDATING,
+)
+from luna_tui import formatting as fmt
+from luna_tui.collector import RunSnapshot
+
+STATE_LABEL = {
+    STARTING: "STARTING",
+    TRAINING: "TRAINING",
+    VALIDATING: "VALIDATING",
+    PAUSED: "PAUSED",
+    STOPPING: "STOPPING",
+    FINISHED: "FINISHED",
+    STOPPED: "STOPPED",
+    FAILED: "FAILED",
+}
+STATE_STYLE = {
+    STARTING: "bold reverse",
+    TRAINING: "bold black on green",
+    VALIDATING: "bold black on cyan",
+    PAUSED: "bold black on yellow",
+    STOPPING: "bold black on magenta",
+    FINISHED: "bold black on green",
+    STOPPED: "bold reverse",
+    FAILED: "bold white on red",
+}
+PHASE_NAME = {"trn": "training", "val": "validation"}
+
+
+@dataclass(frozen=True)
+class UiStatus:
+    """What the app knows that the event stream does not."""
+
+    request: str | None = None       # e.g. "pause requested"
+    quitting: bool = False
+    failure: str | None = None       # the trainer thread raised (what, where)
+
+
+def state_of(snap: RunSnapshot, ui: UiStatus) -> str:
+    if ui.failure and snap.state not in (FAILED,):
+        return FAILED
+    if ui.quitting and snap.state not in (STOPPED, FINISHED, FAILED):
+        return STOPPING
+    return snap.state
+
+
+def render_progress(snap: RunSnapshot, now: datetime, width: int, ui: UiStatus,
+                    details: bool = False) -> Text:
+    width = max(20, width)
+    state = state_of(snap, ui)
+    out = Text(no_wrap=False, overflow="fold")
+
+    # line 1: state, epoch, phase, batch, speed
+    out.append(f" {STATE_LABEL.get(state, state.upper())} ",
+               style=STATE_STYLE.get(state, "bold reverse"))
+    parts = []
+    if snap.epoch is not None:
+        parts.append(f"epoch {snap.epoch}/{snap.epochs if snap.epochs else '?'}")
+    if snap.phase is not None:
+        parts.append(f"{snap.phase} batch {fmt.count(snap.batches_done)}"
+                     f"/{fmt.count(snap.batch_count)}")
+    if snap.samples_per_s is not None and snap.running and state != PAUSED:
+        parts.append(f"{snap.samples_per_s:,.0f} samples/s")
+    elif state == PAUSED:
+        parts.append("0 samples/s")
+    if not parts:
+        parts.append("waiting for the first batch…" if snap.running else "no batches")
+    out.append("  " + " · ".join(parts))
+    out.append("\n")
+
+    # line 2: the phase's bar
+    frac = snap.phase_fraction
+    label = f" {100 * frac:5.1f} %"
+    bar_style = "yellow" if state == PAUSED else ("red" if state == FAILED else "green")
+    out.append(fmt.bar(frac, width - len(label)), style=bar_style)
+    out.append(label)
+    out.append("\n")
+
+    # line 3: ETAs (active time only: paused time never counts)
+    out.append_text(_eta_line(snap, now, width, state))
+
+    # line 4: whatever needs attention, else the last checkpoint
+    note = _note(snap, ui, state)
+    if note is not None:
+        out.append("\n")
+        out.append_text(note)
+    if details:
+        out.append_text(_details(snap))
+    return out
+
+
+def _details(snap: RunSnapshot) -> Text:
+    """Extra lines for a roomy pane: what the run is and how far it got."""
+    text = Text(style="dim")
+    facts = [f"{fmt.count(snap.total_samples)} training samples seen"]
+    if snap.trn_samples is not None:
+        facts.append(f"{fmt.count(snap.trn_samples)} per epoch ({fmt.count(snap.trn_pos)} pos)")
+    if snap.pid is not None:
+        facts.append(f"pid {snap.pid}")
+    text.append("\n\n" + " · ".join(facts))
+    if snap.resumed_from:
+        text.append(f"\nresumed from {snap.resumed_from}")
+    if snap.checkpoint_total:
+        text.append(f"\n{snap.checkpoint_total} checkpoint(s) this run")
+    return text
+
+
+def _eta_line(snap: RunSnapshot, now: datetime, width: int, state: str) -> Text:
+    text = Text()
+    if snap.ended or state in (FAILED, STOPPED, FINISHED):
+        text.append("run over — q exits", style="dim")
+        return text
+    approx = "≈" if snap.eta_rough else ""
+    phase = PHASE_NAME.get(snap.phase or "", snap.phase or "phase")
+    if snap.phase_remaining_s is None:
+        text.append(f"{phase} ends ?", style="dim")
+    else:
+        text.append(f"{phase} ends ")
+        text.append(f"{approx}{fmt.clock_time(now, snap.phase_remaining_s)}", style="bold")
+        text.append(f" ({fmt.duration(snap.phase_remaining_s)} left)")
+    first = len(text.plain)
+    second = Text()
+    if snap.run_remaining_s is None:
+        second.append("run ends ?", style="dim")
+    else:
+        second.append("run ends ")
+        second.append(f"{approx}{fmt.clock_time(now, snap.run_remaining_s)}", style="bold")
+        second.append(f" ({fmt.duration(snap.run_remaining_s)} left)")
+    sep = " · " if first + 3 + len(second.plain) <= width else "\n"
+    text.append(sep)
+    text.append_text(second)
+    return text
+
+
+def _note(snap: RunSnapshot, ui: UiStatus, state: str) -> Text | None:
+    if state == FAILED:
+        error = ui.failure or (snap.finished.error if snap.finished else None) \
+            or snap.state_detail or (snap.errors[-1] if snap.errors else "unknown error")
+        text = Text("training failed: ", style="bold red")
+        text.append(error, style="bold")
+        return text
+    if ui.quitting:
+        return Text("stopping: finishing the batch, saving a checkpoint, then exiting…",
+                    style="bold magenta")
+    if state == PAUSED and snap.paused_by_nonfinite and snap.last_nonfinite is not None:
+        nf = snap.last_nonfinite
+        return Text(f"!! non-finite loss at E{nf.epoch} {nf.phase} batch {nf.batch_ndx}: "
+                    "run paused — c checkpoint · p resume · q quit", style="bold yellow")
+    if ui.request:
+        return Text(f"… {ui.request}", style="italic")
+    if state == PAUSED:
+        return Text("paused — p resumes; paused time does not count in the ETAs",
+                    style="yellow")
+    if state in (FINISHED, STOPPED):
+        ck = snap.last_checkpoint
+        text = Text("run finished" if state == FINISHED else "run stopped",
+                    style="bold green" if state == FINISHED else "bold")
+        if ck is not None:
+            text.append(f" · last checkpoint {ck.path}")
+        return text
+    if snap.last_checkpoint is not None:
+        ck = snap.last_checkpoint
+        return Text(f"last checkpoint: {ck.path} ({ck.reason})", style="dim")
+    return None
+
+
+class ProgressPane(Static):
+    """Shows ``render_progress``; re-renders on resize so the bar fits."""
+
+    DEFAULT_CSS = """
+    ProgressPane { height: auto; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self._last: tuple[RunSnapshot, datetime, UiStatus] | None = None
+        self._key: tuple | None = None
+        self.border_title = "LUNA cockpit"
+
+    def show(self, snap: RunSnapshot, now: datetime, ui: UiStatus) -> None:
+        self._last = (snap, now, ui)
+        title = "LUNA cockpit"
+        if snap.run_dir:
+            title += f" · {snap.run_dir}"
+        self.border_title = title
+        self.border_subtitle = f"device {snap.device}" if snap.device else ""
+        self._render_last()
+
+    def _render_last(self) -> None:
+        if self._last is None:
+            return
+        snap, now, ui = self._last
+        width = self.content_size.width or 76
+        roomy = self.screen.has_class("-wide") and self.screen.has_class("-tall")
+        key = (snap.version, now.replace(second=0, microsecond=0), ui, width, roomy)
+        if key == self._key:
+            return
+        self._key = key
+        self.update(render_progress(snap, now, width, ui, details=roomy))
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._render_last)

@@ -1,0 +1,93 @@
+"""System pane: CPU, RAM, this process, and GPUs (NVML) — or a plain "no GPU"."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from luna_tui import formatting as fmt
+from luna_tui.system_probe import SystemReading
+
+
+def _level(value: float | None, warn: float = 75.0, high: float = 90.0) -> str:
+    if not fmt.is_num(value):
+        return ""
+    return "bold red" if value >= high else ("yellow" if value >= warn else "")
+
+
+def render_system(r: SystemReading, width: int = 40) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append("CPU  ", style="bold")
+    t.append(f"{r.cpu_percent:5.1f} %" if fmt.is_num(r.cpu_percent) else "    ?",
+             style=_level(r.cpu_percent))
+    if r.per_cpu:
+        room = width - 14
+        cores = r.per_cpu
+        if 0 < room < len(cores):
+            # too many cores for the width: show the busiest ones, highest first
+            cores = tuple(sorted(cores, reverse=True)[:room])
+        if room > 0:
+            t.append("  ")
+            t.append(fmt.spark(cores), style="green")
+    t.append(f"\nRAM  {fmt.gib(r.ram_used)} of {fmt.gib(r.ram_total)} GiB", style="")
+    if r.ram_percent is not None:
+        t.append(f" ({r.ram_percent:.0f} %)", style=_level(r.ram_percent))
+    t.append("\nproc ", style="bold")
+    t.append(f"{fmt.size(r.proc_rss)} RSS")
+    if r.children:
+        t.append(f" + {r.children} children {fmt.size(r.children_rss)}")
+    if not r.gpus:
+        t.append("\nGPU  ", style="bold")
+        t.append(r.gpu_note or "no GPU", style="dim")
+        return t
+    for g in r.gpus:
+        t.append(f"\nGPU{g.index} ", style="bold")
+        t.append(g.name, style="dim")
+        t.append("\n     ")
+        t.append(f"{g.util_percent:.0f} %" if fmt.is_num(g.util_percent) else "? %",
+                 style=_level(g.util_percent, 101, 101))
+        t.append(" util · ")
+        mem_pct = (100.0 * g.mem_used / g.mem_total
+                   if g.mem_used is not None and g.mem_total else None)
+        t.append(f"{fmt.gib(g.mem_used)}/{fmt.gib(g.mem_total)} GiB", style=_level(mem_pct))
+        t.append(" · ")
+        t.append(f"{g.temp_c:.0f} °C" if fmt.is_num(g.temp_c) else "? °C",
+                 style=_level(g.temp_c, 80, 87))
+        t.append(" · ")
+        if fmt.is_num(g.power_w):
+            t.append(f"{g.power_w:.0f}")
+            if fmt.is_num(g.power_limit_w):
+                t.append(f"/{g.power_limit_w:.0f}")
+            t.append(" W")
+        else:
+            t.append("? W")
+    return t
+
+
+class SystemPane(Static):
+    DEFAULT_CSS = """
+    SystemPane { height: auto; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.border_title = "System"
+        self._reading: SystemReading | None = None
+        self._key: tuple | None = None
+
+    def show(self, reading: SystemReading) -> None:
+        self._reading = reading
+        self._render_last()
+
+    def _render_last(self) -> None:
+        if self._reading is None:
+            return
+        width = self.content_size.width or 40
+        key = (self._reading, width)
+        if key == self._key:
+            return
+        self._key = key
+        self.update(render_system(self._reading, width))
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._render_last)
