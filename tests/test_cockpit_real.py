@@ -1,0 +1,64 @@
+"""The cockpit over the real training loop on the tiny synthetic set (CPU): a full epoch
+reaches the per-class table, `c` writes a loadable checkpoint, quitting mid-epoch exits with a
+checkpoint, and pausing really stops the loop."""
+
+from __future__ import annotations
+
+import os
+
+from luna_core.checkpoint import load_checkpoint
+from luna_core.events import FINISHED, STOPPED
+from luna_tui.app import build_cockpit
+from luna_tui.testing import FROZEN_READING, frozen_clock
+from tests.test_cockpit_app import exited, on_screen, wait_for
+
+
+def cockpit(argv):
+    return build_cockpit(argv, clock=frozen_clock(), system_probe=lambda: FROZEN_READING,
+                         poll_interval=0.05)
+
+
+async def test_full_epoch_reaches_the_class_table(train_argv):
+    app = cockpit(train_argv("--epochs", "1"))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.source.snapshot().state == FINISHED, timeout=120)
+        text = await on_screen(pilot, app, "FINISHED", "of 43", "of 5", "of 1")
+        assert "trn E1" in text and "val E1" in text
+        snap = app.source.snapshot()
+        assert snap.last_checkpoint.path.endswith("e001-end.pt")
+        await pilot.press("q")
+        await exited(pilot, app, timeout=10)
+    assert app.return_code == 0
+
+
+async def test_c_writes_a_loadable_checkpoint_and_quit_mid_epoch_checkpoints(train_argv):
+    app = cockpit(train_argv("--epochs", "3"))
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.source.snapshot().batches_done >= 2, timeout=120)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: any(c.reason == "request"
+                                          for c in app.source.snapshot().checkpoints),
+                       timeout=60)
+        requested = next(c for c in app.source.snapshot().checkpoints if c.reason == "request")
+        state = load_checkpoint(requested.path)
+        assert state["epoch"] == 1 and state["batch_ndx"] >= 2
+        await on_screen(pilot, app, os.path.basename(requested.path))
+
+        await pilot.press("p")
+        await on_screen(pilot, app, "PAUSED", timeout=30)
+        paused_at = app.source.snapshot().batches_done
+        await pilot.pause(1.0)
+        assert app.source.snapshot().batches_done == paused_at  # the loop really waits
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.source.snapshot().batches_done > paused_at,
+                       timeout=60)
+
+        await pilot.press("q")
+        await pilot.press("y")
+        await exited(pilot, app, timeout=30)
+    snap = app.source.snapshot()
+    assert snap.state == STOPPED and app.return_code == 0
+    assert snap.last_checkpoint.reason == "stop"
+    stopped = load_checkpoint(snap.last_checkpoint.path)
+    assert stopped["total_samples"] > state["total_samples"]
+    assert not app.trainer_running
