@@ -32,7 +32,7 @@ async def test_full_epoch_reaches_the_class_table(train_argv):
 
 
 async def test_c_writes_a_loadable_checkpoint_and_quit_mid_epoch_checkpoints(train_argv):
-    app = cockpit(train_argv("--epochs", "3"))
+    app = cockpit(train_argv("--epochs", "20"))
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await wait_for(pilot, lambda: app.source.snapshot().batches_done >= 2, timeout=120)
         await pilot.press("c")

@@ -107,16 +107,28 @@ def _metrics_by_epoch(recorders):
     return out
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_data, tmp_path_factory):
+    """Two epochs straight through, seed 7: the reference for the resume tests (workers do
+    not change results, so one reference serves them all)."""
+    runs_dir = tmp_path_factory.mktemp("straight")
+    argv = ["--data-dir", tiny_data["data_dir"], "--cache-dir", tiny_data["cache_dir"],
+            "--runs-dir", str(runs_dir), "--num-workers", "0", "--batch-size", "8",
+            "--device", "cpu", "--epochs", "2", "--seed", "7"]
+    code, recorder, _ = run_loop(argv)
+    assert code == 0
+    return _final_state(runs_dir), recorder
+
+
 @pytest.mark.parametrize("workers, stop_epoch, stop_batch, stop_phase", [
     (0, 1, 2, "trn"),
     (0, 2, 0, "val"),
     (2, 2, 4, "trn"),
 ])
-def test_resume_is_exact(train_argv, tmp_path, workers, stop_epoch, stop_batch, stop_phase):
+def test_resume_is_exact(train_argv, tmp_path, uninterrupted, workers, stop_epoch, stop_batch,
+                         stop_phase):
     base = ["--epochs", "2", "--num-workers", str(workers), "--seed", "7"]
-    code, rec_a, _ = run_loop(train_argv(*base, runs_dir=tmp_path / "a"))
-    assert code == 0
-    straight = _final_state(tmp_path / "a")
+    straight, rec_a = uninterrupted
 
     commands = CommandChannel()
     code, rec_b1, _ = run_loop(train_argv(*base, runs_dir=tmp_path / "b"),
