@@ -421,19 +421,14 @@ class LunaTrainingApp:
             self.stop_requested = True
 
     def _guarded_step(self, finite_g: torch.Tensor) -> None:
-        """optimizer.step() that leaves weights and momentum untouched when the loss was not
-        finite, decided on the device (no host sync)."""
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        for p in params:
-            p.grad.nan_to_num_(0.0, 0.0, 0.0)
-        torch._foreach_mul_([p.grad for p in params], finite_g.to(params[0].grad.dtype))
-        buffers = [self.optimizer.state[p].get("momentum_buffer") for p in params]
-        tracked = params + [b for b in buffers if b is not None]
-        before = [t.detach().clone() for t in tracked]
+        """optimizer.step() that leaves weights and momentum untouched when the loss (or a
+        gradient) was not finite, decided on the device (no host sync): the fused SGD kernel
+        skips its whole update when ``found_inf`` is 1, as it does under AMP's GradScaler."""
+        found_inf = (~finite_g).float()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, self._unit_scale)
+        self.optimizer.found_inf = found_inf
         self.optimizer.step()
-        with torch.no_grad():
-            for t, old in zip(tracked, before, strict=True):
-                t.copy_(torch.where(finite_g, t, old))
 
     def _between_batches(self) -> bool:
         """Take commands; checkpoint; block while paused. True means: stop now.
@@ -599,6 +594,8 @@ class LunaTrainingApp:
         try:
             self.model.load_state_dict(resume["model"])
             self.optimizer.load_state_dict(resume["optimizer"])
+            for group in self.optimizer.param_groups:
+                group["fused"] = True  # the guarded step relies on the fused kernel
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{resume['path']}: does not match this model: "
                                   f"{str(exc).splitlines()[0]}") from exc
@@ -660,7 +657,13 @@ class LunaTrainingApp:
         np.random.seed(self.cli_args.seed % 2**32)
         model = LunaModel().to(self.device, memory_format=torch.channels_last_3d)
         optimizer = torch.optim.SGD(model.parameters(), lr=self.cli_args.lr,
-                                    momentum=self.cli_args.momentum)
+                                    momentum=self.cli_args.momentum, fused=True)
+        if self.cli_args.momentum:
+            # Zero momentum buffers up front give bit-identical updates (buf = m*0 + g) and
+            # mean that a skipped first step cannot leave them uninitialised.
+            for p in model.parameters():
+                optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        self._unit_scale = torch.ones((), device=self.device)
         self.ddp_model = model  # what the loop calls: DDP-wrapped / compiled in _main
         return model, optimizer
 
