@@ -33,7 +33,28 @@ HU_MAX = 1000
 PAD_HU = -1000
 CHUNK_WIDTH_IRC = (32, 48, 48)
 CACHE_FORMAT = 1
-MAX_OPEN_VOLUMES = 64
+MAX_OPEN_VOLUMES = 1024  # full LUNA16 has 888 series: keep them all mapped when allowed
+_fd_budget: int | None = None
+
+
+def _max_open_volumes() -> int:
+    """How many maps this process keeps. Before Python 3.13 each map holds a file
+    descriptor, so the soft RLIMIT_NOFILE is raised to the hard limit (once) and half of it
+    may go to maps."""
+    global _fd_budget
+    if _fd_budget is None:
+        try:
+            import resource
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            if hard == resource.RLIM_INFINITY or hard > soft:
+                target = 65536 if hard == resource.RLIM_INFINITY else hard
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            _fd_budget = max(16, soft // 2)
+        except (ImportError, ValueError, OSError):
+            _fd_budget = 64
+    return min(MAX_OPEN_VOLUMES, _fd_budget)
 
 _MET_ELEMENT_BYTES = {
     "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4,
@@ -270,7 +291,7 @@ def open_volume(geom: CtGeometry) -> np.ndarray:
     vol = np.frombuffer(mm, dtype="<i2", count=math.prod(geom.shape_irc),
                         offset=geom.data_offset).reshape(geom.shape_irc)
     _VOLUMES[key] = vol
-    while len(_VOLUMES) > MAX_OPEN_VOLUMES:
+    while len(_VOLUMES) > _max_open_volumes():
         _VOLUMES.popitem(last=False)
     return vol
 
