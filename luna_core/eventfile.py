@@ -49,7 +49,9 @@ class EventFileFollower:
         self.line_no = 0
         self._partial = b""
 
-    def poll(self) -> list[Event]:
+    def poll(self, errors: list[str] | None = None) -> list[Event]:
+        """New complete events. A line that is not an event raises LunaInputError, or, when
+        ``errors`` is given, is reported there and skipped (a live reader reads on)."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
@@ -63,7 +65,13 @@ class EventFileFollower:
         events = []
         for line in lines:
             self.line_no += 1
-            event = decode_line(line, self.path, self.line_no)
+            try:
+                event = decode_line(line, self.path, self.line_no)
+            except LunaInputError as exc:
+                if errors is None:
+                    raise
+                errors.append(str(exc))
+                continue
             if event is not None:
                 events.append(event)
         return events

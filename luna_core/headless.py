@@ -4,6 +4,7 @@
   A second SIGINT exits at once (checkpoints are written atomically, so the last one stays
   intact).
 - SIGUSR1: write a checkpoint now and go on.
+- SIGHUP (a dropped SSH session, when not under nohup): like SIGTERM, exit 129.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def run_headless(argv: list[str], extra_sinks=None) -> int:
         signal.SIGTERM: signal.signal(signal.SIGTERM, on_stop_signal),
         signal.SIGUSR1: signal.signal(signal.SIGUSR1, on_checkpoint_signal),
     }
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        # A plain SSH session that drops would kill the run outright; stop it cleanly
+        # instead (under nohup SIGHUP is ignored, and stays so).
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_stop_signal)
     try:
         return app.main()
     finally:

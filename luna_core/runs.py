@@ -31,14 +31,20 @@ class RunInfo:
     error: str | None
 
 
-def _pid_alive(pid: int) -> bool:
+def process_alive(pid: int, started_at: float | None = None) -> bool:
+    """Is ``pid`` still the run's process? A zombie is not, and neither is a newer process
+    that got the same pid (it started after the run did)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started_at is None or proc.create_time() <= started_at + 1.0
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def summarize(run_dir: str, events: list[ev.Event]) -> RunInfo:
@@ -55,7 +61,7 @@ def summarize(run_dir: str, events: list[ev.Event]) -> RunInfo:
     elif current.host and current.host != socket.gethostname():
         state = RUNNING  # can't see another host's processes; trust the file
     else:
-        state = RUNNING if _pid_alive(current.pid) else CRASHED
+        state = RUNNING if process_alive(current.pid, current.t) else CRASHED
     epoch = None
     val_loss = val_pos = None
     for e in events:

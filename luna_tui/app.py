@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime
@@ -48,6 +49,10 @@ from luna_tui.widgets.progress import UiStatus
 
 Clock = Callable[[], datetime]
 Runner = Callable[[], int]
+
+#: After a hang-up, how long the app may take to close on its own once nothing is left to
+#: save, before the process ends itself (Textual can block restoring a terminal that is gone).
+HANGUP_GRACE_S = 5.0
 
 
 class Commands(Protocol):
@@ -137,6 +142,7 @@ class CockpitApp(App[int]):
         self._seen_errors_state: str | None = None
         self._bindings_key: tuple | None = None
         self._signals: list[tuple[asyncio.AbstractEventLoop, int]] = []
+        self.hung_up = False                       # SIGHUP: the terminal is gone
 
     # -- layout ------------------------------------------------------------------------
 
@@ -179,8 +185,9 @@ class CockpitApp(App[int]):
             sig = getattr(signal, name, None)
             if sig is None:
                 continue
+            handler = self._hang_up if name == "SIGHUP" else self._begin_quit
             try:
-                loop.add_signal_handler(sig, self._begin_quit)
+                loop.add_signal_handler(sig, handler)
                 self._signals.append((loop, sig))
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
@@ -192,6 +199,28 @@ class CockpitApp(App[int]):
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
         self._signals.clear()
+
+    def _hang_up(self) -> None:
+        """SIGHUP: the terminal is gone. Quit like a confirmed `q` (the loop stops at a batch
+        boundary and checkpoints), with the standard streams on /dev/null from now on.
+
+        Textual may then block for ever restoring the dead terminal (its output thread dies
+        on the first write error, and the next write waits on its full queue), so once the
+        trainer has returned — checkpoint written, files closed — the app gets
+        HANGUP_GRACE_S to close on its own before the process ends itself."""
+        if self.hung_up:
+            return
+        self.hung_up = True
+        _stdio_to_devnull_for_good()
+        threading.Thread(target=self._exit_after_hangup, name="luna-hangup",
+                         daemon=True).start()
+        self._begin_quit()
+
+    def _exit_after_hangup(self) -> None:
+        if self._worker is not None or self.runner is not None:
+            self._trainer_done.wait()
+        time.sleep(HANGUP_GRACE_S)
+        os._exit(self.exit_code())
 
     # -- the trainer thread ------------------------------------------------------------
 
@@ -502,6 +531,20 @@ def _stdio_to_devnull():
         os.dup2(saved[1], 2)
         for fd in (*saved, null):
             os.close(fd)
+
+
+def _stdio_to_devnull_for_good() -> None:
+    """Point file descriptors 0, 1 and 2 at /dev/null (their terminal has hung up)."""
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+    except OSError:
+        return
+    for fd in (0, 1, 2):
+        try:
+            os.dup2(null, fd)
+        except OSError:
+            pass
+    os.close(null)
 
 
 def prepare_worker_processes() -> None:

@@ -79,8 +79,9 @@ def run_prepcache(argv: list[str]) -> int:
 
 
 def run_attach(argv: list[str]) -> int:
-    print("luna-tui attach: not available yet", file=sys.stderr)
-    return 2
+    from luna_tui.attach import run_attach as run
+
+    return run(argv)
 
 
 def run_runs(argv: list[str]) -> int:

@@ -38,6 +38,7 @@ from luna_core.events import (
     RunStarted,
     StatusChanged,
 )
+from luna_core.runs import CRASHED
 
 #: Batches at the start of every phase left out of rates and ETAs (loader start-up,
 #: cudnn autotuning, first-touch allocations make them unrepresentative).
@@ -60,7 +61,10 @@ POS_ALARM_MAX = 10.0
 #: ...while "all" is at least this % correct.
 ALL_ALARM_MIN = 90.0
 
-ENDED_STATES = (FINISHED, STOPPED, FAILED)
+#: States after which nothing more happens in this process of the run. CRASHED is never sent
+#: by a trainer: ``luna-tui attach`` folds it in when the run's process is gone without a
+#: final event (crash, SIGKILL, reboot).
+ENDED_STATES = (FINISHED, STOPPED, FAILED, CRASHED)
 PHASE_STATE = {"trn": TRAINING, "val": VALIDATING}
 
 
@@ -455,9 +459,11 @@ class EventCollector:
             if event.action == "pause":
                 self._paused_by_nonfinite = True
         elif isinstance(event, RunStarted):
+            # a new process of the run (first start, or a resume appended to the same event
+            # file after the previous one stopped or died): whatever ended, ended before it
             self._run = event
-            if self._state not in ENDED_STATES:
-                self._set_state(STARTING)
+            self._finished = None
+            self._set_state(STARTING)
         elif isinstance(event, RunFinished):
             self._finished = event
             self._set_state(event.state, event.error or "")
@@ -494,7 +500,9 @@ class EventCollector:
             self._window.clear()
             self._window_is_warmup = True
         clock.batch_count = ev.batch_count
-        clock.done_here += 1
+        # batches done by this process in this phase, from the index rather than by counting
+        # events: the event file keeps only a few batch events a second
+        clock.done_here = max(clock.done_here + 1, ev.batch_ndx + 1 - clock.start_batch)
         clock.last_active_s = ev.active_s
         self._batches_done = ev.batch_ndx + 1
         self._batch_count = ev.batch_count

@@ -33,3 +33,29 @@ class ConfirmQuit(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+class AttachQuit(ModalScreen[str | None]):
+    """Leaving an attached cockpit: detach (the default; the run goes on) or stop the run.
+
+    Dismisses with "detach", "stop", or None (keep watching)."""
+
+    BINDINGS = [
+        Binding("d", "answer('detach')", "Detach"),
+        Binding("enter", "answer('detach')", "Detach", show=False),
+        Binding("s", "answer('stop')", "Stop the run"),
+        Binding("n", "answer(None)", "Cancel"),
+        Binding("escape", "answer(None)", "Cancel", show=False),
+        Binding("q", "answer(None)", "Cancel", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Static("Leave the cockpit?", id="confirm-title")
+            yield Static("[b]d[/b] / [b]Enter[/b] detach — the run goes on (default)\n"
+                         "[b]s[/b] stop the run — it saves a checkpoint, then stops",
+                         id="confirm-body")
+            yield Static("[b]n[/b] / [b]Esc[/b] keep watching", id="confirm-keys")
+
+    def action_answer(self, choice: str | None) -> None:
+        self.dismiss(choice)

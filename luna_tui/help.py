@@ -21,6 +21,18 @@ KEYS = [
     ("Ctrl+C", "quit without asking (still stops cleanly and checkpoints)"),
     ("?", "this help; Esc closes it"),
 ]
+ATTACH_KEYS = [
+    ("p", "pause / resume the run (at its next batch boundary); every attached cockpit "
+          "sees it"),
+    ("c", "ask the run to save a checkpoint; a notification names the file"),
+    ("d", "detach now: the run goes on (luna-tui attach RUN_DIR to come back)"),
+    ("q", "leave: detach (the default; the run goes on) or stop the run (it checkpoints, "
+          "then stops)"),
+    ("l", "jump to the log, then ↑ ↓ PgUp PgDn scroll it"),
+    ("Tab", "move between the scrollable parts"),
+    ("Ctrl+C", "detach without asking (the run goes on)"),
+    ("?", "this help; Esc closes it"),
+]
 PANES = [
     ("Progress", "state, epoch, batch, samples/s; when the phase and the run end. ETAs use "
                  "active time only (paused time never counts); ≈ marks a guess."),
@@ -44,8 +56,8 @@ def _table(rows: list[tuple[str, str]]) -> Table:
     return table
 
 
-def help_renderable() -> Group:
-    return Group(Text("Keys", style="bold underline"), _table(KEYS), Text(""),
+def help_renderable(keys: list[tuple[str, str]] | None = None) -> Group:
+    return Group(Text("Keys", style="bold underline"), _table(keys or KEYS), Text(""),
                  Text("Panes", style="bold underline"), _table(PANES))
 
 
@@ -56,10 +68,14 @@ class HelpScreen(ModalScreen[None]):
         Binding("q", "close", "Close", show=False),
     ]
 
+    def __init__(self, keys: list[tuple[str, str]] | None = None) -> None:
+        super().__init__()
+        self.keys = keys
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box") as box:
             box.border_title = "Help"
-            yield Static(help_renderable(), id="help-text")
+            yield Static(help_renderable(self.keys), id="help-text")
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -21,3 +21,12 @@ class CheckpointArrived(Message):
         super().__init__()
         self.path = path
         self.reason = reason
+
+
+class CommandFailed(Message):
+    """A command for an attached run could not be delivered (the run does not answer)."""
+
+    def __init__(self, command: str, error: str) -> None:
+        super().__init__()
+        self.command = command
+        self.error = error

@@ -1,13 +1,19 @@
-"""System readings for the cockpit: CPU, RAM, this process, and GPUs through NVML.
+"""System readings for the cockpit: CPU, RAM, the training process, and GPUs through NVML.
 
 GPU numbers come from NVML via ``pynvml`` (the nvidia-ml-py package) when a driver is there;
 otherwise the reading simply says there is no GPU. Never shells out to nvidia-smi.
 A probe is a callable returning a ``SystemReading``; tests pass a frozen one.
+
+``SystemProbe()`` watches this process (the in-process cockpit trains in it);
+``SystemProbe(pid=N)`` watches another one, and ``RunProcessProbe`` is what `luna-tui attach`
+uses: the attaching machine's view of the run's process, or a plain "not visible" when the
+run is on another host or its process is gone.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,11 +38,15 @@ class SystemReading:
     per_cpu: tuple[float, ...] = ()
     ram_used: int | None = None            # bytes
     ram_total: int | None = None
-    proc_rss: int | None = None            # this process (the trainer runs in it)
+    proc_rss: int | None = None            # the training process
     children_rss: int | None = None        # DataLoader workers and other children
     children: int = 0
     gpus: tuple[GpuReading, ...] = field(default_factory=tuple)
     gpu_note: str = "no GPU"               # shown when ``gpus`` is empty
+    proc_pid: int | None = None            # set when the process watched is not this one
+    proc_cpu_percent: float | None = None  # the process and its children, % of one core
+    proc_note: str | None = None           # why there are no process numbers
+    note: str | None = None                # why there are no readings at all
 
     @property
     def ram_percent(self) -> float | None:
@@ -46,11 +56,17 @@ class SystemReading:
 
 
 class SystemProbe:
-    """Reads psutil and NVML. Cheap enough for ~1 Hz in the UI thread; never raises."""
+    """Reads psutil and NVML. Cheap enough for ~1 Hz in the UI thread; never raises.
 
-    def __init__(self, *, gpu: bool = True) -> None:
+    ``pid``: the process to watch (default: this one); ``watch`` changes it."""
+
+    def __init__(self, *, gpu: bool = True, pid: int | None = None) -> None:
         self._psutil = None
         self._proc = None
+        self._pid = os.getpid() if pid is None else pid
+        self._own = pid is None or pid == os.getpid()
+        self._proc_error: str | None = None
+        self._children: dict[int, object] = {}   # kept, so their cpu_percent has a base
         self._nvml = None
         self._nvml_tried = not gpu
         self._handles: list = []
@@ -58,11 +74,38 @@ class SystemProbe:
             import psutil
 
             self._psutil = psutil
-            self._proc = psutil.Process(os.getpid())
             psutil.cpu_percent(interval=None, percpu=True)   # prime: first call returns 0
             psutil.cpu_percent(interval=None)
         except Exception:  # noqa: BLE001 - a missing reading is shown as "?"
             self._psutil = None
+        self._open_proc()
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    def watch(self, pid: int) -> None:
+        """Watch another process from now on (a resumed run has a new one)."""
+        if pid != self._pid:
+            self._pid = pid
+            self._own = pid == os.getpid()
+            self._children.clear()
+            self._open_proc()
+
+    def _open_proc(self) -> None:
+        ps = self._psutil
+        self._proc, self._proc_error = None, None
+        if ps is None:
+            return
+        try:
+            self._proc = ps.Process(self._pid)
+            self._proc.cpu_percent(interval=None)            # prime
+        except ps.NoSuchProcess:
+            self._proc_error = f"process {self._pid} is not running"
+        except ps.AccessDenied:
+            self._proc_error = f"process {self._pid} is not visible (access denied)"
+        except Exception as exc:  # noqa: BLE001
+            self._proc_error = f"process {self._pid}: {exc}"
 
     # -- NVML --------------------------------------------------------------------------
 
@@ -122,24 +165,48 @@ class SystemProbe:
                 values["ram_total"] = int(vm.total)
             except Exception:  # noqa: BLE001
                 pass
-            try:
-                values["proc_rss"] = int(self._proc.memory_info().rss)
-                rss, n = 0, 0
-                for child in self._proc.children(recursive=True):
-                    try:
-                        rss += child.memory_info().rss
-                        n += 1
-                    except Exception:  # noqa: BLE001 - child exited meanwhile
-                        pass
-                values["children_rss"], values["children"] = rss, n
-            except Exception:  # noqa: BLE001
-                pass
+            values.update(self._read_proc())
         if not self._nvml_tried:
             self._init_nvml()
         gpus: tuple[GpuReading, ...] = ()
         if self._nvml is not None:
             gpus = tuple(self._gpu(i, h) for i, h in enumerate(self._handles))
         return SystemReading(gpus=gpus, **values)
+
+    def _read_proc(self) -> dict:
+        values: dict = {} if self._own else {"proc_pid": self._pid}
+        proc, ps = self._proc, self._psutil
+        if proc is None:
+            if self._proc_error:
+                values["proc_note"] = self._proc_error
+            return values
+        try:
+            if proc.status() == ps.STATUS_ZOMBIE:
+                raise ps.NoSuchProcess(self._pid)
+            values["proc_rss"] = int(proc.memory_info().rss)
+            cpu = proc.cpu_percent(interval=None)
+            rss, n = 0, 0
+            seen: dict[int, object] = {}
+            for child in proc.children(recursive=True):
+                child = self._children.get(child.pid, child)
+                try:
+                    rss += child.memory_info().rss
+                    cpu += child.cpu_percent(interval=None)  # 0 on its first reading
+                    n += 1
+                    seen[child.pid] = child
+                except Exception:  # noqa: BLE001 - child exited meanwhile
+                    pass
+            self._children = seen
+            values["children_rss"], values["children"] = rss, n
+            values["proc_cpu_percent"] = cpu
+        except ps.NoSuchProcess:
+            self._proc, self._proc_error = None, f"process {self._pid} has exited"
+            values["proc_note"] = self._proc_error
+        except ps.AccessDenied:
+            values["proc_note"] = f"process {self._pid} is not visible (access denied)"
+        except Exception:  # noqa: BLE001
+            pass
+        return values
 
     def close(self) -> None:
         if self._nvml is not None:
@@ -148,3 +215,39 @@ class SystemProbe:
             except Exception:  # noqa: BLE001
                 pass
             self._nvml = None
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+class RunProcessProbe:
+    """The attaching machine's view of a run's process: the machine's CPU, RAM and GPUs (NVML)
+    and the CPU / RSS of the run's PID and its DataLoader workers. ``target()`` gives the
+    run's current (pid, host); a run on another host gets a reading that says it is not
+    visible from here."""
+
+    def __init__(self, target: Callable[[], tuple[int | None, str]], *,
+                 probe: SystemProbe | None = None) -> None:
+        self.target = target
+        self._probe = probe
+        self._made_probe = probe is None
+
+    def __call__(self) -> SystemReading:
+        pid, host = self.target()
+        here = this_host()
+        if host and host != here:
+            return SystemReading(note=f"not available: the run is on host {host}, "
+                                      f"this is {here}", gpu_note="")
+        if pid is None:
+            return SystemReading(note="not available: the run has not said its process id",
+                                 gpu_note="")
+        if self._probe is None:
+            self._probe = SystemProbe(pid=pid)
+        else:
+            self._probe.watch(pid)
+        return self._probe()
+
+    def close(self) -> None:
+        if self._probe is not None and self._made_probe:
+            self._probe.close()

@@ -14,7 +14,8 @@ from luna_core.checkpoint import load_checkpoint
 from tests.trainhelpers import read_run_events, start_headless, trn_batches, wait_for_events
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130),
+                                            (signal.SIGHUP, 129)])
 def test_stop_signal_checkpoints_and_exits(train_argv, tmp_path, signum, status):
     proc = start_headless(train_argv, tmp_path)
     wait_for_events(tmp_path, lambda r: len(trn_batches(r)) >= 2, proc)

@@ -18,6 +18,7 @@ from luna_core.events import (
     TRAINING,
     VALIDATING,
 )
+from luna_core.runs import CRASHED
 from luna_tui import formatting as fmt
 from luna_tui.collector import RunSnapshot
 
@@ -30,6 +31,7 @@ STATE_LABEL = {
     FINISHED: "FINISHED",
     STOPPED: "STOPPED",
     FAILED: "FAILED",
+    CRASHED: "ENDED UNEXPECTEDLY",
 }
 STATE_STYLE = {
     STARTING: "bold reverse",
@@ -40,6 +42,7 @@ STATE_STYLE = {
     FINISHED: "bold black on green",
     STOPPED: "bold reverse",
     FAILED: "bold white on red",
+    CRASHED: "bold white on red",
 }
 PHASE_NAME = {"trn": "training", "val": "validation"}
 
@@ -51,12 +54,14 @@ class UiStatus:
     request: str | None = None       # e.g. "pause requested"
     quitting: bool = False
     failure: str | None = None       # the trainer thread raised (what, where)
+    read_only: str | None = None     # attached, but commands cannot reach the run: why
+    title: str = "LUNA cockpit"      # the pane's title, before the run directory
 
 
 def state_of(snap: RunSnapshot, ui: UiStatus) -> str:
     if ui.failure and snap.state not in (FAILED,):
         return FAILED
-    if ui.quitting and snap.state not in (STOPPED, FINISHED, FAILED):
+    if ui.quitting and snap.state not in (STOPPED, FINISHED, FAILED, CRASHED):
         return STOPPING
     return snap.state
 
@@ -124,7 +129,7 @@ def _details(snap: RunSnapshot) -> Text:
 
 def _eta_line(snap: RunSnapshot, now: datetime, width: int, state: str) -> Text:
     text = Text()
-    if snap.ended or state in (FAILED, STOPPED, FINISHED):
+    if snap.ended or state in (FAILED, STOPPED, FINISHED, CRASHED):
         text.append("run over — q exits", style="dim")
         return text
     approx = "≈" if snap.eta_rough else ""
@@ -149,7 +154,29 @@ def _eta_line(snap: RunSnapshot, now: datetime, width: int, state: str) -> Text:
     return text
 
 
+def resume_command(run_dir: str) -> str:
+    return f"luna-tui --headless --resume {run_dir}"
+
+
+def _crashed_note(snap: RunSnapshot) -> Text:
+    text = Text("ended unexpectedly: ", style="bold red")
+    text.append(snap.state_detail or "the run's process is gone without a final event")
+    ck = snap.last_checkpoint
+    if ck is None:
+        text.append("\nno checkpoint was saved: nothing to resume from", style="bold")
+        return text
+    text.append("\nresume: ")
+    text.append(resume_command(snap.run_dir), style="bold")
+    path = ck.path
+    if snap.run_dir and path.startswith(snap.run_dir.rstrip("/") + "/"):
+        path = path[len(snap.run_dir.rstrip("/")) + 1:]      # the title shows the run dir
+    text.append(f"\nlast checkpoint {path} (E{ck.epoch}, {ck.reason})")
+    return text
+
+
 def _note(snap: RunSnapshot, ui: UiStatus, state: str) -> Text | None:
+    if state == CRASHED:
+        return _crashed_note(snap)
     if state == FAILED:
         error = ui.failure or (snap.finished.error if snap.finished else None) \
             or snap.state_detail or (snap.errors[-1] if snap.errors else "unknown error")
@@ -165,6 +192,8 @@ def _note(snap: RunSnapshot, ui: UiStatus, state: str) -> Text | None:
                     "run paused — c checkpoint · p resume · q quit", style="bold yellow")
     if ui.request:
         return Text(f"… {ui.request}", style="italic")
+    if ui.read_only and snap.running:
+        return Text(f"read-only: {ui.read_only}", style="yellow")
     if state == PAUSED:
         return Text("paused — p resumes; paused time does not count in the ETAs",
                     style="yellow")
@@ -196,18 +225,27 @@ class ProgressPane(Static):
 
     def show(self, snap: RunSnapshot, now: datetime, ui: UiStatus) -> None:
         self._last = (snap, now, ui)
-        title = "LUNA cockpit"
-        if snap.run_dir:
-            title += f" · {snap.run_dir}"
-        self.border_title = title
         self.border_subtitle = f"device {snap.device}" if snap.device else ""
         self._render_last()
+
+    def _title(self, snap: RunSnapshot, ui: UiStatus, width: int) -> str:
+        """The title and the run directory; a long directory loses its start, not its
+        name (the name says which run this is)."""
+        if not snap.run_dir:
+            return ui.title
+        title = f"{ui.title} · {snap.run_dir}"
+        room = width - 2            # the border's corners and padding
+        if len(title) > room:
+            keep = max(12, room - len(ui.title) - 4)
+            title = f"{ui.title} · …{snap.run_dir[-keep:]}"
+        return title
 
     def _render_last(self) -> None:
         if self._last is None:
             return
         snap, now, ui = self._last
         width = self.content_size.width or 76
+        self.border_title = self._title(snap, ui, width)
         roomy = self.screen.has_class("-wide") and self.screen.has_class("-tall")
         key = (snap.version, now.replace(second=0, microsecond=0), ui, width, roomy)
         if key == self._key:

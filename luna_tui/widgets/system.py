@@ -1,4 +1,5 @@
-"""System pane: CPU, RAM, this process, and GPUs (NVML) — or a plain "no GPU"."""
+"""System pane: CPU, RAM, the training process, and GPUs (NVML) — or a plain "no GPU", or,
+for an attached run on another host, that nothing is visible from here."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ def _level(value: float | None, warn: float = 75.0, high: float = 90.0) -> str:
 
 def render_system(r: SystemReading, width: int = 40) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
+    if r.note is not None:
+        t.append("System readings ", style="bold")
+        t.append(r.note, style="dim")
+        return t
     t.append("CPU  ", style="bold")
     t.append(f"{r.cpu_percent:5.1f} %" if fmt.is_num(r.cpu_percent) else "    ?",
              style=_level(r.cpu_percent))
@@ -33,9 +38,16 @@ def render_system(r: SystemReading, width: int = 40) -> Text:
     if r.ram_percent is not None:
         t.append(f" ({r.ram_percent:.0f} %)", style=_level(r.ram_percent))
     t.append("\nproc ", style="bold")
-    t.append(f"{fmt.size(r.proc_rss)} RSS")
-    if r.children:
-        t.append(f" + {r.children} children {fmt.size(r.children_rss)}")
+    if r.proc_note is not None:
+        t.append(r.proc_note, style="dim")
+    else:
+        if r.proc_pid is not None:
+            t.append(f"pid {r.proc_pid} ")
+        t.append(f"{fmt.size(r.proc_rss)} RSS")
+        if r.children:
+            t.append(f" + {r.children} children {fmt.size(r.children_rss)}")
+        if r.proc_pid is not None and fmt.is_num(r.proc_cpu_percent):
+            t.append(f" · {r.proc_cpu_percent:.0f} % CPU")
     if not r.gpus:
         t.append("\nGPU  ", style="bold")
         t.append(r.gpu_note or "no GPU", style="dim")
