@@ -249,16 +249,16 @@ class LunaTrainingApp:
         for epoch in range(start_epoch, args.epochs + 1):
             log.info("E%d of %d, %d/%d batches of size %d*%d", epoch, args.epochs,
                      self._batch_count(self.trn_dl), self._batch_count(self.val_dl),
-                     args.batch_size, 1)
+                     args.batch_size, self.dist.world_size)
             trn_metrics = self.train_epoch(epoch, start_batch, resumed_trn_metrics)
             start_batch, resumed_trn_metrics = 0, None
             if self.stop_requested:
-                return self._stop_run(epoch, trn_metrics)
+                return self._stop_run(trn_metrics)
             self.log_metrics(epoch, "trn", trn_metrics)
 
             val_metrics = self.validate_epoch(epoch)
             if self.stop_requested:
-                return self._stop_run(epoch, trn_metrics)
+                return self._stop_run(trn_metrics)
             val_loss = self.log_metrics(epoch, "val", val_metrics)
             self.save_checkpoint("epoch", epoch, self._batch_count(self.trn_dl), None,
                                  epoch_done=True, val_loss=val_loss)
@@ -478,7 +478,7 @@ class LunaTrainingApp:
             self.stop_requested = True
             self._set_state(ev.STOPPING)
 
-    def _stop_run(self, epoch: int, trn_metrics_g: torch.Tensor) -> int:
+    def _stop_run(self, trn_metrics_g: torch.Tensor) -> int:
         epoch, batch_ndx = self.position
         reason = "nonfinite" if self._nonfinite_stop else "stop"
         self.save_checkpoint(reason, epoch, batch_ndx, trn_metrics_g)
