@@ -344,15 +344,13 @@ def gc_paused():
 
 @functools.lru_cache(maxsize=8)
 def _cached_list(annotations_path: Path, candidates_path: Path, data_dir: Path,
-                 require_on_disk: bool, _stamp) -> tuple[CandidateInfo, ...]:
+                 require_on_disk: bool, _stamp):
+    """(candidates, series uids listed but not on disk), both tuples."""
     annotations = _read_annotations(annotations_path)
     on_disk = series_on_disk(data_dir) if require_on_disk else None
     with gc_paused():
         candidates, missing = _read_candidates(candidates_path, annotations, on_disk)
-    if missing:
-        log.warning("%d of the series listed in %s were not found under %s/subset*/ "
-                    "(their candidates are skipped)", len(missing), candidates_path, data_dir)
-    return tuple(candidates)
+    return tuple(candidates), tuple(sorted(missing))
 
 
 def csv_paths(data_dir, candidates_file=None) -> tuple[Path, Path]:
@@ -366,9 +364,7 @@ def csv_paths(data_dir, candidates_file=None) -> tuple[Path, Path]:
     return ann, cand
 
 
-def get_candidate_info_list(data_dir, candidates_file=None,
-                            require_on_disk: bool = True) -> list[CandidateInfo]:
-    """The sorted candidate list (a fresh list each call; the parse is cached in-process)."""
+def _parsed(data_dir, candidates_file, require_on_disk: bool):
     data_dir = Path(data_dir)
     ann, cand = csv_paths(data_dir, candidates_file)
     data_res = data_dir.resolve()
@@ -376,7 +372,24 @@ def get_candidate_info_list(data_dir, candidates_file=None,
     if require_on_disk:
         stamp.append(_stat_key(data_res))
         stamp.extend((sub.name, _stat_key(sub)) for sub in sorted(data_res.glob("subset*")))
-    return list(_cached_list(ann, cand, data_res, require_on_disk, tuple(stamp)))
+    return _cached_list(ann, cand, data_res, require_on_disk, tuple(stamp))
+
+
+def get_candidate_info_list(data_dir, candidates_file=None,
+                            require_on_disk: bool = True) -> list[CandidateInfo]:
+    """The sorted candidate list (a fresh list each call; the parse is cached in-process)."""
+    return list(_parsed(data_dir, candidates_file, require_on_disk)[0])
+
+
+def report_missing_series(data_dir, candidates_file=None) -> int:
+    """Log once (per call) how many series the candidates file lists that are not on disk;
+    returns that number. Real users often download only some subsets."""
+    missing = _parsed(data_dir, candidates_file, True)[1]
+    if missing:
+        cand = csv_paths(data_dir, candidates_file)[1]
+        log.warning("%d of the series listed in %s were not found under %s/subset*/ "
+                    "(their candidates are skipped)", len(missing), cand, data_dir)
+    return len(missing)
 
 
 def clear_cache() -> None:

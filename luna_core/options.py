@@ -69,6 +69,9 @@ def build_parser(prog: str = "luna-tui") -> argparse.ArgumentParser:
                         help="what a nan/inf training loss does: stop (checkpoint + exit 3), "
                              "skip the batch, or pause; auto = stop headless, pause in the "
                              "cockpit")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for the model on --device cpu; 0 = the cores left "
+                             "over by the loader workers (at least 1)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model (slow start; can speed up GPU steps)")
     parser.add_argument("--max-batches", type=int, default=None,
@@ -88,7 +91,7 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, set[str]]:
         if action.dest != "help":
             action.default = None
     given = {k for k, v in vars(bare.parse_args(argv)).items() if v not in (None, False)}
-    for name, minimum in (("epochs", 1), ("batch_size", 1), ("num_workers", 0),
+    for name, minimum in (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("threads", 0),
                           ("val_stride", 2), ("keep_checkpoints", 1)):
         if getattr(options, name) < minimum:
             parser.error(f"--{name.replace('_', '-')} must be at least {minimum}")

@@ -43,12 +43,13 @@ class _Progress:
 
 def run_prepcache(data_dir: str, cache_dir: str, num_workers: int,
                   candidates_file: str | None = None, stream=None) -> int:
-    from luna_core.candidates import get_candidate_info_list
+    from luna_core.candidates import get_candidate_info_list, report_missing_series
     from luna_core.ct import prepare_cache
 
     stream = stream or sys.stderr
     try:
         candidates = get_candidate_info_list(data_dir, candidates_file)
+        report_missing_series(data_dir, candidates_file)
         series_uids = sorted({c.series_uid for c in candidates})
         t0 = time.monotonic()
         converted = prepare_cache(data_dir, cache_dir, series_uids, num_workers=num_workers,

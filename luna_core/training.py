@@ -633,6 +633,12 @@ class LunaTrainingApp:
             torch.backends.cudnn.benchmark = True
             log.info("Using CUDA; %d devices.", torch.cuda.device_count())
             return torch.device("cuda", self.dist.local_rank)
+        # On the CPU the model and the loader workers share the cores: oversubscribing them
+        # halves the speed on small machines (measured: 1 thread beside 2 workers on 2 cores
+        # runs twice as fast as torch's default of 2).
+        threads = self.cli_args.threads or max(
+            1, ((os.cpu_count() or 1) - self.cli_args.num_workers) // self.dist.world_size)
+        torch.set_num_threads(threads)
         return torch.device("cpu")
 
     def _autocast(self):
@@ -641,6 +647,7 @@ class LunaTrainingApp:
         return contextlib.nullcontext()
 
     def _init_datasets(self):
+        from luna_core.candidates import report_missing_series
         from luna_core.dsets import LunaDataset
 
         args = self.cli_args
@@ -648,6 +655,7 @@ class LunaTrainingApp:
                       cache_dir=args.cache_dir, candidates_file=args.candidates_file)
         trn_ds = LunaDataset(is_val=False, **common)
         val_ds = LunaDataset(is_val=True, **common)
+        report_missing_series(args.data_dir, args.candidates_file)
         log.info("%d training samples (%d nodules), %d validation samples (%d nodules)",
                  len(trn_ds), trn_ds.pos_count, len(val_ds), val_ds.pos_count)
         return trn_ds, val_ds

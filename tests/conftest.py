@@ -24,5 +24,5 @@ def train_argv(tiny_data, tmp_path):
     def make(*extra: str, runs_dir=None) -> list[str]:
         return ["--data-dir", tiny_data["data_dir"], "--cache-dir", tiny_data["cache_dir"],
                 "--runs-dir", str(runs_dir or tmp_path / "runs"), "--num-workers", "0",
-                "--batch-size", "8", "--device", "cpu", *extra]
+                "--batch-size", "8", "--device", "cpu", "--threads", "1", *extra]
     return make

@@ -10,6 +10,7 @@ from luna_core.candidates import (
     candidate_fingerprint,
     find_csv_dir,
     get_candidate_info_list,
+    report_missing_series,
     split_candidates,
 )
 from luna_core.errors import LunaInputError
@@ -134,6 +135,8 @@ def test_only_series_on_disk_one_warning(tmp_path, caplog):
                                 (UID_C, 2, 2, 2, 1)])
     with caplog.at_level(logging.WARNING, logger="luna_core.candidates"):
         got = get_candidate_info_list(tmp_path)
+        assert not caplog.records  # reading is silent; the run reports it once
+        assert report_missing_series(tmp_path) == 2
     assert [c.series_uid for c in got] == [UID_A]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "2 of the series" in warnings[0].getMessage()

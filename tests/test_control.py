@@ -114,7 +114,7 @@ def uninterrupted(tiny_data, tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("straight")
     argv = ["--data-dir", tiny_data["data_dir"], "--cache-dir", tiny_data["cache_dir"],
             "--runs-dir", str(runs_dir), "--num-workers", "0", "--batch-size", "8",
-            "--device", "cpu", "--epochs", "2", "--seed", "7"]
+            "--device", "cpu", "--threads", "1", "--epochs", "2", "--seed", "7"]
     code, recorder, _ = run_loop(argv)
     assert code == 0
     return _final_state(runs_dir), recorder
