@@ -126,7 +126,9 @@ class ProjectArm:
         self.threads = threads
         argv = ["--device", "cpu", "--num-workers", "0", "--batch-size", str(args.batch_size),
                 "--seed", str(args.seed), "--lr", "0.001", "--momentum", "0.99",
-                "--on-nonfinite", "skip"]
+                "--on-nonfinite", "skip",
+                # the same thread count as the plain arm (the app would otherwise pick its own)
+                "--threads", str(threads or torch.get_num_threads())]
         self.app = app = app_cls(sys_argv=argv)
         app.device = app._pick_device("cpu")
         app.model, app.optimizer = app._init_model()

@@ -115,8 +115,8 @@ class CockpitApp(App[int]):
                  clock: Clock | None = None,
                  system_probe: Callable[[], SystemReading] | None = None,
                  runner: Runner | None = None,
-                 poll_interval: float = 0.25, system_interval: float = 1.0,
-                 plot_interval: float = 0.5, handle_signals: bool = False) -> None:
+                 poll_interval: float = 1 / 3, system_interval: float = 1.0,
+                 plot_interval: float = 1.0, handle_signals: bool = False) -> None:
         super().__init__()
         self.source = source
         self.commands = commands

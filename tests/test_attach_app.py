@@ -157,8 +157,7 @@ async def test_attach_shows_history_then_pauses_checkpoints_detaches_and_stops(
         async with app.run_test(size=WIDE, notifications=True) as pilot:
             # history at once: the per-class table and the trends hold epoch 1
             assert app.source.snapshot().metrics["val"].epoch == 1
-            await pilot.pause(0.3)
-            text = screen_text(app)
+            text = await on_screen(pilot, app, "trn E1", "val E1", timeout=2.0)
             assert re.search(r"trn E1\s+all", text) and re.search(r"val E1\s+all", text)
             assert "no epoch finished yet" not in text
             assert "LUNA cockpit (attached) · …" in text and os.path.basename(run_dir) in text

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
 from luna_tui.collector import Bottleneck, RunSnapshot
+from luna_tui.widgets.pane import TextPane
 
 VERDICT_STYLE = {
     "loader-bound": "bold black on yellow",
@@ -41,7 +41,7 @@ def render_bottleneck(b: Bottleneck | None, width: int = 40) -> Text:
     return t
 
 
-class BottleneckPane(Static):
+class BottleneckPane(TextPane):
     DEFAULT_CSS = """
     BottleneckPane { height: auto; }
     """
@@ -64,7 +64,7 @@ class BottleneckPane(Static):
         if key == self._key:
             return
         self._key = key
-        self.update(render_bottleneck(self._snap.bottleneck, width))
+        self.show_text(render_bottleneck(self._snap.bottleneck, width))
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._render_last)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
-from textual.widgets import Static
 
 from luna_core.events import (
     FAILED,
@@ -21,6 +20,7 @@ from luna_core.events import (
 from luna_core.runs import CRASHED
 from luna_tui import formatting as fmt
 from luna_tui.collector import RunSnapshot
+from luna_tui.widgets.pane import TextPane
 
 STATE_LABEL = {
     STARTING: "STARTING",
@@ -210,7 +210,7 @@ def _note(snap: RunSnapshot, ui: UiStatus, state: str) -> Text | None:
     return None
 
 
-class ProgressPane(Static):
+class ProgressPane(TextPane):
     """Shows ``render_progress``; re-renders on resize so the bar fits."""
 
     DEFAULT_CSS = """
@@ -251,7 +251,7 @@ class ProgressPane(Static):
         if key == self._key:
             return
         self._key = key
-        self.update(render_progress(snap, now, width, ui, details=roomy))
+        self.show_text(render_progress(snap, now, width, ui, details=roomy))
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._render_last)

@@ -4,10 +4,10 @@ for an attached run on another host, that nothing is visible from here."""
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
 from luna_tui import formatting as fmt
 from luna_tui.system_probe import SystemReading
+from luna_tui.widgets.pane import TextPane
 
 
 def _level(value: float | None, warn: float = 75.0, high: float = 90.0) -> str:
@@ -76,7 +76,7 @@ def render_system(r: SystemReading, width: int = 40) -> Text:
     return t
 
 
-class SystemPane(Static):
+class SystemPane(TextPane):
     DEFAULT_CSS = """
     SystemPane { height: auto; }
     """
@@ -99,7 +99,7 @@ class SystemPane(Static):
         if key == self._key:
             return
         self._key = key
-        self.update(render_system(self._reading, width))
+        self.show_text(render_system(self._reading, width))
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._render_last)
