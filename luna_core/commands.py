@@ -20,27 +20,35 @@ class Command(enum.Enum):
     STOP = "stop"
 
 
-class CommandChannel:
+class CommandMethods:
+    """pause() ... stop() for anything with a ``put(command)``: the in-process channel, the
+    control-socket client, the attached cockpit's sender."""
+
+    def put(self, command: Command | str):
+        raise NotImplementedError
+
+    def pause(self):
+        return self.put(Command.PAUSE)
+
+    def resume(self):
+        return self.put(Command.RESUME)
+
+    def toggle_pause(self):
+        return self.put(Command.TOGGLE_PAUSE)
+
+    def checkpoint(self):
+        return self.put(Command.CHECKPOINT)
+
+    def stop(self):
+        return self.put(Command.STOP)
+
+
+class CommandChannel(CommandMethods):
     def __init__(self) -> None:
         self._queue: collections.deque[Command] = collections.deque()
 
     def put(self, command: Command | str) -> None:
         self._queue.append(Command(command))
-
-    def pause(self) -> None:
-        self.put(Command.PAUSE)
-
-    def resume(self) -> None:
-        self.put(Command.RESUME)
-
-    def toggle_pause(self) -> None:
-        self.put(Command.TOGGLE_PAUSE)
-
-    def checkpoint(self) -> None:
-        self.put(Command.CHECKPOINT)
-
-    def stop(self) -> None:
-        self.put(Command.STOP)
 
     def take(self) -> list[Command]:
         """Every command waiting now, oldest first (non-blocking)."""

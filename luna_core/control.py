@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 
-from luna_core.commands import Command, CommandChannel
+from luna_core.commands import Command, CommandChannel, CommandMethods
 
 SOCKET_NAME = "control.sock"
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes on Linux, less elsewhere
@@ -96,8 +96,8 @@ class ControlServer:
                     return
 
 
-class ControlClient:
-    """Sends commands to a run; has the same methods as CommandChannel."""
+class ControlClient(CommandMethods):
+    """Sends commands to a run; pause() ... stop() return the run's reply."""
 
     def __init__(self, path: str, timeout: float = 5.0) -> None:
         self.path = path
@@ -129,21 +129,6 @@ class ControlClient:
             self.close()
             raise ConnectionError(f"{self.path}: the run closed the control socket")
         return json.loads(line)
-
-    def pause(self) -> dict:
-        return self.put(Command.PAUSE)
-
-    def resume(self) -> dict:
-        return self.put(Command.RESUME)
-
-    def toggle_pause(self) -> dict:
-        return self.put(Command.TOGGLE_PAUSE)
-
-    def checkpoint(self) -> dict:
-        return self.put(Command.CHECKPOINT)
-
-    def stop(self) -> dict:
-        return self.put(Command.STOP)
 
     def close(self) -> None:
         if self._sock is not None:

@@ -33,7 +33,7 @@ from typing import Any
 from textual.binding import Binding
 
 from luna_core import events as ev
-from luna_core.commands import Command
+from luna_core.commands import Command, CommandMethods
 from luna_core.control import ControlClient
 from luna_core.errors import LunaInputError
 from luna_core.eventfile import EVENT_FILE_NAME, EventFileFollower
@@ -183,7 +183,7 @@ class RunFileSource:
 # Commands over the control socket
 # --------------------------------------------------------------------------------------------
 
-class RemoteCommands:
+class RemoteCommands(CommandMethods):
     """The cockpit's ``commands``, sent to the run's control socket in order from a sender
     thread. A command the run does not take goes to ``on_error(command, message)``."""
 
@@ -207,21 +207,6 @@ class RemoteCommands:
                                                 name="luna-attach-commands")
                 self._thread.start()
         self._queue.put(command)
-
-    def pause(self) -> None:
-        self.put(Command.PAUSE)
-
-    def resume(self) -> None:
-        self.put(Command.RESUME)
-
-    def toggle_pause(self) -> None:
-        self.put(Command.TOGGLE_PAUSE)
-
-    def checkpoint(self) -> None:
-        self.put(Command.CHECKPOINT)
-
-    def stop(self) -> None:
-        self.put(Command.STOP)
 
     def send(self, command: Command) -> str | None:
         """Deliver one command now (in this thread); returns an error message or None."""

@@ -192,8 +192,11 @@ async def test_attach_shows_history_then_pauses_checkpoints_detaches_and_stops(
             batches = len(trn_batches(read_run_events(tmp_path)))
             assert ControlClient(sock_path).resume()["ok"]
             await wait_for(pilot, lambda: app.snap.state in (ev.TRAINING, ev.VALIDATING))
-            await on_screen(pilot, app, "command 'resume' received on the control socket",
-                            "p Pause")
+            await on_screen(pilot, app, "p Pause")
+            # (the log pane may already have scrolled past it on a fast run: ask the log)
+            await wait_for(pilot, lambda: any(
+                "command 'resume' received on the control socket" in line.message
+                for line in app.source.snapshot().log))
 
             # d detaches at once; the run goes on
             await pilot.press("d")
@@ -254,13 +257,15 @@ async def test_killed_run_is_shown_as_ended_unexpectedly_with_how_to_resume(
         records = wait_for_events(tmp_path, lambda r: any(x["kind"] == "checkpoint"
                                                           for x in r), proc, timeout=90)
         run_dir = records[0]["run_dir"]
-        checkpoint = os.path.basename([x for x in records if x["kind"] == "checkpoint"][-1]
-                                      ["path"])
         app = attach(run_dir, system_probe=lambda: FROZEN_READING)
         async with app.run_test(size=WIDE, notifications=True) as pilot:
             await pilot.pause(0.2)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            # the run may have written more checkpoints since: the last one is the one to show
+            records = read_run_events(tmp_path)
+            checkpoint = os.path.basename(
+                [x for x in records if x["kind"] == "checkpoint"][-1]["path"])
             await toasted(pilot, app, "Run ended unexpectedly",
                           f"Resume with: luna-tui --headless --resume {run_dir}")
             text = await on_screen(pilot, app, "ENDED UNEXPECTEDLY", checkpoint, "resume:")
