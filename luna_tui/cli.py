@@ -26,14 +26,13 @@ def run_training(argv: list[str]) -> int:
     from luna_core.options import build_parser
 
     options = build_parser().parse_args(argv)  # --help and usage errors exit here, fast
-    train_argv = [a for a in argv if a != "--headless"]
     if options.headless:
         from luna_core.headless import run_headless
 
-        return run_headless(train_argv)
+        return run_headless(argv)
     from luna_tui.app import run_cockpit
 
-    return run_cockpit(train_argv)
+    return run_cockpit(argv)
 
 
 def run_synth(argv: list[str]) -> int:
