@@ -143,7 +143,7 @@ class LunaDataset(Dataset):
         padded_l = padded.tolist()
         for j, row in enumerate(rows.tolist()):
             self._starts[row] = tuple(starts_l[j])
-            self._center_irc[row] = tuple(irc_l[j])
+            self._center_irc[row] = torch.tensor(irc_l[j], dtype=torch.long)
             self._padded[row] = padded_l[j]
         self._geoms[s] = geom
         return geom
@@ -174,4 +174,4 @@ class LunaDataset(Dataset):
         chunk_t = torch.from_numpy(chunk.reshape(self._chunk_shape))
         label_t = (_LABEL_NODULE if self._is_nodule_list[ndx] else _LABEL_NOT_NODULE).clone()
         return (chunk_t, label_t, self._uids[self._series_list[ndx]],
-                torch.tensor(self._center_irc[ndx], dtype=torch.long))
+                self._center_irc[ndx].clone())
