@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import itertools
 import re
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 
@@ -83,3 +84,28 @@ def svg_text(svg: str, cell_width: float = 12.2) -> str:
 def screen_text(app) -> str:
     """What the terminal shows now (via the app's own screenshot export)."""
     return svg_text(app.export_screenshot())
+
+
+async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05) -> None:
+    """Let the app run until ``predicate()`` holds (AssertionError after ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        await pilot.pause(step)
+
+
+async def on_screen(pilot, app, *needles: str, timeout: float = 10.0) -> str:
+    """Wait until every needle is on the screen; returns the screen text."""
+    text = ""
+
+    def shown() -> bool:
+        nonlocal text
+        text = screen_text(app)
+        return all(n in text for n in needles)
+
+    try:
+        await wait_for(pilot, shown, timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"{needles} not on screen:\n{text}") from None
+    return text

@@ -29,7 +29,14 @@ from luna_tui.confirm import AttachQuit
 from luna_tui.demo import FakeTrainer
 from luna_tui.help import HelpScreen
 from luna_tui.system_probe import RunProcessProbe, SystemProbe
-from luna_tui.testing import FROZEN_READING, fake_time, frozen_clock, screen_text
+from luna_tui.testing import (
+    FROZEN_READING,
+    fake_time,
+    frozen_clock,
+    on_screen,
+    screen_text,
+    wait_for,
+)
 from luna_tui.widgets import ProgressPane
 from luna_tui.widgets.system import render_system
 from tests.trainhelpers import read_run_events, start_headless, trn_batches, wait_for_events
@@ -40,29 +47,6 @@ FAST = ("--max-batches", "2", "--batch-size", "4")
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        await pilot.pause(step)
-
-
-async def on_screen(pilot, app, *needles: str, timeout: float = 10.0) -> str:
-    text = ""
-
-    def shown() -> bool:
-        nonlocal text
-        text = screen_text(app)
-        return all(n in text for n in needles)
-
-    try:
-        await wait_for(pilot, shown, timeout=timeout)
-    except AssertionError:
-        raise AssertionError(f"{needles} not on screen:\n{text}") from None
-    return text
-
 
 def in_toasts(needle: str, text: str) -> bool:
     """Is ``needle`` in the notifications on the screen? (They wrap long lines anywhere, so

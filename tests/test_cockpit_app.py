@@ -26,8 +26,10 @@ from luna_tui.testing import (
     FROZEN_READING,
     NO_GPU_READING,
     frozen_clock,
+    on_screen,
     screen_text,
     scripted_run,
+    wait_for,
 )
 from luna_tui.widgets import BottleneckPane, LogPane, ProgressPane, SystemPane, TrendsPane
 from luna_tui.widgets.trends import TrendPlot
@@ -62,27 +64,6 @@ def mid_epoch_two():
     return scripted_run(lambda e: isinstance(e, BatchDone) and e.epoch == 2
                         and e.phase == "trn" and e.batch_ndx == 80,
                         epochs=3, trn_batches=200, val_batches=40)
-
-
-async def wait_for(pilot, predicate, timeout: float = 5.0, step: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        await pilot.pause(step)
-
-
-async def on_screen(pilot, app, *needles: str, timeout: float = 5.0) -> str:
-    """Wait until every needle is on the screen; returns the screen text."""
-    text = ""
-
-    def shown() -> bool:
-        nonlocal text
-        text = screen_text(app)
-        return all(n in text for n in needles)
-
-    await wait_for(pilot, shown, timeout=timeout, step=0.05)
-    return text
 
 
 async def exited(pilot, app, timeout: float = 5.0) -> None:

@@ -9,8 +9,8 @@ import os
 from luna_core.checkpoint import load_checkpoint
 from luna_core.events import FINISHED, STOPPED
 from luna_tui.app import build_cockpit
-from luna_tui.testing import FROZEN_READING, frozen_clock
-from tests.test_cockpit_app import exited, on_screen, wait_for
+from luna_tui.testing import FROZEN_READING, frozen_clock, on_screen, wait_for
+from tests.test_cockpit_app import exited
 
 
 def cockpit(argv):
