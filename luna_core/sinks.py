@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 import sys
 import threading
@@ -146,8 +145,7 @@ class JsonlSink:
 
 
 def _jsonable(value: Any) -> Any:
+    """numpy/torch scalars as numbers; anything else unexpected as its text."""
     if hasattr(value, "item"):
         return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
     return str(value)
