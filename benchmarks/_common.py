@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import statistics
+import time
 from pathlib import Path
 
 
@@ -96,6 +97,16 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print(line(r))
+
+
+def print_footer(t_start: float):
+    """The closing lines every benchmark prints; returns (load average, total seconds)."""
+    la = loadavg()
+    if la:
+        print(f"load at the end: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
+    total_s = time.perf_counter() - t_start
+    print(f"total {total_s:.0f} s")
+    return la, total_s
 
 
 def write_json(path: str | None, payload: dict) -> None:

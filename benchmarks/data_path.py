@@ -47,7 +47,14 @@ import time
 from pathlib import Path
 
 import torch
-from _common import loadavg, machine_info, print_machine, print_table, summary, write_json
+from _common import (
+    machine_info,
+    print_footer,
+    print_machine,
+    print_table,
+    summary,
+    write_json,
+)
 from torch.utils.data import DataLoader
 
 from luna_core import ct as ct_mod
@@ -157,17 +164,22 @@ def dir_bytes(folder: Path, pattern: str) -> int:
 
 # --------------------------------------------------------------------------- the paths
 
+def book_sample(filename: str, uid: str, is_nodule: bool):
+    """The book's ch. 11 ``LunaDataset.__getitem__`` body over one pickled chunk file."""
+    with open(filename, "rb") as f:
+        candidate_a, center_irc = pickle.loads(f.read())
+    candidate_t = torch.from_numpy(candidate_a).to(torch.float32).unsqueeze(0)
+    pos_t = torch.tensor([not is_nodule, is_nodule], dtype=torch.long)
+    return candidate_t, pos_t, uid, torch.tensor(center_irc)
+
+
 def make_book_getitem(ds: LunaDataset, paths: list[str]):
     """The book's ch. 11 ``LunaDataset.__getitem__`` over a pickle-per-chunk cache."""
     info = [(c.series_uid, bool(c.is_nodule)) for c in ds.candidate_list]
 
     def getitem(ndx: int):
         uid, is_nodule = info[ndx]
-        with open(paths[ndx], "rb") as f:
-            candidate_a, center_irc = pickle.loads(f.read())
-        candidate_t = torch.from_numpy(candidate_a).to(torch.float32).unsqueeze(0)
-        pos_t = torch.tensor([not is_nodule, is_nodule], dtype=torch.long)
-        return candidate_t, pos_t, uid, torch.tensor(center_irc)
+        return book_sample(paths[ndx], uid, is_nodule)
 
     return getitem
 
@@ -181,11 +193,7 @@ def make_book_sqlite_getitem(ds: LunaDataset, db: Path):
         uid, is_nodule, key = info[ndx]
         (filename,) = con.execute("SELECT filename FROM cache WHERE key = ?",
                                   (key,)).fetchone()
-        with open(filename, "rb") as f:
-            candidate_a, center_irc = pickle.loads(f.read())
-        candidate_t = torch.from_numpy(candidate_a).to(torch.float32).unsqueeze(0)
-        pos_t = torch.tensor([not is_nodule, is_nodule], dtype=torch.long)
-        return candidate_t, pos_t, uid, torch.tensor(center_irc)
+        return book_sample(filename, uid, is_nodule)
 
     return getitem
 
@@ -416,14 +424,10 @@ def main(argv=None) -> int:
         if miss:
             print(f"map misses: {miss:,.0f} chunks/s = {miss / luna_med:.2f}x of the all-maps-"
                   f"open rate. Full LUNA16 has {FULL_LUNA_SERIES} series and luna_core.ct "
-                  f"keeps MAX_OPEN_VOLUMES={ct_mod.MAX_OPEN_VOLUMES} maps per process: about "
-                  f"{100 * (1 - ct_mod.MAX_OPEN_VOLUMES / FULL_LUNA_SERIES):.0f}% misses in "
-                  "a shuffled epoch.")
-        la = loadavg()
-        if la:
-            print(f"load at the end: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
-        total_s = time.perf_counter() - t_start
-        print(f"total {total_s:.0f} s")
+                  f"keeps {ct_mod._max_open_volumes()} maps per process here: about "
+                  f"{100 * max(0.0, 1 - ct_mod._max_open_volumes() / FULL_LUNA_SERIES):.0f}% "
+                  "misses in a shuffled epoch.")
+        la, total_s = print_footer(t_start)
         write_json(args.json, {
             "benchmark": "data_path", "machine": info, "loadavg_end": la,
             "argv": sys.argv[1:], "candidates": n, "series": args.series,

@@ -42,7 +42,14 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import loadavg, machine_info, print_machine, print_table, summary, write_json
+from _common import (
+    machine_info,
+    print_footer,
+    print_machine,
+    print_table,
+    summary,
+    write_json,
+)
 
 from luna_core.model import LunaModel
 from luna_core.training import EpochSampler, LunaTrainingApp
@@ -362,11 +369,7 @@ def main(argv=None) -> int:
               f"{100 * extra / step_ms:.2f}% of a {step_ms:.0f} ms training step")
     if compile_s is not None:
         print(f"torch.compile: {compile_s:.0f} s to compile (first segment)")
-    la = loadavg()
-    if la:
-        print(f"load at the end: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
-    total_s = time.perf_counter() - t_start
-    print(f"total {total_s:.0f} s")
+    la, total_s = print_footer(t_start)
     write_json(args.json, {
         "benchmark": "train_step", "machine": info, "loadavg_end": la, "argv": sys.argv[1:],
         "batch_size": args.batch_size, "batches_per_segment": args.batches,

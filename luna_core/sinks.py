@@ -92,8 +92,7 @@ class TensorBoardSink:
             bins = np.linspace(0.0, 1.0, 51)
             # The book leaves out the probabilities that are confidently right, so that the
             # interesting ones are visible.
-            neg_hist = is_pos == 0
-            neg_hist &= preds > 0.01
+            neg_hist = ~is_pos & (preds > 0.01)
             pos_hist = is_pos & (preds < 0.99)
             if neg_hist.any():
                 writer.add_histogram("is_neg", preds[neg_hist], step, bins=bins)

@@ -104,9 +104,11 @@ class EpochSampler(Sampler[int]):
         order += order[: padded - self.size]
         return order[self.rank::self.world_size]
 
-    def valid_mask(self, count: int) -> torch.Tensor:
-        """For the first ``count`` positions of this rank's shard: not padding."""
-        positions = torch.arange(count) * self.world_size + self.rank
+    def valid_mask(self, count: int, rank: int | None = None) -> torch.Tensor:
+        """For the first ``count`` positions of a rank's shard (this one's by default): not
+        padding."""
+        rank = self.rank if rank is None else rank
+        positions = torch.arange(count) * self.world_size + rank
         return positions < self.size
 
     def __iter__(self):
@@ -336,8 +338,8 @@ class LunaTrainingApp:
         if not self.dist.enabled:
             return metrics_g.cpu()
         rows = gather_rows(self.dist, metrics_g)
-        valid = [EpochSampler(sampler.size, 0, False, rank, self.dist.world_size)
-                 .valid_mask(metrics_g.shape[1]) for rank in range(self.dist.world_size)]
+        valid = [sampler.valid_mask(metrics_g.shape[1], rank)
+                 for rank in range(self.dist.world_size)]
         return torch.cat([r.cpu()[:, v] for r, v in zip(rows, valid, strict=True)], dim=1)
 
     # ------------------------------------------------------------------ one phase
