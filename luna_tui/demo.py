@@ -4,7 +4,8 @@
 (RunStarted, PhaseStarted, BatchDone, EpochMetrics with the book's lopsided numbers: about
 99.7 % correct overall and 0 % of nodules) and obeys pause / resume / checkpoint / stop at
 batch boundaries, like ``luna_core.training.LunaTrainingApp``. ``events()`` is the same run as
-a generator, for scripted (deterministic) tests.
+a generator, for scripted (deterministic) tests; ``gate`` (e.g. a semaphore's ``acquire``),
+called before each batch, lets a test release the live run one batch at a time.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class FakeTrainer:
                  nonfinite_at: tuple[int, int] | None = None,
                  fail_at: tuple[int, int] | None = None,
                  time_fn: Callable[[], float] | None = None,
+                 gate: Callable[[], object] | None = None,
                  run_dir: str = "runs/demo", seed: int = 11) -> None:
         self.sys_argv = list(sys_argv or [])
         self.sinks = list(sinks or [])
@@ -62,6 +64,7 @@ class FakeTrainer:
         self.nonfinite_at = nonfinite_at
         self.fail_at = fail_at
         self.time_fn = time_fn or time.time
+        self.gate = gate      # called before each batch: tests pace the run with a semaphore
         self.run_dir = run_dir
         self.rng = random.Random(seed)
         self.total_samples = 0
@@ -114,6 +117,8 @@ class FakeTrainer:
                                         f" ----/{batches}, starting", t=self._t())
                 active = 0.0
                 for ndx in range(batches):
+                    if self.gate is not None:
+                        self.gate()
                     stop = yield from self._take_commands(epoch, ndx)
                     if stop:
                         return

@@ -109,3 +109,9 @@ async def on_screen(pilot, app, *needles: str, timeout: float = 10.0) -> str:
     except AssertionError:
         raise AssertionError(f"{needles} not on screen:\n{text}") from None
     return text
+
+
+def position(snap) -> tuple[int, int, int]:
+    """Where a run is, as a tuple that only grows over the run: (epoch, 0 for training or 1
+    for validation, batches done in the phase). ``batches_done`` alone restarts each phase."""
+    return (snap.epoch or 0, 1 if snap.phase == "val" else 0, snap.batches_done)

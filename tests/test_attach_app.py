@@ -39,7 +39,13 @@ from luna_tui.testing import (
 )
 from luna_tui.widgets import ProgressPane
 from luna_tui.widgets.system import render_system
-from tests.trainhelpers import read_run_events, start_headless, trn_batches, wait_for_events
+from tests.trainhelpers import (
+    read_run_events,
+    start_headless,
+    states,
+    trn_batches,
+    wait_for_events,
+)
 
 WIDE = (160, 48)
 # each training phase cut to 2 batches of 4: an epoch takes a few seconds on a CPU
@@ -91,10 +97,6 @@ def kill(proc: subprocess.Popen) -> None:
     proc.communicate(timeout=30)
 
 
-def states(records) -> list[str]:
-    return [r["state"] for r in records if r["kind"] == "status"]
-
-
 def attach(run_dir, **kwargs) -> AttachApp:
     kwargs.setdefault("clock", frozen_clock())
     return build_attach_app(run_dir, poll_interval=0.1, **kwargs)
@@ -127,60 +129,80 @@ def dead_pid() -> int:
 
 # -- a live headless run -------------------------------------------------------------------
 
-async def test_attach_shows_history_then_pauses_checkpoints_detaches_and_stops(
+def last_epoch(records, phase: str) -> int:
+    return max(r["epoch"] for r in records if r["kind"] == "epoch_metrics"
+               and r["phase"] == phase)
+
+
+def pause_run(tmp_path, proc, sock_path, pauses: int = 1) -> list[dict]:
+    """Pause the run through its control socket; returns the records once it is paused."""
+    assert ControlClient(sock_path).pause()["ok"]
+    return wait_for_events(tmp_path, lambda r: states(r).count("paused") >= pauses
+                           and states(r)[-1] == "paused", proc)
+
+
+def batches_since_last_pause(records) -> list[dict]:
+    last_pause = max(i for i, r in enumerate(records)
+                     if r["kind"] == "status" and r["state"] == "paused")
+    return [r for r in records[last_pause:] if r["kind"] == "batch_done"]
+
+
+async def test_attach_shows_history_then_resumes_pauses_checkpoints_detaches_and_stops(
         train_argv, tmp_path):
     proc = start_headless(train_argv, tmp_path, *FAST)
     try:
-        # the run has finished an epoch before anyone attaches
+        # The run's pace is the test's: once an epoch is done it is paused through the
+        # control socket, so the history the cockpit must show is fixed before it attaches.
         records = wait_for_events(
             tmp_path, lambda r: any(x["kind"] == "epoch_metrics" and x["phase"] == "val"
                                     for x in r), proc, timeout=90)
         run_dir = records[0]["run_dir"]
         sock_path = records[0]["control_socket"]
+        records = pause_run(tmp_path, proc, sock_path)
+        trn_epoch, val_epoch = last_epoch(records, "trn"), last_epoch(records, "val")
         app = attach(run_dir)                      # the real probe: this machine's view
         async with app.run_test(size=WIDE, notifications=True) as pilot:
-            # history at once: the per-class table and the trends hold epoch 1
-            assert app.source.snapshot().metrics["val"].epoch == 1
-            text = await on_screen(pilot, app, "trn E1", "val E1", timeout=2.0)
-            assert re.search(r"trn E1\s+all", text) and re.search(r"val E1\s+all", text)
+            # history at once: the per-class table and the trends hold the epochs done
+            assert app.source.snapshot().metrics["val"].epoch == val_epoch
+            text = await on_screen(pilot, app, f"trn E{trn_epoch}", f"val E{val_epoch}",
+                                   "PAUSED", "p Resume")
+            assert re.search(rf"trn E{trn_epoch}\s+all", text)
+            assert re.search(rf"val E{val_epoch}\s+all", text)
             assert "no epoch finished yet" not in text
             assert "LUNA cockpit (attached) · …" in text and os.path.basename(run_dir) in text
             # the system pane watches the run's process, not this one
             await on_screen(pilot, app, f"pid {proc.pid}", "RSS")
 
-            # p pauses the run: no batches in the file while paused
-            await on_screen(pilot, app, "p Pause", "d Detach")
-            await pilot.press("p")
-            records = wait_for_events(tmp_path, lambda r: "paused" in states(r), proc)
-            await on_screen(pilot, app, "PAUSED", "p Resume")
-            assert any(r["kind"] == "log" and "command 'pause' received on the control "
-                       "socket" in r["message"] for r in records)
-            paused_at = len(read_run_events(tmp_path))
-            time.sleep(1.2)
-            after = read_run_events(tmp_path)
-            last_pause = max(i for i, r in enumerate(after)
-                             if r["kind"] == "status" and r["state"] == "paused")
-            assert not any(r["kind"] == "batch_done" for r in after[last_pause:])
-            assert len(after) == paused_at
-
-            # c: a checkpoint event in the file, and a notification naming the file
+            # c while paused: a checkpoint event in the file, a notification naming the
+            # file, and no batch ran since the pause
             await pilot.press("c")
             records = wait_for_events(tmp_path, lambda r: any(
                 x["kind"] == "checkpoint" and x["reason"] == "request" for x in r), proc)
             path = next(x["path"] for x in records
                         if x["kind"] == "checkpoint" and x["reason"] == "request")
             assert load_checkpoint(path)["total_samples"] > 0
+            assert batches_since_last_pause(records) == []
             await toasted(pilot, app, "Checkpoint saved (request)", path)
 
-            # a second attacher resumes the run: this cockpit sees it, and whose command
-            batches = len(trn_batches(read_run_events(tmp_path)))
-            assert ControlClient(sock_path).resume()["ok"]
-            await wait_for(pilot, lambda: app.snap.state in (ev.TRAINING, ev.VALIDATING))
+            # p resumes the run: batches again, and the log says whose command it was
+            batches = len(trn_batches(records))
+            await pilot.press("p")
+            wait_for_events(tmp_path, lambda r: len(trn_batches(r)) > batches, proc)
             await on_screen(pilot, app, "p Pause")
-            # (the log pane may already have scrolled past it on a fast run: ask the log)
             await wait_for(pilot, lambda: any(
                 "command 'resume' received on the control socket" in line.message
                 for line in app.source.snapshot().log))
+
+            # p pauses it again: nothing runs until a second attacher resumes it
+            await pilot.press("p")
+            records = wait_for_events(tmp_path, lambda r: states(r).count("paused") == 2
+                                      and states(r)[-1] == "paused", proc)
+            await on_screen(pilot, app, "PAUSED", "p Resume")
+            assert batches_since_last_pause(records) == []
+            batches = len(trn_batches(records))
+            assert ControlClient(sock_path).resume()["ok"]
+            await wait_for(pilot, lambda: app.snap.state in (ev.TRAINING, ev.VALIDATING))
+            await on_screen(pilot, app, "p Pause")
 
             # d detaches at once; the run goes on
             await pilot.press("d")
@@ -194,7 +216,7 @@ async def test_attach_shows_history_then_pauses_checkpoints_detaches_and_stops(
         app = attach(run_dir, system_probe=lambda: FROZEN_READING)
         async with app.run_test(size=(80, 24)) as pilot:
             assert any(ck.path == path for ck in app.source.snapshot().checkpoints)
-            await pilot.pause(0.2)
+            await on_screen(pilot, app, "q Quit")
             await pilot.press("q")
             assert isinstance(app.screen, AttachQuit)
             text = screen_text(app)
@@ -216,10 +238,14 @@ async def test_attach_shows_history_then_pauses_checkpoints_detaches_and_stops(
 async def test_attached_cockpit_follows_the_run_to_its_end(train_argv, tmp_path):
     proc = start_headless(train_argv, tmp_path, *FAST, "--epochs", "1")
     try:
+        # paused as soon as its control socket is up: it cannot end before the attach
         records = wait_for_events(tmp_path, lambda r: len(r) > 0, proc, timeout=90)
+        pause_run(tmp_path, proc, records[0]["control_socket"])
         app = attach(records[0]["run_dir"], system_probe=lambda: FROZEN_READING)
         assert not app.source.snapshot().ended
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await on_screen(pilot, app, "PAUSED", "p Resume")
+            await pilot.press("p")                  # resumes: the run goes to its end
             await on_screen(pilot, app, "FINISHED", "run finished", timeout=60)
             await toasted(pilot, app, "Run finished")
             assert "p Pause" not in screen_text(app)
@@ -243,7 +269,7 @@ async def test_killed_run_is_shown_as_ended_unexpectedly_with_how_to_resume(
         run_dir = records[0]["run_dir"]
         app = attach(run_dir, system_probe=lambda: FROZEN_READING)
         async with app.run_test(size=WIDE, notifications=True) as pilot:
-            await pilot.pause(0.2)
+            await on_screen(pilot, app, "p Pause")
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             # the run may have written more checkpoints since: the last one is the one to show

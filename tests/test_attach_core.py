@@ -9,14 +9,14 @@ import signal
 import stat
 import subprocess
 import sys
-import time
+import tempfile
 
 from luna_core import events as ev
 from luna_core.checkpoint import load_checkpoint
-from luna_core.control import ControlClient
+from luna_core.control import ControlClient, socket_path_for
 from luna_core.eventfile import EventFileFollower, read_events
 from luna_core.runs import CRASHED, RUNNING, list_runs, read_run, resolve_run_dir
-from tests.trainhelpers import read_run_events, start_headless, trn_batches, wait_for_events
+from tests.trainhelpers import start_headless, states, trn_batches, wait_for_events
 
 
 def test_event_file_follower_holds_back_a_partial_line(tmp_path):
@@ -38,29 +38,31 @@ def test_control_socket_pauses_checkpoints_and_stops_a_headless_run(train_argv, 
     records = wait_for_events(tmp_path, lambda r: len(trn_batches(r)) >= 1, proc)
     started = records[0]
     sock_path = started["control_socket"]
-    assert sock_path == os.path.join(started["run_dir"], "control.sock") or len(sock_path) < 108
+    assert sock_path == socket_path_for(started["run_dir"])
     mode = os.stat(sock_path).st_mode
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
     assert os.stat(sock_path).st_uid == os.getuid()
 
     first, second = ControlClient(sock_path), ControlClient(sock_path)
     assert first.pause() == {"ok": True, "command": "pause"}
-    wait_for_events(tmp_path, lambda r: r[-1]["kind"] == "status" and r[-1]["state"] == "paused"
-              or any(x["kind"] == "status" and x["state"] == "paused" for x in r), proc)
-    time.sleep(0.3)
-    paused_count = len(trn_batches(read_run_events(tmp_path)))
-    time.sleep(1.0)
-    assert len(trn_batches(read_run_events(tmp_path))) == paused_count  # no batches while paused
-    info = read_run(os.path.dirname(sock_path) if sock_path.endswith("control.sock")
-                    else started["run_dir"])
-    assert info.state == RUNNING
+    wait_for_events(tmp_path, lambda r: states(r)[-1:] == ["paused"], proc)
+    assert read_run(started["run_dir"]).state == RUNNING
 
     assert second.checkpoint()["ok"]  # a second attacher, while paused
-    records = wait_for_events(tmp_path, lambda r: any(x["kind"] == "checkpoint" for x in r), proc)
-    saved = next(x for x in records if x["kind"] == "checkpoint")
-    assert saved["reason"] == "request" and load_checkpoint(saved["path"])
+    records = wait_for_events(tmp_path, lambda r: any(x["kind"] == "checkpoint"
+                                                      and x["reason"] == "request" for x in r),
+                              proc)
+    saved = next(x for x in records if x["kind"] == "checkpoint" and x["reason"] == "request")
+    assert load_checkpoint(saved["path"])["total_samples"] == saved["total_samples"]
+    # no batch ran while paused: the checkpoint is where the pause was
+    paused = next(i for i, x in enumerate(records)
+                  if x["kind"] == "status" and x["state"] == "paused")
+    assert not any(x["kind"] == "batch_done" for x in records[paused:])
+    last = trn_batches(records)[-1]
+    assert (saved["epoch"], saved["batch_ndx"]) == (last["epoch"], last["batch_ndx"] + 1)
     assert any(x["kind"] == "log" and "received on the control socket" in x["message"]
                for x in records)
+    paused_count = len(trn_batches(records))
     assert second.put("resume")["ok"]
     wait_for_events(tmp_path, lambda r: len(trn_batches(r)) > paused_count, proc)
     assert first.stop()["ok"]
@@ -68,6 +70,20 @@ def test_control_socket_pauses_checkpoints_and_stops_a_headless_run(train_argv, 
     assert proc.returncode == 0
     assert not os.path.exists(sock_path)  # removed at the end
     assert read_run(started["run_dir"]).state == ev.STOPPED
+
+
+def test_socket_path_is_in_the_run_dir_or_a_private_folder_when_too_long(tmp_path):
+    short = tmp_path / "r"
+    assert socket_path_for(str(short)) == str(short / "control.sock")
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    assert len(str(deep / "control.sock")) > 108        # would not fit in sun_path
+    path = socket_path_for(str(deep))
+    folder = os.path.dirname(path)
+    assert folder == os.path.join(tempfile.gettempdir(), f"luna-tui-{os.getuid()}")
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    assert len(path.encode()) <= 100 and path.endswith(".sock")
+    assert socket_path_for(str(deep)) == path            # the same run, the same socket
+    assert socket_path_for(str(deep) + "x") != path
 
 
 def test_runs_lists_running_finished_and_crashed(train_argv, tmp_path):
@@ -85,13 +101,10 @@ def test_runs_lists_running_finished_and_crashed(train_argv, tmp_path):
 
     running = start_headless(train_argv, tmp_path, "running")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            states = {os.path.basename(r.run_dir).split("-")[-1]: r.state
-                      for r in list_runs(str(runs_dir))}
-            if states.get("running") == RUNNING:
-                break
-            time.sleep(0.2)
+        wait_for_events(tmp_path, lambda r: len(trn_batches(r)) >= 1, running,
+                        comment="running")
+        states = {os.path.basename(r.run_dir).split("-")[-1]: r.state
+                  for r in list_runs(str(runs_dir))}
         assert states == {"done": ev.FINISHED, "killed": CRASHED, "running": RUNNING}
         assert resolve_run_dir("latest", str(runs_dir)).endswith("-running")
         listing = subprocess.run([sys.executable, "-m", "luna_tui", "runs", "--runs-dir",

@@ -15,7 +15,7 @@ import types
 import pytest
 
 from luna_core.commands import CommandChannel
-from luna_core.events import FAILED, PAUSED, STOPPED, BatchDone, EpochMetrics, RunFinished
+from luna_core.events import FAILED, PAUSED, STOPPED, BatchDone, RunFinished
 from luna_tui import app as app_module
 from luna_tui.app import CockpitApp, build_cockpit, describe_exception, run_cockpit
 from luna_tui.collector import EventCollector
@@ -27,11 +27,12 @@ from luna_tui.testing import (
     NO_GPU_READING,
     frozen_clock,
     on_screen,
+    position,
     screen_text,
     scripted_run,
     wait_for,
 )
-from luna_tui.widgets import BottleneckPane, LogPane, ProgressPane, SystemPane, TrendsPane
+from luna_tui.widgets import BottleneckPane, LogPane, SystemPane, TrendsPane
 from luna_tui.widgets.trends import TrendPlot
 
 SIZES = [(80, 24), (160, 48)]
@@ -60,16 +61,33 @@ def live_app(*, reading=FROZEN_READING, **trainer_kwargs):
     return app, collector, channel
 
 
+class Gate:
+    """Paces a FakeTrainer: it runs one batch per ``release`` (and gives up after 60 s, so a
+    failing test cannot leave its thread blocked for ever)."""
+
+    def __init__(self) -> None:
+        self._semaphore = threading.Semaphore(0)
+
+    def __call__(self) -> None:
+        self._semaphore.acquire(timeout=60)
+
+    def release(self, batches: int = 1) -> None:
+        for _ in range(batches):
+            self._semaphore.release()
+
+
 def mid_epoch_two():
     return scripted_run(lambda e: isinstance(e, BatchDone) and e.epoch == 2
                         and e.phase == "trn" and e.batch_ndx == 80,
                         epochs=3, trn_batches=200, val_batches=40)
 
 
-async def exited(pilot, app, timeout: float = 5.0) -> None:
+async def exited(pilot, app, timeout: float = 30.0) -> None:
+    """Wait for the app to exit (the timeout only guards against a hang)."""
     deadline = time.monotonic() + timeout
     while app.is_running and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
+    assert not app.is_running, "the app did not exit"
 
 
 # -- what the panes show -------------------------------------------------------------------
@@ -139,17 +157,23 @@ async def test_p_pauses_and_progress_stops_then_p_resumes(size):
         await pilot.press("p")
         assert channel.sent == ["pause"]
         await wait_for(pilot, lambda: collector.snapshot().state == PAUSED)
-        frozen = collector.snapshot().batches_done
+        frozen = position(collector.snapshot())
         text = await on_screen(pilot, app, "PAUSED", "0 samples/s", "p Resume",
-                               f"batch {frozen}/400")
-        await pilot.pause(0.3)
-        assert collector.snapshot().batches_done == frozen
+                               f"batch {frozen[2]}/400")
         top = text.splitlines()[:8]                  # the progress pane does not move
+        await pilot.pause(0.1)
         assert screen_text(app).splitlines()[:8] == top
+        # the loop really waits: a checkpoint taken while paused is at the pause position
+        await pilot.press("c")
+        await wait_for(pilot, lambda: collector.snapshot().checkpoint_total == 1)
+        saved = collector.snapshot().last_checkpoint
+        assert (saved.reason, saved.epoch, saved.batch_ndx) == ("request", frozen[0],
+                                                                frozen[2])
+        assert position(collector.snapshot()) == frozen
         await pilot.press("p")
-        assert channel.sent == ["pause", "resume"]
-        await wait_for(pilot, lambda: collector.snapshot().batches_done > frozen + 5)
-        assert "PAUSED" not in screen_text(app)
+        assert channel.sent == ["pause", "checkpoint", "resume"]
+        await wait_for(pilot, lambda: position(collector.snapshot()) > frozen)
+        await wait_for(pilot, lambda: "PAUSED" not in screen_text(app))
         await pilot.press("ctrl+c")
         await exited(pilot, app)
 
@@ -171,23 +195,30 @@ async def test_c_issues_a_checkpoint_and_notifies_the_file():
 
 
 @pytest.mark.parametrize("confirm", ["y", "enter"])
-async def test_q_then_confirm_stops_at_a_batch_boundary_checkpoints_and_exits(confirm):
-    app, collector, channel = live_app()
+async def test_q_then_confirm_stops_at_the_next_batch_boundary_checkpoints_and_exits(confirm):
+    gate = Gate()
+    app, collector, channel = live_app(gate=gate)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: collector.snapshot().batches_done > 3)
+        gate.release(5)
+        await wait_for(pilot, lambda: collector.snapshot().batches_done == 5)
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmQuit)
         assert "Quit the cockpit?" in screen_text(app)
         assert channel.sent == []                    # nothing happens before confirming
-        started = time.monotonic()
         await pilot.press(confirm)
+        assert channel.sent == ["stop"]
+        # the loop is inside its batch: the cockpit waits for it, and says so
+        await on_screen(pilot, app, "stopping")
+        assert app.is_running and collector.snapshot().finished is None
+        gate.release()                               # the loop reaches its next boundary
         await exited(pilot, app)
-        assert time.monotonic() - started < 3.0
+        assert not app.is_running
     assert app.return_code == 0
-    assert "stop" in channel.sent
     snap = collector.snapshot()
     assert snap.state == STOPPED
-    assert snap.last_checkpoint.reason == "stop"
+    stop = snap.last_checkpoint
+    assert (stop.reason, stop.epoch, stop.batch_ndx) == ("stop", 1, 5)
+    assert snap.batches_done == 5                    # no batch ran after the stop
     assert not app.trainer_running
 
 
@@ -251,8 +282,11 @@ async def test_trainer_exception_is_shown_and_exits_non_zero():
     app, collector, channel = live_app(fail_at=(1, 30))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.trainer_exit_code is not None)
-        text = await on_screen(pilot, app, "FAILED", "FakeTrainingError: CUDA error")
-        assert re.search(r"demo\.py:\d+", text)               # where it failed
+        # what failed and where: the location is drawn once the trainer thread has returned
+        await wait_for(pilot, lambda: re.search(r"FakeTrainingError: CUDA error.*\n.*"
+                                                r"at luna_tui/demo\.py:\d+ in events",
+                                                screen_text(app)))
+        assert "FAILED" in screen_text(app)
         assert not app.trainer_running
         # nothing left to pause or checkpoint: the footer drops those keys
         await wait_for(pilot, lambda: "p Pause" not in screen_text(app))
@@ -288,8 +322,8 @@ async def test_a_crash_in_the_ui_still_stops_the_training_thread():
     app = Broken(collector, channel, runner=trainer.main, clock=frozen_clock(),
                  system_probe=lambda: FROZEN_READING)
     with pytest.raises(RuntimeError, match="ui bug"):
-        async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(1.0)
+        async with app.run_test(size=(80, 24)):
+            await exited(None, app, timeout=60)         # the timer's exception ends it
     deadline = time.monotonic() + 5
     while app.trainer_running and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
@@ -297,17 +331,27 @@ async def test_a_crash_in_the_ui_still_stops_the_training_thread():
     assert not app.trainer_running
 
 
-async def test_sigterm_quits_like_a_confirmed_q():
+async def test_sigterm_quits_like_a_confirmed_q(monkeypatch):
+    # The handlers the app installs are called directly: a real SIGTERM would go to pytest.
+    # (A real signal through asyncio's handler is what test_attach_sighup.py sends.)
+    loop = asyncio.get_running_loop()
+    installed, removed = {}, []
+    monkeypatch.setattr(loop, "add_signal_handler",
+                        lambda sig, handler: installed.__setitem__(sig, handler))
+    monkeypatch.setattr(loop, "remove_signal_handler", removed.append)
     app, collector, channel = live_app()
     app.handle_signals = True
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: collector.snapshot().batches_done > 3)
-        os.kill(os.getpid(), signal.SIGTERM)
+        assert set(installed) == {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+        installed[signal.SIGTERM]()
         await exited(pilot, app)
     assert channel.sent == ["stop"]
     assert collector.snapshot().state == STOPPED
+    assert collector.snapshot().last_checkpoint.reason == "stop"
     assert not app.trainer_running
-    assert app._signals == []                     # handlers are gone with the app
+    assert sorted(removed) == sorted(installed)   # handlers are gone with the app
+    assert app._signals == []
 
 
 # -- responsiveness ------------------------------------------------------------------------
@@ -477,6 +521,3 @@ async def test_no_color_is_honoured(monkeypatch):
             continue
         assert max(r, g, b) - min(r, g, b) <= 8, hexcolor
 
-
-def test_progress_pane_and_metrics_events_are_importable_without_a_gpu():
-    assert ProgressPane and EpochMetrics

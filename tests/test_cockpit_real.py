@@ -9,7 +9,7 @@ import os
 from luna_core.checkpoint import load_checkpoint
 from luna_core.events import FINISHED, STOPPED
 from luna_tui.app import build_cockpit
-from luna_tui.testing import FROZEN_READING, frozen_clock, on_screen, wait_for
+from luna_tui.testing import FROZEN_READING, frozen_clock, on_screen, position, wait_for
 from tests.test_cockpit_app import exited
 
 
@@ -45,12 +45,21 @@ async def test_c_writes_a_loadable_checkpoint_and_quit_mid_epoch_checkpoints(tra
         await on_screen(pilot, app, os.path.basename(requested.path))
 
         await pilot.press("p")
-        await on_screen(pilot, app, "PAUSED", timeout=30)
-        paused_at = app.source.snapshot().batches_done
-        await pilot.pause(1.0)
-        assert app.source.snapshot().batches_done == paused_at  # the loop really waits
+        await on_screen(pilot, app, "PAUSED", "p Resume", timeout=30)
+        paused_at = position(app.source.snapshot())
+        # the loop really waits: a checkpoint taken now is at the pause position
+        saved = app.source.snapshot().checkpoint_total
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.source.snapshot().checkpoint_total == saved + 1,
+                       timeout=60)
+        during = app.source.snapshot().last_checkpoint
+        assert during.reason == "request"
+        assert (during.epoch, during.batch_ndx) == (paused_at[0], paused_at[2])
+        assert position(app.source.snapshot()) == paused_at
+        # (batches_done restarts each phase: a pause at an epoch's last training batch
+        # resumes into validation, so progress is compared as a position)
         await pilot.press("p")
-        await wait_for(pilot, lambda: app.source.snapshot().batches_done > paused_at,
+        await wait_for(pilot, lambda: position(app.source.snapshot()) > paused_at,
                        timeout=60)
 
         await pilot.press("q")

@@ -69,8 +69,9 @@ def run_dirs(runs_dir) -> list[str]:
 
 
 def start_headless(train_argv, tmp_path, *extra):
-    """`luna-tui --headless` in its own process group, 50 epochs on the tiny set."""
-    argv = train_argv("--epochs", "50", "--num-workers", "1", *extra)
+    """`luna-tui --headless` in its own process group on the tiny set, with more epochs than
+    any test waits for (a run the test does not end itself cannot finish under it)."""
+    argv = train_argv("--epochs", "100000", "--num-workers", "1", *extra)
     proc = subprocess.Popen([sys.executable, "-m", "luna_tui", "--headless", *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -100,6 +101,10 @@ def wait_for_events(tmp_path, predicate, proc, timeout=60, comment="dlwpt"):
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.1)
     raise AssertionError("timed out waiting for the run")
+
+
+def states(records) -> list[str]:
+    return [r["state"] for r in records if r["kind"] == "status"]
 
 
 def trn_batches(records):
