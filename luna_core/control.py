@@ -2,9 +2,13 @@
 
 A Unix domain socket (never a TCP port), mode 0600, normally ``RUN_DIR/control.sock``. The
 protocol is one JSON object per line each way: the client sends ``{"command": "pause"}``
-(any luna_core.commands.Command value) and gets ``{"ok": true}`` or ``{"ok": false, "error":
-...}``. The command's effect is acknowledged by the loop's own events (status, checkpoint),
-which every attached cockpit sees in the event file. Any number of clients may connect.
+(any luna_core.commands.Command value) and gets ``{"ok": true, "command": "pause"}`` or
+``{"ok": false, "error": ...}``. The command's effect is acknowledged by the loop's own events
+(status, checkpoint), which every attached cockpit sees in the event file.
+
+The server lives inside the training process, so no client may hurt it: request lines are
+bounded, so is the number of clients at once (one more is told "too many clients" and closed),
+and a connection that sends nothing for ``idle_timeout`` seconds is closed.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import socket
 import tempfile
 import threading
@@ -21,6 +26,9 @@ from luna_core.commands import Command, CommandChannel, CommandMethods
 
 SOCKET_NAME = "control.sock"
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes on Linux, less elsewhere
+MAX_LINE = 4096
+MAX_CLIENTS = 16
+IDLE_TIMEOUT = 30.0
 
 
 def socket_path_for(run_dir: str) -> str:
@@ -34,14 +42,28 @@ def socket_path_for(run_dir: str) -> str:
     return os.path.join(folder, f"{digest}.sock")
 
 
+def _line(reply: dict) -> bytes:
+    return json.dumps(reply).encode() + b"\n"
+
+
 class ControlServer:
+    """One thread per connection, at most ``max_clients`` of them; close() ends them all."""
+
     def __init__(self, path: str, commands: CommandChannel,
-                 on_command: Callable[[Command], None] | None = None) -> None:
+                 on_command: Callable[[Command], None] | None = None, *,
+                 max_clients: int = MAX_CLIENTS, idle_timeout: float = IDLE_TIMEOUT,
+                 max_line: int = MAX_LINE) -> None:
         self.path = path
         self.commands = commands
         self.on_command = on_command
+        self.max_clients = max_clients
+        self.idle_timeout = idle_timeout
+        self.max_line = max_line
         self._sock: socket.socket | None = None
         self._closed = threading.Event()
+        self._slots = threading.BoundedSemaphore(max_clients)
+        self._lock = threading.Lock()
+        self._serving: dict[socket.socket, threading.Thread] = {}
 
     def start(self) -> None:
         if os.path.exists(self.path):
@@ -49,12 +71,14 @@ class ControlServer:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(self.path)
         os.chmod(self.path, 0o600)
-        sock.listen(8)
-        sock.settimeout(0.5)
+        sock.listen(64)
+        sock.settimeout(0.5)  # accept() wakes to see close(): closing the socket does not wake it
         self._sock = sock
         threading.Thread(target=self._accept_loop, name="luna-control", daemon=True).start()
 
     def close(self) -> None:
+        """Stops accepting, then ends every connection and waits for its thread, so that no
+        command reaches the channel after close() returns."""
         self._closed.set()
         if self._sock is not None:
             self._sock.close()
@@ -63,6 +87,16 @@ class ControlServer:
                 os.unlink(self.path)
             except OSError:
                 pass
+        with self._lock:  # held, so that no connection is closed (its fd reused) meanwhile
+            threads = list(self._serving.values())
+            for conn in self._serving:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)  # wakes its thread's recv() or sendall()
+                except OSError:
+                    pass
+        for thread in threads:
+            if thread is not threading.current_thread():  # close() from on_command
+                thread.join(timeout=5.0)
 
     def _accept_loop(self) -> None:
         while not self._closed.is_set():
@@ -75,25 +109,69 @@ class ControlServer:
                 continue
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            if not self._slots.acquire(blocking=False):
+                self._refuse(conn)
+                continue
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True,
+                                      name="luna-control-client")
+            with self._lock:
+                if self._closed.is_set():  # close() has already taken its list
+                    conn.close()
+                    self._slots.release()
+                    return
+                self._serving[conn] = thread
+                thread.start()
+
+    def _refuse(self, conn: socket.socket) -> None:
+        # Answered and closed at once, so that the client knows why instead of waiting in the
+        # backlog; non-blocking, because this thread must never wait on a client.
+        with conn:
+            conn.setblocking(False)
+            try:
+                conn.send(_line({"ok": False, "error": f"too many clients (at most "
+                                 f"{self.max_clients} at once); try again later"}))
+            except OSError:
+                pass
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rwb") as stream:
-            for raw in stream:
-                try:
-                    command = Command(json.loads(raw)["command"])
-                except (ValueError, KeyError, TypeError) as exc:
-                    reply = {"ok": False, "error": f"bad request: {exc}"}
-                else:
-                    self.commands.put(command)
-                    if self.on_command is not None:
-                        self.on_command(command)
-                    reply = {"ok": True, "command": command.value}
-                try:
-                    stream.write(json.dumps(reply).encode() + b"\n")
-                    stream.flush()
-                except OSError:
+        try:
+            conn.settimeout(self.idle_timeout)  # bounds every recv() and sendall()
+            self._converse(conn)
+        except OSError:
+            pass  # gone (reset, broken pipe), idle too long, or close(): nobody to tell
+        finally:
+            with self._lock:
+                del self._serving[conn]
+            self._slots.release()  # before close(): a client that sees it closed may reconnect
+            conn.close()
+
+    def _converse(self, conn: socket.socket) -> None:
+        pending = b""  # never more than max_line + 1 bytes: recv() asks for no more
+        while True:
+            end = pending.find(b"\n")
+            if end >= 0:
+                line, pending = pending[:end], pending[end + 1:]
+                conn.sendall(_line(self._handle(line)))
+            elif len(pending) > self.max_line:
+                conn.sendall(_line({"ok": False, "error":
+                                    f"request line longer than {self.max_line} bytes"}))
+                return  # the rest of the line cannot be told from a next request
+            else:
+                chunk = conn.recv(self.max_line + 1 - len(pending))
+                if not chunk:
                     return
+                pending += chunk
+
+    def _handle(self, line: bytes) -> dict:
+        try:
+            command = Command(json.loads(line)["command"])
+        # RecursionError: deeply nested JSON ("[[[[..."), which fits well within max_line
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            return {"ok": False, "error": f"bad request: {exc}"}
+        self.commands.put(command)
+        if self.on_command is not None:
+            self.on_command(command)
+        return {"ok": True, "command": command.value}
 
 
 class ControlClient(CommandMethods):
@@ -106,6 +184,13 @@ class ControlClient(CommandMethods):
         self._sock: socket.socket | None = None
 
     def _connect(self) -> socket.socket:
+        # Readable between requests means the run closed the connection (idle too long): a
+        # new one, rather than an error for a command that was never sent.
+        if self._sock is not None:
+            poll = select.poll()  # not select(): it fails on descriptors above 1023
+            poll.register(self._sock, select.POLLIN)
+            if poll.poll(0):
+                self.close()
         if self._sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout)
