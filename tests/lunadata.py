@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ import SimpleITK as sitk
 
 IDENTITY = (1, 0, 0, 0, 1, 0, 0, 0, 1)
 FLIP_XY = (-1, 0, 0, 0, -1, 0, 0, 0, 1)
+# Rotation about z by 90 degrees, then z flipped (row-major): orthonormal but not symmetric
+# (direction != direction.T), so a transposed direction or an x/y swap gives other voxels.
+ROT90Z_FLIPZ = (0, -1, 0, 1, 0, 0, 0, 0, -1)
 
 UID_A = "1.3.6.1.4.1.14519.5.2.1.6279.6001.100000000000000000000000000001"
 UID_B = "1.3.6.1.4.1.14519.5.2.1.6279.6001.100000000000000000000000000002"
@@ -20,6 +24,14 @@ def ramp_volume(shape_irc) -> np.ndarray:
     """int16 volume whose voxel value encodes its position (within [-1000, 1000])."""
     i, r, c = np.indices(shape_irc)
     return ((i * 37 + r * 11 + c * 3) % 1900 - 950).astype(np.int16)
+
+
+def unique_volume(shape_irc) -> np.ndarray:
+    """int16 volume whose voxels all differ: value = -1000 + flat (index, row, col) position
+    (so at most 2001 voxels, to stay within [-1000, 1000])."""
+    n = int(np.prod(shape_irc))
+    assert n <= 2001, shape_irc
+    return (np.arange(n) - 1000).astype(np.int16).reshape(shape_irc)
 
 
 def write_ct(data_dir, uid, hu_a=None, shape_irc=(20, 30, 30), origin=(-10.0, -20.0, -30.0),
@@ -36,6 +48,21 @@ def write_ct(data_dir, uid, hu_a=None, shape_irc=(20, 30, 30), origin=(-10.0, -2
     d.mkdir(parents=True, exist_ok=True)
     mhd = d / f"{uid}.mhd"
     sitk.WriteImage(img, str(mhd), useCompression=False)
+    return mhd
+
+
+def edit_mhd(mhd, **fields) -> Path:
+    """Rewrite ``Key = value`` fields of a .mhd header (e.g. ``Offset="1 2 3"``) and move its
+    mtime one second on, so that the change is seen whatever the clock's resolution."""
+    mhd = Path(mhd)
+    lines = mhd.read_text().splitlines()
+    for key, value in fields.items():
+        hits = [k for k, ln in enumerate(lines) if ln.split("=")[0].strip() == key]
+        assert len(hits) == 1, (key, lines)
+        lines[hits[0]] = f"{key} = {value}"
+    st = mhd.stat()
+    mhd.write_text("\n".join(lines) + "\n")
+    os.utime(mhd, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     return mhd
 
 

@@ -46,14 +46,16 @@ def _raises(fn, *names, line=None):
 
 # ----------------------------------------------------------------------------- CSVs
 
-@pytest.mark.parametrize("name", ["annotations.csv", "candidates.csv"])
-def test_missing_csv(tmp_path, name):
+@pytest.mark.parametrize("name, other", [("annotations.csv", "candidates.csv"),
+                                         ("candidates.csv", "annotations.csv")])
+def test_missing_csv(tmp_path, name, other):
     _data(tmp_path)
     (tmp_path / name).unlink()
-    if name == "candidates.csv":
-        _raises(lambda: get_candidate_info_list(tmp_path), tmp_path / name)
-    else:
-        _raises(lambda: get_candidate_info_list(tmp_path), tmp_path / name)
+    e = _raises(lambda: get_candidate_info_list(tmp_path), tmp_path / name)
+    # the one that is missing, not the one that is there
+    missing = (tmp_path / name).resolve()
+    assert str(e) == f"{missing}: CSV file not found" and e.path == str(missing)
+    assert other not in str(e)
 
 
 def test_named_candidates_file_missing(tmp_path):
@@ -87,21 +89,23 @@ def test_empty_csv(tmp_path):
 
 
 GOOD = [(UID_A, 1.0, 2.0, 3.0, 0)] * 3
+BAD_NUMBERS = "coordX/coordY/coordZ must be finite numbers and class 0 or 1"
 
 
 @pytest.mark.parametrize("bad_row, what", [
-    ((UID_A, "abc", 2.0, 3.0, 0), "coordinate"),
-    ((UID_A, 1.0, "", 3.0, 0), "empty coordinate"),
-    ((UID_A, 1.0, 2.0, "nan", 0), "nan"),
-    ((UID_A, 1.0, 2.0, "inf", 0), "inf"),
-    ((UID_A, 1.0, 2.0, 3.0, "yes"), "class"),
-    ((UID_A, 1.0, 2.0, 3.0, 2), "class 2"),
-    ((UID_A, 1.0, 2.0), "short row"),
-])
+    ((UID_A, "abc", 2.0, 3.0, 0), BAD_NUMBERS),
+    ((UID_A, 1.0, "", 3.0, 0), BAD_NUMBERS),
+    ((UID_A, 1.0, 2.0, "nan", 0), BAD_NUMBERS),
+    ((UID_A, 1.0, 2.0, "inf", 0), BAD_NUMBERS),
+    ((UID_A, 1.0, 2.0, 3.0, "yes"), BAD_NUMBERS),
+    ((UID_A, 1.0, 2.0, 3.0, 2), BAD_NUMBERS),
+    ((UID_A, 1.0, 2.0), "row has 3 field(s), expected at least 5"),
+], ids=["letters", "empty", "nan", "inf", "class word", "class 2", "short row"])
 def test_bad_candidate_row_names_line(tmp_path, bad_row, what):
     _data(tmp_path)
     p = write_candidates(tmp_path, GOOD + [bad_row] + GOOD)
-    _raises(lambda: get_candidate_info_list(tmp_path), p, line=5)
+    e = _raises(lambda: get_candidate_info_list(tmp_path), p, line=5)
+    assert str(e) == f"{p.resolve()}:5: {what}" and e.message == what
 
 
 def test_blank_lines_are_skipped_and_line_numbers_stay_physical(tmp_path):

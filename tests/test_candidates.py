@@ -1,5 +1,6 @@
 import logging
 import os
+import re
 
 import numpy as np
 import pytest
@@ -213,14 +214,43 @@ def test_empty_split_names_data_dir(tmp_path):
         split_candidates(_cands(1), 10, False, data_dir=tmp_path)   # the one goes to val
 
 
-def test_fingerprint():
+# Checkpoints store the training split's fingerprint and --resume refuses another data set:
+# it must be the same for the same candidates (in any order, in any process, in any version
+# that can resume the checkpoint) and differ when any field of any row differs.
+ONE = CandidateInfo(True, 6.5, UID_A, XyzTuple(1.5, -2.5, 3.5))
+FINGERPRINT_4 = "f74ff8066d405ef2cab80676f83ee90bd50032b2afaa1361432b3a36f2e1cb3a"
+
+
+def test_fingerprint_is_sha256_hex_and_stable():
+    a = [ONE] + _cands(3, nodules=1)
+    fp = candidate_fingerprint(a)
+    assert re.fullmatch(r"[0-9a-f]{64}", fp), fp
+    assert fp == FINGERPRINT_4                       # no per-process salt, no format drift
+    assert candidate_fingerprint([ONE] + _cands(3, nodules=1)) == fp   # equal content
+    assert candidate_fingerprint(list(reversed(a))) == fp
+    assert candidate_fingerprint(tuple(a[2:] + a[:2])) == fp
+    assert candidate_fingerprint([]) != fp
+
+
+def test_fingerprint_changes_with_any_field_or_row():
+    # one row, so that a changed field cannot just move the row in the sort order
+    fp1 = candidate_fingerprint([ONE])
+    fields = {
+        "is_nodule": ONE._replace(is_nodule=False),
+        "diameter": ONE._replace(diameter_mm=6.25),
+        "series_uid": ONE._replace(series_uid=UID_B),
+        "x": ONE._replace(center_xyz=XyzTuple(1.5 + 1e-9, -2.5, 3.5)),
+        "y": ONE._replace(center_xyz=XyzTuple(1.5, -2.5 + 1e-9, 3.5)),
+        "z": ONE._replace(center_xyz=XyzTuple(1.5, -2.5, 3.5 + 1e-9)),
+    }
+    fps = {name: candidate_fingerprint([row]) for name, row in fields.items()}
     a = _cands(20, nodules=2)
     fp = candidate_fingerprint(a)
-    assert len(fp) == 64 and int(fp, 16) >= 0
-    assert candidate_fingerprint(list(reversed(a))) == fp
-    b = list(a)
-    b[5] = b[5]._replace(center_xyz=XyzTuple(5.0, 0.0, 1e-9))
-    assert candidate_fingerprint(b) != fp
-    assert candidate_fingerprint(a[:-1]) != fp
-    c = [x._replace(series_uid=UID_B) for x in a]
-    assert candidate_fingerprint(c) != fp
+    rows = {
+        "row dropped": a[:-1],
+        "row duplicated": a + [a[3]],
+        "all series": [x._replace(series_uid=UID_B) for x in a],
+    }
+    fps.update({name: candidate_fingerprint(v) for name, v in rows.items()})
+    assert all(f not in (fp1, fp) for f in fps.values()), fps
+    assert len(set(fps.values())) == len(fps)

@@ -4,12 +4,25 @@ import pickle
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from luna_core import ct as ct_mod
 from luna_core.ct import Ct, CtCache, prepare_cache, window_starts
 from luna_core.errors import LunaInputError
+from luna_core.geometry import irc2xyz
 
-from .lunadata import FLIP_XY, UID_A, UID_B, UID_C, center_xyz_of, ramp_volume, write_ct
+from .lunadata import (
+    FLIP_XY,
+    ROT90Z_FLIPZ,
+    UID_A,
+    UID_B,
+    UID_C,
+    center_xyz_of,
+    edit_mhd,
+    ramp_volume,
+    unique_volume,
+    write_ct,
+)
 
 ORIGIN, SPACING = (-10.0, -20.0, -30.0), (0.75, 0.75, 2.5)
 
@@ -84,6 +97,127 @@ def test_rebuilt_when_raw_changes_and_not_otherwise(tmp_path):
     assert np.load(npy).shape == (20, 30, 30)
     # and nothing but the two files is left behind
     assert sorted(os.listdir(cache / "ct")) == sorted([npy.name, js.name])
+
+
+@pytest.mark.parametrize("field, value, origin, spacing", [
+    ("Offset", "-12 -20 -31", (-12.0, -20.0, -31.0), SPACING),
+    ("ElementSpacing", "0.25 0.50 2.5", ORIGIN, (0.25, 0.5, 2.5)),
+])
+def test_rebuilt_when_mhd_changes(tmp_path, field, value, origin, spacing):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    vol = ramp_volume((20, 30, 30))
+    mhd = write_ct(data, UID_A, hu_a=vol)
+    CtCache(data, cache).ensure(UID_A)
+    npy, js = _npy_json(cache, UID_A)
+    ino, size = npy.stat().st_ino, mhd.stat().st_size
+
+    # same .raw, same .mhd size: only the header's content and mtime differ
+    edit_mhd(mhd, **{field: value})
+    assert mhd.stat().st_size == size
+    assert not CtCache(data, cache).is_fresh(UID_A)
+    cc = CtCache(data, cache)
+    geom = cc.ensure(UID_A)
+    assert npy.stat().st_ino != ino
+    assert geom.origin_xyz == origin and geom.vx_size_xyz == spacing
+    meta = json.loads(js.read_text())
+    assert meta["origin_xyz"] == list(origin) and meta["vx_size_xyz"] == list(spacing)
+    # the new geometry is the one chunks are cut with
+    irc = (10, 20, 5)
+    xyz = center_xyz_of(irc, origin=origin, spacing=spacing)
+    chunk, center = cc.get_chunk(UID_A, xyz, width_irc=(3, 5, 7))
+    assert center == irc and chunk[1, 2, 3] == vol[irc]
+    assert CtCache(data, cache).get_chunk(UID_A, xyz)[1] == irc
+    # and from now on it is fresh: not rebuilt again
+    ino = npy.stat().st_ino
+    assert CtCache(data, cache).is_fresh(UID_A)
+    CtCache(data, cache).ensure(UID_A)
+    assert npy.stat().st_ino == ino
+
+
+def test_rebuilt_when_cache_format_changes(tmp_path, monkeypatch):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    write_ct(data, UID_A)
+    CtCache(data, cache).ensure(UID_A)
+    npy, js = _npy_json(cache, UID_A)
+    ino = npy.stat().st_ino
+    old = json.loads(js.read_text())["format"]
+    assert old == ct_mod.CACHE_FORMAT
+
+    monkeypatch.setattr(ct_mod, "CACHE_FORMAT", old + 1)
+    assert not CtCache(data, cache).is_fresh(UID_A)
+    assert prepare_cache(data, cache, [UID_A]) == 1          # prepcache sees it as stale
+    assert npy.stat().st_ino != ino
+    assert json.loads(js.read_text())["format"] == old + 1
+    ino = npy.stat().st_ino
+    assert prepare_cache(data, cache, [UID_A]) == 0
+    CtCache(data, cache).ensure(UID_A)
+    assert npy.stat().st_ino == ino
+
+    # a cache of a newer format is not trusted by an older program either
+    monkeypatch.setattr(ct_mod, "CACHE_FORMAT", old)
+    CtCache(data, cache).ensure(UID_A)
+    assert npy.stat().st_ino != ino and json.loads(js.read_text())["format"] == old
+
+
+NONSYM_SHAPE = (7, 11, 13)                 # index, row, col: all different
+NONSYM_SPACING = (0.6, 0.9, 2.5)           # x != y
+NONSYM_ORIGIN = (12.5, -40.25, 3.0)
+
+
+def test_non_symmetric_direction_and_unequal_spacing_match_simpleitk(tmp_path):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    d = np.reshape(ROT90Z_FLIPZ, (3, 3))
+    assert not np.array_equal(d, d.T) and np.allclose(d @ d.T, np.eye(3))
+    vol = unique_volume(NONSYM_SHAPE)             # each voxel value names its voxel
+    mhd = write_ct(data, UID_A, hu_a=vol, origin=NONSYM_ORIGIN, spacing=NONSYM_SPACING,
+                   direction=ROT90Z_FLIPZ)
+    img = sitk.ReadImage(str(mhd))
+    assert img.GetSize() == NONSYM_SHAPE[::-1]
+
+    geom = CtCache(data, cache).ensure(UID_A)
+    cached = CtCache(data, cache).ensure(UID_A)  # read back from the .json
+    ct = Ct.read(mhd)
+    for g in (geom, cached):
+        assert g.shape_irc == NONSYM_SHAPE
+        assert g.origin_xyz == img.GetOrigin() and g.vx_size_xyz == img.GetSpacing()
+        assert g.direction == img.GetDirection()
+    assert ct.origin_xyz == img.GetOrigin() and ct.vx_size_xyz == img.GetSpacing()
+    assert tuple(ct.direction_a.ravel()) == img.GetDirection()
+    np.testing.assert_array_equal(CtCache(data, cache).volume(UID_A), vol)
+
+    # voxel <-> world as SimpleITK does it (its index is (x=col, y=row, z=index))
+    rng = np.random.default_rng(0)
+    interior = 0
+    voxels = [(0, 0, 0), (6, 10, 12), (1, 2, 3), (5, 0, 12), (0, 9, 1), (3, 5, 6)]
+    voxels += [tuple(int(rng.integers(0, n)) for n in NONSYM_SHAPE) for _ in range(20)]
+    for irc in voxels:
+        want = img.TransformIndexToPhysicalPoint(irc[::-1])
+        got = irc2xyz(irc, cached.origin_xyz, cached.vx_size_xyz, cached.direction_a)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(ct.irc2xyz(irc), want, rtol=0, atol=1e-9)
+        # a point up to 0.3 voxel off the centre along each voxel axis: same voxel
+        off = rng.uniform(-0.3, 0.3, 3)
+        xyz = img.TransformContinuousIndexToPhysicalPoint(
+            tuple(float(v) for v in np.array(irc[::-1]) + off))
+        sitk_irc = img.TransformPhysicalPointToIndex(xyz)[::-1]
+        assert sitk_irc == irc
+        assert cached.xyz2irc(xyz) == irc and ct.xyz2irc(xyz) == irc
+        assert tuple(cached.xyz2irc_array(np.array([xyz]))[0]) == irc
+
+        # the chunk around that point has SimpleITK's voxel value at its centre
+        want_hu = img.GetPixel(img.TransformPhysicalPointToIndex(xyz))
+        width = (3, 5, 7)
+        chunk, center = CtCache(data, cache).get_chunk(UID_A, xyz, width_irc=width)
+        assert center == irc
+        starts = window_starts(irc, NONSYM_SHAPE, width)
+        assert chunk[tuple(c - s for c, s in zip(irc, starts))] == want_hu
+        if all(w // 2 <= c < n - w // 2 for c, n, w in zip(irc, NONSYM_SHAPE, width)):
+            assert chunk[1, 2, 3] == want_hu          # interior: exactly at the centre
+            interior += 1
+        raw_chunk, raw_center = ct.get_raw_candidate(xyz, width_irc=width)
+        assert raw_center == irc
+        np.testing.assert_array_equal(raw_chunk, chunk)
+    assert interior >= 5
 
 
 def test_ensure_rechecks_only_when_asked(tmp_path):

@@ -4,15 +4,26 @@ import warnings
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 from torch.utils.data import DataLoader
 
 from luna_core import ct as ct_mod
 from luna_core.candidates import clear_cache
+from luna_core.ct import window_starts
 from luna_core.dsets import LunaDataset
 from luna_core.errors import LunaInputError
 
-from .lunadata import make_dataset_dir, ramp_volume, write_candidates
+from .lunadata import (
+    ROT90Z_FLIPZ,
+    UID_A,
+    make_dataset_dir,
+    ramp_volume,
+    unique_volume,
+    write_annotations,
+    write_candidates,
+    write_ct,
+)
 
 
 @pytest.fixture
@@ -151,3 +162,38 @@ def test_centre_outside_volume_names_series_and_csv(data):
     with pytest.raises(LunaInputError) as e:
         ds[ndx]
     assert uids[1] in str(e.value) and "candidates.csv" in str(e.value)
+
+
+def test_non_symmetric_direction_samples_match_simpleitk(tmp_path):
+    """Candidates given as world points of a CT with a non-symmetric direction and x != y
+    spacing: each sample's centre is SimpleITK's voxel for the point, and holds its value."""
+    clear_cache()
+    root, shape, width = tmp_path / "data", (7, 11, 13), (3, 5, 7)
+    mhd = write_ct(root, UID_A, hu_a=unique_volume(shape), origin=(12.5, -40.25, 3.0),
+                   spacing=(0.6, 0.9, 2.5), direction=ROT90Z_FLIPZ)
+    img = sitk.ReadImage(str(mhd))
+    rng = np.random.default_rng(2)
+    irc_list = [(3, 5, 6), (1, 2, 3), (5, 8, 9), (0, 0, 0), (6, 10, 12), (2, 9, 1)]
+    rows = []
+    for irc in irc_list:
+        cont = np.array(irc[::-1], dtype=float) + rng.uniform(-0.3, 0.3, 3)
+        xyz = img.TransformContinuousIndexToPhysicalPoint([float(v) for v in cont])
+        rows.append((UID_A, *xyz, 0))
+    write_candidates(root, rows)
+    write_annotations(root, [])
+    ds = LunaDataset(val_stride=0, data_dir=root, cache_dir=tmp_path / "cache",
+                     width_irc=width)
+    assert len(ds) == len(irc_list)
+    seen = set()
+    for k, cand in enumerate(ds.candidate_list):
+        chunk, _, _, center = ds[k]
+        sitk_index = img.TransformPhysicalPointToIndex(cand.center_xyz)
+        irc = tuple(center.tolist())
+        assert irc == sitk_index[::-1]
+        want = img.GetPixel(sitk_index)
+        starts = window_starts(irc, shape, width)
+        assert chunk[0][tuple(c - s for c, s in zip(irc, starts))].item() == want
+        if irc == (3, 5, 6):                         # interior: exactly at the centre
+            assert chunk[0, 1, 2, 3].item() == want
+        seen.add(irc)
+    assert seen == set(irc_list)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from luna_core.geometry import (
     IrcTuple,
@@ -23,6 +24,8 @@ DIRECTIONS = {
     "flip_xy": np.diag([-1.0, -1.0, 1.0]),
     "rotation": _rotation(1),
     "rotation2": _rotation(7),
+    # 90 degrees about z, then z flipped: exact entries, not symmetric
+    "rot90z_flipz": np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]),
 }
 
 
@@ -84,6 +87,36 @@ def test_scalar_and_array_agree():
     assert arr.dtype == np.int64
     for p, q in zip(xyz, arr):
         assert xyz2irc(tuple(p), o, s, d) == tuple(int(v) for v in q)
+
+
+@pytest.mark.parametrize("name", sorted(DIRECTIONS))
+def test_matches_simpleitk(name):
+    """SimpleITK orders its index, origin, spacing and direction x, y, z (index = (col, row,
+    slice)); ours are (index, row, col) voxels and x, y, z world points."""
+    d = DIRECTIONS[name]
+    shape_irc = (7, 11, 13)
+    origin, spacing = (12.5, -40.25, 3.0), (0.6, 0.9, 2.5)        # x and y spacing differ
+    img = sitk.Image(shape_irc[::-1], sitk.sitkInt16)
+    img.SetOrigin(origin)
+    img.SetSpacing(spacing)
+    img.SetDirection(tuple(float(v) for v in d.ravel()))
+    rng = np.random.default_rng(11)
+    irc_a = np.array([(0, 0, 0), (6, 10, 12), (1, 2, 3), (5, 0, 12)]
+                     + [tuple(int(rng.integers(0, n)) for n in shape_irc) for _ in range(30)])
+    want = np.array([img.TransformIndexToPhysicalPoint([int(v) for v in irc[::-1]])
+                     for irc in irc_a])
+    np.testing.assert_allclose(irc2xyz_array(irc_a, origin, spacing, d), want, atol=1e-9,
+                               rtol=0)
+    # world points up to 0.3 voxel off the centres: SimpleITK's nearest voxel is ours
+    cont = irc_a[:, ::-1] + rng.uniform(-0.3, 0.3, size=irc_a.shape)
+    xyz = np.array([img.TransformContinuousIndexToPhysicalPoint([float(v) for v in c])
+                    for c in cont])
+    sitk_irc = np.array([img.TransformPhysicalPointToIndex([float(v) for v in p])[::-1]
+                         for p in xyz])
+    np.testing.assert_array_equal(sitk_irc, irc_a)
+    np.testing.assert_array_equal(xyz2irc_array(xyz, origin, spacing, d), irc_a)
+    for p, irc in zip(xyz, irc_a):
+        assert xyz2irc(tuple(p), origin, spacing, d) == tuple(int(v) for v in irc)
 
 
 def test_bad_direction_shape():
