@@ -169,7 +169,7 @@ class LunaTrainingApp:
         self.state = ev.STARTING
         self.last_checkpoint: str | None = None
         self.best_val_loss = math.inf
-        self.nonfinite_batches: list[tuple[int, int]] = []
+        self.nonfinite_batches: list[tuple[int, int, str]] = []  # (epoch, batch, what)
         self.control: ControlServer | None = None
         self.dist = DistContext()
         self.checkpoint_requested = False
@@ -287,10 +287,10 @@ class LunaTrainingApp:
             loss_var = self.compute_batch_loss(batch_ndx, batch_tup, trn_metrics_g)
             loss_var.backward()
             finite = all_ranks_finite(self.dist, torch.isfinite(loss_var.detach()))
-            self._guarded_step(finite)
+            skipped = self._guarded_step(finite)
             self.total_samples += len(batch_tup[0]) * self.dist.world_size
             self.position = (epoch, batch_ndx + 1)
-            self._batch_done(loss_var.detach(), finite, len(batch_tup[0]))
+            self._batch_done(loss_var.detach(), skipped, len(batch_tup[0]))
         return trn_metrics_g
 
     def validate_epoch(self, epoch: int) -> torch.Tensor:
@@ -373,13 +373,13 @@ class LunaTrainingApp:
         if not self.stop_requested:
             eta.done()
 
-    def _batch_done(self, loss_g: torch.Tensor, finite_g: torch.Tensor | None,
+    def _batch_done(self, loss_g: torch.Tensor, skipped_g: torch.Tensor | None,
                     samples: int) -> None:
         now = time.monotonic()
         self._pending.append(dict(
             phase=self.phase, epoch=self.epoch, batch_ndx=self._batch_ndx,
             batch_count=self.batch_count, samples=samples, total_samples=self.total_samples,
-            loss=loss_g, finite=finite_g, data_s=self._data_s, compute_s=now - self._t_batch,
+            loss=loss_g, skipped=skipped_g, data_s=self._data_s, compute_s=now - self._t_batch,
             active_s=self._active_s()))
         # Losses stay on the device and are read in one go: every batch on the CPU (free),
         # a few times a second on a GPU (one host sync per flush, not per batch).
@@ -391,46 +391,57 @@ class LunaTrainingApp:
         self._last_flush = time.monotonic()
         if not pending:
             return
-        # one host transfer for the losses (and the all-ranks finite flags) of many batches
+        # one host transfer for the losses (and the skipped-update flags) of many batches
         rows = [p.pop("loss").float() for p in pending]
-        finites = [p.pop("finite") for p in pending]
-        if finites[0] is not None:
-            rows += [f.float() for f in finites]
+        skips = [p.pop("skipped") for p in pending]
+        if skips[0] is not None:
+            rows += skips
         values = torch.stack(rows).tolist()
         for i, record in enumerate(pending):
             self.bus.emit(ev.BatchDone(loss=values[i], **record))
-            if finites[0] is not None and values[len(pending) + i] == 0.0:
-                self._on_nonfinite(record["epoch"], record["batch_ndx"])
+            if skips[0] is not None and values[len(pending) + i] != 0.0:
+                self._on_nonfinite(record["epoch"], record["batch_ndx"],
+                                   gradient_only=values[len(pending) + i] == 1.0)
 
-    def _on_nonfinite(self, epoch: int, batch_ndx: int) -> None:
+    def _on_nonfinite(self, epoch: int, batch_ndx: int, gradient_only: bool = False) -> None:
+        """A batch whose update was skipped: a non-finite loss, or a finite loss with a
+        non-finite gradient (the same event and action)."""
         action = self.nonfinite_action
-        self.nonfinite_batches.append((epoch, batch_ndx))
+        what = "non-finite gradient" if gradient_only else "non-finite training loss"
+        self.nonfinite_batches.append((epoch, batch_ndx, what))
         self.bus.emit(ev.NonFiniteLoss(phase="trn", epoch=epoch, batch_ndx=batch_ndx,
                                        action=action))
+        said = f"{what} (the loss was finite)" if gradient_only else what
         if action == "skip":
-            log.warning("E%d batch %d: non-finite training loss; its update was skipped",
-                        epoch, batch_ndx)
+            log.warning("E%d batch %d: %s; its update was skipped", epoch, batch_ndx, said)
         elif action == "pause":
-            log.error("E%d batch %d: non-finite training loss; its update was not applied. "
-                      "Paused: checkpoint, inspect, or quit.", epoch, batch_ndx)
+            log.error("E%d batch %d: %s; its update was not applied. "
+                      "Paused: checkpoint, inspect, or quit.", epoch, batch_ndx, said)
             self.paused = True
-            self._set_state(ev.PAUSED, f"non-finite loss at E{epoch} batch {batch_ndx}")
+            short = "gradient" if gradient_only else "loss"
+            self._set_state(ev.PAUSED, f"non-finite {short} at E{epoch} batch {batch_ndx}")
         else:
-            log.error("E%d batch %d: non-finite training loss; its update was not applied. "
+            log.error("E%d batch %d: %s; its update was not applied. "
                       "Stopping with the last good weights checkpointed (lower --lr, or "
-                      "--on-nonfinite skip).", epoch, batch_ndx)
+                      "--on-nonfinite skip).", epoch, batch_ndx, said)
             self._nonfinite_stop = True
             self.stop_requested = True
 
-    def _guarded_step(self, finite_g: torch.Tensor) -> None:
+    def _guarded_step(self, finite_g: torch.Tensor) -> torch.Tensor:
         """optimizer.step() that leaves weights and momentum untouched when the loss (or a
         gradient) was not finite, decided on the device (no host sync): the fused SGD kernel
-        skips its whole update when ``found_inf`` is 1, as it does under AMP's GradScaler."""
-        found_inf = (~finite_g).float()
+        skips its whole update when ``found_inf`` is 1, as it does under AMP's GradScaler.
+
+        Returns, on the device, why the update was skipped: 0.0 it was not, 1.0 a non-finite
+        gradient with a finite loss, 2.0 a non-finite loss. Under DDP both are the same on
+        every rank (``finite_g`` is combined over ranks, gradients are all-reduced)."""
+        loss_bad = (~finite_g).float()
+        found_inf = loss_bad.clone()
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, self._unit_scale)
         self.optimizer.found_inf = found_inf
         self.optimizer.step()
+        return found_inf + loss_bad
 
     def _between_batches(self) -> bool:
         """Take commands; checkpoint; block while paused. True means: stop now.
@@ -485,9 +496,9 @@ class LunaTrainingApp:
         reason = "nonfinite" if self._nonfinite_stop else "stop"
         self.save_checkpoint(reason, epoch, batch_ndx, trn_metrics_g)
         if self._nonfinite_stop:
-            bad_epoch, bad_batch = self.nonfinite_batches[0]
+            bad_epoch, bad_batch, what = self.nonfinite_batches[0]
             return self._finish(ev.FAILED, EXIT_NONFINITE,
-                                f"non-finite training loss at E{bad_epoch} batch {bad_batch}")
+                                f"{what} at E{bad_epoch} batch {bad_batch}")
         return self._finish(ev.STOPPED, self.stop_exit_code)
 
     def _finish(self, state: str, exit_code: int, error: str | None = None) -> int:
