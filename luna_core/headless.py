@@ -1,8 +1,8 @@
 """`luna-tui --headless`: the training loop with console log lines and signal handling.
 
-- SIGINT / SIGTERM: stop at the next batch boundary, checkpoint, exit 130 / 143.
-  A second SIGINT exits at once (checkpoints are written atomically, so the last one stays
-  intact).
+- SIGINT / SIGTERM: stop at the next batch boundary, checkpoint, exit 130 / 143 (said on
+  stderr as the signal arrives). A second SIGINT exits at once (checkpoints are written
+  atomically, so the last one stays intact).
 - SIGUSR1: write a checkpoint now and go on.
 - SIGHUP (a dropped SSH session, when not under nohup): like SIGTERM, exit 129.
 """
@@ -37,6 +37,10 @@ def run_headless(argv: list[str], extra_sinks=None) -> int:
                 os._exit(EXIT_SIGINT)
         if app.stop_exit_code == 0:
             app.stop_exit_code = 128 + signum
+            # said at once: the batch under way may take a while to finish
+            again = " (Ctrl+C again exits at once)" if signum == signal.SIGINT else ""
+            os.write(2, f"{signal.Signals(signum).name}: stopping at the next batch boundary "
+                        f"with a checkpoint{again}\n".encode())
         commands.stop()
 
     def on_checkpoint_signal(_signum, _frame):
