@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
@@ -44,28 +43,39 @@ def test_full_disk_leaves_previous_checkpoint(tmp_path, monkeypatch):
 def test_write_killed_half_way_leaves_previous_checkpoint(tmp_path):
     path = tmp_path / "e001-end.pt"
     ck.atomic_torch_save(_state(1.0), str(path))
-    # A writer that saves ~64 MB checkpoints over and over; kill it mid-write.
+    # A writer whose torch.save writes half of a new checkpoint, says so, and hangs there:
+    # the kill lands mid-write every time.
     script = textwrap.dedent(f"""
-        import torch
-        from luna_core.checkpoint import atomic_torch_save
-        state = {{"format_version": 1, "model": {{"w": torch.full((16_000_000,), 2.0)}}}}
-        print("ready", flush=True)
-        while True:
-            atomic_torch_save(state, {str(path)!r})
+        import io, time, torch
+        from luna_core import checkpoint as ck
+
+        real_save = torch.save
+
+        def half_then_hang(obj, f):
+            buffer = io.BytesIO()
+            real_save(obj, buffer)
+            f.write(buffer.getvalue()[: buffer.tell() // 2])
+            f.flush()
+            print("half written", flush=True)
+            time.sleep(3600)
+
+        ck.torch.save = half_then_hang
+        state = {{"format_version": 1, "model": {{"w": torch.full((100_000,), 2.0)}}}}
+        ck.atomic_torch_save(state, {str(path)!r})
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if any(n.startswith(".e001-end.pt.tmp-") for n in os.listdir(tmp_path)):
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    state = ck.load_checkpoint(str(path))  # either the old or a complete new one
-    assert state["model"]["w"][0] in (1.0, 2.0)
+    try:
+        assert proc.stdout.readline().strip() == "half written"
+        (tmp,) = [n for n in os.listdir(tmp_path) if n.startswith(".e001-end.pt.tmp-")]
+        assert os.path.getsize(tmp_path / tmp) > 100_000       # half of the new one is there
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    state = ck.load_checkpoint(str(path))  # the previous one, intact
+    assert state["model"]["w"][0] == 1.0
     # the orphaned temp file is cleaned up by the next prune
     ck.prune_checkpoints(str(tmp_path), keep=3)
-    assert [n for n in os.listdir(tmp_path) if ".tmp-" in n] == []
+    assert os.listdir(tmp_path) == ["e001-end.pt"]
 
 
 def test_weights_only_rejects_arbitrary_objects(tmp_path):

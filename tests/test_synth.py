@@ -230,7 +230,7 @@ def test_negatives_inside_volume_apart_from_nodules_half_on_vessels(default):
     assert 0.35 < on_vessel < 0.65 and 0.35 < in_parenchyma < 0.65
 
 
-def test_default_numbers_ratio_and_speed(default):
+def test_default_numbers_and_ratio(default):
     out, summary, lines = default
     assert summary.series == 10 and summary.missing_series == 1
     assert summary.flipped_series == 2                           # series 4 and 8
@@ -239,7 +239,6 @@ def test_default_numbers_ratio_and_speed(default):
     assert positives == summary.positives
     assert 1 / 450 <= positives / len(cands) <= 1 / 250
     assert 1450 <= len(cands) - positives <= 1700
-    assert summary.seconds < 20
     assert len(list(out.glob("subset*/*.raw"))) == 10
     assert any("series 10/10" in line for line in lines) and summary.describe() in lines
 
