@@ -15,7 +15,6 @@ import torch
 from luna_core import events as ev
 from luna_core.checkpoint import load_checkpoint
 from luna_core.eventfile import read_events
-from luna_core.metrics import compute_metrics
 from luna_core.training import EpochSampler, LunaTrainingApp
 from tests.trainhelpers import trn_batches, wait_for_events
 
@@ -34,13 +33,19 @@ def test_sampler_shards_cover_every_sample_once():
     valid = [[i for i, ok in zip(o, s.valid_mask(4).tolist(), strict=True) if ok]
              for o, s in zip(orders, shards, strict=True)]
     assert sorted(i for v in valid for i in v) == list(range(11))
+    # rank 0 gathers everyone's rows and asks for each rank's mask: it must be that rank's
+    for r in range(3):
+        assert torch.equal(shards[0].valid_mask(4, r), shards[r].valid_mask(4))
+    assert [s.valid_mask(4).tolist().count(False) for s in shards] == [0, 0, 1]
     single = EpochSampler(11, seed=3)
     single.set_epoch(2)
     assert sorted(single.order()) == list(range(11))
 
 
 def test_two_processes_rank0_writes_and_metrics_match_single_process(train_argv, tmp_path):
-    argv = train_argv("--epochs", "1")
+    # --val-stride 5: 43 training (4 nodules) and 11 validation (2 nodules) samples, odd, so
+    # each phase pads one rank's shard with a repeated sample that metrics must not count
+    argv = train_argv("--epochs", "1", "--val-stride", "5")
     result = subprocess.run(_torchrun(argv), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(os.listdir(tmp_path / "runs" / "luna"))
@@ -53,13 +58,16 @@ def test_two_processes_rank0_writes_and_metrics_match_single_process(train_argv,
     events = read_events(str(run_dir / "events.jsonl"))
     started = next(e for e in events if isinstance(e, ev.RunStarted))
     assert started.world_size == 2
+    assert (started.trn_samples, started.val_samples) == (43, 11)
     trn, val = [e for e in events if isinstance(e, ev.EpochMetrics)]
-    assert (trn.neg_count, trn.pos_count) == (43, 5)  # every sample once, padding dropped
-    assert (val.neg_count, val.pos_count) == (5, 1)
-    assert trn.total_samples == 48
+    assert (trn.neg_count, trn.pos_count) == (39, 4)  # every sample once, padding dropped
+    assert (val.neg_count, val.pos_count) == (9, 2)
+    # samples seen: 2 ranks x 22, the padded repeat included (it was trained on)
+    assert trn.total_samples == 44
     assert result.stderr.count("E1 trn_neg") == 1  # rank 1 logs warnings and errors only
 
-    # The same weights, validated by a single process, give the same metrics.
+    # The same weights, validated by a single process: the same counts and losses, counted
+    # here from the per-sample labels, predictions and losses (not by compute_metrics).
     state = load_checkpoint(str(run_dir / "checkpoints" / "e001-end.pt"))
     app = LunaTrainingApp(sys_argv=argv)
     app.device = app._pick_device("cpu")
@@ -67,11 +75,14 @@ def test_two_processes_rank0_writes_and_metrics_match_single_process(train_argv,
     app.model, app.optimizer = app._init_model()
     app.model.load_state_dict(state["model"])
     app.val_dl = app._init_dataloader(app.val_ds, shuffle=False)
-    single = compute_metrics(app._gather_metrics(app.validate_epoch(1),
-                                                 app.val_dl.sampler).numpy())
-    assert (single["neg_correct"], single["pos_correct"]) == (val.neg_correct, val.pos_correct)
-    for name, value in single["metrics"].items():
-        assert abs(value - val.metrics[name]) < 1e-4, name
+    label, pred, loss = app.validate_epoch(1)
+    assert label.numel() == 11
+    neg, pos = label == 0, label == 1
+    assert (int(neg.sum()), int(pos.sum())) == (val.neg_count, val.pos_count)
+    assert int((neg & (pred <= 0.5)).sum()) == val.neg_correct
+    assert int((pos & (pred > 0.5)).sum()) == val.pos_correct
+    assert abs(float(loss.mean()) - val.metrics["loss/all"]) < 1e-5
+    assert abs(float(loss[pos].mean()) - val.metrics["loss/pos"]) < 1e-5
 
 
 def test_sigterm_to_torchrun_checkpoints_and_resume_continues(train_argv, tmp_path):
