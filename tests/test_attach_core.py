@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -43,6 +44,15 @@ def test_control_socket_pauses_checkpoints_and_stops_a_headless_run(train_argv, 
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
     assert os.stat(sock_path).st_uid == os.getuid()
 
+    # clients that misbehave: garbage, a 5 MB line, one gone before its reply
+    for request in (b"\xff\xfe garbage\n", b"x" * 5_000_000 + b"\n",
+                    b'{"command": "no such command"}\n'):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as rude:
+            rude.connect(sock_path)
+            try:
+                rude.sendall(request)
+            except OSError:
+                pass    # the server may close on an over-long line before it is all sent
     first, second = ControlClient(sock_path), ControlClient(sock_path)
     assert first.pause() == {"ok": True, "command": "pause"}
     wait_for_events(tmp_path, lambda r: states(r)[-1:] == ["paused"], proc)
@@ -66,8 +76,9 @@ def test_control_socket_pauses_checkpoints_and_stops_a_headless_run(train_argv, 
     assert second.put("resume")["ok"]
     wait_for_events(tmp_path, lambda r: len(trn_batches(r)) > paused_count, proc)
     assert first.stop()["ok"]
-    proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
+    assert "Traceback" not in out and "Exception in thread" not in out
     assert not os.path.exists(sock_path)  # removed at the end
     assert read_run(started["run_dir"]).state == ev.STOPPED
 
