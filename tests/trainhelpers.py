@@ -6,6 +6,7 @@ import glob
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -72,10 +73,15 @@ def start_headless(train_argv, tmp_path, *extra):
     """`luna-tui --headless` in its own process group on the tiny set, with more epochs than
     any test waits for (a run the test does not end itself cannot finish under it)."""
     argv = train_argv("--epochs", "100000", "--num-workers", "1", *extra)
-    proc = subprocess.Popen([sys.executable, "-m", "luna_tui", "--headless", *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    return proc
+    # A test runner started under nohup ignores SIGHUP, and a child would inherit that (the
+    # run keeps an ignored SIGHUP ignored, by design): start it with the default.
+    hup = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        return subprocess.Popen([sys.executable, "-m", "luna_tui", "--headless", *argv],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    finally:
+        signal.signal(signal.SIGHUP, hup)
 
 
 def read_run_events(tmp_path, comment="dlwpt"):
