@@ -21,7 +21,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from luna_core import events as ev  # noqa: E402
+from luna_core.run import events as ev  # noqa: E402
 
 
 class BatchRate:
@@ -47,7 +47,7 @@ def headless_arm(argv: list[str]) -> float:
 
     rate = BatchRate()
     with open(os.devnull, "w") as devnull:
-        from luna_core.sinks import ConsoleSink
+        from luna_core.run.sinks import ConsoleSink
 
         code = LunaTrainingApp(sys_argv=argv, sinks=[rate, ConsoleSink(devnull)]).main()
     assert code == 0, code
@@ -56,7 +56,7 @@ def headless_arm(argv: list[str]) -> float:
 
 def cockpit_arm(argv: list[str]) -> float:
     """The cockpit as build_cockpit makes it, plus the rate meter as a second sink."""
-    from luna_core.commands import CommandChannel
+    from luna_core.run.commands import CommandChannel
     from luna_core.training import LunaTrainingApp
     from luna_tui.app import CockpitApp, guard_trainer, prepare_worker_processes
     from luna_tui.collector import EventCollector
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=None)
     args = parser.parse_args(argv)
 
-    from luna_core.synth import write_synthetic_dataset
+    from luna_core.data.synth import write_synthetic_dataset
 
     work = args.work or tempfile.mkdtemp(prefix="luna-cockpit-bench-")
     data_dir = os.path.join(work, "luna")

@@ -57,10 +57,10 @@ from _common import (
 )
 from torch.utils.data import DataLoader
 
-from luna_core import ct as ct_mod
-from luna_core.ct import prepare_cache
-from luna_core.dsets import LunaDataset
-from luna_core.synth import MANIFEST_JSON, write_synthetic_dataset
+from luna_core.data import ct as ct_mod
+from luna_core.data.ct import prepare_cache
+from luna_core.data.dsets import LunaDataset
+from luna_core.data.synth import MANIFEST_JSON, write_synthetic_dataset
 
 TARGET_CHUNKS_S = 16_000
 FULL_LUNA_SERIES = 888
@@ -258,7 +258,7 @@ def per_item(fn):
 
 def map_misses(ds: LunaDataset):
     """``LunaDataset.__getitem__`` with one map open per process (this script sets
-    ``luna_core.ct.MAX_OPEN_VOLUMES`` for the pass; luna_core itself is unchanged)."""
+    ``luna_core.data.ct.MAX_OPEN_VOLUMES`` for the pass; luna_core itself is unchanged)."""
     getitem = ds.__getitem__
 
     def run(order):
@@ -423,7 +423,7 @@ def main(argv=None) -> int:
         miss = results.get("luna_miss", {}).get("wall", {}).get("median", 0.0)
         if miss:
             print(f"map misses: {miss:,.0f} chunks/s = {miss / luna_med:.2f}x of the all-maps-"
-                  f"open rate. Full LUNA16 has {FULL_LUNA_SERIES} series and luna_core.ct "
+                  f"open rate. Full LUNA16 has {FULL_LUNA_SERIES} series and luna_core.data.ct "
                   f"keeps {ct_mod._max_open_volumes()} maps per process here: about "
                   f"{100 * max(0.0, 1 - ct_mod._max_open_volumes() / FULL_LUNA_SERIES):.0f}% "
                   "misses in a shuffled epoch.")

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from luna_core import events as ev  # noqa: E402
-from luna_core.model import LunaModel  # noqa: E402
+from luna_core.run import events as ev  # noqa: E402
+from luna_core.train.model import LunaModel  # noqa: E402
 
 FULL_EPOCH = 495_958
 
@@ -70,9 +70,9 @@ def real_data_path(work: str, device: torch.device, batch_size: int, batches: in
                    workers: int, series: int, size_xy: int, negatives: int,
                    compile_model: bool) -> dict:
     """Run the real training loop for ``batches`` batches; return its measured rates."""
-    from luna_core.ct import prepare_cache
-    from luna_core.dsets import LunaDataset
-    from luna_core.synth import write_synthetic_dataset
+    from luna_core.data.ct import prepare_cache
+    from luna_core.data.dsets import LunaDataset
+    from luna_core.data.synth import write_synthetic_dataset
     from luna_core.training import LunaTrainingApp
 
     data_dir = os.path.join(work, "luna")

@@ -51,7 +51,7 @@ from _common import (
     write_json,
 )
 
-from luna_core.model import LunaModel
+from luna_core.train.model import LunaModel
 from luna_core.training import EpochSampler, LunaTrainingApp
 
 TARGET_RATIO = 1.5

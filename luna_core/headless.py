@@ -13,8 +13,8 @@ import os
 import signal
 import sys
 
-from luna_core.commands import CommandChannel
-from luna_core.sinks import ConsoleSink
+from luna_core.run.commands import CommandChannel
+from luna_core.run.sinks import ConsoleSink
 
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM

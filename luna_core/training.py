@@ -1,7 +1,7 @@
 """The training loop: LunaTrainingApp(sys_argv=[...]).main(), as in the book.
 
 One loop, read top to bottom in ``main`` -> ``train_epoch`` / ``validate_epoch``. It sends
-typed events (luna_core.events) to sinks and takes commands (luna_core.commands) at batch
+typed events (luna_core.run.events) to sinks and takes commands (luna_core.run.commands) at batch
 boundaries. The cockpit, the headless runner and `attach` all drive this same loop.
 """
 
@@ -24,8 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
-from luna_core import events as ev
-from luna_core.checkpoint import (
+from luna_core.errors import LunaInputError
+from luna_core.run import events as ev
+from luna_core.run.commands import Command, CommandChannel
+from luna_core.run.control import ControlServer, socket_path_for
+from luna_core.run.estimate import EtaLogger
+from luna_core.run.eventfile import EVENT_FILE_NAME
+from luna_core.run.sinks import JsonlSink, TensorBoardSink
+from luna_core.train.checkpoint import (
     BEST_NAME,
     CHECKPOINT_DIRNAME,
     CHECKPOINT_FORMAT_VERSION,
@@ -38,9 +44,7 @@ from luna_core.checkpoint import (
     resolve_resume_path,
     restore_rng_state,
 )
-from luna_core.commands import Command, CommandChannel
-from luna_core.control import ControlServer, socket_path_for
-from luna_core.distributed import (
+from luna_core.train.distributed import (
     DistContext,
     all_ranks_finite,
     broadcast_object,
@@ -49,10 +53,7 @@ from luna_core.distributed import (
     init_distributed,
     shutdown,
 )
-from luna_core.errors import LunaInputError
-from luna_core.estimate import EtaLogger
-from luna_core.eventfile import EVENT_FILE_NAME
-from luna_core.metrics import (
+from luna_core.train.metrics import (
     METRICS_LABEL_NDX,
     METRICS_LOSS_NDX,
     METRICS_PRED_NDX,
@@ -60,9 +61,8 @@ from luna_core.metrics import (
     compute_metrics,
     format_metric_lines,
 )
-from luna_core.model import LunaModel
-from luna_core.options import RESUME_MUST_MATCH, parse_options
-from luna_core.sinks import JsonlSink, TensorBoardSink
+from luna_core.train.model import LunaModel
+from luna_core.train.options import RESUME_MUST_MATCH, parse_options
 
 log = logging.getLogger(__name__)
 
@@ -660,8 +660,8 @@ class LunaTrainingApp:
         return contextlib.nullcontext()
 
     def _init_datasets(self):
-        from luna_core.candidates import report_missing_series
-        from luna_core.dsets import LunaDataset
+        from luna_core.data.candidates import report_missing_series
+        from luna_core.data.dsets import LunaDataset
 
         args = self.cli_args
         common = dict(val_stride=args.val_stride, data_dir=args.data_dir,

@@ -31,7 +31,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
-from luna_core.events import FAILED, PAUSED, RunFinished
+from luna_core.run.events import FAILED, PAUSED, RunFinished
 from luna_tui.collector import EventCollector, RunSnapshot, SnapshotSource
 from luna_tui.confirm import ConfirmQuit
 from luna_tui.help import HelpScreen
@@ -495,7 +495,7 @@ def build_cockpit(sys_argv: list[str], *, clock: Clock | None = None,
                   system_probe: Callable[[], SystemReading] | None = None,
                   **app_kwargs: Any) -> CockpitApp:
     """The app for an in-process training run with ``sys_argv`` (the headless options)."""
-    from luna_core.commands import CommandChannel
+    from luna_core.run.commands import CommandChannel
 
     channel = CommandChannel()
     collector = EventCollector()

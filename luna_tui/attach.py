@@ -32,12 +32,12 @@ from typing import Any
 
 from textual.binding import Binding
 
-from luna_core import events as ev
-from luna_core.commands import Command, CommandMethods
-from luna_core.control import ControlClient
 from luna_core.errors import LunaInputError
-from luna_core.eventfile import EVENT_FILE_NAME, EventFileFollower
-from luna_core.runs import CRASHED, process_alive, resolve_run_dir
+from luna_core.run import events as ev
+from luna_core.run.commands import Command, CommandMethods
+from luna_core.run.control import ControlClient
+from luna_core.run.eventfile import EVENT_FILE_NAME, EventFileFollower
+from luna_core.run.runs import CRASHED, process_alive, resolve_run_dir
 from luna_tui.app import Clock, CockpitApp, terminal_problem
 from luna_tui.collector import EventCollector, RunSnapshot
 from luna_tui.confirm import AttachQuit
@@ -442,7 +442,7 @@ def build_attach_app(run_dir: str, *, clock: Clock | None = None,
 
 
 def build_parser():
-    from luna_core.options import DEFAULT_RUNS_DIR
+    from luna_core.train.options import DEFAULT_RUNS_DIR
 
     parser = argparse.ArgumentParser(
         prog="luna-tui attach", formatter_class=argparse.ArgumentDefaultsHelpFormatter,

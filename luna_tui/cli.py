@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_training(argv: list[str]) -> int:
-    from luna_core.options import build_parser
+    from luna_core.train.options import build_parser
 
     options = build_parser().parse_args(argv)  # --help and usage errors exit here, fast
     if options.headless:
@@ -47,7 +47,7 @@ def run_synth(argv: list[str]) -> int:
                         help="class-0 candidates per series")
     parser.add_argument("--size-xy", type=int, default=160, help="in-plane voxels per slice")
     args = parser.parse_args(argv)
-    from luna_core.synth import write_synthetic_dataset
+    from luna_core.data.synth import write_synthetic_dataset
 
     try:
         summary = write_synthetic_dataset(
@@ -62,7 +62,7 @@ def run_synth(argv: list[str]) -> int:
 
 
 def run_prepcache(argv: list[str]) -> int:
-    from luna_core.options import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, default_num_workers
+    from luna_core.train.options import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, default_num_workers
 
     parser = argparse.ArgumentParser(
         prog="luna-tui prepcache", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -72,7 +72,7 @@ def run_prepcache(argv: list[str]) -> int:
     parser.add_argument("--candidates-file", default=None)
     parser.add_argument("--num-workers", type=int, default=default_num_workers())
     args = parser.parse_args(argv)
-    from luna_core.prepcache import run_prepcache as run
+    from luna_core.data.prepcache import run_prepcache as run
 
     return run(args.data_dir, args.cache_dir, args.num_workers, args.candidates_file)
 
@@ -84,7 +84,7 @@ def run_attach(argv: list[str]) -> int:
 
 
 def run_runs(argv: list[str]) -> int:
-    from luna_core.options import DEFAULT_RUNS_DIR
+    from luna_core.train.options import DEFAULT_RUNS_DIR
 
     parser = argparse.ArgumentParser(
         prog="luna-tui runs", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -94,7 +94,7 @@ def run_runs(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     import datetime
 
-    from luna_core.runs import list_runs
+    from luna_core.run.runs import list_runs
 
     runs = list_runs(args.runs_dir)
     if not runs:

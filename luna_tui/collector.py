@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
-from luna_core.events import (
+from luna_core.run.events import (
     FAILED,
     FINISHED,
     PAUSED,
@@ -38,7 +38,7 @@ from luna_core.events import (
     RunStarted,
     StatusChanged,
 )
-from luna_core.runs import CRASHED
+from luna_core.run.runs import CRASHED
 
 #: Batches at the start of every phase left out of rates and ETAs (loader start-up,
 #: cudnn autotuning, first-touch allocations make them unrepresentative).

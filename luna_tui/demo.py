@@ -15,8 +15,8 @@ import random
 import time
 from collections.abc import Callable, Iterator
 
-from luna_core.commands import Command, CommandChannel
-from luna_core.events import (
+from luna_core.run.commands import Command, CommandChannel
+from luna_core.run.events import (
     FINISHED,
     PAUSED,
     STOPPED,

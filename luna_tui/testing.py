@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 
-from luna_core.commands import CommandChannel
-from luna_core.events import Event
+from luna_core.run.commands import CommandChannel
+from luna_core.run.events import Event
 from luna_tui.collector import EventCollector
 from luna_tui.demo import FakeTrainer
 from luna_tui.system_probe import GpuReading, SystemReading

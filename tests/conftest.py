@@ -10,7 +10,7 @@ from tests.trainhelpers import TINY_SYNTH
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
-    from luna_core.synth import write_synthetic_dataset
+    from luna_core.data.synth import write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("tiny")
     data_dir = root / "luna"

@@ -90,7 +90,7 @@ def write_annotations(csv_dir, rows) -> Path:
 
 def center_xyz_of(irc, origin=(-10.0, -20.0, -30.0), spacing=(0.75, 0.75, 2.5),
                   direction=IDENTITY):
-    from luna_core.geometry import irc2xyz
+    from luna_core.data.geometry import irc2xyz
 
     return tuple(irc2xyz(irc, origin, spacing, np.reshape(direction, (3, 3))))
 

@@ -19,10 +19,10 @@ import time
 
 import pytest
 
-from luna_core import events as ev
-from luna_core.checkpoint import load_checkpoint
-from luna_core.control import ControlClient
-from luna_core.runs import CRASHED, process_alive
+from luna_core.run import events as ev
+from luna_core.run.control import ControlClient
+from luna_core.run.runs import CRASHED, process_alive
+from luna_core.train.checkpoint import load_checkpoint
 from luna_tui import cli
 from luna_tui.attach import AttachApp, build_attach_app, farewell, open_run
 from luna_tui.confirm import AttachQuit

@@ -12,11 +12,11 @@ import subprocess
 import sys
 import tempfile
 
-from luna_core import events as ev
-from luna_core.checkpoint import load_checkpoint
-from luna_core.control import ControlClient, socket_path_for
-from luna_core.eventfile import EventFileFollower, read_events
-from luna_core.runs import CRASHED, RUNNING, list_runs, read_run, resolve_run_dir
+from luna_core.run import events as ev
+from luna_core.run.control import ControlClient, socket_path_for
+from luna_core.run.eventfile import EventFileFollower, read_events
+from luna_core.run.runs import CRASHED, RUNNING, list_runs, read_run, resolve_run_dir
+from luna_core.train.checkpoint import load_checkpoint
 from tests.trainhelpers import start_headless, states, trn_batches, wait_for_events
 
 

@@ -17,7 +17,7 @@ import termios
 import threading
 import time
 
-from luna_core.checkpoint import load_checkpoint
+from luna_core.train.checkpoint import load_checkpoint
 from tests.trainhelpers import read_run_events, start_headless, trn_batches, wait_for_events
 
 # make the terminal this new session's controlling terminal, then become the cockpit

@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from luna_core.candidates import clear_cache, get_candidate_info_list
-from luna_core.ct import Ct, CtCache, prepare_cache
-from luna_core.dsets import LunaDataset
+from luna_core.data.candidates import clear_cache, get_candidate_info_list
+from luna_core.data.ct import Ct, CtCache, prepare_cache
+from luna_core.data.dsets import LunaDataset
 from luna_core.errors import LunaInputError
 
 from .lunadata import UID_A, UID_B, write_annotations, write_candidates, write_csv, write_ct

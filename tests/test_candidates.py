@@ -5,8 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from luna_core import candidates as C
-from luna_core.candidates import (
+from luna_core.data import candidates as C
+from luna_core.data.candidates import (
     CandidateInfo,
     candidate_fingerprint,
     find_csv_dir,
@@ -14,8 +14,8 @@ from luna_core.candidates import (
     report_missing_series,
     split_candidates,
 )
+from luna_core.data.geometry import XyzTuple
 from luna_core.errors import LunaInputError
-from luna_core.geometry import XyzTuple
 
 from .lunadata import UID_A, UID_B, UID_C, write_annotations, write_candidates
 
@@ -134,7 +134,7 @@ def test_only_series_on_disk_one_warning(tmp_path, caplog):
     write_annotations(tmp_path, [])
     write_candidates(tmp_path, [(UID_A, 0, 0, 0, 0), (UID_B, 0, 0, 0, 0), (UID_C, 1, 1, 1, 0),
                                 (UID_C, 2, 2, 2, 1)])
-    with caplog.at_level(logging.WARNING, logger="luna_core.candidates"):
+    with caplog.at_level(logging.WARNING, logger="luna_core.data.candidates"):
         got = get_candidate_info_list(tmp_path)
         assert not caplog.records  # reading is silent; the run reports it once
         assert report_missing_series(tmp_path) == 2

@@ -13,9 +13,9 @@ import textwrap
 import pytest
 import torch
 
-from luna_core import checkpoint as ck
-from luna_core import events as ev
-from luna_core.commands import CommandChannel
+from luna_core.run import events as ev
+from luna_core.run.commands import CommandChannel
+from luna_core.train import checkpoint as ck
 from tests.trainhelpers import run_loop
 
 
@@ -47,7 +47,7 @@ def test_write_killed_half_way_leaves_previous_checkpoint(tmp_path):
     # the kill lands mid-write every time.
     script = textwrap.dedent(f"""
         import io, time, torch
-        from luna_core import checkpoint as ck
+        from luna_core.train import checkpoint as ck
 
         real_save = torch.save
 

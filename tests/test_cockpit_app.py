@@ -14,8 +14,8 @@ import types
 
 import pytest
 
-from luna_core.commands import CommandChannel
-from luna_core.events import FAILED, PAUSED, STOPPED, BatchDone, RunFinished
+from luna_core.run.commands import CommandChannel
+from luna_core.run.events import FAILED, PAUSED, STOPPED, BatchDone, RunFinished
 from luna_tui import app as app_module
 from luna_tui.app import CockpitApp, build_cockpit, describe_exception, run_cockpit
 from luna_tui.collector import EventCollector

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from luna_core.events import (
+from luna_core.run.events import (
     FAILED,
     PAUSED,
     STARTING,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from luna_core.commands import CommandChannel
-from luna_core.events import (
+from luna_core.run.commands import CommandChannel
+from luna_core.run.events import (
     FAILED,
     PAUSED,
     BatchDone,

@@ -9,9 +9,9 @@ import time
 import pytest
 import torch
 
-from luna_core import events as ev
-from luna_core.checkpoint import list_checkpoints, load_checkpoint
-from luna_core.commands import CommandChannel
+from luna_core.run import events as ev
+from luna_core.run.commands import CommandChannel
+from luna_core.train.checkpoint import list_checkpoints, load_checkpoint
 from luna_core.training import LunaTrainingApp
 from tests.trainhelpers import run_dirs, run_loop, stop_at
 
@@ -221,7 +221,7 @@ def test_resume_refuses_mismatched_options_and_data(train_argv, tmp_path, tiny_d
     code, rec, _ = run_loop(train_argv("--resume", run_dir, "--batch-size", "4"))
     assert code == 2 and "--batch-size 4" in rec.of(ev.RunFinished)[0].error
 
-    from luna_core.synth import write_synthetic_dataset
+    from luna_core.data.synth import write_synthetic_dataset
 
     other = tmp_path / "other"
     write_synthetic_dataset(other, series=4, seed=99, size_xy=64, slices=(20, 28),

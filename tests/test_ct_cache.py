@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from luna_core import ct as ct_mod
-from luna_core.ct import Ct, CtCache, prepare_cache, window_starts
+from luna_core.data import ct as ct_mod
+from luna_core.data.ct import Ct, CtCache, prepare_cache, window_starts
+from luna_core.data.geometry import irc2xyz
 from luna_core.errors import LunaInputError
-from luna_core.geometry import irc2xyz
 
 from .lunadata import (
     FLIP_XY,

@@ -12,9 +12,9 @@ import sys
 
 import torch
 
-from luna_core import events as ev
-from luna_core.checkpoint import load_checkpoint
-from luna_core.eventfile import read_events
+from luna_core.run import events as ev
+from luna_core.run.eventfile import read_events
+from luna_core.train.checkpoint import load_checkpoint
 from luna_core.training import EpochSampler, LunaTrainingApp
 from tests.trainhelpers import trn_batches, wait_for_events
 

@@ -8,10 +8,10 @@ import SimpleITK as sitk
 import torch
 from torch.utils.data import DataLoader
 
-from luna_core import ct as ct_mod
-from luna_core.candidates import clear_cache
-from luna_core.ct import window_starts
-from luna_core.dsets import LunaDataset
+from luna_core.data import ct as ct_mod
+from luna_core.data.candidates import clear_cache
+from luna_core.data.ct import window_starts
+from luna_core.data.dsets import LunaDataset
 from luna_core.errors import LunaInputError
 
 from .lunadata import (

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from luna_core.geometry import (
+from luna_core.data.geometry import (
     IrcTuple,
     XyzTuple,
     irc2xyz,

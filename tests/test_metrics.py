@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from luna_core.metrics import (
+from luna_core.train.metrics import (
     METRICS_LABEL_NDX,
     METRICS_LOSS_NDX,
     METRICS_PRED_NDX,

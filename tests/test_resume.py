@@ -11,10 +11,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from luna_core import events as ev
-from luna_core.checkpoint import list_checkpoints, load_checkpoint
-from luna_core.commands import CommandChannel
-from luna_core.model import LunaModel
+from luna_core.run import events as ev
+from luna_core.run.commands import CommandChannel
+from luna_core.train.checkpoint import list_checkpoints, load_checkpoint
+from luna_core.train.model import LunaModel
 from luna_core.training import LunaTrainingApp
 from tests.trainhelpers import run_dirs, run_loop, stop_at
 

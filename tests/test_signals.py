@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from luna_core.checkpoint import load_checkpoint
-from luna_core.control import ControlClient
+from luna_core.run.control import ControlClient
+from luna_core.train.checkpoint import load_checkpoint
 from tests.trainhelpers import (
     read_run_events,
     run_dirs,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from luna_core.synth import (
+from luna_core.data.synth import (
     FLIPPED_XY_DIRECTION,
     IDENTITY_DIRECTION,
     UID_PREFIX,
@@ -320,7 +320,7 @@ def test_command_line(tmp_path, capsys):
 
 
 def test_synth_imports_neither_torch_nor_textual():
-    code = ("import sys, luna_core.synth; "
+    code = ("import sys, luna_core.data.synth; "
             "bad = [m for m in ('torch', 'textual') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -9,8 +9,8 @@ import re
 
 import torch
 
-from luna_core import events as ev
-from luna_core.checkpoint import load_checkpoint
+from luna_core.run import events as ev
+from luna_core.train.checkpoint import load_checkpoint
 from tests.trainhelpers import run_dirs, run_loop
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?:INFO|WARNING) (.*)$")

@@ -12,9 +12,9 @@ import sys
 import threading
 import time
 
-from luna_core import events as ev
-from luna_core.commands import CommandChannel
-from luna_core.sinks import ConsoleSink
+from luna_core.run import events as ev
+from luna_core.run.commands import CommandChannel
+from luna_core.run.sinks import ConsoleSink
 
 # 4 series of 64x64x(20..28) voxels: 48 training samples (5 nodules), 6 validation (1 nodule)
 TINY_SYNTH = dict(series=4, seed=1, size_xy=64, slices=(20, 28), negatives_per_series=12,

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from rich.text import Text
 
-from luna_core.events import (
+from luna_core.run.events import (
     FAILED,
     FINISHED,
     PAUSED,
@@ -17,7 +17,7 @@ from luna_core.events import (
     TRAINING,
     VALIDATING,
 )
-from luna_core.runs import CRASHED
+from luna_core.run.runs import CRASHED
 from luna_tui import formatting as fmt
 from luna_tui.collector import RunSnapshot
 from luna_tui.widgets.pane import TextPane

@@ -3,7 +3,7 @@
 Format (version 1): UTF-8, one JSON object per line, each with ``"v"`` (format version),
 ``"kind"`` (run_started, phase_started, batch_done, epoch_metrics, status, checkpoint,
 nonfinite, log, run_finished) and ``"t"`` (Unix time), plus the fields of that event's
-dataclass in luna_core/events.py. A resumed run appends a new ``run_started`` (with
+dataclass in luna_core/run/events.py. A resumed run appends a new ``run_started`` (with
 ``resumed_from``) to the same file. The last line may be incomplete while the run writes it;
 readers keep it until its newline arrives. Unknown kinds and fields are skipped, so readers
 survive newer writers of the same major version.
@@ -15,7 +15,7 @@ import json
 import os
 
 from luna_core.errors import LunaInputError
-from luna_core.events import EVENT_FORMAT_VERSION, EVENT_TYPES, Event, event_from_dict
+from luna_core.run.events import EVENT_FORMAT_VERSION, EVENT_TYPES, Event, event_from_dict
 
 EVENT_FILE_NAME = "events.jsonl"
 

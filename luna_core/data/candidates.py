@@ -24,7 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import LunaInputError
+from luna_core.errors import LunaInputError
+
 from .geometry import XyzTuple
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from luna_core.events import (
+from luna_core.run.events import (
     BatchDone,
     CheckpointSaved,
     EpochMetrics,

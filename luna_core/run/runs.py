@@ -7,9 +7,9 @@ import os
 import socket
 from dataclasses import dataclass
 
-from luna_core import events as ev
 from luna_core.errors import LunaInputError
-from luna_core.eventfile import EVENT_FILE_NAME, read_events
+from luna_core.run import events as ev
+from luna_core.run.eventfile import EVENT_FILE_NAME, read_events
 
 RUNNING = "running"
 CRASHED = "crashed"          # no final event, and its process is gone: ended unexpectedly

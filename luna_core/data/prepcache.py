@@ -7,7 +7,7 @@ import sys
 import time
 
 from luna_core.errors import LunaInputError
-from luna_core.estimate import format_clock, format_remaining
+from luna_core.run.estimate import format_clock, format_remaining
 
 
 class _Progress:
@@ -43,8 +43,8 @@ class _Progress:
 
 def run_prepcache(data_dir: str, cache_dir: str, num_workers: int,
                   candidates_file: str | None = None, stream=None) -> int:
-    from luna_core.candidates import get_candidate_info_list, report_missing_series
-    from luna_core.ct import prepare_cache
+    from luna_core.data.candidates import get_candidate_info_list, report_missing_series
+    from luna_core.data.ct import prepare_cache
 
     stream = stream or sys.stderr
     try:

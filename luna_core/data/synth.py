@@ -723,7 +723,7 @@ def write_synthetic_dataset(out_dir, series: int = 10, seed: int = 0, *,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m luna_core.synth",
+        prog="python -m luna_core.data.synth",
         description="Write a synthetic LUNA16-format data set (subset*/ *.mhd/.raw + CSVs).")
     parser.add_argument("--out", required=True, help="folder to write (created if needed)")
     parser.add_argument("--series", type=int, default=10, help="series written (default 10)")

@@ -2,7 +2,7 @@
 
 A Unix domain socket (never a TCP port), mode 0600, normally ``RUN_DIR/control.sock``. The
 protocol is one JSON object per line each way: the client sends ``{"command": "pause"}``
-(any luna_core.commands.Command value) and gets ``{"ok": true, "command": "pause"}`` or
+(any luna_core.run.commands.Command value) and gets ``{"ok": true, "command": "pause"}`` or
 ``{"ok": false, "error": ...}``. The command's effect is acknowledged by the loop's own events
 (status, checkpoint), which every attached cockpit sees in the event file.
 
@@ -22,7 +22,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 
-from luna_core.commands import Command, CommandChannel, CommandMethods
+from luna_core.run.commands import Command, CommandChannel, CommandMethods
 
 SOCKET_NAME = "control.sock"
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes on Linux, less elsewhere

@@ -24,8 +24,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from luna_core.errors import LunaInputError
+
 from .candidates import check_series_uid
-from .errors import LunaInputError
 from .geometry import IrcTuple, XyzTuple, irc2xyz, xyz2irc, xyz2irc_array
 
 HU_MIN = -1000
