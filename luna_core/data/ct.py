@@ -16,8 +16,6 @@ import json
 import math
 import mmap
 import multiprocessing
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from luna_core.errors import LunaInputError
+from luna_core.fsutil import atomic_write
 
 from .candidates import check_series_uid
 from .geometry import IrcTuple, XyzTuple, irc2xyz, xyz2irc, xyz2irc_array
@@ -308,21 +307,6 @@ def _stat_dict(p: Path | None):
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _write_atomic(final: Path, write: Callable) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 class CtCache:
     """Converts CTs once into ``cache_dir/ct/<uid>.npy`` + ``.json`` and cuts chunks.
 
@@ -414,7 +398,8 @@ class CtCache:
             js.unlink()             # a stale .json must never describe the new .npy
         except FileNotFoundError:
             pass
-        _write_atomic(npy, write_npy)
+        with atomic_write(npy) as f:
+            write_npy(f)
         meta = {
             "format": CACHE_FORMAT,
             "series_uid": series_uid,
@@ -428,7 +413,8 @@ class CtCache:
             "source": src,
         }
         body = json.dumps(meta, indent=1).encode()
-        _write_atomic(js, lambda f: f.write(body))
+        with atomic_write(js) as f:
+            f.write(body)
         st = npy.stat()
         return CtGeometry(series_uid, tuple(hu_a.shape), ct.origin_xyz, ct.vx_size_xyz,
                           tuple(meta["direction"]), str(npy), offset[0],

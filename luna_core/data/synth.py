@@ -44,6 +44,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from luna_core.fsutil import atomic_write
+
 UID_PREFIX = "1.3.6.1.4.1.14519.5.2.1.6279.6001."
 IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 FLIPPED_XY_DIRECTION = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
@@ -536,12 +538,8 @@ def _fmt(v: float) -> str:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+    with atomic_write(path, text=True) as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _write_volume(series: _Series, out_dir: Path, partial: Path) -> list[str]:
