@@ -26,9 +26,7 @@ from .candidates import (
 )
 from .ct import CHUNK_WIDTH_IRC, PAD_HU, CtCache, outside_error
 from .geometry import XyzTuple
-
-DEFAULT_DATA_DIR = "data-unversioned/part2/luna"
-DEFAULT_CACHE_DIR = "data-unversioned/cache"
+from .layout import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
 
 _LABEL_NOT_NODULE = torch.tensor([1, 0], dtype=torch.long)
 _LABEL_NODULE = torch.tensor([0, 1], dtype=torch.long)

@@ -7,8 +7,11 @@ from __future__ import annotations
 import argparse
 import os
 
-DEFAULT_DATA_DIR = "data-unversioned/part2/luna"
-DEFAULT_CACHE_DIR = "data-unversioned/cache"
+from luna_core.data.layout import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
+
+__all__ = ["DEFAULT_CACHE_DIR", "DEFAULT_DATA_DIR", "DEFAULT_RUNS_DIR", "RESUME_MUST_MATCH",
+           "build_parser", "default_num_workers", "parse_options"]
+
 DEFAULT_RUNS_DIR = "runs"
 
 # Options a resumed run must share with its checkpoint: they decide the model, the data or
@@ -81,16 +84,19 @@ def build_parser(prog: str = "luna-tui") -> argparse.ArgumentParser:
     return parser
 
 
+_NOT_GIVEN = object()
+
+
 def parse_options(argv: list[str]) -> tuple[argparse.Namespace, set[str]]:
     """Parse argv; also return the names of the options given explicitly (so that a resumed
     run can take the others from its checkpoint)."""
     parser = build_parser()
     options = parser.parse_args(argv)
+    # the same parser with a marker for every default: what is not the marker was given
     bare = build_parser()
-    for action in bare._actions:
-        if action.dest != "help":
-            action.default = None
-    given = {k for k, v in vars(bare.parse_args(argv)).items() if v not in (None, False)}
+    bare.set_defaults(**{name: _NOT_GIVEN for name in vars(options)})
+    given = {name for name, value in vars(bare.parse_args(argv)).items()
+             if value is not _NOT_GIVEN}
     for name, minimum in (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("threads", 0),
                           ("val_stride", 2), ("keep_checkpoints", 1)):
         if getattr(options, name) < minimum:
