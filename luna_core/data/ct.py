@@ -141,16 +141,22 @@ def _one_line(msg: str, limit: int = 200) -> str:
 
 # --------------------------------------------------------------------------- chunk windows
 
-def window_starts(center_irc, shape_irc, width_irc) -> tuple[int, int, int]:
-    """Start of a ``width_irc`` window around ``center_irc``, shifted inside the volume near
+def window_starts_array(center_irc, shape_irc, width_irc) -> tuple[np.ndarray, np.ndarray]:
+    """Starts of ``width_irc`` windows around N centres (N, 3), shifted inside the volume near
     an edge (like the book); where the volume is smaller than the window, the window holds
-    the whole volume (the rest is padding)."""
-    starts = []
-    for c, n, w in zip(center_irc, shape_irc, width_irc):
-        s = int(c) - w // 2
-        lo, hi = min(0, n - w), max(0, n - w)
-        starts.append(min(max(s, lo), hi))
-    return tuple(starts)
+    the whole volume (the rest is padding). Also returns which windows need padding (N,)."""
+    irc = np.asarray(center_irc, dtype=np.int64).reshape(-1, 3)
+    shape = np.asarray(shape_irc, dtype=np.int64)
+    width = np.asarray(width_irc, dtype=np.int64)
+    starts = np.clip(irc - width // 2, np.minimum(0, shape - width), np.maximum(0, shape - width))
+    padded = np.any((starts < 0) | (starts + width > shape), axis=1)
+    return starts, padded
+
+
+def window_starts(center_irc, shape_irc, width_irc) -> tuple[int, int, int]:
+    """``window_starts_array`` for one centre."""
+    starts, _ = window_starts_array(center_irc, shape_irc, width_irc)
+    return tuple(int(v) for v in starts[0])
 
 
 def needs_padding(starts, shape_irc, width_irc) -> bool:

@@ -126,16 +126,12 @@ class LunaDataset(Dataset):
         rows = np.flatnonzero(self._series_idx == s)
         irc = geom.xyz2irc_array(self._center_xyz[rows])
         shape = np.asarray(geom.shape_irc, dtype=np.int64)
-        width = np.asarray(self.width_irc, dtype=np.int64)
         inside = np.all((irc >= 0) & (irc < shape), axis=1)
         if not inside.all():
             bad = int(np.flatnonzero(~inside)[0])
             raise outside_error(uid, self._center_xyz[rows[bad]], irc[bad], geom.shape_irc,
                                 self.candidates_path)
-        lo = np.minimum(0, shape - width)
-        hi = np.maximum(0, shape - width)
-        starts = np.clip(irc - width // 2, lo, hi)
-        padded = np.any((starts < 0) | (starts + width > shape), axis=1)
+        starts, padded = ct_mod.window_starts_array(irc, geom.shape_irc, self.width_irc)
         starts_l = starts.tolist()
         irc_l = irc.tolist()
         padded_l = padded.tolist()
