@@ -36,29 +36,9 @@ def run_training(argv: list[str]) -> int:
 
 
 def run_synth(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="luna-tui synth", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Write a demo data set in the real LUNA16 layout (subset*/ .mhd/.raw, "
-                    "candidates.csv, annotations.csv) that the model can learn from.")
-    parser.add_argument("--out", required=True, help="folder to write (must not hold a data set)")
-    parser.add_argument("--series", type=int, default=10, help="number of CT series")
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same files")
-    parser.add_argument("--negatives-per-series", type=int, default=150,
-                        help="class-0 candidates per series")
-    parser.add_argument("--size-xy", type=int, default=160, help="in-plane voxels per slice")
-    args = parser.parse_args(argv)
-    from luna_core.data.synth import write_synthetic_dataset
+    from luna_core.data.synth import main as synth_main
 
-    try:
-        summary = write_synthetic_dataset(
-            args.out, series=args.series, seed=args.seed, size_xy=args.size_xy,
-            negatives_per_series=args.negatives_per_series, log=print)
-    except FileExistsError as exc:
-        print(f"luna-tui synth: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {summary.series} series, {summary.candidates} candidates "
-          f"({summary.positives} nodules) to {args.out} in {summary.seconds:.1f} s")
-    return 0
+    return synth_main(argv, prog="luna-tui synth")
 
 
 def run_prepcache(argv: list[str]) -> int:
