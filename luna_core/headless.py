@@ -35,8 +35,8 @@ def run_headless(argv: list[str], extra_sinks=None) -> int:
             if interrupts > 1:
                 os.write(2, b"second interrupt: exiting now\n")
                 os._exit(EXIT_SIGINT)
-        if app.stop_exit_code == 0:
-            app.stop_exit_code = 128 + signum
+        if app.run_control.stop_exit_code == 0:
+            app.run_control.stop_exit_code = 128 + signum
             # said at once: the batch under way may take a while to finish
             again = " (Ctrl+C again exits at once)" if signum == signal.SIGINT else ""
             os.write(2, f"{signal.Signals(signum).name}: stopping at the next batch boundary "

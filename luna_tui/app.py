@@ -2,27 +2,25 @@
 
 ``CockpitApp`` knows nothing about where events come from (``source`` is anything with a
 ``snapshot()`` method, normally an ``EventCollector``) or where commands go (``commands`` is
-anything with pause / resume / toggle_pause / checkpoint / stop). ``run_cockpit`` wires it to
-the in-process trainer, which runs in a Textual thread worker.
+anything with pause / resume / toggle_pause / checkpoint / stop). luna_tui.launch wires it to
+the in-process trainer, which runs in a Textual thread worker; luna_tui.attach to a run's
+event file and control socket, through the public hooks ``show``, ``begin_quit``,
+``request_stop`` and ``command_refused``.
 
-The trainer thread never touches widgets: it only calls the collector. The UI polls the
-snapshot a few times a second.
+The trainer thread never touches widgets or the app's state: it only calls the collector,
+and its worker returns a ``TrainerResult`` that the app reads when the worker's state
+changes. The UI polls the snapshot a few times a second.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import signal
-import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -31,12 +29,22 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
-from luna_core.run.events import FAILED, PAUSED, RunFinished
-from luna_tui.collector import EventCollector, RunSnapshot, SnapshotSource
+from luna_core.run.commands import Command
+from luna_core.run.events import PAUSED
+from luna_core.run.failure import describe_exception
 from luna_tui.confirm import ConfirmQuit
 from luna_tui.help import HelpScreen
 from luna_tui.messages import CheckpointArrived, RunEnded
+from luna_tui.news import SnapshotNews
+from luna_tui.snapshot import RunSnapshot, SnapshotSource
 from luna_tui.system_probe import SystemProbe, SystemReading
+from luna_tui.terminal import (
+    Installed,
+    install_quit_signals,
+    remove_signals,
+    stdio_to_devnull_for_good,
+)
+from luna_tui.trainer import Runner, TrainerResult, TrainerThread
 from luna_tui.widgets import (
     BottleneckPane,
     ClassTablePane,
@@ -48,7 +56,6 @@ from luna_tui.widgets import (
 from luna_tui.widgets.progress import UiStatus
 
 Clock = Callable[[], datetime]
-Runner = Callable[[], int]
 
 #: After a hang-up, how long the app may take to close on its own once nothing is left to
 #: save, before the process ends itself (Textual can block restoring a terminal that is gone).
@@ -65,31 +72,6 @@ class Commands(Protocol):
 
 def local_now() -> datetime:
     return datetime.now().astimezone()
-
-
-def _short_path(filename: str) -> str:
-    parts = filename.replace("\\", "/").split("/")
-    for anchor in ("luna_core", "luna_tui", "site-packages"):
-        if anchor in parts:
-            i = parts.index(anchor)
-            return "/".join(parts[i + (1 if anchor == "site-packages" else 0):])
-    return "/".join(parts[-2:])
-
-
-def describe_exception(exc: BaseException) -> str:
-    """'ValueError: boom at luna_core/training.py:120 in doTraining' (what failed, where)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if not frames:
-        return what
-    inner = frames[-1]
-    ours = next((f for f in reversed(frames) if "luna_core" in f.filename.replace("\\", "/")),
-                None)
-    where = f" at {_short_path(inner.filename)}:{inner.lineno} in {inner.name}"
-    if ours is not None and ours is not inner:
-        where = (f" at {_short_path(ours.filename)}:{ours.lineno} in {ours.name}"
-                 f" (innermost {_short_path(inner.filename)}:{inner.lineno})")
-    return what + where
 
 
 class CockpitApp(App[int]):
@@ -116,14 +98,17 @@ class CockpitApp(App[int]):
                  system_probe: Callable[[], SystemReading] | None = None,
                  runner: Runner | None = None,
                  poll_interval: float = 1 / 3, system_interval: float = 1.0,
-                 plot_interval: float = 1.0, handle_signals: bool = False) -> None:
+                 plot_interval: float = 1.0, handle_signals: bool = False,
+                 own_probe: bool | None = None) -> None:
         super().__init__()
         self.source = source
         self.commands = commands
         self.clock: Clock = clock or local_now
-        self._own_probe = system_probe is None
+        # the probe is closed with the app when the app made it (or, own_probe, was given it)
+        self._own_probe = system_probe is None if own_probe is None else own_probe
         self.system_probe = system_probe or SystemProbe()
         self.runner = runner
+        self._trainer = None if runner is None else TrainerThread(runner)
         self.poll_interval = poll_interval
         self.system_interval = system_interval
         self.plot_interval = plot_interval
@@ -132,16 +117,13 @@ class CockpitApp(App[int]):
         self.failure: str | None = None            # the trainer thread raised: what, where
         self.failure_traceback: str | None = None
         self.trainer_exit_code: int | None = None  # set when the in-process trainer returned
-        self._worker: Worker[int] | None = None
-        self._trainer_done = threading.Event()
+        self._worker: Worker[TrainerResult] | None = None
         self._request: str | None = None           # "pause" / "resume" / "checkpoint"
         self._quitting = False
         self._seen_version = -1
-        self._seen_checkpoints: int | None = None
-        self._seen_nonfinite: int | None = None
-        self._seen_errors_state: str | None = None
+        self._news = SnapshotNews()
         self._bindings_key: tuple | None = None
-        self._signals: list[tuple[asyncio.AbstractEventLoop, int]] = []
+        self._signals: Installed = []              # the signal handlers on the loop
         self.hung_up = False                       # SIGHUP: the terminal is gone
 
     # -- layout ------------------------------------------------------------------------
@@ -163,11 +145,14 @@ class CockpitApp(App[int]):
         self.call_after_refresh(self.poll)
         self.set_interval(self.poll_interval, self.poll, name="poll-snapshot")
         self.set_interval(self.system_interval, self.poll_system, name="poll-system")
-        if self.runner is not None:
-            self._worker = self.run_worker(self._run_trainer, name="trainer", group="trainer",
+        if self._trainer is not None:
+            self._worker = self.run_worker(self._trainer.run, name="trainer", group="trainer",
                                            thread=True, exit_on_error=False)
         if self.handle_signals:
-            self._install_signal_handlers()
+            # SIGTERM, SIGHUP (the SSH link dropped) and a SIGINT from kill (Ctrl+C in the
+            # cockpit is a key, not a signal) all quit like a confirmed `q`
+            install_quit_signals(self._signals, on_quit=self.begin_quit,
+                                 on_hangup=self._hang_up)
 
     def on_unmount(self) -> None:
         # Whatever ended the app, never leave the training loop running on its own.
@@ -175,30 +160,7 @@ class CockpitApp(App[int]):
             self.commands.stop()
         if self._own_probe and hasattr(self.system_probe, "close"):
             self.system_probe.close()
-        self._remove_signal_handlers()
-
-    def _install_signal_handlers(self) -> None:
-        """SIGTERM, SIGHUP (the SSH link dropped) and a SIGINT from kill (Ctrl+C in the
-        cockpit is a key, not a signal) all quit like a confirmed `q`."""
-        loop = asyncio.get_running_loop()
-        for name in ("SIGTERM", "SIGHUP", "SIGINT"):
-            sig = getattr(signal, name, None)
-            if sig is None:
-                continue
-            handler = self._hang_up if name == "SIGHUP" else self._begin_quit
-            try:
-                loop.add_signal_handler(sig, handler)
-                self._signals.append((loop, sig))
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
-
-    def _remove_signal_handlers(self) -> None:
-        for loop, sig in self._signals:
-            try:
-                loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
-        self._signals.clear()
+        remove_signals(self._signals)
 
     def _hang_up(self) -> None:
         """SIGHUP: the terminal is gone. Quit like a confirmed `q` (the loop stops at a batch
@@ -211,49 +173,38 @@ class CockpitApp(App[int]):
         if self.hung_up:
             return
         self.hung_up = True
-        _stdio_to_devnull_for_good()
+        stdio_to_devnull_for_good()
         threading.Thread(target=self._exit_after_hangup, name="luna-hangup",
                          daemon=True).start()
-        self._begin_quit()
+        self.begin_quit()
 
     def _exit_after_hangup(self) -> None:
-        if self._worker is not None or self.runner is not None:
-            self._trainer_done.wait()
+        # the trainer's result straight from its thread: the UI loop may hang
+        result = None if self._trainer is None else self._trainer.wait()
         time.sleep(HANGUP_GRACE_S)
-        os._exit(self.exit_code())
+        os._exit(self.exit_code() if result is None else result.exit_code)
 
     # -- the trainer thread ------------------------------------------------------------
 
     @property
     def trainer_running(self) -> bool:
         """The in-process trainer thread was started and has not returned yet."""
-        return self._worker is not None and not self._trainer_done.is_set()
-
-    def _run_trainer(self) -> int:
-        assert self.runner is not None
-        try:
-            return int(self.runner() or 0)
-        except BaseException as exc:  # noqa: BLE001 - shown in the cockpit, exit non-zero
-            self.failure = describe_exception(exc)
-            self.failure_traceback = traceback.format_exc()
-            return 1
-        finally:
-            self._trainer_done.set()
+        return self._worker is not None and self._trainer is not None and not self._trainer.done
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self._worker:
             return
         if event.state == WorkerState.SUCCESS:
-            self.post_message(RunEnded(int(event.worker.result or 0), self.failure))
+            result = event.worker.result or TrainerResult(0)
+            self.post_message(RunEnded(result.exit_code, result.failure, result.traceback))
         elif event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
             error = event.worker.error
-            if error is not None and self.failure is None:
-                self.failure = describe_exception(error)
-            self.post_message(RunEnded(1, self.failure))
+            self.post_message(RunEnded(1, None if error is None else describe_exception(error)))
 
     def on_run_ended(self, message: RunEnded) -> None:
         self.trainer_exit_code = message.exit_code
         if message.failure:
+            self.failure, self.failure_traceback = message.failure, message.traceback
             for log in self.query(LogPane):
                 for line in (self.failure_traceback or message.failure).rstrip().splitlines():
                     log.add_local(line, "ERROR", self.clock().timestamp())
@@ -292,12 +243,13 @@ class CockpitApp(App[int]):
 
     def poll(self) -> None:
         try:
-            self._poll()
+            self.show(self.source.snapshot())
         except NoMatches:      # a timer that fires while the app shuts down
             pass
 
-    def _poll(self) -> None:
-        snap = self.source.snapshot()
+    def show(self, snap: RunSnapshot) -> None:
+        """Show ``snap``. The hook for a subclass that derives more from each snapshot: it
+        extends this and calls ``super().show(snap)``."""
         self.snap = snap
         self._settle_request(snap)
         ui = self.ui_status()
@@ -335,29 +287,11 @@ class CockpitApp(App[int]):
 
     def _announce(self, snap: RunSnapshot) -> None:
         """Notifications for what arrived since the last poll (not for what was there)."""
-        if self._seen_checkpoints is None:
-            self._seen_checkpoints = snap.checkpoint_total
-            self._seen_nonfinite = snap.nonfinite_count
-            self._seen_errors_state = snap.state
-            return
-        new = snap.checkpoint_total - self._seen_checkpoints
-        if new > 0:
-            self._seen_checkpoints = snap.checkpoint_total
-            for ck in snap.checkpoints[-min(new, len(snap.checkpoints)):]:
-                self.post_message(CheckpointArrived(ck.path, ck.reason))
-        if snap.nonfinite_count != self._seen_nonfinite:
-            self._seen_nonfinite = snap.nonfinite_count
-            nf = snap.last_nonfinite
-            if nf is not None:
-                what = "run paused" if nf.action == "pause" else f"action: {nf.action}"
-                self.notify(f"Non-finite loss at E{nf.epoch} {nf.phase} batch {nf.batch_ndx}"
-                            f" — {what}. c checkpoints, p resumes, q quits.",
-                            title="Non-finite loss", severity="error", timeout=15)
-        if snap.state != self._seen_errors_state:
-            self._seen_errors_state = snap.state
-            if snap.state == FAILED and self.failure is None:
-                self.notify(snap.state_detail or "the training loop failed",
-                            title="Training failed", severity="error", timeout=30)
+        checkpoints, notices = self._news.since_last(snap, self.failure)
+        for ck in checkpoints:
+            self.post_message(CheckpointArrived(ck.path, ck.reason))
+        for n in notices:
+            self.notify(n.message, title=n.title, severity=n.severity, timeout=n.timeout)
 
     def on_checkpoint_arrived(self, message: CheckpointArrived) -> None:
         if self._request == "checkpoint":
@@ -420,19 +354,27 @@ class CockpitApp(App[int]):
 
     def _on_quit_answer(self, yes: bool | None) -> None:
         if yes:
-            self._begin_quit()
+            self.begin_quit()
 
     def action_quit_now(self) -> None:
         """Ctrl+C / Ctrl+Q: a confirmed quit."""
         while len(self.screen_stack) > 1 and isinstance(self.screen,
                                                        ConfirmQuit | HelpScreen):
             self.pop_screen()
-        self._begin_quit()
+        self.begin_quit()
 
     async def action_quit(self) -> None:
-        self._begin_quit()
+        self.begin_quit()
 
-    def _begin_quit(self) -> None:
+    @property
+    def quitting(self) -> bool:
+        """A stop was asked for: the cockpit leaves once the run has ended."""
+        return self._quitting
+
+    def begin_quit(self) -> None:
+        """A confirmed quit (`q` then y, Ctrl+C, SIGTERM, SIGHUP): stop the run at a batch
+        boundary (it checkpoints) and exit once it has. The hook for a subclass that leaves
+        differently."""
         if self._quitting:
             self._still_stopping()
             return
@@ -447,156 +389,19 @@ class CockpitApp(App[int]):
             return
         self.poll()
 
+    def request_stop(self) -> None:
+        """Ask the run to stop (it checkpoints first) and wait for it to end."""
+        self._quitting = True
+        self.commands.stop()
+        self.poll()
+
+    def command_refused(self, command: str) -> None:
+        """A command did not reach the run: forget the request that waits on it (a refused
+        stop ends the quitting)."""
+        if command == Command.STOP.value:
+            self._quitting = False
+        self._request = None
+
     def _still_stopping(self) -> None:
         self.notify("Waiting for the training loop to finish its batch and save a "
                     "checkpoint…", title="Stopping", timeout=4)
-
-
-# --------------------------------------------------------------------------------------------
-# Entry point
-# --------------------------------------------------------------------------------------------
-
-def terminal_problem(stdin=None, stdout=None, environ=None) -> str | None:
-    """Why the cockpit cannot run here, or None when it can."""
-    stdin = sys.stdin if stdin is None else stdin
-    stdout = sys.stdout if stdout is None else stdout
-    environ = os.environ if environ is None else environ
-
-    def tty(stream) -> bool:
-        try:
-            return bool(stream is not None and stream.isatty())
-        except (ValueError, OSError):
-            return False
-
-    if not tty(stdin) or not tty(stdout):
-        return "stdin and stdout must be a terminal"
-    if environ.get("TERM", "") in ("", "dumb"):
-        return "TERM is dumb or unset"
-    return None
-
-
-def guard_trainer(train: Runner, collector: EventCollector) -> Runner:
-    """Run ``train``; if it raises, make sure the collector knows the run failed (the
-    exception still propagates, so the app can show what failed and where)."""
-
-    def guarded() -> int:
-        try:
-            return int(train() or 0)
-        except BaseException as exc:
-            if collector.snapshot().finished is None:
-                collector(RunFinished(state=FAILED, exit_code=1,
-                                      error=describe_exception(exc)))
-            raise
-
-    return guarded
-
-
-def build_cockpit(sys_argv: list[str], *, clock: Clock | None = None,
-                  system_probe: Callable[[], SystemReading] | None = None,
-                  **app_kwargs: Any) -> CockpitApp:
-    """The app for an in-process training run with ``sys_argv`` (the headless options)."""
-    from luna_core.run.commands import CommandChannel
-
-    channel = CommandChannel()
-    collector = EventCollector()
-
-    def train() -> int:
-        from luna_core.training import LunaTrainingApp  # lazily: heavy, and may be absent
-
-        # interactive: a non-finite loss pauses the run (the user decides) instead of
-        # stopping it
-        return LunaTrainingApp(sys_argv=list(sys_argv), sinks=[collector],
-                               commands=channel, interactive=True).main()
-
-    return CockpitApp(collector, channel, clock=clock, system_probe=system_probe,
-                      runner=guard_trainer(train, collector), **app_kwargs)
-
-
-@contextlib.contextmanager
-def _stdio_to_devnull():
-    """Point file descriptors 1 and 2 at /dev/null for the duration (main thread only)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, OSError, ValueError):
-            pass
-    saved = [os.dup(1), os.dup(2)]
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1)
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, null):
-            os.close(fd)
-
-
-def _stdio_to_devnull_for_good() -> None:
-    """Point file descriptors 0, 1 and 2 at /dev/null (their terminal has hung up)."""
-    try:
-        null = os.open(os.devnull, os.O_RDWR)
-    except OSError:
-        return
-    for fd in (0, 1, 2):
-        try:
-            os.dup2(null, fd)
-        except OSError:
-            pass
-    os.close(null)
-
-
-def prepare_worker_processes() -> None:
-    """Start multiprocessing's helper processes before Textual takes over the terminal.
-
-    While a Textual app runs, ``sys.stdout``/``sys.stderr`` are capture objects whose
-    ``fileno()`` is -1, and multiprocessing passes those descriptors on when it first starts
-    its resource tracker or forkserver: DataLoader workers started later from the training
-    thread then fail with "ValueError: bad value(s) in fds_to_keep". Starting both now avoids
-    that. The forkserver (and so every DataLoader worker) gets /dev/null as stdout/stderr, so
-    that a worker's stray print cannot scribble over the cockpit.
-    """
-    if os.name != "posix":
-        return
-    import multiprocessing
-
-    try:
-        from multiprocessing import resource_tracker
-
-        resource_tracker.ensure_running()
-    except Exception:  # noqa: BLE001 - best effort: training may not even use workers
-        pass
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return
-    try:
-        from multiprocessing import forkserver
-
-        with _stdio_to_devnull():
-            forkserver.ensure_running()
-    except Exception:  # noqa: BLE001
-        pass
-
-
-def run_cockpit(sys_argv: list[str]) -> int:
-    """Open the cockpit and train in a thread; returns the trainer's exit code."""
-    problem = terminal_problem()
-    if problem is not None:
-        print(f"luna-tui: the cockpit needs an interactive terminal ({problem}); "
-              f"use --headless", file=sys.stderr)
-        return 2
-    prepare_worker_processes()
-    app = build_cockpit(sys_argv, handle_signals=True)
-    app.run()
-    code = app.exit_code() if app.return_code is None else app.return_code
-    snap = app.source.snapshot()
-    if app.failure_traceback:
-        print(app.failure_traceback.rstrip(), file=sys.stderr)
-    if app.failure or snap.state == FAILED:
-        print(f"luna-tui: training failed: {app.failure or snap.state_detail}", file=sys.stderr)
-    elif snap.finished is not None:
-        last = snap.finished.last_checkpoint or (
-            snap.last_checkpoint.path if snap.last_checkpoint else None)
-        print(f"luna-tui: run {snap.finished.state}"
-              + (f"; last checkpoint {last}" if last else ""), file=sys.stderr)
-    return int(code or 0)

@@ -30,7 +30,7 @@ def run_training(argv: list[str]) -> int:
         from luna_core.headless import run_headless
 
         return run_headless(argv)
-    from luna_tui.app import run_cockpit
+    from luna_tui.launch import run_cockpit
 
     return run_cockpit(argv)
 

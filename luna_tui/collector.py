@@ -2,10 +2,11 @@
 
 ``EventCollector`` is an event sink: the trainer thread calls it synchronously for every
 event, so a call does O(1) amortised work under a lock and never touches the UI. The UI asks
-for ``collector.snapshot()`` a few times a second and gets an immutable ``RunSnapshot``.
+for ``collector.snapshot()`` a few times a second and gets an immutable ``RunSnapshot``
+(luna_tui.snapshot). Rates and ETAs follow luna_core.run.estimate's rule (``RunEstimate``).
 
-Nothing here imports Textual: the same collector is fed by the in-process trainer today and
-by a JSONL event file later (``luna-tui attach``).
+Nothing here imports Textual: the same collector is fed by the in-process trainer and by a
+run's JSONL event file (``luna-tui attach``).
 """
 
 from __future__ import annotations
@@ -14,16 +15,13 @@ import math
 import threading
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Protocol
 
+from luna_core.run.estimate import LIVE_WARMUP_BATCHES, RunEstimate
 from luna_core.run.events import (
-    FAILED,
-    FINISHED,
     PAUSED,
     STARTING,
-    STOPPED,
     STOPPING,
     TRAINING,
     VALIDATING,
@@ -38,11 +36,22 @@ from luna_core.run.events import (
     RunStarted,
     StatusChanged,
 )
-from luna_core.run.runs import CRASHED
+from luna_core.run.runs import ENDED_STATES
+from luna_tui.snapshot import (
+    Bottleneck,
+    EpochPoint,
+    LogLine,
+    PhaseMetrics,
+    RunSnapshot,
+    SnapshotSource,
+)
+
+__all__ = ["Bottleneck", "DecimatingSeries", "EpochPoint", "EventCollector", "LogLine",
+           "PhaseMetrics", "RunSnapshot", "SnapshotSource"]
 
 #: Batches at the start of every phase left out of rates and ETAs (loader start-up,
 #: cudnn autotuning, first-touch allocations make them unrepresentative).
-WARMUP_BATCHES = 3
+WARMUP_BATCHES = LIVE_WARMUP_BATCHES
 #: Recent batches of the current phase used for samples/s and the data-wait share.
 RATE_WINDOW = 50
 #: Most points kept for the live per-batch training-loss line.
@@ -51,187 +60,7 @@ MAX_LOG_LINES = 2000
 MAX_CHECKPOINTS = 50
 MAX_ERRORS = 20
 
-#: Data-wait share at or above which the loop is called loader-bound, and at or below which
-#: it is called compute-bound.
-LOADER_BOUND_SHARE = 0.5
-COMPUTE_BOUND_SHARE = 0.2
-
-#: The "99.7 % correct and 0 % of nodules" alarm: positive class at most this % correct...
-POS_ALARM_MAX = 10.0
-#: ...while "all" is at least this % correct.
-ALL_ALARM_MIN = 90.0
-
-#: States after which nothing more happens in this process of the run. CRASHED is never sent
-#: by a trainer: ``luna-tui attach`` folds it in when the run's process is gone without a
-#: final event (crash, SIGKILL, reboot).
-ENDED_STATES = (FINISHED, STOPPED, FAILED, CRASHED)
 PHASE_STATE = {"trn": TRAINING, "val": VALIDATING}
-
-
-class SnapshotSource(Protocol):
-    """Where the cockpit gets its data: the in-process collector or, later, a file reader."""
-
-    def snapshot(self) -> RunSnapshot: ...
-
-
-# --------------------------------------------------------------------------------------------
-# Snapshot value objects
-# --------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class PhaseMetrics:
-    """The latest epoch's metrics of one phase ("trn" or "val")."""
-
-    phase: str
-    epoch: int
-    metrics: Mapping[str, float]
-    neg_correct: int
-    neg_count: int
-    pos_correct: int
-    pos_count: int
-
-    def get(self, key: str) -> float | None:
-        value = self.metrics.get(key)
-        return None if value is None else float(value)
-
-    @property
-    def all_correct(self) -> int:
-        return self.neg_correct + self.pos_correct
-
-    @property
-    def all_count(self) -> int:
-        return self.neg_count + self.pos_count
-
-    @property
-    def pos_alarm(self) -> bool:
-        """True when "all" looks excellent but the positive class is almost never right."""
-        pos = self.get("correct/pos")
-        if pos is None and self.pos_count:
-            pos = 100.0 * self.pos_correct / self.pos_count
-        every = self.get("correct/all")
-        if every is None and self.all_count:
-            every = 100.0 * self.all_correct / self.all_count
-        if pos is None or every is None or not self.pos_count:
-            return False
-        return pos <= POS_ALARM_MAX and every >= ALL_ALARM_MIN
-
-
-@dataclass(frozen=True)
-class EpochPoint:
-    epoch: int
-    loss_all: float | None
-    loss_pos: float | None
-    correct_pos: float | None
-    correct_all: float | None
-
-
-@dataclass(frozen=True)
-class Bottleneck:
-    """Where recent batch time went: waiting for the loader vs computing."""
-
-    phase: str
-    batches: int
-    data_s: float
-    compute_s: float
-
-    @property
-    def data_share(self) -> float:
-        total = self.data_s + self.compute_s
-        return self.data_s / total if total > 0 else 0.0
-
-    @property
-    def compute_share(self) -> float:
-        total = self.data_s + self.compute_s
-        return self.compute_s / total if total > 0 else 0.0
-
-    @property
-    def verdict(self) -> str:
-        share = self.data_share
-        if share >= LOADER_BOUND_SHARE:
-            return "loader-bound"
-        if share <= COMPUTE_BOUND_SHARE:
-            return "compute-bound"
-        return "partly loader-bound"
-
-    @property
-    def data_ms(self) -> float:
-        return 1000.0 * self.data_s / self.batches if self.batches else 0.0
-
-    @property
-    def compute_ms(self) -> float:
-        return 1000.0 * self.compute_s / self.batches if self.batches else 0.0
-
-
-@dataclass(frozen=True)
-class LogLine:
-    t: float
-    level: str
-    message: str
-
-
-@dataclass(frozen=True)
-class RunSnapshot:
-    """Everything the cockpit shows, as of one moment. Immutable; cheap to make."""
-
-    version: int = 0                          # bumps on every event folded in
-    state: str = STARTING
-    state_detail: str = ""
-    # run
-    run_dir: str = ""
-    device: str = ""
-    pid: int | None = None
-    resumed_from: str | None = None
-    epochs: int | None = None                 # last epoch (inclusive)
-    start_epoch: int | None = None
-    trn_samples: int | None = None
-    val_samples: int | None = None
-    trn_pos: int | None = None
-    val_pos: int | None = None
-    # where the loop is
-    epoch: int | None = None
-    phase: str | None = None
-    batches_done: int = 0                     # batch_ndx + 1 of the last batch of the phase
-    batch_count: int = 0
-    phase_sample_count: int = 0
-    total_samples: int = 0
-    # speed and estimates (seconds of active time; paused time never counts)
-    samples_per_s: float | None = None
-    phase_remaining_s: float | None = None
-    run_remaining_s: float | None = None
-    eta_rough: bool = True                    # an estimate still rests on guesses
-    # metrics
-    metrics: Mapping[str, PhaseMetrics] = field(default_factory=dict)
-    history: Mapping[str, tuple[EpochPoint, ...]] = field(default_factory=dict)
-    metrics_version: int = 0
-    batch_loss: tuple[tuple[float, float], ...] = ()   # (fractional epoch, mean loss)
-    batch_loss_version: int = 0
-    nonfinite_count: int = 0
-    last_nonfinite: NonFiniteLoss | None = None
-    paused_by_nonfinite: bool = False
-    bottleneck: Bottleneck | None = None
-    # records
-    log: tuple[LogLine, ...] = ()
-    log_total: int = 0                        # lines ever received (log keeps the last ones)
-    checkpoints: tuple[CheckpointSaved, ...] = ()
-    checkpoint_total: int = 0
-    errors: tuple[str, ...] = ()
-    finished: RunFinished | None = None
-
-    @property
-    def ended(self) -> bool:
-        return self.state in ENDED_STATES
-
-    @property
-    def running(self) -> bool:
-        return not self.ended
-
-    @property
-    def last_checkpoint(self) -> CheckpointSaved | None:
-        return self.checkpoints[-1] if self.checkpoints else None
-
-    @property
-    def phase_fraction(self) -> float:
-        return self.batches_done / self.batch_count if self.batch_count else 0.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,16 +115,13 @@ class DecimatingSeries:
 
 @dataclass
 class _PhaseClock:
-    """Rate bookkeeping for the phase in progress."""
+    """Where this process is in the phase in progress."""
 
     phase: str
     epoch: int
     start_batch: int
     batch_count: int
     done_here: int = 0                 # batches finished by this process in this phase
-    warm_active_s: float | None = None
-    warm_done: int = 0
-    last_active_s: float = 0.0
 
 
 def _finite(value: float | None) -> bool:
@@ -323,7 +149,7 @@ class EventCollector:
                  max_log_lines: int = MAX_LOG_LINES, rate_window: int = RATE_WINDOW,
                  warmup_batches: int = WARMUP_BATCHES) -> None:
         self._lock = threading.Lock()
-        self._warmup = max(0, warmup_batches)
+        self._estimate = RunEstimate(warmup_batches)
         self._version = 0
         self._cached: RunSnapshot | None = None
         self._state = STARTING
@@ -336,10 +162,6 @@ class EventCollector:
         self._phase_sample_count = 0
         self._total_samples = 0
         self._clock: _PhaseClock | None = None
-        self._sec_per_batch: dict[str, float] = {}      # learned after warm-up, per phase
-        self._crude_sec_per_batch: dict[str, float] = {}  # warm-up included, if nothing better
-        self._batches_per_phase: dict[str, int] = {}
-        self._samples_per_phase: dict[str, int] = {}
         self._window: deque[tuple[int, float, float]] = deque(maxlen=max(1, rate_window))
         self._window_is_warmup = True
         self._metrics: dict[str, PhaseMetrics] = {}
@@ -385,7 +207,11 @@ class EventCollector:
 
     def _build_snapshot(self) -> RunSnapshot:
         run = self._run
-        phase_rem, run_rem, rough = self._estimates()
+        if self._state in ENDED_STATES:
+            phase_rem, run_rem, rough = 0.0, 0.0, False
+        else:
+            phase_rem, run_rem, rough = self._estimate.remaining(
+                self._phase, self._epoch, self._batches_done, self._batch_count)
         window = self._window
         samples = sum(w[0] for w in window)
         secs = sum(w[1] + w[2] for w in window)
@@ -461,7 +287,7 @@ class EventCollector:
         elif isinstance(event, RunStarted):
             # a new process of the run (first start, or a resume appended to the same event
             # file after the previous one stopped or died): whatever ended, ended before it
-            self._run = event
+            self._run = self._estimate.run = event
             self._finished = None
             self._set_state(STARTING)
         elif isinstance(event, RunFinished):
@@ -481,8 +307,7 @@ class EventCollector:
         self._batches_done = ev.start_batch
         self._batch_count = ev.batch_count
         self._phase_sample_count = ev.sample_count
-        self._batches_per_phase[ev.phase] = ev.batch_count
-        self._samples_per_phase[ev.phase] = ev.sample_count
+        self._estimate.start_phase(ev.phase, ev.batch_count, ev.sample_count)
         self._clock = _PhaseClock(ev.phase, ev.epoch, ev.start_batch, ev.batch_count)
         self._window.clear()
         self._window_is_warmup = True
@@ -496,14 +321,13 @@ class EventCollector:
             clock = _PhaseClock(ev.phase, ev.epoch, ev.batch_ndx, ev.batch_count)
             self._clock = clock
             self._epoch, self._phase = ev.epoch, ev.phase
-            self._batches_per_phase.setdefault(ev.phase, ev.batch_count)
+            self._estimate.start_phase(ev.phase, ev.batch_count)
             self._window.clear()
             self._window_is_warmup = True
         clock.batch_count = ev.batch_count
         # batches done by this process in this phase, from the index rather than by counting
         # events: the event file keeps only a few batch events a second
         clock.done_here = max(clock.done_here + 1, ev.batch_ndx + 1 - clock.start_batch)
-        clock.last_active_s = ev.active_s
         self._batches_done = ev.batch_ndx + 1
         self._batch_count = ev.batch_count
         self._total_samples = max(self._total_samples, ev.total_samples)
@@ -511,19 +335,10 @@ class EventCollector:
             self._set_state(PHASE_STATE.get(ev.phase, self._state))
 
         # rates: after warm-up, the slope of active time over batches
-        if clock.done_here <= self._warmup or clock.warm_active_s is None:
-            if clock.done_here >= self._warmup:
-                clock.warm_active_s = ev.active_s
-                clock.warm_done = clock.done_here
-            if clock.done_here > 0 and ev.active_s > 0:
-                self._crude_sec_per_batch[ev.phase] = ev.active_s / clock.done_here
-        else:
-            n = clock.done_here - clock.warm_done
-            if n > 0:
-                self._sec_per_batch[ev.phase] = (ev.active_s - clock.warm_active_s) / n
+        self._estimate.batch_done(clock.done_here, ev.active_s)
 
         # recent window: data wait vs compute, samples/s (warm-up batches only until better)
-        if clock.done_here > self._warmup and self._window_is_warmup:
+        if self._estimate.past_warmup(clock.done_here) and self._window_is_warmup:
             self._window.clear()
             self._window_is_warmup = False
         self._window.append((ev.samples, max(0.0, ev.data_s), max(0.0, ev.compute_s)))
@@ -560,78 +375,3 @@ class EventCollector:
         for line in str(message).splitlines() or [""]:
             self._log.append(LogLine(t=t, level=level.upper(), message=line))
             self._log_total += 1
-
-    # -- estimates -------------------------------------------------------------------------
-
-    def _rate(self, phase: str) -> tuple[float | None, bool]:
-        """Seconds per batch for ``phase`` and whether it is a guess."""
-        if phase in self._sec_per_batch:
-            return self._sec_per_batch[phase], False
-        if phase in self._crude_sec_per_batch:
-            return self._crude_sec_per_batch[phase], True
-        # validation not seen yet: borrow training's per-sample rate (an overestimate:
-        # validation does no backward pass)
-        other = "trn" if phase == "val" else "val"
-        rate = self._sec_per_batch.get(other) or self._crude_sec_per_batch.get(other)
-        if rate is None:
-            return None, True
-        mine, theirs = self._batch_size(phase), self._batch_size(other)
-        if mine and theirs:
-            rate = rate * mine / theirs
-        return rate, True
-
-    def _batch_size(self, phase: str) -> float | None:
-        batches = self._batches_per_phase.get(phase)
-        samples = self._samples_per_phase.get(phase)
-        if batches and samples:
-            return samples / batches
-        if self._run is not None:
-            bs = self._run.options.get("batch_size") if self._run.options else None
-            if isinstance(bs, int | float) and bs > 0:
-                return float(bs)
-        return None
-
-    def _phase_batches(self, phase: str) -> tuple[int | None, bool]:
-        if phase in self._batches_per_phase:
-            return self._batches_per_phase[phase], False
-        run = self._run
-        if run is None:
-            return None, True
-        samples = run.trn_samples if phase == "trn" else run.val_samples
-        bs = self._batch_size("trn") or self._batch_size(phase)
-        if not samples or not bs:
-            return None, True
-        return math.ceil(samples / bs), True
-
-    def _phase_duration(self, phase: str) -> tuple[float | None, bool]:
-        batches, rough_b = self._phase_batches(phase)
-        rate, rough_r = self._rate(phase)
-        if batches is None or rate is None:
-            return None, True
-        return batches * rate, rough_b or rough_r
-
-    def _estimates(self) -> tuple[float | None, float | None, bool]:
-        if self._state in ENDED_STATES:
-            return 0.0, 0.0, False
-        phase, epoch = self._phase, self._epoch
-        if phase is None or epoch is None:
-            return None, None, True
-        rate, rough = self._rate(phase)
-        if rate is None:
-            return None, None, True
-        phase_rem = max(0, self._batch_count - self._batches_done) * rate
-        run_rem = phase_rem
-        run = self._run
-        last_epoch = run.epochs if run is not None else epoch
-        later: list[str] = []
-        if phase == "trn":
-            later.append("val")
-        for _ in range(epoch + 1, last_epoch + 1):
-            later += ["trn", "val"]
-        for ph in later:
-            dur, r = self._phase_duration(ph)
-            if dur is None:
-                return phase_rem, None, True
-            run_rem += dur
-            rough = rough or r
-        return phase_rem, run_rem, rough

@@ -1,32 +1,32 @@
-"""Custom messages of the cockpit."""
+"""Custom messages of the cockpit (dataclasses: Textual's Message supports them)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from textual.message import Message
 
 
+@dataclass
 class RunEnded(Message):
-    """The in-process training thread has returned (or raised)."""
+    """The in-process training thread has returned (or raised): its result."""
 
-    def __init__(self, exit_code: int, failure: str | None = None) -> None:
-        super().__init__()
-        self.exit_code = exit_code
-        self.failure = failure
+    exit_code: int
+    failure: str | None = None            # what failed, where
+    traceback: str | None = None          # the trainer's traceback, when it raised
 
 
+@dataclass
 class CheckpointArrived(Message):
     """A CheckpointSaved event showed up in the snapshot."""
 
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__()
-        self.path = path
-        self.reason = reason
+    path: str
+    reason: str
 
 
+@dataclass
 class CommandFailed(Message):
     """A command for an attached run could not be delivered (the run does not answer)."""
 
-    def __init__(self, command: str, error: str) -> None:
-        super().__init__()
-        self.command = command
-        self.error = error
+    command: str
+    error: str

@@ -13,9 +13,10 @@ run is on another host or its process is gone.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from luna_core.run.runs import on_this_host, this_host
 
 SystemProbeFn = Callable[[], "SystemReading"]
 
@@ -217,10 +218,6 @@ class SystemProbe:
             self._nvml = None
 
 
-def this_host() -> str:
-    return socket.gethostname()
-
-
 class RunProcessProbe:
     """The attaching machine's view of a run's process: the machine's CPU, RAM and GPUs (NVML)
     and the CPU / RSS of the run's PID and its DataLoader workers. ``target()`` gives the
@@ -235,10 +232,9 @@ class RunProcessProbe:
 
     def __call__(self) -> SystemReading:
         pid, host = self.target()
-        here = this_host()
-        if host and host != here:
+        if not on_this_host(host):
             return SystemReading(note=f"not available: the run is on host {host}, "
-                                      f"this is {here}", gpu_note="")
+                                      f"this is {this_host()}", gpu_note="")
         if pid is None:
             return SystemReading(note="not available: the run has not said its process id",
                                  gpu_note="")

@@ -16,12 +16,14 @@ import pytest
 
 from luna_core.run.commands import CommandChannel
 from luna_core.run.events import FAILED, PAUSED, STOPPED, BatchDone, RunFinished
-from luna_tui import app as app_module
-from luna_tui.app import CockpitApp, build_cockpit, describe_exception, run_cockpit
+from luna_core.run.failure import describe_exception
+from luna_tui import terminal as app_module
+from luna_tui.app import CockpitApp
 from luna_tui.collector import EventCollector
 from luna_tui.confirm import ConfirmQuit
 from luna_tui.demo import FakeTrainer
 from luna_tui.help import HelpScreen
+from luna_tui.launch import build_cockpit, run_cockpit
 from luna_tui.testing import (
     FROZEN_READING,
     NO_GPU_READING,

@@ -77,8 +77,20 @@ class EventFileFollower:
         return events
 
 
-def read_events(path: str) -> list[Event]:
-    """Every complete event in the file (a partial last line is left out)."""
+def require_event_file(path: str) -> str:
     if not os.path.isfile(path):
         raise LunaInputError("no event file here: not a luna-tui run directory", path)
-    return EventFileFollower(path).poll()
+    return path
+
+
+def run_event_file(run_dir: str) -> str:
+    """The event file of the run directory ``run_dir``. LunaInputError when there is no such
+    directory, or it has no event file (then it is not a run directory)."""
+    if not os.path.isdir(run_dir):
+        raise LunaInputError("no such run directory", run_dir)
+    return require_event_file(os.path.join(run_dir, EVENT_FILE_NAME))
+
+
+def read_events(path: str) -> list[Event]:
+    """Every complete event in the file (a partial last line is left out)."""
+    return EventFileFollower(require_event_file(path)).poll()

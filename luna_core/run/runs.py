@@ -1,4 +1,9 @@
-"""Finding runs and telling their state from their event files (`luna-tui runs`, attach)."""
+"""Finding runs and telling their state from their event files (`luna-tui runs`, attach).
+
+The rules every reader of a run uses: what a run directory is (``run_event_file``,
+``not_a_run``), whether a run has ended (``ENDED_STATES``), whether it is on this host
+(``on_this_host``) and whether its process is gone without a final event (``process_gone``:
+the ``crashed`` state)."""
 
 from __future__ import annotations
 
@@ -9,10 +14,15 @@ from dataclasses import dataclass
 
 from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
-from luna_core.run.eventfile import EVENT_FILE_NAME, read_events
+from luna_core.run.eventfile import EVENT_FILE_NAME, read_events, run_event_file
 
 RUNNING = "running"
 CRASHED = "crashed"          # no final event, and its process is gone: ended unexpectedly
+
+#: States after which nothing more happens in this process of the run. CRASHED is never sent
+#: by a trainer: a reader folds it in when the run's process is gone without a final event
+#: (crash, SIGKILL, reboot).
+ENDED_STATES = (ev.FINISHED, ev.STOPPED, ev.FAILED, CRASHED)
 
 
 @dataclass
@@ -47,21 +57,37 @@ def process_alive(pid: int, started_at: float | None = None) -> bool:
         return True
 
 
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def on_this_host(host: str) -> bool:
+    """Can this machine see the run's process? (A run that did not say its host is local.)"""
+    return not host or host == this_host()
+
+
+def process_gone(run: ev.RunStarted) -> bool:
+    """Is the process of ``run`` (one without a final event) gone? Only on its own host can
+    that be told: another host's run counts as alive (trust the file)."""
+    return on_this_host(run.host) and not process_alive(run.pid, run.t)
+
+
+def not_a_run(path: str) -> LunaInputError:
+    return LunaInputError("no run_started event: not a luna-tui run", path)
+
+
 def summarize(run_dir: str, events: list[ev.Event]) -> RunInfo:
     starts = [i for i, e in enumerate(events) if isinstance(e, ev.RunStarted)]
     if not starts:
-        raise LunaInputError("no run_started event: not a luna-tui run",
-                             os.path.join(run_dir, EVENT_FILE_NAME))
+        raise not_a_run(os.path.join(run_dir, EVENT_FILE_NAME))
     first = events[starts[0]]
     current = events[starts[-1]]            # the latest process of this run (after resumes)
     segment = events[starts[-1]:]
     finished = next((e for e in reversed(segment) if isinstance(e, ev.RunFinished)), None)
     if finished is not None:
         state = finished.state
-    elif current.host and current.host != socket.gethostname():
-        state = RUNNING  # can't see another host's processes; trust the file
     else:
-        state = RUNNING if process_alive(current.pid, current.t) else CRASHED
+        state = CRASHED if process_gone(current) else RUNNING
     epoch = None
     val_loss = val_pos = None
     for e in events:
@@ -79,9 +105,7 @@ def summarize(run_dir: str, events: list[ev.Event]) -> RunInfo:
 
 
 def read_run(run_dir: str) -> RunInfo:
-    if not os.path.isdir(run_dir):
-        raise LunaInputError("no such run directory", run_dir)
-    return summarize(run_dir, read_events(os.path.join(run_dir, EVENT_FILE_NAME)))
+    return summarize(run_dir, read_events(run_event_file(run_dir)))
 
 
 def find_run_dirs(runs_dir: str) -> list[str]:

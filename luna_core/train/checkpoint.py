@@ -1,9 +1,10 @@
 """Checkpoints: atomic writes, weights_only loads, retention, and the run's RNG states.
 
 A checkpoint is a dict of tensors and plain Python values only, so that
-``torch.load(path, weights_only=True)`` reads it. It is written to a temporary file in the
-same directory, flushed and fsynced, then renamed over the final name with ``os.replace``;
-a process killed mid-write, or a full disk, leaves every earlier checkpoint intact.
+``torch.load(path, weights_only=True)`` reads it. It is written with
+``luna_core.fsutil.atomic_write`` (a temporary file in the same directory, fsynced, renamed
+over the final name): a process killed mid-write, or a full disk, leaves every earlier
+checkpoint intact.
 
 Names sort in the order they were written: ``e001-b000120.pt`` (epoch 1, 120 training
 batches done), ``e001-end.pt`` (epoch 1 finished, validation included), and ``best.pt`` is a
@@ -12,13 +13,14 @@ copy of the epoch-end checkpoint with the lowest validation loss.
 
 from __future__ import annotations
 
-import glob
 import os
 import random
 import re
 
 import numpy as np
 import torch
+
+from luna_core.fsutil import atomic_write, remove_orphaned_temps
 
 CHECKPOINT_FORMAT_VERSION = 1
 CHECKPOINT_DIRNAME = "checkpoints"
@@ -35,31 +37,12 @@ def checkpoint_name(epoch: int, batch_ndx: int, epoch_done: bool) -> str:
 
 
 def atomic_torch_save(obj: dict, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_write(path) as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise CheckpointError(f"{path}: could not write checkpoint: {exc.strerror or exc}") \
-                from exc
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        raise CheckpointError(f"{path}: could not write checkpoint: {exc.strerror or exc}") \
+            from exc
 
 
 def load_checkpoint(path: str) -> dict:
@@ -103,23 +86,7 @@ def prune_checkpoints(checkpoint_dir: str, keep: int) -> None:
             os.unlink(stale)
         except OSError:
             pass
-    for tmp in glob.glob(os.path.join(checkpoint_dir, ".*.tmp-*")):
-        pid = tmp.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            try:
-                os.unlink(tmp)  # left behind by a killed writer
-            except OSError:
-                pass
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    remove_orphaned_temps(checkpoint_dir)  # left behind by a killed writer
 
 
 def capture_rng_state() -> dict:

@@ -76,6 +76,16 @@ def gather_rows(ctx: DistContext, rows_g: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
+def gather_samples(ctx: DistContext, metrics_g: torch.Tensor, sampler) -> torch.Tensor:
+    """(k, N) per-sample rows of every rank, each sample exactly once (the padding that
+    ``sampler``, an EpochSampler, added is dropped), on the CPU."""
+    if not ctx.enabled:
+        return metrics_g.cpu()
+    rows = gather_rows(ctx, metrics_g)
+    valid = [sampler.valid_mask(metrics_g.shape[1], rank) for rank in range(ctx.world_size)]
+    return torch.cat([r.cpu()[:, v] for r, v in zip(rows, valid, strict=True)], dim=1)
+
+
 def broadcast_object(ctx: DistContext, value):
     if not ctx.enabled:
         return value

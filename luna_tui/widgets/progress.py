@@ -17,9 +17,10 @@ from luna_core.run.events import (
     TRAINING,
     VALIDATING,
 )
-from luna_core.run.runs import CRASHED
+from luna_core.run.runs import CRASHED, ENDED_STATES
 from luna_tui import formatting as fmt
-from luna_tui.collector import RunSnapshot
+from luna_tui.endings import resume_command
+from luna_tui.snapshot import RunSnapshot
 from luna_tui.widgets.pane import TextPane
 
 STATE_LABEL = {
@@ -61,7 +62,7 @@ class UiStatus:
 def state_of(snap: RunSnapshot, ui: UiStatus) -> str:
     if ui.failure and snap.state not in (FAILED,):
         return FAILED
-    if ui.quitting and snap.state not in (STOPPED, FINISHED, FAILED, CRASHED):
+    if ui.quitting and snap.state not in ENDED_STATES:
         return STOPPING
     return snap.state
 
@@ -129,7 +130,7 @@ def _details(snap: RunSnapshot) -> Text:
 
 def _eta_line(snap: RunSnapshot, now: datetime, width: int, state: str) -> Text:
     text = Text()
-    if snap.ended or state in (FAILED, STOPPED, FINISHED, CRASHED):
+    if snap.ended or state in ENDED_STATES:
         text.append("run over — q exits", style="dim")
         return text
     approx = "≈" if snap.eta_rough else ""
@@ -152,10 +153,6 @@ def _eta_line(snap: RunSnapshot, now: datetime, width: int, state: str) -> Text:
     text.append(sep)
     text.append_text(second)
     return text
-
-
-def resume_command(run_dir: str) -> str:
-    return f"luna-tui --headless --resume {run_dir}"
 
 
 def _crashed_note(snap: RunSnapshot) -> Text:

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.containers import Container
 from textual_plotext import PlotextPlot
 
-from luna_tui.collector import EpochPoint, RunSnapshot
+from luna_tui.snapshot import EpochPoint, RunSnapshot
 
 TRN_COLOR = "cyan"
 VAL_COLOR = "magenta"

@@ -1,0 +1,145 @@
+"""The run's flags and status: pause, stop, checkpoint-now and the non-finite policy, the
+commands that set them (taken at batch boundaries), and the exit codes.
+
+Under DDP the flags are combined over all ranks before they act, so every rank pauses,
+checkpoints and stops at the same batch boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+
+from luna_core.errors import LunaInputError
+from luna_core.run import events as ev
+from luna_core.run.commands import Command, CommandChannel
+from luna_core.run.failure import exception_at
+from luna_core.train.checkpoint import CheckpointError
+from luna_core.train.distributed import DistContext, combine_flags
+from luna_core.train.state import LoopState
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_NONFINITE = 3
+
+
+class RunControl:
+    def __init__(self, bus: ev.EventBus, commands: CommandChannel, loop: LoopState,
+                 on_nonfinite: str, interactive: bool) -> None:
+        self.bus, self.commands, self.loop = bus, commands, loop
+        # --on-nonfinite skip, pause or stop; auto: pause in the cockpit, else stop
+        self.nonfinite_action = ("pause" if interactive else "stop") \
+            if on_nonfinite == "auto" else on_nonfinite
+        self.state = ev.STARTING
+        self.paused = False
+        self.stop_requested = False
+        self.checkpoint_requested = False
+        self.nonfinite_stop = False                 # the stop is for a non-finite batch
+        self.nonfinite_batches: list[tuple[int, int, str]] = []  # (epoch, batch, what)
+        self.stop_exit_code = EXIT_OK      # the headless runner sets 130/143 for signals
+
+    def set_state(self, state: str, detail: str = "") -> None:
+        if state != self.state or detail:
+            self.state = state
+            self.bus.emit(ev.StatusChanged(state=state, detail=detail))
+
+    def between_batches(self, dist: DistContext, flush: Callable[[], None],
+                        checkpoint: Callable[[], None]) -> bool:
+        """Take commands; checkpoint; block while paused. True means: stop now.
+
+        ``flush`` sends the batches not reported yet (before a pause or a checkpoint),
+        ``checkpoint`` writes one at the loop's position."""
+        for command in self.commands.take():
+            self._apply(command, flush)
+        while True:
+            stop, checkpoint_now, paused, nonfinite = combine_flags(dist, [
+                int(self.stop_requested), int(self.checkpoint_requested), int(self.paused),
+                int(self.nonfinite_stop)])
+            if checkpoint_now:
+                self.checkpoint_requested = False
+                flush()
+                checkpoint()
+            if stop:
+                self.nonfinite_stop = bool(nonfinite)
+                if not self.stop_requested:
+                    self.stop_requested = True
+                    self.set_state(ev.STOPPING)
+                return True
+            if not paused:
+                return False
+            t0 = self.loop.clock()
+            commands = self.commands.wait(0.1)
+            self.loop.paused_s += self.loop.clock() - t0
+            for command in commands:
+                self._apply(command, flush)
+
+    def _apply(self, command: Command, flush: Callable[[], None]) -> None:
+        if command is Command.TOGGLE_PAUSE:
+            command = Command.RESUME if self.paused else Command.PAUSE
+        if command is Command.PAUSE and not self.paused:
+            flush()
+            self.paused = True
+            self.set_state(ev.PAUSED)
+            log.info("paused at E%d %s batch %d", self.loop.epoch, self.loop.phase,
+                     self.loop.batch_ndx + 1)
+        elif command is Command.RESUME and self.paused:
+            self.paused = False
+            self.set_state(ev.TRAINING if self.loop.phase == "trn" else ev.VALIDATING)
+            log.info("resumed")
+        elif command is Command.CHECKPOINT:
+            self.checkpoint_requested = True
+        elif command is Command.STOP and not self.stop_requested:
+            self.stop_requested = True
+            self.set_state(ev.STOPPING)
+
+    def on_nonfinite(self, epoch: int, batch_ndx: int, gradient_only: bool = False) -> None:
+        """A batch whose update was skipped: a non-finite loss, or a finite loss with a
+        non-finite gradient (the same event and action)."""
+        action = self.nonfinite_action
+        what = "non-finite gradient" if gradient_only else "non-finite training loss"
+        self.nonfinite_batches.append((epoch, batch_ndx, what))
+        self.bus.emit(ev.NonFiniteLoss(phase="trn", epoch=epoch, batch_ndx=batch_ndx,
+                                       action=action))
+        said = f"{what} (the loss was finite)" if gradient_only else what
+        if action == "skip":
+            log.warning("E%d batch %d: %s; its update was skipped", epoch, batch_ndx, said)
+        elif action == "pause":
+            log.error("E%d batch %d: %s; its update was not applied. "
+                      "Paused: checkpoint, inspect, or quit.", epoch, batch_ndx, said)
+            self.paused = True
+            short = "gradient" if gradient_only else "loss"
+            self.set_state(ev.PAUSED, f"non-finite {short} at E{epoch} batch {batch_ndx}")
+        else:
+            log.error("E%d batch %d: %s; its update was not applied. "
+                      "Stopping with the last good weights checkpointed (lower --lr, or "
+                      "--on-nonfinite skip).", epoch, batch_ndx, said)
+            self.nonfinite_stop = True
+            self.stop_requested = True
+
+    def stop_outcome(self) -> tuple[str, int, str | None]:
+        """(final state, exit code, error) of a run that stopped before its last epoch."""
+        if self.nonfinite_stop:
+            bad_epoch, bad_batch, what = self.nonfinite_batches[0]
+            return ev.FAILED, EXIT_NONFINITE, f"{what} at E{bad_epoch} batch {bad_batch}"
+        return ev.STOPPED, self.stop_exit_code, None
+
+    def failure_outcome(self, exc: Exception) -> tuple[str, int, str]:
+        """(final state, exit code, error) of a run that raised ``exc``, said in the log."""
+        if isinstance(exc, LunaInputError):
+            message = str(exc)
+            if "Original Traceback" in message:  # raised in a DataLoader worker
+                message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+            log.error(message)
+            return ev.FAILED, EXIT_BAD_INPUT, message
+        if isinstance(exc, CheckpointError):
+            log.error(str(exc))
+            return ev.FAILED, EXIT_BAD_INPUT if self.state == ev.STARTING else EXIT_FAILED, \
+                str(exc)
+        message = exception_at(exc)
+        log.error("training failed: %s\n%s", message,
+                  "".join(traceback.format_exception(exc)).rstrip())
+        return ev.FAILED, EXIT_FAILED, message

@@ -1,0 +1,46 @@
+"""The run directory: its name, the files rank 0 writes there (TensorBoard runs beside it,
+the event file, checkpoints/) and its control socket."""
+
+from __future__ import annotations
+
+import logging
+import os
+from argparse import Namespace
+
+from luna_core.run import events as ev
+from luna_core.run.commands import Command, CommandChannel
+from luna_core.run.control import ControlServer, socket_path_for
+from luna_core.run.eventfile import EVENT_FILE_NAME
+from luna_core.run.sinks import JsonlSink
+from luna_core.train.checkpoint import CHECKPOINT_DIRNAME
+from luna_core.train.tensorboard import TensorBoardSink
+
+log = logging.getLogger(__name__)
+
+
+def new_run_dir(args: Namespace, time_str: str) -> str:
+    return os.path.join(args.runs_dir, args.tb_prefix, f"{time_str}-{args.comment}")
+
+
+def checkpoint_dir(run_dir: str) -> str:
+    return os.path.join(run_dir, CHECKPOINT_DIRNAME)
+
+
+def add_run_dir_sinks(bus: ev.EventBus, args: Namespace, run_dir: str, time_str: str,
+                      purge_step: int | None) -> None:
+    """Create the run directory; add its TensorBoard and event-file sinks to ``bus``."""
+    os.makedirs(checkpoint_dir(run_dir), exist_ok=True)
+    bus.add(TensorBoardSink(args.runs_dir, args.tb_prefix, time_str, args.comment,
+                            purge_step=purge_step))
+    bus.add(JsonlSink(os.path.join(run_dir, EVENT_FILE_NAME)))
+
+
+def start_control_server(run_dir: str, commands: CommandChannel) -> ControlServer:
+    """Serve the run's control socket (`luna-tui attach`): its commands go to ``commands``."""
+    server = ControlServer(socket_path_for(run_dir), commands, on_command=_log_remote_command)
+    server.start()
+    return server
+
+
+def _log_remote_command(command: Command) -> None:
+    log.info("command '%s' received on the control socket", command.value)

@@ -1,0 +1,55 @@
+"""The optimizer and its guarded step: a batch whose loss or gradient is not finite leaves
+the weights and the momentum as they were, decided on the device (no host sync)."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+# Resume sets this on a loaded optimizer's groups too: the guard needs the fused kernel.
+FUSED = True
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, momentum: float) -> torch.optim.SGD:
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, fused=FUSED)
+    if momentum:
+        # Zero momentum buffers up front give bit-identical updates (buf = m*0 + g) and
+        # mean that a skipped first step cannot leave them uninitialised.
+        for p in model.parameters():
+            optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
+    return optimizer
+
+
+def guarded_step(optimizer: torch.optim.Optimizer, finite_g: torch.Tensor) -> torch.Tensor:
+    """optimizer.step(), skipped whole when the loss (``finite_g`` False) or a gradient was
+    not finite.
+
+    Returns, on the device, why the update was skipped: 0.0 it was not, 1.0 a non-finite
+    gradient with a finite loss, 2.0 a non-finite loss. Under DDP both are the same on every
+    rank (``finite_g`` is combined over ranks, gradients are all-reduced)."""
+    loss_bad = (~finite_g).float()
+    found_inf = loss_bad.clone()
+    _fused_step_unless_found_inf(optimizer, found_inf)
+    return found_inf + loss_bad
+
+
+def _fused_step_unless_found_inf(optimizer: torch.optim.Optimizer,
+                                 found_inf: torch.Tensor) -> None:
+    # Private API, the one AMP's GradScaler uses: torch has no public "step unless a flag on
+    # the device is set". _amp_foreach_non_finite_check_and_unscale_ raises found_inf to 1
+    # if any gradient is nan/inf (the scale is 1: gradients are unchanged), and the fused SGD
+    # kernel reads optimizer.found_inf and skips its whole update when it is 1. A host-side
+    # check (`if loss.isfinite()`) would sync the GPU every batch. tests/test_private_apis.py
+    # fails if a torch upgrade removes either.
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"]
+             if p.grad is not None]
+    torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf,
+                                                     _unit_scale(found_inf.device))
+    optimizer.found_inf = found_inf
+    optimizer.step()
+
+
+@functools.cache
+def _unit_scale(device: torch.device) -> torch.Tensor:
+    return torch.ones((), device=device)

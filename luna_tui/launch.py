@@ -1,0 +1,71 @@
+"""The in-process cockpit's entry point: `luna-tui` in a terminal trains in a thread of the
+cockpit (``build_cockpit``, ``run_cockpit``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from luna_core.run.commands import CommandChannel
+from luna_core.run.events import FAILED, RunFinished
+from luna_core.run.failure import describe_exception
+from luna_tui.app import Clock, CockpitApp, Runner
+from luna_tui.collector import EventCollector
+from luna_tui.endings import cockpit_closing_line
+from luna_tui.system_probe import SystemReading
+from luna_tui.terminal import prepare_worker_processes, terminal_problem
+
+
+def guard_trainer(train: Runner, collector: EventCollector) -> Runner:
+    """Run ``train``; if it raises, make sure the collector knows the run failed (the
+    exception still propagates, so the app can show what failed and where)."""
+
+    def guarded() -> int:
+        try:
+            return int(train() or 0)
+        except BaseException as exc:
+            if collector.snapshot().finished is None:
+                collector(RunFinished(state=FAILED, exit_code=1,
+                                      error=describe_exception(exc)))
+            raise
+
+    return guarded
+
+
+def build_cockpit(sys_argv: list[str], *, clock: Clock | None = None,
+                  system_probe: Callable[[], SystemReading] | None = None,
+                  **app_kwargs: Any) -> CockpitApp:
+    """The app for an in-process training run with ``sys_argv`` (the headless options)."""
+    channel = CommandChannel()
+    collector = EventCollector()
+
+    def train() -> int:
+        from luna_core.training import LunaTrainingApp  # lazily: heavy, and may be absent
+
+        # interactive: a non-finite loss pauses the run (the user decides) instead of
+        # stopping it
+        return LunaTrainingApp(sys_argv=list(sys_argv), sinks=[collector],
+                               commands=channel, interactive=True).main()
+
+    return CockpitApp(collector, channel, clock=clock, system_probe=system_probe,
+                      runner=guard_trainer(train, collector), **app_kwargs)
+
+
+def run_cockpit(sys_argv: list[str]) -> int:
+    """Open the cockpit and train in a thread; returns the trainer's exit code."""
+    problem = terminal_problem()
+    if problem is not None:
+        print(f"luna-tui: the cockpit needs an interactive terminal ({problem}); "
+              f"use --headless", file=sys.stderr)
+        return 2
+    prepare_worker_processes()
+    app = build_cockpit(sys_argv, handle_signals=True)
+    app.run()
+    code = app.exit_code() if app.return_code is None else app.return_code
+    if app.failure_traceback:
+        print(app.failure_traceback.rstrip(), file=sys.stderr)
+    line = cockpit_closing_line(app.source.snapshot(), app.failure)
+    if line is not None:
+        print(f"luna-tui: {line}", file=sys.stderr)
+    return int(code or 0)
