@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.trainhelpers import TINY_SYNTH
+from tests.trainhelpers import TINY_SYNTH, kill_leftover_runs
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +26,9 @@ def train_argv(tiny_data, tmp_path):
                 "--runs-dir", str(runs_dir or tmp_path / "runs"), "--num-workers", "0",
                 "--batch-size", "8", "--device", "cpu", "--threads", "1", *extra]
     return make
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_runs():
+    yield
+    kill_leftover_runs()

@@ -69,6 +69,21 @@ def run_dirs(runs_dir) -> list[str]:
                   if os.path.isdir(os.path.join(d, "checkpoints")))
 
 
+STARTED: list[subprocess.Popen] = []   # killed after each test (tests/conftest.py)
+
+
+def kill_leftover_runs() -> None:
+    """A test that failed before ending its run must not leave it training for ever."""
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.communicate(timeout=30)
+
+
 def start_headless(train_argv, tmp_path, *extra):
     """`luna-tui --headless` in its own process group on the tiny set, with more epochs than
     any test waits for (a run the test does not end itself cannot finish under it)."""
@@ -77,11 +92,13 @@ def start_headless(train_argv, tmp_path, *extra):
     # run keeps an ignored SIGHUP ignored, by design): start it with the default.
     hup = signal.signal(signal.SIGHUP, signal.SIG_DFL)
     try:
-        return subprocess.Popen([sys.executable, "-m", "luna_tui", "--headless", *argv],
+        proc = subprocess.Popen([sys.executable, "-m", "luna_tui", "--headless", *argv],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
     finally:
         signal.signal(signal.SIGHUP, hup)
+    STARTED.append(proc)
+    return proc
 
 
 def read_run_events(tmp_path, comment="dlwpt"):
