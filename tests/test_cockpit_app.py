@@ -231,8 +231,9 @@ async def test_q_then_n_keeps_training():
         await pilot.press("q")
         await pilot.press("n")
         assert not isinstance(app.screen, ConfirmQuit)
-        before = collector.snapshot().batches_done
-        await wait_for(pilot, lambda: collector.snapshot().batches_done > before + 5)
+        before = position(collector.snapshot())
+        # training goes on (positions, not batches_done: that restarts each phase)
+        await wait_for(pilot, lambda: position(collector.snapshot()) > before)
         assert channel.sent == []
         await pilot.press("ctrl+c")
         await exited(pilot, app)
