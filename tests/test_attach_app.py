@@ -40,6 +40,7 @@ from luna_tui.testing import (
 from luna_tui.widgets import ProgressPane
 from luna_tui.widgets.system import render_system
 from tests.trainhelpers import (
+    kill_run,
     read_run_events,
     start_headless,
     states,
@@ -86,15 +87,6 @@ async def exited(app, timeout: float = 10.0) -> None:
     while app.is_running and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     assert not app.is_running, "the app did not exit"
-
-
-def kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.communicate(timeout=30)
 
 
 def attach(run_dir, **kwargs) -> AttachApp:
@@ -232,7 +224,7 @@ async def test_attach_shows_history_then_resumes_pauses_checkpoints_detaches_and
         assert stop["reason"] == "stop" and load_checkpoint(stop["path"])
         assert farewell(app) == f"run stopped; last checkpoint {stop['path']}"
     finally:
-        kill(proc)
+        kill_run(proc)
 
 
 async def test_attached_cockpit_follows_the_run_to_its_end(train_argv, tmp_path):
@@ -257,7 +249,7 @@ async def test_attached_cockpit_follows_the_run_to_its_end(train_argv, tmp_path)
         proc.communicate(timeout=30)
         assert proc.returncode == 0
     finally:
-        kill(proc)
+        kill_run(proc)
 
 
 async def test_killed_run_is_shown_as_ended_unexpectedly_with_how_to_resume(
@@ -285,7 +277,7 @@ async def test_killed_run_is_shown_as_ended_unexpectedly_with_how_to_resume(
             await pilot.press("q")
             await exited(app)
     finally:
-        kill(proc)
+        kill_run(proc)
     # attaching afterwards: the same, at once
     app = attach(run_dir, system_probe=lambda: FROZEN_READING)
     assert app.source.snapshot().state == CRASHED

@@ -75,13 +75,17 @@ STARTED: list[subprocess.Popen] = []   # killed after each test (tests/conftest.
 def kill_leftover_runs() -> None:
     """A test that failed before ending its run must not leave it training for ever."""
     while STARTED:
-        proc = STARTED.pop()
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.communicate(timeout=30)
+        kill_run(STARTED.pop())
+
+
+def kill_run(proc: subprocess.Popen) -> None:
+    """SIGKILL to a run's whole process group (its loader workers too), if still running."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.communicate(timeout=30)
 
 
 def start_headless(train_argv, tmp_path, *extra):
