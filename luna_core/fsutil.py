@@ -7,7 +7,8 @@ cut). On any error, or an exception such as KeyboardInterrupt, the temporary fil
 ``path`` is as it was. A writer killed outright leaves its temporary file behind:
 ``remove_orphaned_temps`` deletes those whose process is gone.
 
-Standard library only (imported by every layer).
+Standard library only at import (every layer uses it); the orphan check asks
+``luna_core.run.runs.process_alive`` (psutil) when called.
 """
 
 from __future__ import annotations
