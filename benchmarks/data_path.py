@@ -1,10 +1,11 @@
-"""Chunks/s through ``LunaDataset.__getitem__`` against the book's pickled-chunk cache.
+"""Chunks/s through ``LunaDataset.__getitem__`` against the book's pickled-chunk cache (warm).
 
     .venv/bin/python benchmarks/data_path.py [--work DIR] [--json FILE]
 
 1. Writes (or reuses, in ``--work DIR``) a synthetic LUNA16-format set: by default 10 series of
    512 x 512 x 100-140 voxels (the real in-plane size) and about 1,500 candidates.
-2. Warms the project's cache with ``prepare_cache`` (int16 .npy volumes, memory-mapped).
+2. Builds the project's chunk store with ``prepare_store`` (each candidate's int16 chunk,
+   contiguous, read with one ``preadv``).
 3. Writes the book-style baseline: every candidate's float32 (32, 48, 48) chunk and its centre,
    pickled separately (``pickle.HIGHEST_PROTOCOL``, 295 KB) into its own file in one
    directory, plus an SQLite table from the pickled memoize key to the file. The book memoizes
@@ -16,19 +17,22 @@
    each trial at least ``--trial-s`` seconds of whole passes over a fresh random permutation of
    all candidates:
    - ``LunaDataset.__getitem__`` (the project's path; target >= 16,000 chunks/s),
+     float32 samples as the book's, and int16 samples as the trainer asks for,
    - the book baseline: file read + ``pickle.loads`` + the book's ``__getitem__`` tensors,
    - the same with the SQLite lookup in front (an emulation of the book's diskcache),
    - if ``diskcache`` is importable, the book's own ``@raw_cache.memoize`` over a diskcache
      ``FanoutCache(disk=GzipDisk, shards=64)`` (not a project dependency: e.g.
      ``pip install --target DIR diskcache`` and ``PYTHONPATH=DIR``),
-   - ``LunaDataset.__getitem__`` with its per-process map table cut to one volume, which
-     gives the map miss rate of the full data set (888 series, 64 maps open: ~93% misses),
+   - ``LunaDataset.__getitem__`` with its per-process open-file table cut to one file (an
+     open + fadvise per series change: the cost if the file-descriptor limit were tiny),
    - a ``DataLoader(batch_size=32, num_workers=0)`` over ``LunaDataset`` (collation included).
    It reports the median, best and worst trial in chunks per wall-clock second, plus chunks
    per CPU second of this process (less sensitive to other processes on a shared machine).
    torch runs with ``--threads`` intra-op threads (default 1, as in a DataLoader worker).
 
 Figures are for a warm page cache (the synthetic set fits in RAM), as is the book's 4,000/s.
+The disk-bound regime (a store larger than the page cache), the whole DataLoader with workers,
+worker memory and startup on a LUNA-sized list are in ``benchmarks/data_store.py``.
 """
 
 from __future__ import annotations
@@ -57,8 +61,9 @@ from _common import (
 )
 from torch.utils.data import DataLoader
 
-from luna_core.data import ct as ct_mod
-from luna_core.data.ct import prepare_cache
+from luna_core.data import chunkstore
+from luna_core.data.candidates import get_candidate_info_list
+from luna_core.data.chunkstore import prepare_store, series_centres
 from luna_core.data.dsets import LunaDataset
 from luna_core.data.synth import MANIFEST_JSON, write_synthetic_dataset
 
@@ -256,20 +261,21 @@ def per_item(fn):
     return run
 
 
-def map_misses(ds: LunaDataset):
-    """``LunaDataset.__getitem__`` with one map open per process (this script sets
-    ``luna_core.data.ct.MAX_OPEN_VOLUMES`` for the pass; luna_core itself is unchanged)."""
+def file_misses(ds: LunaDataset):
+    """``LunaDataset.__getitem__`` with one store file open per process (this script sets
+    ``luna_core.data.chunkstore.MAX_OPEN_FILES`` for the pass; luna_core itself is unchanged)."""
     getitem = ds.__getitem__
 
     def run(order):
-        saved = ct_mod.MAX_OPEN_VOLUMES
-        ct_mod.MAX_OPEN_VOLUMES = 1
-        ct_mod.close_volumes()
+        saved = chunkstore.MAX_OPEN_FILES
+        chunkstore.MAX_OPEN_FILES = 1
+        chunkstore.close_files()
         try:
             for i in order:
                 getitem(i)
         finally:
-            ct_mod.MAX_OPEN_VOLUMES = saved
+            chunkstore.MAX_OPEN_FILES = saved
+            chunkstore.close_files()
         return len(order)
     return run
 
@@ -334,20 +340,24 @@ def main(argv=None) -> int:
               f"{args.series} series of {args.size_xy}x{args.size_xy}x"
               f"{args.slices[0]}-{args.slices[1]} voxels")
         ds = LunaDataset(val_stride=0, data_dir=data_dir, cache_dir=cache_dir)
+        ds16 = LunaDataset(val_stride=0, data_dir=data_dir, cache_dir=cache_dir,
+                           chunk_dtype=torch.int16)
         t0 = time.perf_counter()
-        converted = prepare_cache(data_dir, cache_dir, ds.series_uids,
+        converted = prepare_store(data_dir, cache_dir,
+                                  series_centres(get_candidate_info_list(data_dir)),
                                   num_workers=min(2, os.cpu_count() or 1))
         prep_s = time.perf_counter() - t0
         n = len(ds)
-        print(f"cache   : {cache_dir} ({converted} series converted in {prep_s:.1f} s); "
+        print(f"store   : {cache_dir} ({converted} series built in {prep_s:.1f} s); "
               f"{n} candidates on disk, all of them measured")
         paths, how_b, book_s = ensure_book_store(ds, store)
         db = ensure_sqlite_index(ds, store, paths)
-        npy_bytes = dir_bytes(cache_dir / "ct", "*.npy")
+        store_bytes = chunkstore.store_bytes(cache_dir)
         pkl_bytes = dir_bytes(store, "*.pkl")
         print(f"baseline: {store} ({how_b}{f', {book_s:.1f} s' if book_s else ''}): one "
               f"pickle file per candidate, {pkl_bytes / n / 1e3:.0f} KB each "
-              f"(project cache: {npy_bytes / 1e6:.0f} MB of int16 volumes in all)")
+              f"(project store: {store_bytes / n / 1e3:.0f} KB of int16 per chunk, "
+              f"{store_bytes / 1e6:.0f} MB in all)")
 
         series = [c.series_uid for c in ds.candidate_list]
         order = list(range(n))
@@ -355,13 +365,16 @@ def main(argv=None) -> int:
         hits = sum(series[a] == series[b] for a, b in zip(order, order[1:])) / (n - 1)
 
         paths_under_test = {
-            "luna": ("LunaDataset.__getitem__ (int16 .npy memmap)", per_item(ds.__getitem__)),
+            "luna": ("LunaDataset.__getitem__ (chunk store, float32 samples)",
+                     per_item(ds.__getitem__)),
+            "luna_int16": ("LunaDataset.__getitem__ (chunk store, int16 samples)",
+                           per_item(ds16.__getitem__)),
             "book": ("book: pickle file per chunk + pickle.loads",
                      per_item(make_book_getitem(ds, paths))),
             "book_sqlite": ("book: same + SQLite key lookup (as diskcache)",
                             per_item(make_book_sqlite_getitem(ds, db))),
-            "luna_miss": (f"LunaDataset.__getitem__, 1 map open (~{100 * (1 - hits):.0f}% "
-                          f"map misses)", map_misses(ds)),
+            "luna_miss": (f"LunaDataset.__getitem__, 1 store file open (~{100 * (1 - hits):.0f}% "
+                          f"misses)", file_misses(ds)),
             "loader": ("DataLoader(LunaDataset, batch 32, workers 0)", data_loader(ds)),
         }
         try:
@@ -374,12 +387,9 @@ def main(argv=None) -> int:
         except ImportError:
             print("diskcache is not installed: the book's own cache is left out (emulated by "
                   "the two rows above)")
-        if not hasattr(ct_mod, "MAX_OPEN_VOLUMES"):
-            del paths_under_test["luna_miss"]
         rng = random.Random(args.seed + 1)
         warm: dict[str, list[float]] = {}
-        print("\nwarm-up (chunks/s per pass; a fresh process first faults in its memory "
-              "maps):")
+        print("\nwarm-up (chunks/s per pass):")
         for key, (label, run) in paths_under_test.items():
             warm[key] = warm_up(run, n, rng, args.warmup_max_s)
             print(f"  {label}: " + ", ".join(f"{r:,.0f}" for r in warm[key]))
@@ -422,24 +432,22 @@ def main(argv=None) -> int:
                       f"{rc:.2f}x (per CPU second)")
         miss = results.get("luna_miss", {}).get("wall", {}).get("median", 0.0)
         if miss:
-            print(f"map misses: {miss:,.0f} chunks/s = {miss / luna_med:.2f}x of the all-maps-"
-                  f"open rate. Full LUNA16 has {FULL_LUNA_SERIES} series and luna_core.data.ct "
-                  f"keeps {ct_mod._max_open_volumes()} maps per process here: about "
-                  f"{100 * max(0.0, 1 - ct_mod._max_open_volumes() / FULL_LUNA_SERIES):.0f}% "
-                  "misses in a shuffled epoch.")
+            print(f"file misses: {miss:,.0f} chunks/s = {miss / luna_med:.2f}x of the all-files-"
+                  f"open rate. Full LUNA16 has {FULL_LUNA_SERIES} series and luna_core keeps "
+                  f"{chunkstore._max_open_files()} store files open per process here.")
         la, total_s = print_footer(t_start)
         write_json(args.json, {
             "benchmark": "data_path", "machine": info, "loadavg_end": la,
             "argv": sys.argv[1:], "candidates": n, "series": args.series,
             "size_xy": args.size_xy, "slices": list(args.slices),
-            "synth_s": synth_s, "prepare_cache_s": prep_s, "book_store_s": book_s,
-            "pickle_bytes_per_candidate": pkl_bytes / n, "npy_bytes_total": npy_bytes,
+            "synth_s": synth_s, "prepare_store_s": prep_s, "book_store_s": book_s,
+            "pickle_bytes_per_candidate": pkl_bytes / n, "store_bytes_total": store_bytes,
             "results": results, "ratios": ratios,
             "target_chunks_s": TARGET_CHUNKS_S, "target_met": luna_med >= TARGET_CHUNKS_S,
             "map_hit_rate_one_map": hits, "total_s": total_s,
         })
     finally:
-        ct_mod.close_volumes()
+        chunkstore.close_files()
         if own_tmp:
             shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -70,8 +70,8 @@ def real_data_path(work: str, device: torch.device, batch_size: int, batches: in
                    workers: int, series: int, size_xy: int, negatives: int,
                    compile_model: bool) -> dict:
     """Run the real training loop for ``batches`` batches; return its measured rates."""
-    from luna_core.data.ct import prepare_cache
-    from luna_core.data.dsets import LunaDataset
+    from luna_core.data.candidates import get_candidate_info_list
+    from luna_core.data.chunkstore import prepare_store, series_centres
     from luna_core.data.synth import write_synthetic_dataset
     from luna_core.training import LunaTrainingApp
 
@@ -80,8 +80,8 @@ def real_data_path(work: str, device: torch.device, batch_size: int, batches: in
     if not os.path.exists(os.path.join(data_dir, "candidates.csv")):
         write_synthetic_dataset(data_dir, series=series, seed=0, size_xy=size_xy,
                                 slices=(96, 128), negatives_per_series=negatives)
-    ds = LunaDataset(val_stride=10, is_val=False, data_dir=data_dir, cache_dir=cache_dir)
-    prepare_cache(data_dir, cache_dir, ds.series_uids, num_workers=workers)
+    prepare_store(data_dir, cache_dir, series_centres(get_candidate_info_list(data_dir)),
+                  num_workers=workers)
 
     recorded: list[ev.BatchDone] = []
 

@@ -224,8 +224,8 @@ class LunaTrainingApp:
 
     def compute_batch_loss(self, batch_ndx: int, batch_tup, metrics_g: torch.Tensor):
         input_t, label_t, _series_list, _center_list = batch_tup
-        input_g = input_t.to(self.device, non_blocking=True)
-        input_g = input_g.contiguous(memory_format=torch.channels_last_3d)
+        input_g = input_t.to(self.device, non_blocking=True)   # int16 HU from the store
+        input_g = input_g.to(torch.float32, memory_format=torch.channels_last_3d)
         label_g = label_t.to(self.device, non_blocking=True)
         with self._autocast():
             logits_g, probability_g = self.ddp_model(input_g)

@@ -46,7 +46,7 @@ def run_prepcache(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(
         prog="luna-tui prepcache", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Convert every CT that has candidates into the chunk cache.")
+        description="Build the chunk store of every series that has candidates (resumable).")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
     parser.add_argument("--candidates-file", default=None)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from luna_core.data.candidates import clear_cache, get_candidate_info_list
-from luna_core.data.ct import Ct, CtCache, prepare_cache
+from luna_core.data.chunkstore import ChunkStore, prepare_store
+from luna_core.data.ct import Ct
 from luna_core.data.dsets import LunaDataset
 from luna_core.errors import LunaInputError
 
@@ -147,13 +148,14 @@ def test_dotdot_uid_refused_by_cache(tmp_path):
     cache = tmp_path / "cache"
     evil = "../../outside"
     (tmp_path / "data" / "subset0").mkdir(parents=True)
-    for fn in (lambda: CtCache(tmp_path / "data", cache).ensure(evil),
-               lambda: CtCache(tmp_path / "data", cache).get_chunk(evil, (0, 0, 0)),
-               lambda: prepare_cache(tmp_path / "data", cache, [evil], num_workers=1),
+    one = np.zeros((1, 3))
+    for fn in (lambda: ChunkStore(tmp_path / "data", cache).ensure(evil, one),
+               lambda: ChunkStore(tmp_path / "data", cache).path(evil),
+               lambda: prepare_store(tmp_path / "data", cache, {evil: one}, num_workers=1),
                lambda: Ct.load(evil, tmp_path / "data")):
         _raises(fn, evil)
     assert _files_under(cache) == []
-    assert not (tmp_path / "outside.npy").exists()
+    assert not list(tmp_path.glob("outside*"))
 
 
 # ----------------------------------------------------------------------------- CT files
@@ -161,7 +163,7 @@ def test_dotdot_uid_refused_by_cache(tmp_path):
 def _try_cache(tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(LunaInputError) as e:
-        CtCache(tmp_path / "data", cache).ensure(UID_A)
+        ChunkStore(tmp_path / "data", cache).ensure(UID_A, np.zeros((1, 3)))
     assert "\n" not in str(e.value)
     assert _files_under(cache) == []
     return str(e.value)

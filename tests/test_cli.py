@@ -94,5 +94,5 @@ def test_synth_then_prepcache(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "prepcache     3/3 series" in result.stderr
-    assert "3 series converted, 0 already cached" in result.stderr
-    assert len(list((cache / "ct").glob("*.npy"))) == 3
+    assert "3 series built, 0 already in the store" in result.stderr
+    assert len(list((cache / "chunks-32x48x48").glob("*.chunks"))) == 3

@@ -8,9 +8,9 @@ import SimpleITK as sitk
 import torch
 from torch.utils.data import DataLoader
 
-from luna_core.data import ct as ct_mod
+from luna_core.data import chunkstore
 from luna_core.data.candidates import clear_cache
-from luna_core.data.ct import window_starts
+from luna_core.data.ct import Ct, find_mhd, window_starts
 from luna_core.data.dsets import LunaDataset
 from luna_core.errors import LunaInputError
 
@@ -61,9 +61,10 @@ def test_chunk_content_matches_volume(data):
     root, cache, uids, _ = data
     ds = LunaDataset(val_stride=0, data_dir=root, cache_dir=cache)
     vol = ramp_volume((20, 30, 30))
+    cts = {uid: Ct.read(find_mhd(root, uid)) for uid in uids}
     for i in range(len(ds)):
         chunk, _, uid, center = ds[i]
-        ref, ref_center = ds.cache.get_chunk(uid, ds.candidate_list[i].center_xyz)
+        ref, ref_center = cts[uid].get_raw_candidate(ds.candidate_list[i].center_xyz)
         assert tuple(center.tolist()) == ref_center
         np.testing.assert_array_equal(chunk[0].numpy(), ref.astype(np.float32))
         # the small test volume sits inside the padded chunk, unchanged
@@ -84,6 +85,33 @@ def test_serial_and_threaded_paths_agree(data):
     finally:
         torch.set_num_threads(threads)
     assert all(a.shape == (1, 8, 10, 12) and torch.equal(a, b) for a, b in zip(one, two))
+
+
+def test_int16_samples_hold_the_same_values(data):
+    root, cache, _, _ = data
+    f32 = LunaDataset(val_stride=0, data_dir=root, cache_dir=cache)
+    i16 = LunaDataset(val_stride=0, data_dir=root, cache_dir=cache, chunk_dtype=torch.int16)
+    for i in range(len(f32)):
+        a, b = f32[i], i16[i]
+        assert b[0].dtype == torch.int16 and b[0].shape == (1, 32, 48, 48)
+        assert torch.equal(a[0], b[0].float()) and torch.equal(a[3], b[3])
+    with pytest.raises(ValueError, match="chunk_dtype"):
+        LunaDataset(data_dir=root, cache_dir=cache, chunk_dtype=torch.float16)
+
+
+def test_training_and_validation_share_each_series_store(data):
+    root, cache, uids, _ = data
+    val = LunaDataset(val_stride=10, is_val=True, data_dir=root, cache_dir=cache)
+    for i in range(len(val)):
+        val[i]
+    files = sorted((cache / "chunks-32x48x48").iterdir())
+    before = [p.stat().st_ino for p in files]
+    trn = LunaDataset(val_stride=10, is_val=False, data_dir=root, cache_dir=cache)
+    for i in range(len(trn)):
+        trn[i]
+    assert sorted((cache / "chunks-32x48x48").iterdir()) == files
+    assert [p.stat().st_ino for p in files] == before          # nothing rebuilt
+    assert len(files) == len(uids)
 
 
 def test_split_and_fingerprint(data):
@@ -112,8 +140,7 @@ def test_cache_filled_lazily(data):
     ds = LunaDataset(data_dir=root, cache_dir=cache)
     assert not cache.exists()
     ds[0]
-    assert sorted(os.listdir(cache / "ct")) == sorted(
-        [f"{ds.candidate_list[0].series_uid}.npy", f"{ds.candidate_list[0].series_uid}.json"])
+    assert os.listdir(cache / "chunks-32x48x48") == [f"{ds.candidate_list[0].series_uid}.chunks"]
 
 
 def test_pickle_round_trip(data):
@@ -121,7 +148,7 @@ def test_pickle_round_trip(data):
     ds = LunaDataset(data_dir=root, cache_dir=cache)
     first = ds[3]
     clone = pickle.loads(pickle.dumps(ds))
-    ct_mod.close_volumes()
+    chunkstore.close_files()
     again = clone[3]
     assert torch.equal(first[0], again[0]) and torch.equal(first[3], again[3])
     assert len(pickle.dumps(clone)) < 200_000
@@ -131,7 +158,7 @@ def test_pickle_round_trip(data):
     assert (clone.pos_count, clone.neg_count, len(clone)) == (ds.pos_count, ds.neg_count, len(ds))
 
 
-def test_no_warning_from_read_only_maps(data):
+def test_no_warning_from_samples(data):
     root, cache, _, _ = data
     ds = LunaDataset(data_dir=root, cache_dir=cache, width_irc=(8, 8, 8))
     with warnings.catch_warnings():

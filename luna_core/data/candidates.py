@@ -399,23 +399,26 @@ def clear_cache() -> None:
 
 # --------------------------------------------------------------------------- split / fingerprint
 
+def split_indices(n: int, val_stride: int, is_val: bool) -> np.ndarray:
+    """Positions in the sorted list of the validation (every ``val_stride``-th: 0, stride,
+    2*stride, ...) or training (the rest) candidates. ``val_stride <= 0`` keeps the whole
+    list for both, like the book."""
+    every = np.arange(n, dtype=np.int64)
+    if val_stride <= 0:
+        return every
+    is_val_row = every % val_stride == 0
+    return every[is_val_row] if is_val else every[~is_val_row]
+
+
 def split_candidates(candidate_list, val_stride: int, is_val: bool, data_dir=None) -> list:
-    """Every ``val_stride``-th candidate (0, stride, 2*stride, ...) is validation, the rest
-    training. ``val_stride <= 0`` keeps the whole list for both, like the book."""
-    if val_stride > 0:
-        if is_val:
-            part = list(candidate_list[::val_stride])
-        else:
-            part = list(candidate_list)
-            del part[::val_stride]
-    else:
-        part = list(candidate_list)
-    if not part:
+    """The validation or training part of the sorted list (``split_indices``)."""
+    rows = split_indices(len(candidate_list), val_stride, is_val)
+    if not len(rows):
         which = "validation" if is_val else "training"
         raise LunaInputError(f"no {which} candidates ({len(candidate_list)} candidate(s) on "
                              f"disk in total, val_stride={val_stride}): are the subset*/ "
                              "folders and the CSVs there?", path=data_dir)
-    return part
+    return [candidate_list[i] for i in rows.tolist()]
 
 
 def candidate_fingerprint(candidate_list) -> str:

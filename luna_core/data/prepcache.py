@@ -1,10 +1,12 @@
-"""`luna-tui prepcache`: convert every CT that has candidates into the chunk cache, with a
-progress line and an ETA (one line per update on a non-TTY, an updating line on a TTY)."""
+"""`luna-tui prepcache`: build the chunk store of every series that has candidates, in parallel
+over series, with a progress line and an ETA (one line per update on a non-TTY, an updating line
+on a TTY). Resumable: a killed prepcache keeps the series it finished."""
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from luna_core.errors import LunaInputError
 from luna_core.run.estimate import format_clock, format_remaining
@@ -43,21 +45,32 @@ class _Progress:
 
 def run_prepcache(data_dir: str, cache_dir: str, num_workers: int,
                   candidates_file: str | None = None, stream=None) -> int:
-    from luna_core.data.candidates import get_candidate_info_list, report_missing_series
-    from luna_core.data.ct import prepare_cache
+    from luna_core.data.candidates import (
+        csv_paths,
+        get_candidate_info_list,
+        report_missing_series,
+    )
+    from luna_core.data.chunkstore import prepare_store, series_centres, store_bytes, store_dir
 
     stream = stream or sys.stderr
     try:
         candidates = get_candidate_info_list(data_dir, candidates_file)
         report_missing_series(data_dir, candidates_file)
-        series_uids = sorted({c.series_uid for c in candidates})
+        centres = dict(sorted(series_centres(candidates).items()))
         t0 = time.monotonic()
-        converted = prepare_cache(data_dir, cache_dir, series_uids, num_workers=num_workers,
-                                  progress=_Progress(stream))
+        built = prepare_store(data_dir, cache_dir, centres, num_workers=num_workers,
+                              candidates_file=csv_paths(data_dir, candidates_file)[1],
+                              progress=_Progress(stream))
     except LunaInputError as exc:
         print(f"luna-tui prepcache: {exc}", file=sys.stderr)
         return 2
-    stream.write(f"prepcache: {converted} series converted, "
-                 f"{len(series_uids) - converted} already cached, "
-                 f"{time.monotonic() - t0:.1f} s\n")
+    stream.write(f"prepcache: {built} series built, {len(centres) - built} already in the "
+                 f"store, {time.monotonic() - t0:.1f} s; {store_dir(cache_dir)} holds "
+                 f"{sum(len(c) for c in centres.values())} chunks, "
+                 f"{store_bytes(cache_dir) / 1e9:.2f} GB\n")
+    old_cache = Path(cache_dir) / "ct"
+    if old_cache.is_dir():
+        size = sum(p.stat().st_size for p in old_cache.iterdir() if p.is_file())
+        stream.write(f"prepcache: {old_cache} ({size / 1e9:.2f} GB) is the per-CT cache of "
+                     "earlier luna-tui versions, no longer read: delete it to free the space\n")
     return 0
