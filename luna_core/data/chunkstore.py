@@ -216,8 +216,8 @@ class ChunkStore:
         if meta is None:
             return None, why
         try:
-            if (meta["series_uid"] != series_uid or meta["centres_sha256"] != digest
-                    or tuple(meta["width_irc"]) != self.width_irc):
+            # the digest covers the chunk width as well as the centres
+            if meta["series_uid"] != series_uid or meta["centres_sha256"] != digest:
                 return None, "stale"
             if mhd is not None and (meta["source"]["mhd"] != _stat_dict(mhd)
                                     or meta["source"]["raw"] != _stat_dict(raw)):

@@ -144,7 +144,7 @@ class LunaDataset(Dataset):
     def _open_series(self, s: int):
         chunks = self.store.ensure(self._uids[s],
                                    self._centres[self._offsets[s]:self._offsets[s + 1]])
-        self._center_irc[s] = torch.from_numpy(chunks.center_irc)
+        self._center_irc[s] = chunks.center_irc
         self._chunks[s] = chunks
         return chunks
 
@@ -169,4 +169,5 @@ class LunaDataset(Dataset):
         chunk_t = torch.from_numpy(hu if self.chunk_dtype is torch.int16
                                    else hu.astype(np.float32))
         label_t = (_LABEL_NODULE if self._is_nodule_list[ndx] else _LABEL_NOT_NODULE).clone()
-        return chunk_t, label_t, self._uids[s], self._center_irc[s][k].clone()
+        # a copied numpy row is ~2x faster than indexing and cloning a tensor
+        return chunk_t, label_t, self._uids[s], torch.from_numpy(self._center_irc[s][k].copy())
