@@ -180,6 +180,34 @@ def test_dataloader_workers(data, context):
     assert torch.equal(chunk[2], ds[2][0])
 
 
+@pytest.mark.parametrize("workers, dtype", [(0, torch.int16), (0, torch.float32),
+                                            (1, torch.int16)])
+def test_loader_batches_are_read_whole_and_equal_stacked_samples(data, workers, dtype):
+    from luna_core.data.loader import make_loader, shutdown_workers
+
+    root, cache, _, _ = data
+    ds = LunaDataset(val_stride=0, data_dir=root, cache_dir=cache, chunk_dtype=dtype)
+    order = [7, 0, 29, 3, 3, 18, 11, 25, 1, 6, 22]
+    dl = make_loader(ds, order, batch_size=4, num_workers=workers, pin_memory=False)
+    try:
+        batches = list(dl)
+    finally:
+        shutdown_workers(dl)
+    assert [len(b[0]) for b in batches] == [4, 4, 3]
+    for b, rows in zip(batches, (order[0:4], order[4:8], order[8:])):
+        want = torch.utils.data.default_collate([ds[i] for i in rows])
+        assert b[0].dtype == dtype and b[0].shape == (len(rows), 1, 32, 48, 48)
+        assert torch.equal(b[0], want[0]) and torch.equal(b[1], want[1])
+        assert b[2] == want[2] and torch.equal(b[3], want[3])
+    # a plain DataLoader (default collation) gets the same batches from __getitems__
+    plain = list(DataLoader(ds, batch_size=4, sampler=order))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2] == b[2]
+               for a, b in zip(plain, batches))
+    with pytest.raises(IndexError):
+        ds.__getitems__([0, len(ds)])
+    assert torch.equal(ds.__getitems__([-1]).collated[0][0], ds[len(ds) - 1][0])
+
+
 def test_centre_outside_volume_names_series_and_csv(data):
     root, cache, uids, cands = data
     bad = list(cands) + [(uids[1], 5000.0, 5000.0, 5000.0, 0)]

@@ -5,6 +5,8 @@ if a torch upgrade removes one or changes what it does.
   ``optimizer.found_inf`` on fused SGD (the guarded step, decided on the device).
 - luna_core.data.loader: ``DataLoader._iterator._shutdown_workers()`` (stops persistent
   loader workers when a run ends).
+- luna_core.data.dsets: ``torch.UntypedStorage._new_shared`` (a worker reads a batch straight
+  into shared memory, as torch's default_collate does).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import textwrap
 import pytest
 import torch
 
+from luna_core.data.dsets import shared_empty
 from luna_core.data.loader import make_loader, shutdown_workers
 from luna_core.data.sampler import EpochSampler
 from luna_core.train.step import guarded_step, make_optimizer
@@ -147,3 +150,11 @@ def test_shutdown_workers_is_a_no_op_without_workers():
     shutdown_workers(dl)                 # never iterated
     list(dl)
     shutdown_workers(dl)                 # iterated in this process
+
+
+def test_shared_empty_is_a_shared_tensor_of_the_shape_and_dtype_asked():
+    t = shared_empty((3, 1, 4, 5, 6), torch.int16)
+    assert t.is_shared() and t.shape == (3, 1, 4, 5, 6) and t.dtype == torch.int16
+    assert t.is_contiguous() and t.untyped_storage().nbytes() == 3 * 4 * 5 * 6 * 2
+    t.fill_(7)
+    assert int(t.sum()) == 7 * 3 * 4 * 5 * 6

@@ -6,11 +6,14 @@ stored int16 (``chunk_dtype=torch.int16``: what the trainer asks for, converting
 device, which halves what workers collate and what is copied to the GPU). The dataset never
 shuffles (the trainer samples with a seeded permutation). Chunks come from the chunk store
 (``chunkstore``): a series' store is built lazily, the first time one of its candidates is read,
-and each sample is one positioned read of exactly its chunk.
+and each sample is one positioned read of exactly its chunk. ``__getitems__`` reads a whole batch
+into one tensor; with ``collate_samples`` as the loader's collate_fn (the trainer's loaders) it is
+the batch as it is, with no per-sample tensors stacked.
 """
 
 from __future__ import annotations
 
+import collections.abc
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,43 @@ from .layout import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
 
 _LABEL_NOT_NODULE = torch.tensor([1, 0], dtype=torch.long)
 _LABEL_NODULE = torch.tensor([0, 1], dtype=torch.long)
+_ONE_HOT = np.array([[1, 0], [0, 1]], dtype=np.int64)
+
+
+def shared_empty(shape, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor in shared memory, so that a loader worker hands a batch to the
+    main process without copying it (what torch's default_collate does in a worker).
+
+    Private API: ``UntypedStorage._new_shared``; tests/test_private_apis.py fails if a torch
+    upgrade removes it."""
+    numel = int(np.prod(shape))
+    storage = torch.UntypedStorage._new_shared(numel * torch.empty(0, dtype=dtype).element_size())
+    return torch.empty(0, dtype=dtype).set_(storage, 0, tuple(shape))
+
+
+class ChunkBatch(collections.abc.Sequence):
+    """What ``LunaDataset.__getitems__`` returns: the sequence of samples a DataLoader's default
+    collation expects (made on access, each chunk a view into the batch tensor), and the batch
+    itself, which ``collate_samples`` hands on as it is: no per-sample tensors, no stacking."""
+
+    def __init__(self, collated):
+        self.collated = collated
+
+    def __len__(self) -> int:
+        return len(self.collated[2])
+
+    def __getitem__(self, j):
+        if isinstance(j, slice):
+            return [self[i] for i in range(*j.indices(len(self)))]
+        chunks_t, labels_t, uids, irc_t = self.collated
+        return chunks_t[j], labels_t[j], uids[j], irc_t[j]
+
+
+def collate_samples(samples):
+    """A DataLoader ``collate_fn``: a ``ChunkBatch`` as read, anything else as default."""
+    if isinstance(samples, ChunkBatch):
+        return samples.collated
+    return torch.utils.data.default_collate(samples)
 
 
 class LunaDataset(Dataset):
@@ -171,3 +211,34 @@ class LunaDataset(Dataset):
         label_t = (_LABEL_NODULE if self._is_nodule_list[ndx] else _LABEL_NOT_NODULE).clone()
         # a copied numpy row is ~2x faster than indexing and cloning a tensor
         return chunk_t, label_t, self._uids[s], torch.from_numpy(self._center_irc[s][k].copy())
+
+    def __getitems__(self, indices) -> ChunkBatch:
+        """A whole batch: each chunk read straight into its place in one batch tensor (in
+        shared memory in a loader worker). With ``collate_samples`` as the loader's collate_fn
+        that tensor is the batch; with the default collation the samples are stacked as usual."""
+        n = len(self._series_list)
+        rows = [i + n if i < 0 else i for i in indices]
+        shape = (len(rows), *self._chunk_shape)
+        in_worker = torch.utils.data.get_worker_info() is not None
+        chunks_t = (shared_empty(shape, self.chunk_dtype) if in_worker
+                    else torch.empty(shape, dtype=self.chunk_dtype))
+        out = chunks_t.numpy()
+        scratch = None if self.chunk_dtype is torch.int16 else np.empty(self.width_irc, "<i2")
+        irc = np.empty((len(rows), 3), dtype=np.int64)
+        uids = []
+        for j, ndx in enumerate(rows):
+            if not 0 <= ndx < n:
+                raise IndexError(f"index {ndx} out of range for {n} samples")
+            s = self._series_list[ndx]
+            chunks = self._chunks[s]
+            if chunks is None:
+                chunks = self._open_series(s)
+            k = self._chunk_list[ndx]
+            if scratch is None:
+                read_chunk(chunks, k, out[j, 0])
+            else:
+                out[j, 0] = read_chunk(chunks, k, scratch)
+            irc[j] = self._center_irc[s][k]
+            uids.append(self._uids[s])
+        labels_t = torch.from_numpy(_ONE_HOT[self._is_nodule[rows].astype(np.intp)])
+        return ChunkBatch((chunks_t, labels_t, tuple(uids), torch.from_numpy(irc)))

@@ -56,8 +56,11 @@ def make_loader(ds: Dataset, sampler: Sampler, batch_size: int, num_workers: int
             # fork() from a thread of a multi-threaded process (the cockpit) can copy
             # locks held by other threads: start workers from a clean server instead.
             extra["multiprocessing_context"] = "forkserver"
+    # LunaDataset reads a whole batch into one tensor (__getitems__): collate_samples keeps it
+    from luna_core.data.dsets import collate_samples
+
     return DataLoader(ds, batch_size=batch_size, num_workers=num_workers, sampler=sampler,
-                      pin_memory=pin_memory, **extra)
+                      pin_memory=pin_memory, collate_fn=collate_samples, **extra)
 
 
 def phase_batches(dl: DataLoader, batch_size: int, max_batches: int | None) -> int:
