@@ -382,6 +382,12 @@ def get_candidate_info_list(data_dir, candidates_file=None,
     return list(_parsed(data_dir, candidates_file, require_on_disk)[0])
 
 
+def candidate_tuple(data_dir, candidates_file=None) -> tuple[CandidateInfo, ...]:
+    """The sorted candidate list of the series on disk as the cached tuple itself: the same
+    object while the CSVs and the folders are unchanged (so per-list work can be cached)."""
+    return _parsed(data_dir, candidates_file, True)[0]
+
+
 def report_missing_series(data_dir, candidates_file=None) -> int:
     """Log once (per call) how many series the candidates file lists that are not on disk;
     returns that number. Real users often download only some subsets."""

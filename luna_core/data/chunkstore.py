@@ -22,7 +22,6 @@ mapped, so a reader's resident memory stays flat.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import hashlib
 import json
@@ -310,7 +309,7 @@ class ChunkStore:
 
 # --------------------------------------------------------------------------- reading
 
-_FILES: collections.OrderedDict = collections.OrderedDict()
+_FILES: dict = {}
 _HAS_FADVISE = hasattr(os, "posix_fadvise")
 _HAS_PREADV = hasattr(os, "preadv")
 
@@ -337,15 +336,14 @@ def _max_open_files() -> int:
 def _fd(chunks: SeriesChunks) -> int:
     key = (chunks.path, chunks.file_id)   # a forked worker reuses them: preadv has no position
     fd = _FILES.get(key)
-    if fd is not None:
-        _FILES.move_to_end(key)
+    if fd is not None:      # first opened, first closed: a hit costs one dict lookup
         return fd
     fd = os.open(chunks.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     if _HAS_FADVISE:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
     _FILES[key] = fd
     while len(_FILES) > _max_open_files():
-        os.close(_FILES.popitem(last=False)[1])
+        os.close(_FILES.pop(next(iter(_FILES))))
     return fd
 
 

@@ -14,6 +14,7 @@ the batch as it is, with no per-sample tensors stacked.
 from __future__ import annotations
 
 import collections.abc
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,9 @@ from torch.utils.data import Dataset
 from .candidates import (
     CandidateInfo,
     candidate_fingerprint,
+    candidate_tuple,
     csv_paths,
     gc_paused,
-    get_candidate_info_list,
     split_candidates,
     split_indices,
 )
@@ -75,6 +76,33 @@ def collate_samples(samples):
     return torch.utils.data.default_collate(samples)
 
 
+_COLUMNS: dict = {}
+
+
+def _list_columns(full: tuple):
+    """Columns of a whole sorted candidate list and where each candidate's chunk is: built once
+    per parsed list (the training and the validation set share them; ~1 s for LUNA16's
+    551,065 rows)."""
+    hit = _COLUMNS.get(id(full))
+    if hit is not None and hit[0] is full:
+        return hit[1]
+    n = len(full)
+    uid_index: dict[str, int] = {}
+    series = np.fromiter((uid_index.setdefault(c.series_uid, len(uid_index)) for c in full),
+                         dtype=np.int32, count=n)
+    xyz = np.fromiter(itertools.chain.from_iterable(c.center_xyz for c in full),
+                      dtype=np.float64, count=3 * n).reshape(n, 3)
+    nodule = np.fromiter((c.is_nodule for c in full), dtype=bool, count=n)
+    diameter = np.fromiter((c.diameter_mm for c in full), dtype=np.float64, count=n)
+    centres, offsets, chunk_no = group_centres(series, xyz, len(uid_index))
+    for a in (series, nodule, diameter, centres, offsets, chunk_no):
+        a.flags.writeable = False
+    columns = (list(uid_index), series, nodule, diameter, centres, offsets, chunk_no)
+    _COLUMNS.clear()
+    _COLUMNS[id(full)] = (full, columns)
+    return columns
+
+
 class LunaDataset(Dataset):
     def __init__(self, val_stride: int = 10, is_val: bool = False,
                  data_dir=DEFAULT_DATA_DIR, cache_dir=DEFAULT_CACHE_DIR,
@@ -90,7 +118,7 @@ class LunaDataset(Dataset):
         self.chunk_dtype = chunk_dtype
         self._chunk_shape = (1, *self.width_irc)
         _ann, self.candidates_path = csv_paths(self.data_dir, candidates_file)
-        full = get_candidate_info_list(self.data_dir, candidates_file)
+        full = candidate_tuple(self.data_dir, candidates_file)
         candidates = split_candidates(full, val_stride, is_val, data_dir=self.data_dir)
         self._candidate_list: list[CandidateInfo] | None = candidates
         self._fingerprint: str | None = None
@@ -100,20 +128,13 @@ class LunaDataset(Dataset):
         # Compact columns: all __getitem__ needs, and all that is pickled for workers. A
         # series' store holds the chunks of all its candidates (training and validation), so
         # its centres come from the whole list.
-        n_full = len(full)
-        uid_index: dict[str, int] = {}
-        full_series = np.fromiter((uid_index.setdefault(c.series_uid, len(uid_index))
-                                   for c in full), dtype=np.int32, count=n_full)
-        full_xyz = np.array([c.center_xyz for c in full], dtype=np.float64).reshape(n_full, 3)
-        self._uids = list(uid_index)
-        self._centres, self._offsets, full_chunk = group_centres(full_series, full_xyz,
-                                                                 len(self._uids))
-        rows = split_indices(n_full, val_stride, is_val)
+        self._uids, full_series, full_nodule, full_diameter, self._centres, self._offsets, \
+            full_chunk = _list_columns(full)
+        rows = split_indices(len(full), val_stride, is_val)
         self._series_idx = full_series[rows]
         self._chunk_no = full_chunk[rows].astype(np.int32)
-        self._diameter = np.fromiter((c.diameter_mm for c in candidates), np.float64,
-                                     len(candidates))
-        self._is_nodule = np.fromiter((c.is_nodule for c in candidates), bool, len(candidates))
+        self._diameter = full_diameter[rows]
+        self._is_nodule = full_nodule[rows]
         self.pos_count = int(self._is_nodule.sum())
         self.neg_count = len(candidates) - self.pos_count
         self._reset_lookups()
