@@ -357,19 +357,25 @@ def read_chunk(chunks: SeriesChunks, k: int, out: np.ndarray | None = None) -> n
     ``out`` (a C-contiguous int16 array of the chunk's shape) or a new array."""
     if out is None:
         out = np.empty(chunks.width_irc, dtype="<i2")
+    read_chunk_into(chunks, k, out)
+    return out
+
+
+def read_chunk_into(chunks: SeriesChunks, k: int, buffer) -> None:
+    """Chunk ``k``'s bytes into ``buffer`` (anything writable of exactly ``chunk_nbytes``
+    bytes: an array, a memoryview slice of a batch) with one positioned read."""
     offset = chunks.data_offset + k * chunks.chunk_nbytes
     fd = _fd(chunks)
     if _HAS_PREADV:
-        got = os.preadv(fd, [out], offset)
+        got = os.preadv(fd, [buffer], offset)
     else:                                      # macOS before 11
         data = os.pread(fd, chunks.chunk_nbytes, offset)
         got = len(data)
-        out.reshape(-1).view(np.uint8)[:got] = np.frombuffer(data, np.uint8)
+        memoryview(buffer).cast("B")[:got] = data
     if got != chunks.chunk_nbytes:
         raise LunaInputError(f"chunk store file ends inside chunk {k} of {chunks.n_chunks} "
                              "(truncated since it was opened?): run luna-tui prepcache to "
                              "rebuild it", path=chunks.path)
-    return out
 
 
 # --------------------------------------------------------------------------- prepare

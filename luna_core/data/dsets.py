@@ -30,7 +30,7 @@ from .candidates import (
     split_candidates,
     split_indices,
 )
-from .chunkstore import ChunkStore, group_centres, read_chunk
+from .chunkstore import ChunkStore, group_centres, read_chunk, read_chunk_into
 from .ct import CHUNK_WIDTH_IRC
 from .geometry import XyzTuple
 from .layout import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
@@ -239,26 +239,32 @@ class LunaDataset(Dataset):
         that tensor is the batch; with the default collation the samples are stacked as usual."""
         n = len(self._series_list)
         rows = [i + n if i < 0 else i for i in indices]
+        if rows and not 0 <= min(rows) <= max(rows) < n:
+            raise IndexError(f"index out of range for {n} samples: {indices}")
         shape = (len(rows), *self._chunk_shape)
         in_worker = torch.utils.data.get_worker_info() is not None
         chunks_t = (shared_empty(shape, self.chunk_dtype) if in_worker
                     else torch.empty(shape, dtype=self.chunk_dtype))
-        out = chunks_t.numpy()
-        scratch = None if self.chunk_dtype is torch.int16 else np.empty(self.width_irc, "<i2")
+        int16 = self.chunk_dtype is torch.int16
+        if int16:      # each chunk's bytes straight into its slot of the batch
+            flat = memoryview(chunks_t.numpy()).cast("B")
+            scratch = None
+        else:
+            out = chunks_t.numpy()
+            scratch = np.empty(self.width_irc, "<i2")
+        series_list, chunk_list, opened = self._series_list, self._chunk_list, self._chunks
         irc = np.empty((len(rows), 3), dtype=np.int64)
         uids = []
+        nbytes = 2 * int(np.prod(self.width_irc))
         for j, ndx in enumerate(rows):
-            if not 0 <= ndx < n:
-                raise IndexError(f"index {ndx} out of range for {n} samples")
-            s = self._series_list[ndx]
-            chunks = self._chunks[s]
-            if chunks is None:
-                chunks = self._open_series(s)
-            k = self._chunk_list[ndx]
-            if scratch is None:
-                read_chunk(chunks, k, out[j, 0])
+            s = series_list[ndx]
+            chunks = opened[s] or self._open_series(s)
+            k = chunk_list[ndx]
+            if int16:
+                read_chunk_into(chunks, k, flat[j * nbytes:(j + 1) * nbytes])
             else:
-                out[j, 0] = read_chunk(chunks, k, scratch)
+                read_chunk_into(chunks, k, scratch)
+                out[j, 0] = scratch
             irc[j] = self._center_irc[s][k]
             uids.append(self._uids[s])
         labels_t = torch.from_numpy(_ONE_HOT[self._is_nodule[rows].astype(np.intp)])
