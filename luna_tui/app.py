@@ -24,14 +24,17 @@ from typing import Protocol
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Container
 from textual.css.query import NoMatches
-from textual.widgets import Footer
+from textual.geometry import Size
+from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
 from luna_core.run.commands import Command
 from luna_core.run.events import PAUSED
 from luna_core.run.failure import describe_exception
+from luna_tui import layout as plan
+from luna_tui import summaries
 from luna_tui.confirm import ConfirmQuit
 from luna_tui.help import HelpScreen
 from luna_tui.messages import CheckpointArrived, RunEnded
@@ -60,6 +63,31 @@ Clock = Callable[[], datetime]
 #: After a hang-up, how long the app may take to close on its own once nothing is left to
 #: save, before the process ends itself (Textual can block restoring a terminal that is gone).
 HANGUP_GRACE_S = 5.0
+#: Notifications on screen at once, at most.
+MAX_TOASTS = 2
+#: Checkpoints announced with a toast: the ones asked for, and the alarm's.
+TOASTED_CHECKPOINTS = ("request", "nonfinite")
+
+
+def short_path(path: str, run_dir: str) -> str:
+    """A checkpoint's path from its run directory on ('checkpoints/e001-b000120.pt')."""
+    if run_dir and path.startswith(run_dir.rstrip("/") + "/"):
+        return path[len(run_dir.rstrip("/")) + 1:]
+    return path if len(path) <= 60 else "…" + path[-59:]
+
+
+#: The views, the zoom and the plot keys (the cockpit's and attach's).
+VIEW_BINDINGS = [
+    Binding("1", "view('overview')", "Views", key_display="1-4"),   # one footer entry
+    Binding("2", "view('trends')", "Trends", show=False),
+    Binding("3", "view('log')", "Log", show=False),
+    Binding("4", "view('system')", "System", show=False),
+    Binding("z", "zoom", "Zoom"),
+    Binding("s", "plot('smoothing')", "Smooth", show=False),
+    Binding("y", "plot('log')", "Log y", show=False),
+    Binding("x", "plot('x')", "x axis", show=False),
+    Binding("l", "focus_log", "Log", show=False),
+]
 
 
 class Commands(Protocol):
@@ -80,13 +108,14 @@ class CockpitApp(App[int]):
     CSS_PATH = Path(__file__).with_name("cockpit.tcss")   # absolute: subclasses elsewhere
     TITLE = "LUNA cockpit"
     ENABLE_COMMAND_PALETTE = False
+    AUTO_FOCUS = None          # no pane looks selected until Tab, l or a click picks one
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
     BINDINGS = [
         Binding("p", "pause", "Pause"),
         Binding("p", "resume", "Resume"),
         Binding("c", "checkpoint", "Checkpoint"),
-        Binding("l", "focus_log", "Log"),
+        *VIEW_BINDINGS,
         Binding("q", "request_quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("ctrl+c", "quit_now", "Quit now", show=False, priority=True),
@@ -122,6 +151,7 @@ class CockpitApp(App[int]):
         self._quitting = False
         self._seen_version = -1
         self._news = SnapshotNews()
+        self._toasts: list[tuple[float, tuple[str, str, str]]] = []   # (expires, notify args)
         self._bindings_key: tuple | None = None
         self._signals: Installed = []              # the signal handlers on the loop
         self.hung_up = False                       # SIGHUP: the terminal is gone
@@ -129,17 +159,128 @@ class CockpitApp(App[int]):
     # -- layout ------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="body"):
-            yield ProgressPane(id="progress")
-            yield ClassTablePane(id="classes")
-            yield SystemPane(id="system")
-            yield BottleneckPane(id="bottleneck")
-            yield TrendsPane(id="trends", min_interval=self.plot_interval)
-            yield LogPane(id="log", tz=lambda: self.clock().tzinfo)
+        yield Static("", id="status")
+        with Container(id="body"):
+            with Container(id="band-top", classes="band"):
+                yield from self._slot("progress", ProgressPane(id="progress"))
+                yield from self._slot("classes", ClassTablePane(id="classes"))
+            with Container(id="band-trends", classes="band"):
+                yield from self._slot("trends", TrendsPane(id="trends",
+                                                           min_interval=self.plot_interval))
+            with Container(id="band-mid", classes="band"):
+                yield from self._slot("system", SystemPane(id="system"))
+                yield from self._slot("bottleneck", BottleneckPane(id="bottleneck"))
+            with Container(id="band-log", classes="band"):
+                yield from self._slot("log", LogPane(id="log", tz=lambda: self.clock().tzinfo))
         yield Footer()
 
+    @staticmethod
+    def _slot(name: str, pane) -> ComposeResult:
+        """A pane and the one-line summary that stands in for it when it does not fit."""
+        pane.add_class("pane")
+        with Container(id=f"slot-{name}", classes="slot"):
+            yield pane
+            yield Static("", id=f"{name}-line", classes="pane-line")
+
+    # -- views and layout ----------------------------------------------------------------
+
+    view: str = plan.OVERVIEW
+    zoomed: str | None = None
+    layout_plan: plan.Layout | None = None
+    _reading: SystemReading | None = None
+
+    def action_view(self, view: str) -> None:
+        self.view, self.zoomed = view, None
+        self.apply_layout()
+        self.show_lines(self.snap)
+
+    def action_zoom(self) -> None:
+        """The focused pane alone on the screen (the trend plots when no pane has focus);
+        again to go back."""
+        if self.zoomed is not None:
+            self.zoomed = None
+        else:
+            focused = self.focused
+            while focused is not None and not focused.has_class("pane"):
+                focused = focused.parent
+            self.zoomed = (focused.id if focused is not None and focused.id in plan.PANES
+                           else "trends")
+        self.apply_layout()
+        self.show_lines(self.snap)
+
+    def action_plot(self, what: str) -> None:
+        """The plot keys: s smoothing of the batch loss, y log scale, x samples / epochs (the
+        plots' titles and axis labels say which)."""
+        trends = self.query_one(TrendsPane)
+        {"smoothing": trends.toggle_smoothing, "log": trends.toggle_log,
+         "x": trends.toggle_x}[what]()
+
+    def _natural_rows(self, name: str, width: int) -> int:
+        pane = self.query_one(f"#{name}")
+        inner = max(10, width - 4)                  # border and padding
+        try:
+            rows = pane.get_content_height(Size(width, self.size.height), self.size, inner)
+        except Exception:  # noqa: BLE001 - a pane that cannot say: give it a few rows
+            rows = 4
+        return rows + plan.BORDER_ROWS
+
+    def apply_layout(self) -> None:
+        """Give each pane its rows for the terminal size and the view (layout.py decides)."""
+        width, height = self.size
+        if self.zoomed is not None:
+            lay = plan.fill_view(self.zoomed, width, height)
+        elif self.view != plan.OVERVIEW:
+            lay = plan.fill_view(self.view, width, height)
+        else:
+            paired = width >= plan.WIDE_COLS
+            side = plan.paired_side_cols(width)
+            natural = {name: self._natural_rows(name, (width - side) if paired and name in (
+                "progress", "system") else side if paired else width)
+                       for name in ("progress", "classes", "system", "bottleneck")}
+            lay = plan.overview(width, height, natural)
+        if lay == self.layout_plan:
+            return
+        self.layout_plan = lay
+        body = self.query_one("#body")
+        body.set_class(lay.wide, "-paired")
+        side = plan.paired_side_cols(width) if lay.wide else None
+        for name in ("classes", "bottleneck"):
+            self.query_one(f"#slot-{name}").styles.width = side or "1fr"
+        self.query_one("#status").display = lay.status_line
+        for name in plan.PANES:
+            slot = self.query_one(f"#slot-{name}")
+            slot.display = name in lay.rows
+            if name in lay.rows:
+                slot.styles.height = lay.rows[name]
+                slot.set_class(name in lay.collapsed, "-collapsed")
+        for band in self.query(".band"):
+            band.display = any(child.display for child in band.children)
+        self.query_one(TrendsPane).arrange_plots(lay.plots)
+        log = self.query_one(LogPane)
+        self.call_after_refresh(log.scroll_end, animate=False)   # its newest lines in view
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.apply_layout)
+
+    def show_lines(self, snap: RunSnapshot) -> None:
+        """The one-line summaries of collapsed panes and the status line."""
+        lay = self.layout_plan
+        if lay is None:
+            return
+        if lay.status_line:
+            name = self.zoomed or self.view
+            self.query_one("#status", Static).update(summaries.status_line(snap, name))
+        lines = {"progress": lambda: summaries.progress_line(snap),
+                 "classes": lambda: summaries.classes_line(snap),
+                 "trends": lambda: summaries.trends_line(snap),
+                 "system": lambda: summaries.system_line(self._reading),
+                 "bottleneck": lambda: summaries.bottleneck_line(snap),
+                 "log": lambda: summaries.log_line(snap)}
+        for name in lay.collapsed:
+            self.query_one(f"#{name}-line", Static).update(lines[name]())
+
     def on_mount(self) -> None:
-        self.query_one("#body").focus()
+        self.apply_layout()
         # first fill once the layout is known, so every pane renders at its real width
         self.call_after_refresh(self.poll_system)
         self.call_after_refresh(self.poll)
@@ -208,8 +349,7 @@ class CockpitApp(App[int]):
             for log in self.query(LogPane):
                 for line in (self.failure_traceback or message.failure).rstrip().splitlines():
                     log.add_local(line, "ERROR", self.clock().timestamp())
-            self.notify(message.failure, title="Training failed", severity="error",
-                        timeout=30)
+            self.toast(message.failure, title="Training failed", severity="error", timeout=30)
         self.poll()
         if self._quitting:
             self.exit(return_code=self.exit_code())
@@ -262,6 +402,8 @@ class CockpitApp(App[int]):
             self.query_one(LogPane).show(snap)
             self._announce(snap)
         trends.show(snap)
+        self.apply_layout()                # a pane may have grown (the alarm banner)
+        self.show_lines(snap)
         key = (snap.state, self._request, self._quitting, self.run_over)
         if key != self._bindings_key:
             self._bindings_key = key
@@ -272,14 +414,20 @@ class CockpitApp(App[int]):
             reading = self.system_probe()
         except Exception:  # noqa: BLE001 - a probe failure must not take the cockpit down
             reading = SystemReading(gpu_note="system readings unavailable")
+        self._reading = reading
         try:
             self.query_one(SystemPane).show(reading)
+            if self.layout_plan is not None and "system" in self.layout_plan.collapsed:
+                self.query_one("#system-line", Static).update(summaries.system_line(reading))
         except NoMatches:      # shutting down
             pass
 
     def _settle_request(self, snap: RunSnapshot) -> None:
         if self._request == "pause" and (snap.state == PAUSED or snap.ended):
             self._request = None
+            if snap.state == PAUSED:
+                self.toast(f"at {summaries.where(snap)} · p resumes", title="Paused",
+                           timeout=4)
         elif self._request == "resume" and snap.state != PAUSED:
             self._request = None
         elif self._request is not None and snap.ended:
@@ -291,12 +439,30 @@ class CockpitApp(App[int]):
         for ck in checkpoints:
             self.post_message(CheckpointArrived(ck.path, ck.reason))
         for n in notices:
-            self.notify(n.message, title=n.title, severity=n.severity, timeout=n.timeout)
+            self.toast(n.message, title=n.title, severity=n.severity, timeout=n.timeout)
 
     def on_checkpoint_arrived(self, message: CheckpointArrived) -> None:
+        """A toast only for a checkpoint someone asked for (and the alarm's); the epoch-end
+        ones are in the progress pane and the log."""
         if self._request == "checkpoint":
             self._request = None
-        self.notify(message.path, title=f"Checkpoint saved ({message.reason})", timeout=8)
+        if message.reason in TOASTED_CHECKPOINTS:
+            self.toast(short_path(message.path, self.snap.run_dir),
+                       title=f"Checkpoint saved ({message.reason})", timeout=8)
+
+    def toast(self, message: str, *, title: str = "", severity: str = "information",
+              timeout: float = 5.0) -> None:
+        """``notify``, with at most ``MAX_TOASTS`` on screen: the oldest goes first."""
+        now = time.monotonic()
+        live = [t for t in self._toasts if t[0] > now]
+        if len(live) >= MAX_TOASTS:
+            self.clear_notifications()
+            live = live[len(live) - MAX_TOASTS + 1:]
+            for expires, (text, head, level) in live:
+                self.notify(text, title=head, severity=level, timeout=max(0.5, expires - now))
+        live.append((now + timeout, (message, title, severity)))
+        self._toasts = live
+        self.notify(message, title=title, severity=severity, timeout=timeout)
 
     # -- actions -----------------------------------------------------------------------
 
@@ -330,14 +496,15 @@ class CockpitApp(App[int]):
     def action_checkpoint(self) -> None:
         self.commands.checkpoint()
         self._request = "checkpoint"
-        self.notify("Saved at the next batch boundary.", title="Checkpoint requested",
-                    timeout=4)
+        self.toast("Saved at the next batch boundary.", title="Checkpoint requested",
+                   timeout=4)
         self.poll()
 
     def action_focus_log(self) -> None:
-        log = self.query_one(LogPane)
-        log.focus()
-        log.scroll_visible()
+        lay = self.layout_plan
+        if lay is not None and ("log" not in lay.rows or "log" in lay.collapsed):
+            self.action_view(plan.LOG)
+        self.query_one(LogPane).focus()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -403,5 +570,5 @@ class CockpitApp(App[int]):
         self._request = None
 
     def _still_stopping(self) -> None:
-        self.notify("Waiting for the training loop to finish its batch and save a "
-                    "checkpoint…", title="Stopping", timeout=4)
+        self.toast("Waiting for the training loop to finish its batch and save a "
+                   "checkpoint…", title="Stopping", timeout=4)

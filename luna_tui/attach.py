@@ -25,7 +25,7 @@ from textual.binding import Binding
 from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
 from luna_core.run.runs import CRASHED, on_this_host, resolve_run_dir
-from luna_tui.app import Clock, CockpitApp
+from luna_tui.app import VIEW_BINDINGS, Clock, CockpitApp
 from luna_tui.confirm import AttachQuit
 from luna_tui.endings import ENDED_WORDS, attach_closing_line, resume_command
 from luna_tui.help import ATTACH_KEYS, HelpScreen
@@ -57,7 +57,7 @@ class AttachApp(CockpitApp, inherit_bindings=False):
         Binding("p", "read_only('pause or resume')", "Pause", show=False),
         Binding("c", "checkpoint", "Checkpoint"),
         Binding("c", "read_only('checkpoint')", "Checkpoint", show=False),
-        Binding("l", "focus_log", "Log"),
+        *VIEW_BINDINGS,
         Binding("q", "request_quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("d", "detach", "Detach"),
@@ -118,11 +118,11 @@ class AttachApp(CockpitApp, inherit_bindings=False):
         if not snap.ended or self.quitting:
             return
         if snap.state == CRASHED:
-            self.notify(f"{snap.state_detail}. Resume with: {resume_command(snap.run_dir)}",
-                        title="Run ended unexpectedly", severity="error", timeout=30)
+            self.toast(f"{snap.state_detail}. Resume with: {resume_command(snap.run_dir)}",
+                       title="Run ended unexpectedly", severity="error", timeout=30)
         elif snap.state in (ev.FINISHED, ev.STOPPED):
-            self.notify(ENDED_WORDS[snap.state] + "; the cockpit is read-only now (q exits)",
-                        title=f"Run {snap.state}", timeout=10)
+            self.toast(ENDED_WORDS[snap.state] + "; the cockpit is read-only now (q exits)",
+                       title=f"Run {snap.state}", timeout=10)
 
     def ui_status(self) -> UiStatus:
         return dataclasses.replace(super().ui_status(), read_only=self.read_only,
@@ -141,8 +141,8 @@ class AttachApp(CockpitApp, inherit_bindings=False):
         return super().check_action(action, parameters)
 
     def action_read_only(self, what: str) -> None:
-        self.notify(f"Cannot {what}: {self.read_only}.", title="Read-only",
-                    severity="warning", timeout=6)
+        self.toast(f"Cannot {what}: {self.read_only}.", title="Read-only",
+                   severity="warning", timeout=6)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -156,8 +156,8 @@ class AttachApp(CockpitApp, inherit_bindings=False):
             self.action_detach()       # nothing this cockpit could stop: just leave
             return
         if self.quitting:
-            self.notify("The run finishes its batch, saves a checkpoint and stops; "
-                        "d detaches now.", title="Stopping the run", timeout=4)
+            self.toast("The run finishes its batch, saves a checkpoint and stops; "
+                       "d detaches now.", title="Stopping the run", timeout=4)
             return
         self.push_screen(AttachQuit(), self._on_leave_answer)
 
@@ -186,8 +186,8 @@ class AttachApp(CockpitApp, inherit_bindings=False):
 
     def on_command_failed(self, message: CommandFailed) -> None:
         self.command_refused(message.command)
-        self.notify(f"'{message.command}' did not reach the run: {message.error}",
-                    title="The run does not answer", severity="error", timeout=10)
+        self.toast(f"'{message.command}' did not reach the run: {message.error}",
+                   title="The run does not answer", severity="error", timeout=10)
         self.poll()
 
 

@@ -11,11 +11,20 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+VIEW_KEYS = [
+    ("1 2 3 4", "views: 1 all panes (those that do not fit show one line), 2 the trend plots, "
+                "3 the log, 4 system and GPU"),
+    ("z", "zoom the focused pane to the whole screen (the trend plots if none); z again "
+          "goes back"),
+    ("s y x", "plots: s smoothing of the batch loss on/off (EMA 0.9), y log scale on/off, "
+              "x epochs or training samples"),
+    ("Tab", "move the focus between the panes"),
+    ("l", "jump to the log (its own view if it does not fit), then ↑ ↓ PgUp PgDn scroll it"),
+]
 KEYS = [
     ("p", "pause / resume the training loop (at the next batch boundary)"),
     ("c", "save a checkpoint now; a notification names the file"),
-    ("l", "jump to the log, then ↑ ↓ PgUp PgDn scroll it"),
-    ("Tab", "move between the scrollable parts"),
+    *VIEW_KEYS,
     ("q", "quit: asks first (y or Enter); the loop stops at a batch boundary, "
           "checkpoints, and the cockpit exits"),
     ("Ctrl+C", "quit without asking (still stops cleanly and checkpoints)"),
@@ -28,8 +37,7 @@ ATTACH_KEYS = [
     ("d", "detach now: the run goes on (luna-tui attach RUN_DIR to come back)"),
     ("q", "leave: detach (the default; the run goes on) or stop the run (it checkpoints, "
           "then stops)"),
-    ("l", "jump to the log, then ↑ ↓ PgUp PgDn scroll it"),
-    ("Tab", "move between the scrollable parts"),
+    *VIEW_KEYS,
     ("Ctrl+C", "detach without asking (the run goes on)"),
     ("?", "this help; Esc closes it"),
 ]
@@ -39,11 +47,16 @@ PANES = [
     ("Per class", "latest epoch for trn and val: loss, % correct, k of n; precision, recall "
                   "and F1 of the positive class. A NODULES MISSED banner appears when 'all' "
                   "looks excellent but nodules are almost never found."),
-    ("Trends", "live training loss per batch; loss/all, loss/pos and % of nodules correct "
-               "per epoch (cyan trn, magenta val)."),
+    ("Trends", "live training loss per batch (smoothed, the raw values dotted behind; ▲ marks "
+               "values clipped at the top); loss/all, loss/pos and % of nodules correct per "
+               "epoch (orange trn, blue val; a marker per series). Titles: the latest value "
+               "and the best so far."),
     ("System", "CPU, RAM, this process and its loader workers; GPUs through NVML."),
     ("Bottleneck", "share of recent batch time spent waiting for data vs computing."),
     ("Log", "the training loop's log lines."),
+    ("Notifications", "only for what you asked for (a checkpoint, a pause) and for alarms "
+                      "(non-finite loss, a failure, nodules missed); at most two at a time. "
+                      "Epoch-end checkpoints are in the progress pane and the log."),
 ]
 
 

@@ -1,5 +1,7 @@
 """What arrived in the snapshot since the cockpit last looked: new checkpoints, a non-finite
-loss, a failure of the loop. The cockpit turns them into notifications. No Textual here."""
+loss, a failure of the loop, the NODULES MISSED alarm turning on. The cockpit turns them into
+notifications (checkpoints only when asked for). The first look only takes note of what is
+there, so the history a cockpit attaches to never notifies. No Textual here."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class SnapshotNews:
         self._checkpoints: int | None = None
         self._nonfinite: int | None = None
         self._state: str | None = None
+        self._alarm = False
 
     def since_last(self, snap: RunSnapshot, failure: str | None = None
                    ) -> tuple[list[CheckpointSaved], list[Notice]]:
@@ -36,6 +39,7 @@ class SnapshotNews:
             self._checkpoints = snap.checkpoint_total
             self._nonfinite = snap.nonfinite_count
             self._state = snap.state
+            self._alarm = _alarm(snap) is not None
             return [], []
         checkpoints: list[CheckpointSaved] = []
         notices: list[Notice] = []
@@ -52,9 +56,24 @@ class SnapshotNews:
                     f"Non-finite loss at E{nf.epoch} {nf.phase} batch {nf.batch_ndx}"
                     f" — {what}. c checkpoints, p resumes, q quits.",
                     title="Non-finite loss", severity="error", timeout=15))
+        alarm = _alarm(snap)
+        if alarm is not None and not self._alarm:
+            notices.append(Notice(alarm, title="NODULES MISSED", severity="warning",
+                                  timeout=15))
+        self._alarm = alarm is not None
         if snap.state != self._state:
             self._state = snap.state
             if snap.state == FAILED and failure is None:
                 notices.append(Notice(snap.state_detail or "the training loop failed",
                                       title="Training failed", severity="error", timeout=30))
         return checkpoints, notices
+
+
+def _alarm(snap: RunSnapshot) -> str | None:
+    """What the NODULES MISSED alarm says, or None when it is off."""
+    for phase in ("val", "trn"):
+        pm = snap.metrics.get(phase)
+        if pm is not None and pm.pos_alarm:
+            return (f"{phase} E{pm.epoch}: {pm.pos_correct} of {pm.pos_count} nodules found "
+                    f"while {pm.all_correct:,} of {pm.all_count:,} are right overall")
+    return None

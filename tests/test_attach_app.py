@@ -174,7 +174,10 @@ async def test_attach_shows_history_then_resumes_pauses_checkpoints_detaches_and
                         if x["kind"] == "checkpoint" and x["reason"] == "request")
             assert load_checkpoint(path)["total_samples"] > 0
             assert batches_since_last_pause(records) == []
-            await toasted(pilot, app, "Checkpoint saved (request)", path)
+            # the toast names it from the run directory on
+            assert path.startswith(run_dir + "/checkpoints/")
+            await toasted(pilot, app, "Checkpoint saved (request)",
+                          os.path.relpath(path, run_dir))
 
             # p resumes the run: batches again, and the log says whose command it was
             batches = len(trn_batches(records))

@@ -44,6 +44,19 @@ def test_training_with_nodules_missed(snap_compare, size):
     assert snap_compare(cockpit(mid_epoch_two()), terminal_size=size)
 
 
+@pytest.mark.parametrize("size", [(80, 24), (100, 32), (160, 48)],
+                         ids=["80x24", "100x32", "160x48"])
+def test_trends_view(snap_compare, size):
+    """`2`: the three trend plots on the whole screen, at least 10 plot rows each."""
+    assert snap_compare(cockpit(mid_epoch_three()), terminal_size=size, press=["2"])
+
+
+def mid_epoch_three():
+    return scripted_run(lambda e: isinstance(e, BatchDone) and e.epoch == 3
+                        and e.phase == "trn" and e.batch_ndx == 120,
+                        epochs=4, trn_batches=200, val_batches=40)
+
+
 def test_paused_on_non_finite_loss(snap_compare):
     collector = scripted_run(lambda e: isinstance(e, StatusChanged) and e.state == PAUSED,
                              epochs=3, trn_batches=200, val_batches=40, nonfinite_at=(2, 30))

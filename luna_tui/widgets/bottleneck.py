@@ -42,6 +42,8 @@ def render_bottleneck(b: Bottleneck | None, width: int = 40) -> Text:
 
 
 class BottleneckPane(TextPane):
+    can_focus = True          # Tab moves here; z zooms the focused pane
+
     DEFAULT_CSS = """
     BottleneckPane { height: auto; }
     """

@@ -88,6 +88,8 @@ def render_class_table(snap: RunSnapshot, width: int = 76,
 
 
 class ClassTablePane(Static):
+    can_focus = True          # Tab moves here; z zooms the focused pane
+
     DEFAULT_CSS = """
     ClassTablePane { height: auto; }
     """

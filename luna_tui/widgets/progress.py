@@ -209,6 +209,8 @@ def _note(snap: RunSnapshot, ui: UiStatus, state: str) -> Text | None:
 
 class ProgressPane(TextPane):
     """Shows ``render_progress``; re-renders on resize so the bar fits."""
+    can_focus = True          # Tab moves here; z zooms the focused pane
+
 
     DEFAULT_CSS = """
     ProgressPane { height: auto; }

@@ -77,6 +77,8 @@ def render_system(r: SystemReading, width: int = 40) -> Text:
 
 
 class SystemPane(TextPane):
+    can_focus = True          # Tab moves here; z zooms the focused pane
+
     DEFAULT_CSS = """
     SystemPane { height: auto; }
     """

@@ -1,8 +1,11 @@
-"""Trends: per-epoch loss and positive-class accuracy for trn and val, and the live per-batch
-training loss (already downsampled by the collector).
+"""Trends: the live training loss per batch (smoothed), and per epoch the loss (all and
+positives) and the % of nodules correct, for trn and val.
 
-Plots are rebuilt only when their data changed, and the live line at most
-``1 / min_interval`` times a second, so a redraw never competes with the UI.
+Each plot's title carries its current value and the best so far; a few huge values are drawn
+clipped at the top (▲) instead of squashing the y axis; `s` toggles the smoothing, `y` the log
+scale of the loss plots, `x` epochs or training samples on the x axis (luna_tui.plotdata has
+the rules). Plots are rebuilt only when their data or options changed, and the live line at
+most ``1 / min_interval`` times a second, so a redraw never competes with the UI.
 """
 
 from __future__ import annotations
@@ -16,10 +19,9 @@ from textual.app import ComposeResult
 from textual.containers import Container
 from textual_plotext import PlotextPlot
 
+from luna_tui import plotdata as pd
+from luna_tui.plotdata import PlotOptions
 from luna_tui.snapshot import EpochPoint, RunSnapshot
-
-TRN_COLOR = "cyan"
-VAL_COLOR = "magenta"
 
 
 class TrendPlot(PlotextPlot):
@@ -41,121 +43,202 @@ class TrendPlot(PlotextPlot):
         except Exception as exc:  # noqa: BLE001 - a plotting hiccup must not end the cockpit
             return Text(f"{self.plot_title}: cannot draw ({type(exc).__name__})", style="dim")
 
+    def fit(self, *titles: str) -> str:
+        """The first title that fits the plot's width (plotext drops one that does not)."""
+        width = self.size.width or 80
+        for title in titles:
+            if len(title) + 2 <= width:
+                return title
+        return titles[-1][: max(1, width - 2)]
+
     def redraw(self, draw: Callable[[PlotextPlot], None]) -> None:
         plt = self.plt
         plt.clear_figure()          # data and axis settings (ticks, limits) alike
         plt.frame(False)
-        plt.title(self.plot_title)
         draw(self)
         self.redraws += 1
         self.refresh()
 
 
-def _epochs(points: tuple[EpochPoint, ...], attr: str) -> tuple[list[int], list[float]]:
-    xs, ys = [], []
-    for p in points:
-        v = getattr(p, attr)
-        if v is not None and v == v and abs(v) != float("inf"):
-            xs.append(p.epoch)
-            ys.append(v)
-    return xs, ys
+def _epochs(points: tuple[EpochPoint, ...], attr: str) -> list[tuple[int, float]]:
+    return [(p.epoch, getattr(p, attr)) for p in points if pd.finite(getattr(p, attr))]
 
 
 class TrendsPane(Container):
+    can_focus = True          # Tab moves here; z zooms the focused pane
+
     DEFAULT_CSS = """
     TrendsPane { layout: horizontal; height: 1fr; }
     TrendsPane > TrendPlot { width: 1fr; height: 1fr; }
+    TrendsPane.-stacked { layout: vertical; }
     """
 
     def __init__(self, *, min_interval: float = 0.5, **kwargs) -> None:
         super().__init__(**kwargs)
         self.border_title = "Trends"
         self.min_interval = min_interval
+        self.options = PlotOptions()
         self._metrics_version: int | None = None
         self._loss_version: int | None = None
         self._loss_drawn_at = -1e9
+        self._snap: RunSnapshot | None = None
+        self._log_auto = False        # what the data says when the user has not chosen
 
     def compose(self) -> ComposeResult:
         yield TrendPlot("training loss per batch", id="plot-batch")
         yield TrendPlot("loss per epoch", id="plot-loss")
         yield TrendPlot("% of nodules correct", id="plot-pos")
 
+    def arrange_plots(self, plots: str) -> None:
+        """'row': the plots side by side; 'column': stacked."""
+        self.set_class(plots != "row", "-stacked")
+
+    def on_resize(self) -> None:
+        if self._snap is not None:      # titles and ticks depend on the width
+            self.call_after_refresh(self.show, self._snap, force=True)
+
+    # -- the plot keys --------------------------------------------------------------------
+
+    def set_options(self, **changes) -> PlotOptions:
+        self.options = PlotOptions(**{**self.options.__dict__, **changes})
+        if self._snap is not None:
+            self.show(self._snap, force=True)
+        return self.options
+
+    def toggle_smoothing(self) -> PlotOptions:
+        return self.set_options(smoothing=0.0 if self.options.smoothing else pd.SMOOTHING)
+
+    def toggle_log(self) -> PlotOptions:
+        on = self._log_auto if self.options.log_y is None else self.options.log_y
+        return self.set_options(log_y=not on)
+
+    def toggle_x(self) -> PlotOptions:
+        return self.set_options(x_samples=not self.options.x_samples)
+
+    # -- drawing --------------------------------------------------------------------------
+
     def show(self, snap: RunSnapshot, *, force: bool = False) -> None:
+        self._snap = snap
         if force or snap.metrics_version != self._metrics_version:
             self._metrics_version = snap.metrics_version
             self._draw_epochs(snap)
         now = time.monotonic()
-        if snap.batch_loss_version != self._loss_version and (
-                force or now - self._loss_drawn_at >= self.min_interval):
+        if force or (snap.batch_loss_version != self._loss_version
+                     and now - self._loss_drawn_at >= self.min_interval):
             self._loss_version = snap.batch_loss_version
             self._loss_drawn_at = now
             self._draw_batches(snap)
 
+    def _x_label(self, snap: RunSnapshot) -> str:
+        return "training samples" if self.options.x_samples and snap.trn_samples else "epoch"
+
     def _draw_batches(self, snap: RunSnapshot) -> None:
         points = snap.batch_loss
+        opts = self.options
+        per_epoch = snap.trn_samples
 
-        def draw(w: PlotextPlot) -> None:
+        def draw(w: TrendPlot) -> None:
             plt = w.plt
-            if points:
-                xs = [p[0] for p in points]
-                ys = [p[1] for p in points]
-                plt.plot(xs, ys, marker="braille", color=TRN_COLOR)
-                plt.xlabel("epoch")
-            else:
-                plt.title("training loss per batch (waiting)")
+            if not points:
+                plt.title(w.fit("training loss per batch (waiting)", "batch loss"))
+                return
+            xs = [pd.x_of_epoch(p[0], per_epoch, opts) for p in points]
+            raw = [p[1] for p in points]
+            smooth = pd.ema(raw, opts.smoothing)
+            limit = pd.clip_limit(raw)
+            shown_raw, cx, cy = pd.clipped(xs, raw, limit)
+            if opts.smoothing:
+                plt.plot(xs, shown_raw, marker="·", color=pd.RAW_COLOR)
+            plt.plot(xs, pd.clipped(xs, smooth, limit)[0], marker="braille",
+                     color=pd.TRN_COLOR)
+            if cx:
+                plt.scatter(cx, cy, marker=pd.CLIP_MARKER, color=pd.CLIP_COLOR)
+            how = f"EMA {opts.smoothing:g}" if opts.smoothing else "raw"
+            clip = f" · {len(cx)} ▲ clipped" if cx else ""
+            now, low = smooth[-1], min(smooth)
+            plt.title(w.fit(f"training loss per batch · {now:.4f} ({how}) · min {low:.4f}"
+                            f"{clip}", f"batch loss {now:.4f} ({how}){clip}",
+                            f"batch loss {now:.3f}", "batch loss"))
+            plt.xlabel(self._x_label(snap))
 
         self.query_one("#plot-batch", TrendPlot).redraw(draw)
 
     def _draw_epochs(self, snap: RunSnapshot) -> None:
         trn = snap.history.get("trn", ())
         val = snap.history.get("val", ())
+        opts = self.options
+        per_epoch = snap.trn_samples
         last = max([p.epoch for p in trn + val] or [1])
-        epoch_ticks = list(range(1, last + 1)) if last <= 12 else None
+        epoch_ticks = list(range(1, last + 1)) if last <= 12 and not (
+            opts.x_samples and per_epoch) else None
+        title_phase = "val" if val else "trn"
 
-        def loss(w: PlotextPlot) -> None:
+        def x(e: float) -> float:
+            return pd.x_of_epoch(e, per_epoch, opts)
+
+        def loss(w: TrendPlot) -> None:
             plt = w.plt
-            any_data = False
             values = [v for pts in (trn, val) for p in pts for v in (p.loss_all, p.loss_pos)
                       if v is not None and v > 0 and math.isfinite(v)]
             # loss/pos is often 100x loss/all (the book's imbalance): a log axis shows both.
             # (log10 is applied here, not by plotext, whose log scale is not re-render safe)
-            log = bool(values) and max(values) / min(values) > 30
-            for points, name, color in ((trn, "trn", TRN_COLOR), (val, "val", VAL_COLOR)):
-                for attr, label, marker in (("loss_all", "all", "hd"),
-                                            ("loss_pos", "pos", "dot")):
-                    xs, ys = _epochs(points, attr)
+            self._log_auto = bool(values) and max(values) / min(values) > 30
+            log = bool(values) and (self._log_auto if opts.log_y is None else opts.log_y)
+            for points, name in ((trn, "trn"), (val, "val")):
+                for attr, what in (("loss_all", "all"), ("loss_pos", "pos")):
+                    pts = _epochs(points, attr)
                     if log:
-                        xs = [x for x, y in zip(xs, ys, strict=True) if y > 0]
-                        ys = [math.log10(y) for y in ys if y > 0]
-                    if xs:
-                        any_data = True
-                        plt.plot(xs, ys, marker=marker, color=color, label=f"{name} {label}")
+                        pts = [(e, math.log10(v)) for e, v in pts if v > 0]
+                    if pts:
+                        color, marker = pd.SERIES[(name, what)]
+                        plt.plot([x(e) for e, _ in pts], [v for _, v in pts], marker=marker,
+                                 color=color, label=f"{name} {what}")
             if log:
                 lo = math.floor(math.log10(min(values)))
                 hi = math.ceil(math.log10(max(values)))
                 ticks = list(range(lo, hi + 1))
                 plt.yticks(ticks, [f"{10.0 ** t:g}" for t in ticks])
                 plt.ylim(lo, hi)
-            _epoch_axis(plt, epoch_ticks, last, any_data, "loss per epoch" + (
-                " (log)" if log else ""))
+            series = _epochs(val or trn, "loss_all")
+            scale = " (log)" if log else ""
+            title = (pd.value_title("loss per epoch" + scale, title_phase, series, True,
+                                    ".4f"),
+                     pd.value_title("loss" + scale, title_phase, series, True, ".3f"),
+                     "epoch loss")
+            self._epoch_axis(w, epoch_ticks, last, bool(values), title, snap)
 
-        def pos(w: PlotextPlot) -> None:
+        def pos(w: TrendPlot) -> None:
             plt = w.plt
             any_data = False
-            for points, name, color in ((trn, "trn", TRN_COLOR), (val, "val", VAL_COLOR)):
-                xs, ys = _epochs(points, "correct_pos")
-                if xs:
+            for points, name in ((trn, "trn"), (val, "val")):
+                pts = _epochs(points, "correct_pos")
+                if pts:
                     any_data = True
-                    plt.plot(xs, ys, marker="hd", color=color, label=name)
+                    color, marker = pd.SERIES[(name, "all")]
+                    plt.plot([x(e) for e, _ in pts], [v for _, v in pts], marker=marker,
+                             color=color, label=name)
             plt.ylim(0, 100)
-            _epoch_axis(plt, epoch_ticks, last, any_data, "% of nodules correct")
+            series = _epochs(val or trn, "correct_pos")
+            title = (pd.value_title("% of nodules correct", title_phase, series, False, ".1f"),
+                     pd.value_title("nodules %", title_phase, series, False, ".0f"),
+                     "nodules %")
+            self._epoch_axis(w, epoch_ticks, last, any_data, title, snap)
 
         self.query_one("#plot-loss", TrendPlot).redraw(loss)
         self.query_one("#plot-pos", TrendPlot).redraw(pos)
 
-
-def _epoch_axis(plt, ticks, last: int, any_data: bool, title: str) -> None:
-    plt.title(title if any_data else f"{title} (after epoch 1)")
-    if ticks:
-        plt.xticks(ticks)
-    plt.xlim(0.5, last + 0.5)
+    def _epoch_axis(self, w: TrendPlot, ticks, last: int, any_data: bool,
+                    titles: tuple[str, ...], snap: RunSnapshot) -> None:
+        plt = w.plt
+        if any_data:
+            plt.title(w.fit(*titles))
+        else:
+            plt.title(w.fit(f"{titles[-1]} (after epoch 1)", titles[-1]))
+        per_epoch = snap.trn_samples
+        if ticks:
+            plt.xticks(ticks)
+        lo = pd.x_of_epoch(0.5, per_epoch, self.options)
+        hi = pd.x_of_epoch(last + 0.5, per_epoch, self.options)
+        plt.xlim(lo, hi)
+        if self.options.x_samples and per_epoch:
+            plt.xlabel("training samples")

@@ -1,0 +1,127 @@
+"""Where each pane goes, for a terminal size and a view: pure arithmetic, no Textual.
+
+The cockpit has four views (``1`` overview, ``2`` trends, ``3`` log, ``4`` system) and a zoom
+(``z``: the focused pane alone). Every view fits the screen without scrolling: a pane gets its
+natural height or, in the overview, collapses to a one-line summary when it does not fit; a
+pane is never given zero rows. A trend plot is only drawn with at least ``MIN_PLOT_ROWS`` rows
+of plotting area: the trends pane collapses otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+OVERVIEW, TRENDS, LOG, SYSTEM = "overview", "trends", "log", "system"
+VIEWS = {"1": OVERVIEW, "2": TRENDS, "3": LOG, "4": SYSTEM}
+PANES = ("progress", "classes", "system", "bottleneck", "trends", "log")
+
+FOOTER_ROWS = 1
+STATUS_ROWS = 1            # the one-line status above views 2-4 and a zoomed pane
+BORDER_ROWS = 2
+COLLAPSED_ROWS = 1
+PLOTS = 3
+#: Rows of a plot widget that are not plotting area: its title, the x tick labels, the x label.
+PLOT_CHROME_ROWS = 3
+MIN_PLOT_ROWS = 10
+MIN_LOG_ROWS = 3 + BORDER_ROWS
+TRENDS_ENOUGH_ROWS = 20    # in the overview, rows beyond this go to the log
+WIDE_COLS = 120            # at and above this the overview puts panes in pairs
+
+
+def paired_side_cols(width: int) -> int:
+    """The per-class table's and the bottleneck's width when paired with progress / system:
+    the table's natural 82 columns (its columns are cut when narrower)."""
+    return 82 if width - 82 >= 36 else width // 2
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Rows for each shown pane (``COLLAPSED_ROWS`` = its one-line summary), how the trends
+    pane arranges its plots ("row": side by side, "column": stacked) and whether the status
+    line shows."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    collapsed: frozenset[str] = frozenset()
+    plots: str = "row"
+    status_line: bool = False
+    wide: bool = False
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        return tuple(p for p in PANES if p in self.rows)
+
+    def plot_rows(self) -> int:
+        """Rows of plotting area each trend plot gets (0 when none is drawn)."""
+        rows = self.rows.get("trends", 0)
+        if not rows or "trends" in self.collapsed:
+            return 0
+        inner = rows - BORDER_ROWS
+        per_plot = inner if self.plots == "row" else inner // PLOTS
+        return max(0, per_plot - PLOT_CHROME_ROWS)
+
+
+def trends_rows_needed(plots: str) -> int:
+    per_plot = MIN_PLOT_ROWS + PLOT_CHROME_ROWS
+    return BORDER_ROWS + (per_plot if plots == "row" else PLOTS * per_plot)
+
+
+def plot_arrangement(width: int, rows: int) -> str:
+    """Stacked when each stacked plot still gets its rows (wide, readable time axes), else
+    side by side."""
+    if rows >= trends_rows_needed("column"):
+        return "column"
+    return "row"
+
+
+def fill_view(view: str, width: int, height: int) -> Layout:
+    """Views 2-4 and a zoom: the status line, then the view's panes filling the screen."""
+    room = max(1, height - FOOTER_ROWS - STATUS_ROWS)
+    if view == TRENDS:
+        return Layout({"trends": room}, plots=plot_arrangement(width, room), status_line=True)
+    if view == LOG:
+        return Layout({"log": room}, status_line=True)
+    if view == SYSTEM:
+        system = max(1, room - room // 3)
+        return Layout({"system": system, "bottleneck": max(1, room - system)},
+                      status_line=True)
+    return Layout({view: room}, plots=plot_arrangement(width, room), status_line=True)
+
+
+def overview(width: int, height: int, natural: dict[str, int]) -> Layout:
+    """The dashboard: panes in priority order at their natural heights (``natural``: rows
+    with borders) while they fit, the rest collapsed to one line; spare rows go to the trend
+    plots, then to the log. At ``WIDE_COLS`` and wider, progress|classes and
+    system|bottleneck share a band."""
+    wide = width >= WIDE_COLS
+    room = max(len(PANES), height - FOOTER_ROWS)
+    if wide:
+        bands = [("progress", "classes"), ("trends",), ("system", "bottleneck"), ("log",)]
+    else:
+        bands = [("progress",), ("classes",), ("trends",), ("bottleneck",), ("system",),
+                 ("log",)]
+    need = {p: max(BORDER_ROWS + 1, natural.get(p, BORDER_ROWS + 1)) for p in PANES}
+    need["trends"] = trends_rows_needed("row")
+    need["log"] = MIN_LOG_ROWS
+    used = COLLAPSED_ROWS * len(bands)           # every band at least its summary line
+    full: set[str] = set()
+    for band in bands:
+        band_need = max(need[p] for p in band)
+        if used - COLLAPSED_ROWS + band_need <= room:
+            used += band_need - COLLAPSED_ROWS
+            full.update(band)
+    rows = {}
+    for band in bands:
+        band_rows = max(need[p] for p in band) if band[0] in full else COLLAPSED_ROWS
+        for p in band:
+            rows[p] = band_rows
+    spare = room - used
+    if "trends" in full:           # plots up to TRENDS_ENOUGH_ROWS, then the log
+        grow = spare if "log" not in full else min(spare, max(0, TRENDS_ENOUGH_ROWS
+                                                               - rows["trends"]))
+        rows["trends"] += grow
+        spare -= grow
+    if "log" in full:
+        rows["log"] += spare
+    collapsed = frozenset(p for p in PANES if p not in full)
+    plots = plot_arrangement(width, rows["trends"]) if "trends" in full else "row"
+    return Layout(rows, collapsed, plots=plots, wide=wide)

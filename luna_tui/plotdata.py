@@ -1,0 +1,99 @@
+"""What the trend plots draw, as plain numbers: smoothing, clipped outliers, best values and the
+x axis. No Textual or plotext here, so each rule is tested on its own."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+#: The smoothing the `s` key turns on (TensorBoard's slider; 0 = off).
+SMOOTHING = 0.9
+#: Colour-blind-safe (Okabe & Ito): one colour per phase, one marker per series, so lines stay
+#: apart in 16 colours and under NO_COLOR as well.
+TRN_COLOR = (230, 159, 0)        # orange
+VAL_COLOR = (86, 180, 233)       # sky blue
+RAW_COLOR = (150, 150, 150)      # the unsmoothed batch loss behind its average
+CLIP_COLOR = (213, 94, 0)        # vermillion
+SERIES = {                       # (phase, what) -> (colour, marker)
+    ("trn", "all"): (TRN_COLOR, "•"),
+    ("trn", "pos"): (TRN_COLOR, "+"),
+    ("val", "all"): (VAL_COLOR, "x"),
+    ("val", "pos"): (VAL_COLOR, "o"),
+}
+CLIP_MARKER = "▲"
+
+
+@dataclass(frozen=True)
+class PlotOptions:
+    """The plot keys' state: `s` smoothing, `y` log scale (None: decided from the data), `x`
+    training samples instead of epochs."""
+
+    smoothing: float = SMOOTHING
+    log_y: bool | None = None
+    x_samples: bool = False
+
+
+def finite(v) -> bool:
+    return v is not None and isinstance(v, int | float) and math.isfinite(v)
+
+
+def ema(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased so that the first
+    points are not pulled towards zero (``weight`` 0 returns the values)."""
+    if weight <= 0:
+        return list(values)
+    out, last, n = [], 0.0, 0
+    for v in values:
+        n += 1
+        last = last * weight + (1 - weight) * v
+        out.append(last / (1 - weight ** n))
+    return out
+
+
+def clip_limit(values: list[float]) -> float | None:
+    """An upper y limit that keeps a few huge values (the first batches' loss, a spike) from
+    squashing the rest, or None when nothing stands out: the 95th percentile plus the range
+    below it, when the maximum is beyond that."""
+    if len(values) < 10:
+        return None
+    ordered = sorted(values)
+    q95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    limit = q95 + (q95 - ordered[0])
+    return limit if ordered[-1] > limit and limit > ordered[0] else None
+
+
+def clipped(xs: list[float], ys: list[float], limit: float | None):
+    """(ys with values above ``limit`` drawn at it, the x and y of those clipped points)."""
+    if limit is None:
+        return ys, [], []
+    cx = [x for x, y in zip(xs, ys, strict=True) if y > limit]
+    return [min(y, limit) for y in ys], cx, [limit] * len(cx)
+
+
+def best(points: list[tuple[int, float]], lowest: bool = True) -> tuple[int, float] | None:
+    """(epoch, value) of the best point: the lowest loss, the highest % correct."""
+    pick = None
+    for e, v in points:
+        if finite(v) and (pick is None or (v < pick[1] if lowest else v > pick[1])):
+            pick = (e, v)
+    return pick
+
+
+def value_title(name: str, phase: str, points: list[tuple[int, float]], lowest: bool,
+                fmt: str) -> str:
+    """'loss per epoch · val 0.021 · best 0.019 E3' (just the name before any data)."""
+    if not points:
+        return name
+    now = points[-1][1]
+    b = best(points, lowest)
+    text = f"{name} · {phase} {format(now, fmt)}"
+    if b is not None:
+        text += f" · best {format(b[1], fmt)} E{b[0]}"
+    return text
+
+
+def x_of_epoch(epoch: float, samples_per_epoch: int | None, opts: PlotOptions) -> float:
+    """An epoch position on the x axis: epochs, or training samples when asked and known."""
+    if opts.x_samples and samples_per_epoch:
+        return epoch * samples_per_epoch
+    return epoch

@@ -1,0 +1,269 @@
+"""The cockpit at every terminal size: views 1-4, the zoom, the plot keys and the toast rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+from luna_core.run import events as ev
+from luna_core.run.commands import CommandChannel
+from luna_core.run.events import BatchDone
+from luna_tui import layout as plan
+from luna_tui import plotdata as pd
+from luna_tui.app import CockpitApp, short_path
+from luna_tui.attach import build_attach_app
+from luna_tui.demo import FakeTrainer
+from luna_tui.testing import (
+    FROZEN_READING,
+    fake_time,
+    frozen_clock,
+    on_screen,
+    screen_text,
+    scripted_run,
+    wait_for,
+)
+from luna_tui.widgets.trends import TrendPlot
+
+SIZES = [(80, 24), (100, 32), (120, 36), (160, 48)]
+IDS = [f"{w}x{h}" for w, h in SIZES]
+
+
+def mid_epoch_three():
+    return scripted_run(lambda e: isinstance(e, BatchDone) and e.epoch == 3
+                        and e.phase == "trn" and e.batch_ndx == 80,
+                        epochs=4, trn_batches=200, val_batches=40)
+
+
+def cockpit(collector=None) -> CockpitApp:
+    return CockpitApp(collector or mid_epoch_three(), CommandChannel(), clock=frozen_clock(),
+                      system_probe=lambda: FROZEN_READING)
+
+
+def plot_rows(app) -> dict[str, int]:
+    """Rows of plotting area of each trend plot on screen (its height less title and axis)."""
+    return {p.id: p.size.height - plan.PLOT_CHROME_ROWS for p in app.query(TrendPlot)
+            if p.display and p.region.height > 0}
+
+
+def slot_rows(app) -> dict[str, int]:
+    return {name: app.query_one(f"#slot-{name}").region.height for name in plan.PANES
+            if app.query_one(f"#slot-{name}").display}
+
+
+async def settled(pilot, app) -> None:
+    await pilot.pause(0.2)
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause(0.1)
+
+
+# ----------------------------------------------------------------------------- layout
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+async def test_overview_gives_every_pane_rows_and_plots_ten_or_none(size):
+    app = cockpit()
+    async with app.run_test(size=size) as pilot:
+        await on_screen(pilot, app, "? Help")
+        await settled(pilot, app)
+        rows = slot_rows(app)
+        assert set(rows) == set(plan.PANES)                 # every pane is there...
+        assert all(r >= 1 for r in rows.values()), rows    # ...with rows, never zero
+        collapsed = app.layout_plan.collapsed
+        for name in collapsed:                             # a collapsed one says something
+            line = app.query_one(f"#{name}-line")
+            assert rows[name] == 1 and line.display and str(line.render()).strip()
+        text = screen_text(app)
+        assert len(text.splitlines()) == size[1]
+        plots = plot_rows(app)
+        if "trends" in collapsed:
+            assert plots == {} and "press 2 for the plots" in text
+        else:
+            assert len(plots) == 3 and min(plots.values()) >= plan.MIN_PLOT_ROWS, plots
+        # the dashboard's essentials are on screen at every size
+        assert "TRAINING" in text and "NODULES MISSED" in text
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+async def test_each_view_fills_the_screen_with_readable_plots(size):
+    app = cockpit()
+    async with app.run_test(size=size) as pilot:
+        await on_screen(pilot, app, "? Help")
+        await pilot.press("2")
+        await settled(pilot, app)
+        plots = plot_rows(app)
+        assert len(plots) == 3 and min(plots.values()) >= plan.MIN_PLOT_ROWS, plots
+        assert set(slot_rows(app)) == {"trends"}
+        text = screen_text(app)
+        assert text.splitlines()[0].startswith(" TRAINING E3/4 trn 81/200")   # status line
+
+        await pilot.press("3")
+        await settled(pilot, app)
+        assert set(slot_rows(app)) == {"log"} and plot_rows(app) == {}
+        assert slot_rows(app)["log"] == size[1] - 2          # all but status and footer
+        await on_screen(pilot, app, "E2 val")
+
+        await pilot.press("4")
+        await settled(pilot, app)
+        rows = slot_rows(app)
+        assert set(rows) == {"system", "bottleneck"} and min(rows.values()) >= 3
+        await on_screen(pilot, app, "GPU0 NVIDIA H100", "loader-bound")
+
+        await pilot.press("1")
+        await settled(pilot, app)
+        assert set(slot_rows(app)) == set(plan.PANES)
+
+
+async def test_z_zooms_the_focused_pane_and_back():
+    app = cockpit()
+    async with app.run_test(size=(100, 32)) as pilot:
+        await on_screen(pilot, app, "? Help")
+        app.query_one("#classes").focus()
+        await pilot.press("z")
+        await settled(pilot, app)
+        assert set(slot_rows(app)) == {"classes"} and app.zoomed == "classes"
+        await on_screen(pilot, app, "val E2", "view: classes")
+        await pilot.press("z")
+        await settled(pilot, app)
+        assert app.zoomed is None and set(slot_rows(app)) == set(plan.PANES)
+        app.set_focus(None)
+        await pilot.press("z")                       # nothing focused: the trend plots
+        await settled(pilot, app)
+        assert app.zoomed == "trends"
+        assert min(plot_rows(app).values()) >= plan.MIN_PLOT_ROWS
+
+
+def test_layout_plans_at_the_four_sizes():
+    natural = {"progress": 8, "classes": 11, "system": 7, "bottleneck": 5}
+    for width, height in SIZES:
+        lay = plan.overview(width, height, natural)
+        assert sum(lay.rows[p] for p in plan.PANES if not (
+            lay.wide and p in ("classes", "bottleneck"))) <= height - plan.FOOTER_ROWS
+        assert lay.plot_rows() == 0 or lay.plot_rows() >= plan.MIN_PLOT_ROWS
+        assert plan.fill_view(plan.TRENDS, width, height).plot_rows() >= plan.MIN_PLOT_ROWS
+    assert "trends" in plan.overview(80, 24, natural).collapsed
+    assert plan.overview(160, 48, natural).collapsed == frozenset()
+
+
+# ----------------------------------------------------------------------------- plots
+
+def test_smoothing_is_a_debiased_ema():
+    assert pd.ema([4.0, 4.0, 4.0], 0.9) == pytest.approx([4.0, 4.0, 4.0])   # no pull to 0
+    got = pd.ema([1.0, 3.0], 0.5)
+    assert got == pytest.approx([1.0, (0.25 * 1 + 0.5 * 3) / 0.75])
+    assert pd.ema([1.0, 2.0], 0.0) == [1.0, 2.0]
+
+
+def test_outliers_are_clipped_at_a_robust_limit_and_marked():
+    ys = [10.0] + [1.0 + 0.01 * i for i in range(40)]
+    limit = pd.clip_limit(ys)
+    assert limit is not None and 1.3 < limit < 2.0
+    shown, cx, cy = pd.clipped(list(range(len(ys))), ys, limit)
+    assert cx == [0] and cy == [limit] and max(shown) == limit
+    assert pd.clip_limit([1.0 + 0.01 * i for i in range(40)]) is None
+
+
+def test_titles_carry_the_latest_value_and_the_best_with_its_epoch():
+    pts = [(1, 0.5), (2, 0.3), (3, 0.4)]
+    assert pd.value_title("loss", "val", pts, True, ".2f") == "loss · val 0.40 · best 0.30 E2"
+    assert pd.value_title("% ok", "val", [(1, 10.0), (2, 50.0)], False, ".0f") == \
+        "% ok · val 50 · best 50 E2"
+    assert pd.value_title("loss", "val", [], True, ".2f") == "loss"
+
+
+async def test_plot_keys_toggle_smoothing_log_scale_and_the_x_axis():
+    app = cockpit()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await on_screen(pilot, app, "(EMA 0.9)")
+        await pilot.press("2", "s")
+        await on_screen(pilot, app, "(raw)")
+        await pilot.press("s")
+        await on_screen(pilot, app, "(EMA 0.9)")
+        log_auto = "loss per epoch (log)" in screen_text(app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: ("loss per epoch (log)" in screen_text(app))
+                       != log_auto)
+        await pilot.press("x")
+        await on_screen(pilot, app, "training samples")
+        assert app.query_one("#trends").options.x_samples
+        # best-so-far in the titles
+        await on_screen(pilot, app, "loss per epoch", "· best ", "% of nodules correct · val")
+
+
+def test_palette_gives_each_series_its_own_marker():
+    markers = [m for _c, m in pd.SERIES.values()]
+    assert len(set(markers)) == len(markers)
+    assert pd.TRN_COLOR != pd.VAL_COLOR
+
+
+# ----------------------------------------------------------------------------- toasts
+
+def test_a_checkpoint_toast_names_the_file_from_the_run_directory_on():
+    assert short_path("/r/runs/luna/x/checkpoints/e001-b000120.pt", "/r/runs/luna/x") == \
+        "checkpoints/e001-b000120.pt"
+    assert short_path("/" + "a" * 100 + "/ck.pt", "/elsewhere").endswith("/ck.pt")
+    assert len(short_path("/" + "a" * 100 + "/ck.pt", "/elsewhere")) == 60
+
+
+def write_run_with_many_checkpoints(run_dir, epochs=12) -> int:
+    """An event file of a finished fake run: an epoch-end checkpoint every epoch, and a
+    requested one in each epoch as well."""
+    os.makedirs(run_dir, exist_ok=True)
+    trainer = FakeTrainer(epochs=epochs, trn_batches=8, val_batches=2, time_fn=fake_time(),
+                          run_dir=str(run_dir))
+    count = 0
+    with open(os.path.join(run_dir, "events.jsonl"), "w") as f:
+        for event in trainer.events():
+            if isinstance(event, ev.RunStarted):
+                event = dataclasses.replace(event, pid=1, host="elsewhere")
+            f.write(json.dumps(ev.event_to_dict(event)) + "\n")
+            if isinstance(event, ev.CheckpointSaved):
+                count += 1
+                asked = dataclasses.replace(event, reason="request",
+                                            path=event.path.replace(".pt", "-asked.pt"))
+                f.write(json.dumps(ev.event_to_dict(asked)) + "\n")
+                count += 1
+    return count
+
+
+async def test_attaching_to_a_run_with_many_checkpoints_toasts_none_of_them(tmp_path):
+    saved = write_run_with_many_checkpoints(tmp_path / "run")
+    assert saved >= 24
+    app = build_attach_app(str(tmp_path / "run"), poll_interval=0.05, clock=frozen_clock(),
+                           system_probe=lambda: FROZEN_READING)
+    async with app.run_test(size=(120, 36), notifications=True) as pilot:
+        await on_screen(pilot, app, "FINISHED")
+        for _ in range(10):                     # several polls of the replayed history
+            await pilot.pause(0.06)
+        text = screen_text(app)
+        assert "Checkpoint saved" not in text and "▌" not in text
+        assert app._toasts == []
+        assert f"{saved} checkpoint(s)" in text or "checkpoint" in text
+
+
+async def test_epoch_checkpoints_never_toast_but_asked_ones_do_and_two_at_most():
+    collector = scripted_run(lambda e: isinstance(e, BatchDone) and e.epoch == 2
+                             and e.batch_ndx == 3, epochs=3, trn_batches=20, val_batches=4)
+    app = cockpit(collector)
+    async with app.run_test(size=(120, 36), notifications=True) as pilot:
+        await on_screen(pilot, app, "TRAINING")
+        snap = collector.snapshot()
+        epoch_ck = ev.CheckpointSaved(path=snap.run_dir + "/checkpoints/e002-end.pt",
+                                      reason="epoch", epoch=2, batch_ndx=20,
+                                      total_samples=1280)
+        collector(epoch_ck)
+        await wait_for(pilot, lambda: app.snap.checkpoint_total == snap.checkpoint_total + 1)
+        await pilot.pause(0.2)
+        assert "Checkpoint saved" not in screen_text(app) and app._toasts == []
+        asked = dataclasses.replace(epoch_ck, reason="request",
+                                    path=snap.run_dir + "/checkpoints/e002-b000004.pt")
+        collector(asked)
+        text = await on_screen(pilot, app, "Checkpoint saved (request)")
+        assert "checkpoints/e002-b000004.pt" in text
+        for k in range(3):
+            app.toast(f"note {k}", title=f"T{k}")
+        await pilot.pause(0.2)
+        assert len(app._toasts) == 2
+        text = screen_text(app)
+        assert "T2" in text and "T1" in text and "Checkpoint saved" not in text
