@@ -33,7 +33,7 @@ from luna_core.data.loader import (
     phase_samples,
     shutdown_workers,
 )
-from luna_core.data.sampler import EpochSampler
+from luna_core.data.sampler import BalancedSampler, EpochSampler
 from luna_core.run import events as ev
 from luna_core.run.commands import CommandChannel
 from luna_core.run.control import ControlServer
@@ -335,8 +335,14 @@ class LunaTrainingApp:
         return runtime.autocast(self.device)
 
     def _init_dataloader(self, ds, shuffle: bool) -> DataLoader:
-        sampler = EpochSampler(len(ds), self.cli_args.seed, shuffle=shuffle,
-                               rank=self.dist.rank, world_size=self.dist.world_size)
+        args, rank, world = self.cli_args, self.dist.rank, self.dist.world_size
+        if shuffle and args.balanced:              # training only: validation never is
+            sampler = BalancedSampler(ds.is_nodule, args.seed, args.balanced, rank, world,
+                                      args.epoch_samples)
+        else:
+            sampler = EpochSampler(len(ds), args.seed, shuffle=shuffle, rank=rank,
+                                   world_size=world,
+                                   epoch_samples=args.epoch_samples if shuffle else None)
         return make_loader(ds, sampler, self.cli_args.batch_size, self.cli_args.num_workers,
                            pin_memory=self.device.type == "cuda")
 

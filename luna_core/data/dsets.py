@@ -184,6 +184,11 @@ class LunaDataset(Dataset):
         return self._fingerprint
 
     @property
+    def is_nodule(self) -> np.ndarray:
+        """(N,) bool: which samples are nodules (for the balanced sampler)."""
+        return self._is_nodule
+
+    @property
     def series_uids(self) -> list[str]:
         """The series this split has candidates in."""
         return [self._uids[s] for s in np.unique(self._series_idx).tolist()]

@@ -16,7 +16,8 @@ DEFAULT_RUNS_DIR = "runs"
 
 # Options a resumed run must share with its checkpoint: they decide the model, the data or
 # the order of samples. Anything else (workers, epochs, device, sinks) may change on resume.
-RESUME_MUST_MATCH = ("batch_size", "val_stride", "seed", "candidates_file")
+RESUME_MUST_MATCH = ("batch_size", "val_stride", "seed", "candidates_file", "balanced",
+                     "epoch_samples")
 
 
 def default_num_workers() -> int:
@@ -60,6 +61,13 @@ def build_parser(prog: str = "luna-tui") -> argparse.ArgumentParser:
     parser.add_argument("--momentum", type=float, default=0.99, help="SGD momentum")
     parser.add_argument("--val-stride", type=int, default=10,
                         help="every N-th candidate goes to validation")
+    parser.add_argument("--balanced", type=int, nargs="?", const=1, default=0, metavar="RATIO",
+                        help="the book's balanced training order: one nodule after every "
+                             "RATIO non-nodules (1 if not given), each list reshuffled every "
+                             "epoch from the seed; validation is never balanced")
+    parser.add_argument("--epoch-samples", type=int, default=None, metavar="N",
+                        help="training samples per epoch (default: 200,000 with --balanced, "
+                             "as the book; the training set's size otherwise)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto picks CUDA when available")
     parser.add_argument("--resume", default=None, metavar="PATH",
@@ -98,7 +106,9 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, set[str]]:
     given = {name for name, value in vars(bare.parse_args(argv)).items()
              if value is not _NOT_GIVEN}
     for name, minimum in (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("threads", 0),
-                          ("val_stride", 2), ("keep_checkpoints", 1)):
-        if getattr(options, name) < minimum:
+                          ("val_stride", 2), ("keep_checkpoints", 1), ("balanced", 0),
+                          ("epoch_samples", 1)):
+        value = getattr(options, name)
+        if value is not None and value < minimum:
             parser.error(f"--{name.replace('_', '-')} must be at least {minimum}")
     return options, given
