@@ -38,6 +38,7 @@ from luna_core.run import events as ev
 from luna_core.run.commands import CommandChannel
 from luna_core.run.control import ControlServer
 from luna_core.train import runtime
+from luna_core.train.augment import Augmentation, augment
 from luna_core.train.checkpointer import Checkpointer
 from luna_core.train.distributed import (
     DistContext,
@@ -106,6 +107,7 @@ class LunaTrainingApp:
         self.run_dir: str | None = None
         self.checkpointer: Checkpointer | None = None
         self.control_server: ControlServer | None = None     # rank 0: the control socket
+        self.augmentation = Augmentation()
 
     # ------------------------------------------------------------------ the loop
     def main(self) -> int:
@@ -130,6 +132,9 @@ class LunaTrainingApp:
         resume = Resume.load(args.resume) if args.resume else None
         if resume is not None:
             resume.merge_options(args, self.given_options)
+        self.augmentation = Augmentation.from_options(args)
+        if self.augmentation.enabled:
+            log.info("Augmenting training batches: %s", self.augmentation.describe())
 
         self.trn_ds, self.val_ds = self._init_datasets()
         if resume is not None:
@@ -226,6 +231,9 @@ class LunaTrainingApp:
         input_t, label_t, _series_list, _center_list = batch_tup
         input_g = input_t.to(self.device, non_blocking=True)   # int16 HU from the store
         input_g = input_g.to(torch.float32, memory_format=torch.channels_last_3d)
+        if self.loop.phase == "trn" and self.augmentation.enabled:   # training only
+            input_g = self._augment(input_g, batch_ndx).contiguous(
+                memory_format=torch.channels_last_3d)
         label_g = label_t.to(self.device, non_blocking=True)
         with self._autocast():
             logits_g, probability_g = self.ddp_model(input_g)
@@ -270,6 +278,14 @@ class LunaTrainingApp:
         """Take commands, checkpoint if asked, wait while paused (RunControl). True: stop."""
         return self.run_control.between_batches(
             self.dist, flush=self.reporter.flush, checkpoint=lambda: self._checkpoint("request"))
+
+    def _augment(self, input_g: torch.Tensor, batch_ndx: int) -> torch.Tensor:
+        """The book's augmentation of a training batch; each sample's parameters from (seed,
+        epoch, its place in the epoch's order, counted over all ranks)."""
+        bs, rank, world = self.cli_args.batch_size, self.dist.rank, self.dist.world_size
+        positions = [(batch_ndx * bs + j) * world + rank for j in range(len(input_g))]
+        return augment(input_g, self.augmentation, self.cli_args.seed, self.loop.epoch,
+                       positions)
 
     def _guarded_step(self, finite_g: torch.Tensor) -> torch.Tensor:
         return guarded_step(self.optimizer, finite_g)

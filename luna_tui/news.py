@@ -75,5 +75,6 @@ def _alarm(snap: RunSnapshot) -> str | None:
         pm = snap.metrics.get(phase)
         if pm is not None and pm.pos_alarm:
             return (f"{phase} E{pm.epoch}: {pm.pos_correct} of {pm.pos_count} nodules found "
-                    f"while {pm.all_correct:,} of {pm.all_count:,} are right overall")
+                    f"while {pm.all_correct:,} of {pm.all_count:,} are right overall. Try "
+                    "--balanced (as many nodules as others in training) and --augmented")
     return None

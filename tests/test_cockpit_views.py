@@ -267,3 +267,32 @@ async def test_epoch_checkpoints_never_toast_but_asked_ones_do_and_two_at_most()
         assert len(app._toasts) == 2
         text = screen_text(app)
         assert "T2" in text and "T1" in text and "Checkpoint saved" not in text
+
+
+async def test_nodules_missed_toasts_once_when_it_turns_on_and_says_what_to_try():
+    from luna_tui.collector import EventCollector
+
+    collector = EventCollector()
+    events = FakeTrainer(epochs=3, trn_batches=20, val_batches=4, time_fn=fake_time()).events()
+    for event in events:
+        collector(event)
+        if isinstance(event, BatchDone) and event.batch_ndx == 3:
+            break
+    app = cockpit(collector)
+    async with app.run_test(size=(120, 36), notifications=True) as pilot:
+        await on_screen(pilot, app, "TRAINING")
+        assert app._toasts == []
+        for event in events:
+            collector(event)
+            if isinstance(event, ev.EpochMetrics) and event.phase == "val":
+                break
+        text = await on_screen(pilot, app, "NODULES MISSED", "--balanced")
+        assert "--augmented" in text.replace("\n", " ") or "--augmented" in str(app._toasts)
+        titles = [args[1] for _t, args in app._toasts]
+        assert titles.count("NODULES MISSED") == 1
+        for event in events:                          # epoch 2 keeps missing them: no repeat
+            collector(event)
+            if isinstance(event, ev.EpochMetrics) and event.epoch == 2:
+                break
+        await pilot.pause(0.3)
+        assert [args[1] for _t, args in app._toasts].count("NODULES MISSED") == 1

@@ -17,7 +17,8 @@ DEFAULT_RUNS_DIR = "runs"
 # Options a resumed run must share with its checkpoint: they decide the model, the data or
 # the order of samples. Anything else (workers, epochs, device, sinks) may change on resume.
 RESUME_MUST_MATCH = ("batch_size", "val_stride", "seed", "candidates_file", "balanced",
-                     "epoch_samples")
+                     "epoch_samples", "augmented", "augment_flip", "augment_offset",
+                     "augment_scale", "augment_rotate", "augment_noise")
 
 
 def default_num_workers() -> int:
@@ -68,6 +69,19 @@ def build_parser(prog: str = "luna-tui") -> argparse.ArgumentParser:
     parser.add_argument("--epoch-samples", type=int, default=None, metavar="N",
                         help="training samples per epoch (default: 200,000 with --balanced, "
                              "as the book; the training set's size otherwise)")
+    parser.add_argument("--augmented", action="store_true",
+                        help="the book's augmentation, every part at its value: flip, offset "
+                             "0.1, scale 0.2, rotate, noise 25 HU (training only, per batch "
+                             "on the training device)")
+    parser.add_argument("--augment-flip", action="store_true", help="flip each axis at random")
+    parser.add_argument("--augment-offset", type=float, nargs="?", const=0.1, default=0.0,
+                        metavar="F", help="shift by up to F of the chunk (0.1 if not given)")
+    parser.add_argument("--augment-scale", type=float, nargs="?", const=0.2, default=0.0,
+                        metavar="F", help="scale by up to +-F (0.2 if not given)")
+    parser.add_argument("--augment-rotate", action="store_true",
+                        help="rotate about the slice axis by a random angle")
+    parser.add_argument("--augment-noise", type=float, nargs="?", const=25.0, default=0.0,
+                        metavar="HU", help="add Gaussian noise of HU (25 if not given)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto picks CUDA when available")
     parser.add_argument("--resume", default=None, metavar="PATH",
@@ -107,7 +121,8 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, set[str]]:
              if value is not _NOT_GIVEN}
     for name, minimum in (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("threads", 0),
                           ("val_stride", 2), ("keep_checkpoints", 1), ("balanced", 0),
-                          ("epoch_samples", 1)):
+                          ("epoch_samples", 1), ("augment_offset", 0.0),
+                          ("augment_scale", 0.0), ("augment_noise", 0.0)):
         value = getattr(options, name)
         if value is not None and value < minimum:
             parser.error(f"--{name.replace('_', '-')} must be at least {minimum}")
