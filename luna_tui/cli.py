@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-SUBCOMMANDS = ("synth", "prepcache", "attach", "runs")
+SUBCOMMANDS = ("synth", "prepcache", "attach", "runs", "compare")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,19 +74,69 @@ def run_runs(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     import datetime
 
+    from luna_core.run.compare import (
+        best_text,
+        differing_options,
+        history_from_events,
+        options_text,
+    )
+    from luna_core.run.eventfile import read_events, run_event_file
     from luna_core.run.runs import list_runs
 
     runs = list_runs(args.runs_dir)
     if not runs:
         print(f"no runs under {args.runs_dir}")
         return 0
-    print(f"{'STATE':<9} {'EPOCH':>7} {'VAL LOSS':>9} {'VAL POS%':>8}  {'STARTED':<19}  RUN")
-    for run in runs:
+    histories = [history_from_events(r.run_dir, read_events(run_event_file(r.run_dir)))
+                 for r in runs]
+    differ = differing_options(histories)
+    print(f"{'STATE':<9} {'EPOCH':>7} {'VAL LOSS':>9} {'VAL POS%':>8} {'BEST LOSS':>12} "
+          f"{'BEST RECALL':>11} {'BEST F1':>10}  {'STARTED':<19}  RUN  [OPTIONS THAT DIFFER]")
+    for run, h in zip(runs, histories, strict=True):
         epoch = f"{run.epoch or 0}/{run.epochs}"
         loss = "-" if run.val_loss is None else f"{run.val_loss:.4f}"
         pos = "-" if run.val_correct_pos is None else f"{run.val_correct_pos:.1f}"
         started = datetime.datetime.fromtimestamp(run.started).strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{run.state:<9} {epoch:>7} {loss:>9} {pos:>8}  {started:<19}  {run.run_dir}")
+        extra = f"  [{options_text(h, differ)}]" if differ else ""
+        print(f"{run.state:<9} {epoch:>7} {loss:>9} {pos:>8} "
+              f"{best_text(h, 'loss/all', False, 4):>12} "
+              f"{best_text(h, 'pr/recall', True, 3):>11} "
+              f"{best_text(h, 'pr/f1_score', True, 3):>10}  {started:<19}  "
+              f"{run.run_dir}{extra}")
+    return 0
+
+
+def run_compare(argv: list[str]) -> int:
+    from luna_core.errors import LunaInputError
+    from luna_core.train.options import DEFAULT_RUNS_DIR
+
+    parser = argparse.ArgumentParser(
+        prog="luna-tui compare", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Runs side by side: the options that differ, validation loss, nodule "
+                    "recall, precision and F1 per epoch, and the best of each with its epoch.")
+    parser.add_argument("runs", nargs="+", metavar="RUN",
+                        help="run directories ('latest': the newest under --runs-dir)")
+    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR)
+    parser.add_argument("--csv", nargs="?", const="-", default=None, metavar="FILE",
+                        help="write the comparison as CSV to FILE (standard output: -)")
+    args = parser.parse_args(argv)
+    from luna_core.fsutil import atomic_write
+    from luna_core.run.compare import compare_csv, compare_text, read_history
+    from luna_core.run.runs import resolve_run_dir
+
+    try:
+        histories = [read_history(resolve_run_dir(r, args.runs_dir)) for r in args.runs]
+    except LunaInputError as exc:
+        print(f"luna-tui compare: {exc}", file=sys.stderr)
+        return 2
+    if args.csv is None:
+        sys.stdout.write(compare_text(histories))
+    elif args.csv == "-":
+        sys.stdout.write(compare_csv(histories))
+    else:
+        with atomic_write(args.csv, text=True) as f:
+            f.write(compare_csv(histories))
+        print(f"wrote {args.csv}")
     return 0
 
 
@@ -95,4 +145,5 @@ _SUBCOMMAND_RUNNERS = {
     "prepcache": run_prepcache,
     "attach": run_attach,
     "runs": run_runs,
+    "compare": run_compare,
 }

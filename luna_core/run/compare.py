@@ -1,0 +1,145 @@
+"""Runs side by side: each run's validation metrics per epoch, its best values and the epoch
+each was reached, and the options that tell the runs apart (`luna-tui runs`, `luna-tui
+compare`, the cockpit's baseline). Reads event files only: no torch, no numpy."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+from luna_core.run import events as ev
+from luna_core.run.eventfile import read_events, run_event_file
+from luna_core.run.runs import not_a_run
+
+#: Options that change how a run is operated, not what it learns: never "a difference".
+OPERATIONAL = frozenset({"resume", "headless", "runs_dir", "num_workers", "threads",
+                         "keep_checkpoints", "on_nonfinite", "tb_prefix"})
+#: (column, metric key, higher is better)
+METRICS = (("val loss", "loss/all", False), ("recall", "pr/recall", True),
+           ("precision", "pr/precision", True), ("F1", "pr/f1_score", True))
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    epoch: int
+    total_samples: int
+    values: dict[str, float | None]      # metric key -> value
+
+
+@dataclass
+class RunHistory:
+    run_dir: str
+    options: dict = field(default_factory=dict)
+    epochs: list[EpochRow] = field(default_factory=list)   # validation, one row an epoch
+
+    def best(self, key: str, higher: bool) -> tuple[int, float] | None:
+        """(epoch, value) of the best validation value of ``key`` (the first epoch on a tie)."""
+        pick = None
+        for row in self.epochs:
+            v = row.values.get(key)
+            if v is None or v != v:
+                continue
+            if pick is None or (v > pick[1] if higher else v < pick[1]):
+                pick = (row.epoch, v)
+        return pick
+
+    def value_at_samples(self, key: str, total_samples: int) -> float | None:
+        """The metric at the last validation with at most ``total_samples`` training samples
+        seen (for "ahead or behind at the same number of training samples")."""
+        seen = [r for r in self.epochs if r.total_samples <= total_samples]
+        return seen[-1].values.get(key) if seen else None
+
+
+def history_from_events(run_dir: str, events: list[ev.Event]) -> RunHistory:
+    starts = [e for e in events if isinstance(e, ev.RunStarted)]
+    if not starts:
+        raise not_a_run(run_event_file(run_dir))
+    by_epoch: dict[int, EpochRow] = {}
+    for e in events:                       # a resumed epoch's later row replaces the earlier
+        if isinstance(e, ev.EpochMetrics) and e.phase == "val":
+            by_epoch[e.epoch] = EpochRow(e.epoch, e.total_samples,
+                                         {key: e.metrics.get(key) for _c, key, _h in METRICS})
+    return RunHistory(run_dir, dict(starts[0].options),
+                      [by_epoch[k] for k in sorted(by_epoch)])
+
+
+def read_history(run_dir: str) -> RunHistory:
+    return history_from_events(run_dir, read_events(run_event_file(run_dir)))
+
+
+def differing_options(histories: list[RunHistory]) -> list[str]:
+    """Option names whose values are not the same in every run (operational ones left out)."""
+    names = sorted({n for h in histories for n in h.options} - OPERATIONAL)
+    return [n for n in names if len({repr(h.options.get(n)) for h in histories}) > 1]
+
+
+def options_text(history: RunHistory, names: list[str]) -> str:
+    """'balanced=1 augmented=True' for the options in ``names``."""
+    return " ".join(f"{n}={history.options.get(n)}" for n in names) or "-"
+
+
+def best_text(history: RunHistory, key: str, higher: bool, digits: int) -> str:
+    b = history.best(key, higher)
+    return "-" if b is None else f"{b[1]:.{digits}f} E{b[0]}"
+
+
+def _fmt(v, digits: int = 4) -> str:
+    return "-" if v is None or v != v else f"{v:.{digits}f}"
+
+
+def compare_rows(histories: list[RunHistory]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the comparison: per run its differing options, then per epoch its
+    validation metrics, then its best values with their epochs."""
+    differ = differing_options(histories)
+    header = ["run", "epoch", "samples"] + [c for c, _k, _h in METRICS]
+    rows: list[list[str]] = []
+    for i, h in enumerate(histories, 1):
+        name = f"#{i}"
+        rows.append([name, "options", options_text(h, differ), "", "", "", ""])
+        for r in h.epochs:
+            rows.append([name, str(r.epoch), str(r.total_samples)]
+                        + [_fmt(r.values.get(k), 4 if k == "loss/all" else 3)
+                           for _c, k, _h in METRICS])
+        rows.append([name, "best", ""] + [best_text(h, k, hi, 4 if k == "loss/all" else 3)
+                                          for _c, k, hi in METRICS])
+    return header, rows
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+    out = []
+    for row in [header, *rows]:
+        cells = []
+        for j, (cell, w) in enumerate(zip(row, widths, strict=True)):
+            cells.append(cell.ljust(w) if j < 2 or row[1] == "options" else cell.rjust(w))
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def compare_text(histories: list[RunHistory]) -> str:
+    header, rows = compare_rows(histories)
+    legend = "\n".join(f"#{i}  {h.run_dir}" for i, h in enumerate(histories, 1))
+    differ = differing_options(histories)
+    said = ("options that differ: " + ", ".join(differ)) if differ else \
+        "the runs' options are the same"
+    return f"{legend}\n{said}\n\n{format_table(header, rows)}\n"
+
+
+def compare_csv(histories: list[RunHistory]) -> str:
+    """The same as CSV: one row per run and epoch (and its best), the differing options as
+    columns."""
+    differ = differing_options(histories)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["run_dir", *differ, "epoch", "total_samples"] + [k for _c, k, _h in METRICS])
+    for h in histories:
+        opts = [h.options.get(n) for n in differ]
+        for r in h.epochs:
+            w.writerow([h.run_dir, *opts, r.epoch, r.total_samples]
+                       + [r.values.get(k) for _c, k, _h in METRICS])
+        bests = [h.best(k, hi) for _c, k, hi in METRICS]
+        w.writerow([h.run_dir, *opts, "best", ""] + ["" if b is None else b[1] for b in bests])
+        w.writerow([h.run_dir, *opts, "best_epoch", ""]
+                   + ["" if b is None else b[0] for b in bests])
+    return buf.getvalue()

@@ -1,0 +1,92 @@
+"""`luna-tui runs` and `luna-tui compare`: best values with their epochs, the options that
+differ, per-epoch validation metrics, CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from luna_core.run import events as ev
+from luna_core.run.compare import differing_options, read_history
+from luna_tui.cli import main as cli_main
+from tests.trainhelpers import run_dirs, run_loop
+
+
+@pytest.fixture(scope="module")
+def two_runs(tiny_data, tmp_path_factory):
+    """A plain run and a --balanced one, 3 epochs each, in one runs dir."""
+    runs = tmp_path_factory.mktemp("compare")
+    base = ["--data-dir", tiny_data["data_dir"], "--cache-dir", tiny_data["cache_dir"],
+            "--runs-dir", str(runs), "--num-workers", "0", "--batch-size", "8",
+            "--device", "cpu", "--threads", "1", "--epochs", "3", "--max-batches", "2"]
+    recs = []
+    for extra in ([], ["--balanced", "--epoch-samples", "16"]):
+        code, rec, _ = run_loop(base + extra)
+        assert code == 0
+        recs.append(rec)
+    return runs, run_dirs(runs), recs
+
+
+def _val(rec):
+    return [m for m in rec.of(ev.EpochMetrics) if m.phase == "val"]
+
+
+def test_histories_have_each_epoch_and_the_best_with_its_epoch(two_runs):
+    _runs, dirs, recs = two_runs
+    for run_dir, rec in zip(dirs, recs, strict=True):
+        h = read_history(run_dir)
+        vals = _val(rec)
+        assert [r.epoch for r in h.epochs] == [1, 2, 3]
+        assert [r.values["loss/all"] for r in h.epochs] == [m.metrics["loss/all"] for m in vals]
+        losses = [m.metrics["loss/all"] for m in vals]
+        best = min(range(3), key=lambda i: (losses[i], i))
+        assert h.best("loss/all", False) == (best + 1, losses[best])
+        recalls = [m.metrics["pr/recall"] for m in vals]
+        top = max(range(3), key=lambda i: (recalls[i], -i))
+        assert h.best("pr/recall", True) == (top + 1, recalls[top])
+    assert differing_options([read_history(d) for d in dirs]) == ["balanced", "epoch_samples"]
+
+
+def test_runs_lists_best_values_and_the_options_that_differ(two_runs, capsys):
+    runs, dirs, _ = two_runs
+    assert cli_main(["runs", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "BEST LOSS" in out[0] and "BEST RECALL" in out[0] and "BEST F1" in out[0]
+    plain, balanced = out[1], out[2]
+    assert "[balanced=0 epoch_samples=None]" in plain and dirs[0] in plain
+    assert "[balanced=1 epoch_samples=16]" in balanced and dirs[1] in balanced
+    h = read_history(dirs[1])
+    epoch, value = h.best("loss/all", False)
+    assert f"{value:.4f} E{epoch}" in balanced
+
+
+def test_compare_prints_a_table_and_writes_csv(two_runs, capsys, tmp_path):
+    runs, dirs, recs = two_runs
+    assert cli_main(["compare", dirs[0], "latest", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert f"#1  {dirs[0]}" in out and f"#2  {dirs[1]}" in out
+    assert "options that differ: balanced, epoch_samples" in out
+    lines = out.splitlines()
+    assert any(line.startswith("#2") and "options" in line and "balanced=1" in line
+               for line in lines)
+    epoch_rows = [line for line in lines if line.split()[:2] in (["#1", "2"], ["#2", "2"])]
+    assert len(epoch_rows) == 2
+    m = _val(recs[1])[1]
+    assert f"{m.metrics['loss/all']:.4f}" in epoch_rows[1]
+
+    target = tmp_path / "cmp.csv"
+    assert cli_main(["compare", *dirs, "--csv", str(target)]) == 0
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert [r["epoch"] for r in rows if r["run_dir"] == dirs[0]] == ["1", "2", "3", "best",
+                                                                     "best_epoch"]
+    assert {r["balanced"] for r in rows} == {"0", "1"}
+    assert float(rows[0]["loss/all"]) == _val(recs[0])[0].metrics["loss/all"]
+
+
+def test_compare_of_a_folder_that_is_not_a_run_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    assert cli_main(["compare", str(tmp_path / "x"), str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(tmp_path / "x") in err
