@@ -87,6 +87,7 @@ VIEW_BINDINGS = [
     Binding("y", "plot('log')", "Log y", show=False),
     Binding("x", "plot('x')", "x axis", show=False),
     Binding("l", "focus_log", "Log", show=False),
+    Binding("b", "pick_baseline", "Baseline", show=False),
 ]
 
 
@@ -128,8 +129,11 @@ class CockpitApp(App[int]):
                  runner: Runner | None = None,
                  poll_interval: float = 1 / 3, system_interval: float = 1.0,
                  plot_interval: float = 1.0, handle_signals: bool = False,
-                 own_probe: bool | None = None) -> None:
+                 own_probe: bool | None = None, baseline=None,
+                 runs_dir: str | None = None) -> None:
         super().__init__()
+        self.baseline = baseline          # a RunHistory (luna_core.run.compare) or None
+        self.runs_dir = runs_dir          # where `b` looks for a baseline
         self.source = source
         self.commands = commands
         self.clock: Clock = clock or local_now
@@ -208,6 +212,37 @@ class CockpitApp(App[int]):
         self.apply_layout()
         self.show_lines(self.snap)
 
+    def set_baseline(self, baseline) -> None:
+        """Show ``baseline`` (a RunHistory) beside this run: its validation curves in the
+        trend plots, and in the class table whether this run is ahead at the same number of
+        training samples."""
+        self.baseline = baseline
+        self.query_one(TrendsPane).set_baseline(baseline)
+        table = self.query_one(ClassTablePane)
+        table._key = None
+        table.show(self.snap)
+        if baseline is not None:
+            self.toast(short_path(baseline.run_dir, os.path.dirname(self.snap.run_dir)),
+                       title="Baseline", timeout=4)
+
+    def action_pick_baseline(self) -> None:
+        """`b`: pick the baseline among the runs under --runs-dir."""
+        from luna_tui.baseline import BaselinePicker
+
+        self.push_screen(BaselinePicker(self.runs_dir or "runs", self.snap.run_dir),
+                         self._on_baseline_picked)
+
+    def _on_baseline_picked(self, run_dir: str | None) -> None:
+        if run_dir is None:
+            return
+        from luna_core.errors import LunaInputError
+        from luna_core.run.compare import read_history
+
+        try:
+            self.set_baseline(read_history(run_dir) if run_dir else None)
+        except LunaInputError as exc:
+            self.toast(str(exc), title="No baseline", severity="error", timeout=8)
+
     def action_plot(self, what: str) -> None:
         """The plot keys: s smoothing of the batch loss, y log scale, x samples / epochs (the
         plots' titles and axis labels say which)."""
@@ -281,6 +316,10 @@ class CockpitApp(App[int]):
 
     def on_mount(self) -> None:
         self.apply_layout()
+        self.query_one(ClassTablePane).versus = lambda snap: summaries.baseline_line(
+            snap, self.baseline)
+        if self.baseline is not None:
+            self.set_baseline(self.baseline)
         # first fill once the layout is known, so every pane renders at its real width
         self.call_after_refresh(self.poll_system)
         self.call_after_refresh(self.poll)

@@ -24,6 +24,7 @@ from textual.binding import Binding
 
 from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
+from luna_core.run.compare import load_baseline
 from luna_core.run.runs import CRASHED, on_this_host, resolve_run_dir
 from luna_tui.app import VIEW_BINDINGS, Clock, CockpitApp
 from luna_tui.confirm import AttachQuit
@@ -219,6 +220,9 @@ def build_parser():
                         help="a run directory, or 'latest': the newest run under --runs-dir")
     parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR,
                         help="where 'latest' looks for runs")
+    parser.add_argument("--baseline", default=None, metavar="RUN",
+                        help="a run whose validation curves show beside this one's (b picks "
+                             "one)")
     return parser
 
 
@@ -232,7 +236,9 @@ def run_attach(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         run_dir = resolve_run_dir(args.run, args.runs_dir)
-        app = build_attach_app(run_dir, handle_signals=True)
+        baseline = load_baseline(args.baseline, args.runs_dir)
+        app = build_attach_app(run_dir, handle_signals=True, baseline=baseline,
+                               runs_dir=args.runs_dir)
     except LunaInputError as exc:
         print(f"luna-tui attach: {exc}", file=sys.stderr)
         return 2

@@ -354,14 +354,16 @@ class EventCollector:
         pm = PhaseMetrics(
             phase=ev.phase, epoch=ev.epoch, metrics=MappingProxyType(dict(ev.metrics)),
             neg_correct=ev.neg_correct, neg_count=ev.neg_count,
-            pos_correct=ev.pos_correct, pos_count=ev.pos_count)
+            pos_correct=ev.pos_correct, pos_count=ev.pos_count,
+            total_samples=ev.total_samples)
         self._metrics[ev.phase] = pm
         point = EpochPoint(
             epoch=ev.epoch,
             loss_all=_opt_float(ev.metrics, "loss/all"),
             loss_pos=_opt_float(ev.metrics, "loss/pos"),
             correct_pos=_opt_float(ev.metrics, "correct/pos"),
-            correct_all=_opt_float(ev.metrics, "correct/all"))
+            correct_all=_opt_float(ev.metrics, "correct/all"),
+            total_samples=ev.total_samples)
         hist = self._history.setdefault(ev.phase, [])
         # a resumed run may repeat an epoch: the newest numbers win
         hist[:] = [p for p in hist if p.epoch != ev.epoch]

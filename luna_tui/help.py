@@ -18,6 +18,8 @@ VIEW_KEYS = [
           "goes back"),
     ("s y x", "plots: s smoothing of the batch loss on/off (EMA 0.9), y log scale on/off, "
               "x epochs or training samples"),
+    ("b", "pick a baseline run: its validation curves beside this run's, and in the class "
+          "table whether this run is ahead at the same number of training samples"),
     ("Tab", "move the focus between the panes"),
     ("l", "jump to the log (its own view if it does not fit), then ↑ ↓ PgUp PgDn scroll it"),
 ]

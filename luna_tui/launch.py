@@ -59,8 +59,19 @@ def run_cockpit(sys_argv: list[str]) -> int:
         print(f"luna-tui: the cockpit needs an interactive terminal ({problem}); "
               f"use --headless", file=sys.stderr)
         return 2
+    from luna_core.errors import LunaInputError
+    from luna_core.run.compare import load_baseline
+    from luna_core.train.options import parse_options
+
+    options, _given = parse_options(list(sys_argv))
+    try:       # before training starts: a wrong --baseline is a one-line error
+        baseline = load_baseline(options.baseline, options.runs_dir)
+    except LunaInputError as exc:
+        print(f"luna-tui: --baseline: {exc}", file=sys.stderr)
+        return 2
     prepare_worker_processes()
-    app = build_cockpit(sys_argv, handle_signals=True)
+    app = build_cockpit(sys_argv, handle_signals=True, baseline=baseline,
+                        runs_dir=options.runs_dir)
     app.run()
     code = app.exit_code() if app.return_code is None else app.return_code
     if app.failure_traceback:

@@ -21,6 +21,8 @@ SERIES = {                       # (phase, what) -> (colour, marker)
     ("val", "pos"): (VAL_COLOR, "o"),
 }
 CLIP_MARKER = "▲"
+BASE_COLOR = (204, 121, 167)     # reddish purple: the baseline run
+BASE_MARKER = "◇"
 
 
 @dataclass(frozen=True)

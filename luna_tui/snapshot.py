@@ -41,6 +41,7 @@ class PhaseMetrics:
     neg_count: int
     pos_correct: int
     pos_count: int
+    total_samples: int = 0          # training samples seen when this epoch's phase ended
 
     def get(self, key: str) -> float | None:
         value = self.metrics.get(key)
@@ -75,6 +76,7 @@ class EpochPoint:
     loss_pos: float | None
     correct_pos: float | None
     correct_all: float | None
+    total_samples: int = 0
 
 
 @dataclass(frozen=True)

@@ -84,3 +84,33 @@ def log_line(snap: RunSnapshot) -> str:
 def status_line(snap: RunSnapshot, view_name: str) -> str:
     """The line above views 2-4: where the run is, in one line."""
     return f"{progress_line(snap)} · {latest_loss(snap)} · view: {view_name} · 1 overview"
+
+
+def baseline_line(snap: RunSnapshot, baseline) -> str | None:
+    """This run's latest validation against the baseline run's at the same number of
+    training samples: 'vs baseline (its E2, 5,256 samples): recall +0.250 ahead, loss 0.1200
+    better'. None before this run's first validation or without a baseline."""
+    pm = snap.metrics.get("val")
+    if baseline is None or pm is None:
+        return None
+    seen = [r for r in baseline.epochs if r.total_samples <= pm.total_samples]
+    if not seen:
+        return f"vs baseline: it had not validated by {pm.total_samples:,} samples"
+    row = seen[-1]
+    parts = []
+    for key, name, higher, digits in (("pr/recall", "recall", True, 3),
+                                      ("loss/all", "loss", False, 4),
+                                      ("pr/f1_score", "F1", True, 3)):
+        mine, theirs = pm.get(key), row.values.get(key)
+        if mine is None or theirs is None:
+            continue
+        diff = mine - theirs
+        if abs(diff) < 10 ** -digits:
+            parts.append(f"{name} level")
+        else:
+            better = diff > 0 if higher else diff < 0
+            word = ("ahead" if better else "behind") if higher else \
+                ("better" if better else "worse")
+            parts.append(f"{name} {diff:+.{digits}f} {word}")
+    return (f"vs baseline (its E{row.epoch} at {row.total_samples:,} samples): "
+            + ", ".join(parts))

@@ -296,3 +296,36 @@ async def test_nodules_missed_toasts_once_when_it_turns_on_and_says_what_to_try(
                 break
         await pilot.pause(0.3)
         assert [args[1] for _t, args in app._toasts].count("NODULES MISSED") == 1
+
+
+# ----------------------------------------------------------------------------- baseline
+
+async def test_a_baseline_shows_in_the_plots_and_the_class_table(tmp_path):
+    from luna_core.run.compare import read_history
+
+    write_run_with_many_checkpoints(tmp_path / "runs" / "luna" / "base", epochs=4)
+    baseline = read_history(str(tmp_path / "runs" / "luna" / "base"))
+    assert len(baseline.epochs) == 4
+    collector = mid_epoch_three()
+    app = CockpitApp(collector, CommandChannel(), clock=frozen_clock(),
+                     system_probe=lambda: FROZEN_READING, baseline=baseline)
+    async with app.run_test(size=(160, 48)) as pilot:
+        text = await on_screen(pilot, app, "base val", "vs baseline (its E")
+        snap = collector.snapshot()
+        pm = snap.metrics["val"]
+        row = [r for r in baseline.epochs if r.total_samples <= pm.total_samples][-1]
+        diff = pm.get("pr/recall") - row.values["pr/recall"]
+        assert f"its E{row.epoch} at {row.total_samples:,} samples" in text
+        assert ("recall level" in text) if abs(diff) < 1e-3 else (f"recall {diff:+.3f}" in text)
+        # b picks another one (or none) from the runs dir
+        app.runs_dir = str(tmp_path / "runs")
+        await pilot.press("b")
+        await on_screen(pilot, app, "no baseline", "base")
+        await pilot.press("enter")                  # the first entry: no baseline
+        await wait_for(pilot, lambda: app.baseline is None)
+        await wait_for(pilot, lambda: "vs baseline" not in screen_text(app))
+        await pilot.press("b")
+        await on_screen(pilot, app, "best recall")
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: app.baseline is not None)
+        assert app.baseline.run_dir.endswith("base")

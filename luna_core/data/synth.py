@@ -731,9 +731,9 @@ def build_parser(prog: str = "python -m luna_core.data.synth") -> argparse.Argum
     parser.add_argument("--size-xy", type=int, default=160, help="in-plane voxels per slice")
     parser.add_argument("--slices", type=int, nargs=2, default=(48, 72), metavar=("MIN", "MAX"),
                         help="slices per series")
-    parser.add_argument("--negatives-per-series", "--negatives", type=int, default=150,
+    parser.add_argument("--negatives-per-series", "--negatives", type=int, default=280,
                         help="class-0 candidates per series")
-    parser.add_argument("--nodules", type=int, nargs=2, default=(0, 1), metavar=("MIN", "MAX"),
+    parser.add_argument("--nodules", type=int, nargs=2, default=(10, 14), metavar=("MIN", "MAX"),
                         help="nodules per series")
     parser.add_argument("--subsets", type=int, default=2, help="subset folders")
     parser.add_argument("--flip-every", type=int, default=4,

@@ -14,7 +14,7 @@ from luna_core.run.runs import not_a_run
 
 #: Options that change how a run is operated, not what it learns: never "a difference".
 OPERATIONAL = frozenset({"resume", "headless", "runs_dir", "num_workers", "threads",
-                         "keep_checkpoints", "on_nonfinite", "tb_prefix"})
+                         "keep_checkpoints", "on_nonfinite", "tb_prefix", "baseline"})
 #: (column, metric key, higher is better)
 METRICS = (("val loss", "loss/all", False), ("recall", "pr/recall", True),
            ("precision", "pr/precision", True), ("F1", "pr/f1_score", True))
@@ -143,3 +143,12 @@ def compare_csv(histories: list[RunHistory]) -> str:
         w.writerow([h.run_dir, *opts, "best_epoch", ""]
                    + ["" if b is None else b[0] for b in bests])
     return buf.getvalue()
+
+
+def load_baseline(target: str | None, runs_dir: str) -> RunHistory | None:
+    """``--baseline RUN`` ('latest': the newest run under runs_dir): its history, or None."""
+    if not target:
+        return None
+    from luna_core.run.runs import resolve_run_dir
+
+    return read_history(resolve_run_dir(target, runs_dir))

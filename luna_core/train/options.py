@@ -82,6 +82,9 @@ def build_parser(prog: str = "luna-tui") -> argparse.ArgumentParser:
                         help="rotate about the slice axis by a random angle")
     parser.add_argument("--augment-noise", type=float, nargs="?", const=25.0, default=0.0,
                         metavar="HU", help="add Gaussian noise of HU (25 if not given)")
+    parser.add_argument("--baseline", default=None, metavar="RUN",
+                        help="cockpit: a run (directory, or 'latest' under --runs-dir) whose "
+                             "validation curves show beside this run's (b picks one)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto picks CUDA when available")
     parser.add_argument("--resume", default=None, metavar="PATH",

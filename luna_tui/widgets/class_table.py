@@ -6,6 +6,8 @@ says so in a banner that cannot be missed (reverse video, so it survives NO_COLO
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -32,8 +34,9 @@ def alarm_lines(snap: RunSnapshot) -> list[str]:
     return lines
 
 
-def render_class_table(snap: RunSnapshot, width: int = 76,
-                       no_color: bool = False) -> Group | Text:
+def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = False,
+                       versus: str | None = None) -> Group | Text:
+    """The table; ``versus``: a line on this run against a baseline run, shown under it."""
     if not snap.metrics:
         return Text("no epoch finished yet — metrics appear after the first training epoch",
                     style="dim")
@@ -76,15 +79,16 @@ def render_class_table(snap: RunSnapshot, width: int = 76,
             table.add_row(label, cls, fmt.num(loss), fmt.pct(correct), kn, *extra,
                           style=style)
     alarms = alarm_lines(snap)
+    below = [Text(versus, style="bold")] if versus else []
     if not alarms:
-        return table
+        return Group(table, *below) if below else table
     banner = Text()
     for i, line in enumerate(alarms):
         if i:
             banner.append("\n")
         banner.append(" !! NODULES MISSED ", style="bold reverse")
         banner.append(" " + line + " ", style=ALARM_STYLE_NO_COLOR if no_color else ALARM_STYLE)
-    return Group(banner, table)
+    return Group(banner, table, *below)
 
 
 class ClassTablePane(Static):
@@ -99,6 +103,7 @@ class ClassTablePane(Static):
         self.border_title = "Per class · latest epoch"
         self._snap: RunSnapshot | None = None
         self._key: tuple | None = None
+        self.versus: Callable[[RunSnapshot], str | None] = lambda snap: None
 
     def show(self, snap: RunSnapshot) -> None:
         self._snap = snap
@@ -109,7 +114,8 @@ class ClassTablePane(Static):
         if snap is None:
             return
         width = self.content_size.width or 76
-        key = (snap.metrics_version, width)
+        versus = self.versus(snap)
+        key = (snap.metrics_version, width, versus)
         if key == self._key:
             return
         self._key = key
@@ -117,7 +123,7 @@ class ClassTablePane(Static):
         self.set_class(alarm, "-alarm")
         self.border_title = ("!! Per class · NODULES MISSED" if alarm
                              else "Per class · latest epoch")
-        self.update(render_class_table(snap, width, no_color=self.app.no_color))
+        self.update(render_class_table(snap, width, no_color=self.app.no_color, versus=versus))
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._render_last)

@@ -83,6 +83,25 @@ class TrendsPane(Container):
         self._loss_drawn_at = -1e9
         self._snap: RunSnapshot | None = None
         self._log_auto = False        # what the data says when the user has not chosen
+        self.baseline = None          # a RunHistory drawn beside this run (luna_core.run.compare)
+
+    def set_baseline(self, baseline) -> None:
+        self.baseline = baseline
+        if self._snap is not None:
+            self.show(self._snap, force=True)
+
+    def _baseline_points(self, key: str, scale: float = 1.0) -> list[tuple[float, float]]:
+        """The baseline's validation ``key`` per epoch, at its epoch or its own training
+        samples (so both runs line up by samples seen)."""
+        if self.baseline is None:
+            return []
+        out = []
+        for row in self.baseline.epochs:
+            v = row.values.get(key)
+            if pd.finite(v):
+                x = row.total_samples if self.options.x_samples else row.epoch
+                out.append((x, v * scale))
+        return out
 
     def compose(self) -> ComposeResult:
         yield TrendPlot("training loss per batch", id="plot-batch")
@@ -173,7 +192,11 @@ class TrendsPane(Container):
             opts.x_samples and per_epoch) else None
         title_phase = "val" if val else "trn"
 
+        samples_at = {p.epoch: p.total_samples for p in trn + val if p.total_samples}
+
         def x(e: float) -> float:
+            if opts.x_samples and e in samples_at:
+                return samples_at[e]           # what the run saw, whatever its epoch size
             return pd.x_of_epoch(e, per_epoch, opts)
 
         def loss(w: TrendPlot) -> None:
@@ -193,6 +216,12 @@ class TrendsPane(Container):
                         color, marker = pd.SERIES[(name, what)]
                         plt.plot([x(e) for e, _ in pts], [v for _, v in pts], marker=marker,
                                  color=color, label=f"{name} {what}")
+            base = self._baseline_points("loss/all")
+            if base:
+                values += [v for _x, v in base if v > 0]
+                pts = [(x, math.log10(v) if log else v) for x, v in base if v > 0 or not log]
+                plt.plot([x for x, _ in pts], [v for _, v in pts], marker=pd.BASE_MARKER,
+                         color=pd.BASE_COLOR, label="base val all")
             if log:
                 lo = math.floor(math.log10(min(values)))
                 hi = math.ceil(math.log10(max(values)))
@@ -217,6 +246,11 @@ class TrendsPane(Container):
                     color, marker = pd.SERIES[(name, "all")]
                     plt.plot([x(e) for e, _ in pts], [v for _, v in pts], marker=marker,
                              color=color, label=name)
+            base = self._baseline_points("pr/recall", 100.0)   # recall = % of nodules right
+            if base:
+                any_data = True
+                plt.plot([x for x, _ in base], [v for _, v in base], marker=pd.BASE_MARKER,
+                         color=pd.BASE_COLOR, label="base val")
             plt.ylim(0, 100)
             series = _epochs(val or trn, "correct_pos")
             title = (pd.value_title("% of nodules correct", title_phase, series, False, ".1f"),
