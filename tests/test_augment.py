@@ -101,8 +101,10 @@ def _losses(rec):
     return [(b.epoch, b.phase, b.batch_ndx, b.loss) for b in rec.of(ev.BatchDone)]
 
 
-def test_an_augmented_run_is_the_same_with_workers_and_after_a_resume(train_argv, tmp_path):
-    argv = ["--epochs", "2", "--augmented", "--seed", "3"]
+def test_an_augmented_balanced_run_is_the_same_with_workers_and_after_a_resume(train_argv,
+                                                                               tmp_path):
+    argv = ["--epochs", "2", "--augmented", "--balanced", "--epoch-samples", "24",
+            "--seed", "3"]
     code, plain, _ = run_loop(train_argv(*argv, runs_dir=tmp_path / "a"))
     assert code == 0
     with_workers = train_argv(*argv, runs_dir=tmp_path / "b")
