@@ -32,6 +32,10 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--work", default=None, help="runs folder (default: a temporary one)")
+    p.add_argument("--remedy", default="--balanced --augmented",
+                   help="the options of the second run (--epoch-samples is added)")
+    p.add_argument("--no-plain", action="store_true",
+                   help="only the remedy run (compared with the newest plain run in --work)")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
     print_machine(machine_info())
@@ -46,24 +50,25 @@ def main(argv=None) -> int:
     from luna_core.data.dsets import LunaDataset
 
     trn = LunaDataset(val_stride=10, is_val=False, data_dir=args.data_dir, cache_dir=cache)
-    for name, extra in (("plain", ["plain"]),
-                        ("balanced+augmented", ["--balanced", "--augmented", "--epoch-samples",
-                                                str(len(trn)), "remedies"])):
+    remedy = args.remedy.split()
+    arms = [] if args.no_plain else [("plain", ["plain"])]
+    arms.append((" ".join(remedy), remedy + ["--epoch-samples", str(len(trn)), "remedies"]))
+    for name, extra in arms:
         t0 = time.perf_counter()
         code = subprocess.run(exe + common + extra, stdout=subprocess.DEVNULL).returncode
         print(f"{name}: exit {code}, {time.perf_counter() - t0:.0f} s")
         if code != 0:
             return code
-    histories = [read_history(r.run_dir) for r in list_runs(work)][-2:]
+    histories = [read_history(r.run_dir) for r in list_runs(work)]
     print()
     print(compare_text(histories))
-    for label, h in zip(("plain", "balanced+augmented"), histories, strict=True):
+    for h in histories:
         missed = []
         for row in h.epochs:
             recall = row.values.get("pr/recall") or 0.0
             missed.append(f"E{row.epoch} recall {recall:.3f}"
                           + (" NODULES MISSED" if recall <= 0.10 else ""))
-        print(f"{label:20s} " + " · ".join(missed))
+        print(f"{os.path.basename(h.run_dir):32s} " + " · ".join(missed))
     print_footer(t_start)
     return 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-SUBCOMMANDS = ("synth", "prepcache", "attach", "runs", "compare")
+SUBCOMMANDS = ("synth", "prepcache", "attach", "runs", "compare", "check")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,10 +140,28 @@ def run_compare(argv: list[str]) -> int:
     return 0
 
 
+def run_check(argv: list[str]) -> int:
+    from luna_core.train.options import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
+
+    parser = argparse.ArgumentParser(
+        prog="luna-tui check", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Before a long run: is the data all there, and what will it cost? Read "
+                    "only. Exit 0 when a run can start, 2 when it cannot (the reason first).")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
+    parser.add_argument("--candidates-file", default=None)
+    parser.add_argument("--val-stride", type=int, default=10)
+    args = parser.parse_args(argv)
+    from luna_core.data.preflight import run_check as run
+
+    return run(args.data_dir, args.cache_dir, args.candidates_file, args.val_stride)
+
+
 _SUBCOMMAND_RUNNERS = {
     "synth": run_synth,
     "prepcache": run_prepcache,
     "attach": run_attach,
     "runs": run_runs,
     "compare": run_compare,
+    "check": run_check,
 }

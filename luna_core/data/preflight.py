@@ -1,0 +1,153 @@
+"""`luna-tui check`: before a long run, is the data all there, and what will the first epoch
+cost? Read only, a few seconds: CSVs, subsets and series found against listed, every header
+and `.raw` size (each bad one named), the candidates and nodules a run will use, the chunk
+store's state and size, free disk, whether the store fits in memory, the device and the loader
+workers to use. Exit 0 when a run can start, 2 when it cannot (the reason first)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from luna_core.errors import LunaInputError
+
+from .candidates import csv_paths, get_candidate_info_list, series_on_disk, split_indices
+from .chunkstore import ChunkStore, series_centres, store_bytes, store_dir
+from .ct import CHUNK_WIDTH_IRC, check_voxel_file, find_mhd, read_mhd_header
+
+EXIT_OK, EXIT_CANNOT = 0, 2
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)     # each stops a run
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+
+    def text(self) -> str:
+        head = ([f"cannot start a run: {self.problems[0]}"] if self.problems
+                else ["a run can start"])
+        extra = [f"  also: {p}" for p in self.problems[1:6]]
+        more = len(self.problems) - 6
+        if more > 0:
+            extra.append(f"  and {more} more problem(s)")
+        return "\n".join(head + extra + [""] + self.lines) + "\n"
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def _free_bytes(path: Path) -> int:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def _device() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} GPU)"
+    except Exception:  # noqa: BLE001 - no torch or no driver: the CPU trains
+        pass
+    return "cpu (no CUDA device visible)"
+
+
+def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10) -> Report:
+    report = Report()
+    data_dir, cache_dir = Path(data_dir), Path(cache_dir)
+    try:
+        _ann, cand = csv_paths(data_dir, candidates_file)
+        listed = get_candidate_info_list(data_dir, candidates_file, require_on_disk=False)
+    except LunaInputError as exc:
+        report.problems.append(str(exc))
+        return report
+    subsets = sorted(p.name for p in data_dir.glob("subset*") if p.is_dir())
+    listed_uids = {c.series_uid for c in listed}
+    on_disk = series_on_disk(data_dir)
+    found = listed_uids & on_disk
+    report.say(f"CSVs      {cand} ({len(listed):,} candidates)")
+    report.say(f"subsets   {len(subsets)} found: {' '.join(subsets) or 'none'}")
+    report.say(f"series    {len(found):,} of the {len(listed_uids):,} listed are on disk"
+               + (f"; {len(on_disk - listed_uids)} on disk are not listed"
+                  if on_disk - listed_uids else ""))
+    if not found:
+        report.problems.append(f"none of the series listed in {cand.name} is under "
+                               f"{data_dir}/subset*/")
+        return report
+
+    bad = []
+    for uid in sorted(found):
+        mhd = find_mhd(data_dir, uid)
+        try:
+            check_voxel_file(mhd, read_mhd_header(mhd))
+        except LunaInputError as exc:
+            bad.append(str(exc))
+    for problem in bad:
+        report.problems.append(problem)
+    report.say(f"headers   {len(found) - len(bad):,} read, .raw sizes match"
+               + (f"; {len(bad)} bad (named above)" if bad else ""))
+
+    used = [c for c in listed if c.series_uid in found]
+    n = len(used)
+    val = split_indices(n, val_stride, True)
+    trn = split_indices(n, val_stride, False)
+    nod = [c.is_nodule for c in used]
+    trn_nod = sum(nod[i] for i in trn.tolist())
+    val_nod = sum(nod[i] for i in val.tolist())
+    report.say(f"samples   {len(trn):,} training ({trn_nod:,} nodules), {len(val):,} "
+               f"validation ({val_nod:,} nodules), val_stride {val_stride}")
+    if not len(trn) or not len(val):
+        report.problems.append(f"no {'training' if not len(trn) else 'validation'} "
+                               f"candidates with val_stride {val_stride}")
+    if not val_nod:
+        report.say("          no nodule in validation: recall will mean nothing")
+
+    store = ChunkStore(data_dir, cache_dir, CHUNK_WIDTH_IRC, cand)
+    states: dict[str, int] = {}
+    centres = series_centres(used)
+    for uid in sorted(centres):
+        state = store.state(uid, centres[uid])
+        states[state] = states.get(state, 0) + 1
+    chunks = sum(len(c) for c in centres.values())
+    full = chunks * store.chunk_nbytes
+    have = store_bytes(cache_dir)
+    free = _free_bytes(cache_dir)
+    report.say(f"store     {store_dir(cache_dir)}: {states.get('ready', 0):,} series ready, "
+               f"{states.get('missing', 0):,} to build, "
+               f"{states.get('stale', 0) + states.get('truncated', 0):,} stale")
+    report.say(f"          {chunks:,} chunks = {_gb(full)} when built; {_gb(have)} on disk "
+               f"now, {_gb(free)} free")
+    if full - have > free:
+        report.problems.append(f"the chunk store needs {_gb(full - have)} more but "
+                               f"{cache_dir} has {_gb(free)} free")
+    try:
+        import psutil
+
+        ram = psutil.virtual_memory().total
+        fits = ("fits in memory: after the first epoch, reads come from the page cache"
+                if full < 0.7 * ram else
+                "is larger than memory: every epoch reads from storage (one chunk a sample)")
+        report.say(f"          the store ({_gb(full)}) {fits} (RAM {_gb(ram)})")
+    except ImportError:
+        pass
+    report.say(f"device    {_device()}")
+    cores = os.cpu_count() or 1
+    report.say(f"workers   --num-workers {max(1, min(cores - 1, 8))} suggested ({cores} cores; a "
+               "worker reads ~3,000 chunks/s from storage, ~30,000 from memory)")
+    return report
+
+
+def run_check(data_dir: str, cache_dir: str, candidates_file: str | None = None,
+              val_stride: int = 10, stream=None) -> int:
+    import sys
+
+    report = check(data_dir, cache_dir, candidates_file, val_stride)
+    (stream or sys.stdout).write(report.text())
+    return EXIT_CANNOT if report.problems else EXIT_OK
