@@ -35,6 +35,7 @@ from luna_core.data.loader import (
 )
 from luna_core.data.sampler import BalancedSampler, EpochSampler
 from luna_core.run import events as ev
+from luna_core.run.alerts import NotifySink
 from luna_core.run.commands import CommandChannel
 from luna_core.run.control import ControlServer
 from luna_core.train import runtime
@@ -91,6 +92,8 @@ class LunaTrainingApp:
             sys.argv[1:] if sys_argv is None else sys_argv)
         self.commands = commands or CommandChannel()
         self.bus = ev.EventBus(list(sinks or []))
+        if self.cli_args.notify_cmd and os.environ.get("RANK", "0") == "0":   # rank 0 tells
+            self.bus.add(NotifySink(self.cli_args.notify_cmd, self.cli_args.notify_timeout))
         self.interactive = interactive
         self.time_str = datetime.datetime.now().strftime("%Y-%m-%d_%H.%M.%S")
         self.dist = DistContext()

@@ -85,6 +85,12 @@ def build_parser(prog: str = "luna-tui") -> argparse.ArgumentParser:
     parser.add_argument("--baseline", default=None, metavar="RUN",
                         help="cockpit: a run (directory, or 'latest' under --runs-dir) whose "
                              "validation curves show beside this run's (b picks one)")
+    parser.add_argument("--notify-cmd", default=None, metavar="CMD",
+                        help="run CMD through the shell when the run finishes, stops, fails, "
+                             "hits a non-finite loss or misses the nodules for 3 epochs; "
+                             "LUNA_EVENT, LUNA_RUN_DIR and LUNA_MESSAGE are in its environment")
+    parser.add_argument("--notify-timeout", type=float, default=30.0, metavar="S",
+                        help="a --notify-cmd still running after S seconds is killed")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto picks CUDA when available")
     parser.add_argument("--resume", default=None, metavar="PATH",

@@ -1,0 +1,104 @@
+"""`--notify-cmd CMD`: run CMD through the shell when the run needs its user: it finished,
+stopped or failed, hit a non-finite loss, or NODULES MISSED held for the last 3 validations.
+
+CMD gets ``LUNA_EVENT`` (finished / stopped / failed / nonfinite / nodules_missed),
+``LUNA_RUN_DIR`` and ``LUNA_MESSAGE`` in its environment, so ``notify-send``, ``mail`` or a
+webhook with ``curl`` all work. The sink only starts a thread: the loop never waits for CMD. A
+command that fails is logged; one still running after ``timeout`` seconds is killed (its whole
+process group) and logged. At the end of the run the sink waits for the commands still
+running, each up to its timeout."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from luna_core.run import events as ev
+
+log = logging.getLogger(__name__)
+
+#: NODULES MISSED: at most this % of nodules right while at least ALL_MIN % of all are.
+POS_MAX, ALL_MIN = 10.0, 90.0
+MISSED_EPOCHS = 3
+
+
+def nodules_missed(m: ev.EpochMetrics) -> bool:
+    pos, every = m.metrics.get("correct/pos"), m.metrics.get("correct/all")
+    return bool(m.pos_count) and pos is not None and every is not None and \
+        pos <= POS_MAX and every >= ALL_MIN
+
+
+class NotifySink:
+    """A sink that runs ``command`` for the events a user wants to hear about."""
+
+    def __init__(self, command: str, timeout: float = 30.0) -> None:
+        self.command = command
+        self.timeout = timeout
+        self.run_dir = ""
+        self._missed: list[bool] = []
+        self._missed_said = False
+        self._threads: list[threading.Thread] = []
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
+            self.run_dir = event.run_dir
+        elif isinstance(event, ev.RunFinished):
+            what = event.error or f"exit status {event.exit_code}"
+            self.notify(event.state, f"run {event.state}: {what}")
+        elif isinstance(event, ev.NonFiniteLoss):
+            self.notify("nonfinite", f"non-finite loss at E{event.epoch} {event.phase} batch "
+                                     f"{event.batch_ndx}: {event.action}")
+        elif isinstance(event, ev.EpochMetrics) and event.phase == "val":
+            self._missed.append(nodules_missed(event))
+            recent = self._missed[-MISSED_EPOCHS:]
+            if len(recent) == MISSED_EPOCHS and all(recent) and not self._missed_said:
+                self._missed_said = True
+                self.notify("nodules_missed",
+                            f"NODULES MISSED for {MISSED_EPOCHS} validations (E{event.epoch}: "
+                            f"{event.pos_correct} of {event.pos_count} nodules found); try "
+                            "--balanced and --augmented")
+            elif not recent[-1]:
+                self._missed_said = False
+
+    def notify(self, what: str, message: str) -> None:
+        env = {**os.environ, "LUNA_EVENT": what, "LUNA_RUN_DIR": self.run_dir,
+               "LUNA_MESSAGE": message}
+        thread = threading.Thread(target=self._run, args=(env, what), daemon=True,
+                                  name=f"luna-notify-{what}")
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def _run(self, env: dict, what: str) -> None:
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.Popen(self.command, shell=True, env=env, start_new_session=True,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE)
+        except OSError as exc:
+            log.warning("--notify-cmd could not start for %s: %s", what, exc)
+            return
+        try:
+            _out, err = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.communicate()
+            log.warning("--notify-cmd for %s still ran after %.0f s: killed", what,
+                        self.timeout)
+            return
+        if proc.returncode != 0:
+            tail = (err or b"").decode("utf-8", "replace").strip().splitlines()[-1:]
+            log.warning("--notify-cmd for %s exited with status %d after %.1f s%s", what,
+                        proc.returncode, time.monotonic() - t0,
+                        f": {tail[0]}" if tail else "")
+
+    def close(self) -> None:
+        """Wait for the commands still running (each is killed at its timeout)."""
+        for thread in self._threads:
+            thread.join(self.timeout + 5)
