@@ -35,6 +35,7 @@ from luna_core.run.events import PAUSED
 from luna_core.run.failure import describe_exception
 from luna_tui import layout as plan
 from luna_tui import summaries
+from luna_tui.alarm import BEL, desktop_notification
 from luna_tui.confirm import ConfirmQuit
 from luna_tui.help import HelpScreen
 from luna_tui.messages import CheckpointArrived, RunEnded
@@ -130,8 +131,9 @@ class CockpitApp(App[int]):
                  poll_interval: float = 1 / 3, system_interval: float = 1.0,
                  plot_interval: float = 1.0, handle_signals: bool = False,
                  own_probe: bool | None = None, baseline=None,
-                 runs_dir: str | None = None) -> None:
+                 runs_dir: str | None = None, quiet: bool = False) -> None:
         super().__init__()
+        self.quiet = quiet                # no bell, no desktop notification escapes
         self.baseline = baseline          # a RunHistory (luna_core.run.compare) or None
         self.runs_dir = runs_dir          # where `b` looks for a baseline
         self.source = source
@@ -155,6 +157,7 @@ class CockpitApp(App[int]):
         self._quitting = False
         self._seen_version = -1
         self._news = SnapshotNews()
+        self._ended_seen: bool | None = None
         self._toasts: list[tuple[float, tuple[str, str, str]]] = []   # (expires, notify args)
         self._bindings_key: tuple | None = None
         self._signals: Installed = []              # the signal handlers on the loop
@@ -473,12 +476,30 @@ class CockpitApp(App[int]):
             self._request = None
 
     def _announce(self, snap: RunSnapshot) -> None:
-        """Notifications for what arrived since the last poll (not for what was there)."""
+        """Notifications for what arrived since the last poll (not for what was there); the
+        alarms and the run's end also call the user back through the terminal."""
+        ended_before = self._ended_seen
+        self._ended_seen = snap.ended
         checkpoints, notices = self._news.since_last(snap, self.failure)
         for ck in checkpoints:
             self.post_message(CheckpointArrived(ck.path, ck.reason))
         for n in notices:
             self.toast(n.message, title=n.title, severity=n.severity, timeout=n.timeout)
+            self.call_user(n.title, n.message)
+        if ended_before is False and snap.ended:
+            self.call_user(f"Run {snap.state}", snap.run_dir or "luna-tui")
+
+    def call_user(self, title: str, body: str) -> None:
+        """The bell and a desktop notification (unless --quiet)."""
+        if self.quiet:
+            return
+        self.terminal_write(BEL + desktop_notification(title, body,
+                                                       in_tmux=bool(os.environ.get("TMUX"))))
+
+    def terminal_write(self, data: str) -> None:
+        """Straight to the terminal, in order with Textual's output (as ``App.bell`` does)."""
+        if not self.is_headless and self._driver is not None:
+            self._driver.write(data)
 
     def on_checkpoint_arrived(self, message: CheckpointArrived) -> None:
         """A toast only for a checkpoint someone asked for (and the alarm's); the epoch-end

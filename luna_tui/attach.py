@@ -220,6 +220,8 @@ def build_parser():
                         help="a run directory, or 'latest': the newest run under --runs-dir")
     parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR,
                         help="where 'latest' looks for runs")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no terminal bell or desktop notification")
     parser.add_argument("--baseline", default=None, metavar="RUN",
                         help="a run whose validation curves show beside this one's (b picks "
                              "one)")
@@ -238,7 +240,7 @@ def run_attach(argv: list[str]) -> int:
         run_dir = resolve_run_dir(args.run, args.runs_dir)
         baseline = load_baseline(args.baseline, args.runs_dir)
         app = build_attach_app(run_dir, handle_signals=True, baseline=baseline,
-                               runs_dir=args.runs_dir)
+                               runs_dir=args.runs_dir, quiet=args.quiet)
     except LunaInputError as exc:
         print(f"luna-tui attach: {exc}", file=sys.stderr)
         return 2

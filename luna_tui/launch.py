@@ -71,7 +71,7 @@ def run_cockpit(sys_argv: list[str]) -> int:
         return 2
     prepare_worker_processes()
     app = build_cockpit(sys_argv, handle_signals=True, baseline=baseline,
-                        runs_dir=options.runs_dir)
+                        runs_dir=options.runs_dir, quiet=options.quiet)
     app.run()
     code = app.exit_code() if app.return_code is None else app.return_code
     if app.failure_traceback:

@@ -329,3 +329,51 @@ async def test_a_baseline_shows_in_the_plots_and_the_class_table(tmp_path):
         await pilot.press("down", "enter")
         await wait_for(pilot, lambda: app.baseline is not None)
         assert app.baseline.run_dir.endswith("base")
+
+
+# ----------------------------------------------------------------------------- bell, OSC
+
+def test_desktop_notification_escapes_and_their_tmux_passthrough():
+    from luna_tui.alarm import desktop_notification
+
+    assert desktop_notification("Run finished", "runs/a;b\x1b") == (
+        "\x1b]9;Run finished: runs/a,b \a\x1b]777;notify;Run finished;runs/a,b \a")
+    wrapped = desktop_notification("T", "b", in_tmux=True)
+    assert wrapped == ("\x1bPtmux;\x1b\x1b]9;T: b\a\x1b\\"
+                       "\x1bPtmux;\x1b\x1b]777;notify;T;b\a\x1b\\")
+
+
+@pytest.mark.parametrize("quiet, tmux", [(False, False), (False, True), (True, False)])
+async def test_alarms_and_the_end_ring_the_bell_and_notify_the_desktop(quiet, tmux,
+                                                                       monkeypatch):
+    from luna_tui.collector import EventCollector
+
+    if tmux:
+        monkeypatch.setenv("TMUX", "/tmp/tmux-0/default,1,0")
+    else:
+        monkeypatch.delenv("TMUX", raising=False)
+    collector = EventCollector()
+    events = FakeTrainer(epochs=2, trn_batches=10, val_batches=2, time_fn=fake_time()).events()
+    for event in events:
+        collector(event)
+        if isinstance(event, BatchDone) and event.batch_ndx == 2:
+            break
+    app = CockpitApp(collector, CommandChannel(), clock=frozen_clock(),
+                     system_probe=lambda: FROZEN_READING, quiet=quiet)
+    written: list[str] = []
+    monkeypatch.setattr(app, "terminal_write", written.append)
+    async with app.run_test(size=(120, 36), notifications=True) as pilot:
+        await on_screen(pilot, app, "TRAINING")
+        assert written == []
+        for event in events:                      # the rest: the alarm, then the end
+            collector(event)
+        await on_screen(pilot, app, "FINISHED")
+        await pilot.pause(0.2)
+    if quiet:
+        assert written == []
+        return
+    titles = ["NODULES MISSED", "Run finished"]
+    assert len(written) == 2 and all(w.startswith("\a") for w in written)
+    for w, title in zip(written, titles, strict=True):
+        assert f"]9;{title}" in w and f"]777;notify;{title}" in w
+        assert w.count("\x1bPtmux;") == (2 if tmux else 0)

@@ -5,6 +5,8 @@ if a torch upgrade removes one or changes what it does.
   ``optimizer.found_inf`` on fused SGD (the guarded step, decided on the device).
 - luna_core.data.loader: ``DataLoader._iterator._shutdown_workers()`` (stops persistent
   loader workers when a run ends).
+- luna_tui.app: ``App._driver.write`` (the bell and desktop notification escapes, the way
+  Textual's own ``App.bell`` writes).
 - luna_core.data.dsets: ``torch.UntypedStorage._new_shared`` (a worker reads a batch straight
   into shared memory, as torch's default_collate does).
 """
@@ -158,3 +160,11 @@ def test_shared_empty_is_a_shared_tensor_of_the_shape_and_dtype_asked():
     assert t.is_contiguous() and t.untyped_storage().nbytes() == 3 * 4 * 5 * 6 * 2
     t.fill_(7)
     assert int(t.sum()) == 7 * 3 * 4 * 5 * 6
+
+
+async def test_textual_apps_write_to_the_terminal_through_their_driver():
+    from textual.app import App
+
+    app = App()
+    async with app.run_test():
+        assert callable(app._driver.write)

@@ -15,7 +15,7 @@ from luna_core.run.runs import not_a_run
 #: Options that change how a run is operated, not what it learns: never "a difference".
 OPERATIONAL = frozenset({"resume", "headless", "runs_dir", "num_workers", "threads",
                          "keep_checkpoints", "on_nonfinite", "tb_prefix", "baseline",
-                         "notify_cmd", "notify_timeout"})
+                         "notify_cmd", "notify_timeout", "quiet"})
 #: (column, metric key, higher is better)
 METRICS = (("val loss", "loss/all", False), ("recall", "pr/recall", True),
            ("precision", "pr/precision", True), ("F1", "pr/f1_score", True))

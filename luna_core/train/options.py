@@ -91,6 +91,9 @@ def build_parser(prog: str = "luna-tui") -> argparse.ArgumentParser:
                              "LUNA_EVENT, LUNA_RUN_DIR and LUNA_MESSAGE are in its environment")
     parser.add_argument("--notify-timeout", type=float, default=30.0, metavar="S",
                         help="a --notify-cmd still running after S seconds is killed")
+    parser.add_argument("--quiet", action="store_true",
+                        help="cockpit: no terminal bell or desktop notification on alarms and "
+                             "at the end of the run")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto picks CUDA when available")
     parser.add_argument("--resume", default=None, metavar="PATH",
