@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-SUBCOMMANDS = ("synth", "prepcache", "attach", "runs", "compare", "check")
+SUBCOMMANDS = ("synth", "prepcache", "attach", "runs", "compare", "check", "ctl")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +157,30 @@ def run_check(argv: list[str]) -> int:
     return run(args.data_dir, args.cache_dir, args.candidates_file, args.val_stride)
 
 
+def run_ctl(argv: list[str]) -> int:
+    from luna_core.errors import LunaInputError
+    from luna_core.train.options import DEFAULT_RUNS_DIR
+
+    parser = argparse.ArgumentParser(
+        prog="luna-tui ctl", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Command a running run (pause, resume, checkpoint, stop) and print what "
+                    "it acknowledged. Exit 0 when it did; 2 when the run is not running or "
+                    "refuses the command; 1 when no acknowledgement came in time.")
+    parser.add_argument("run", metavar="RUN_DIR|latest")
+    parser.add_argument("command", metavar="COMMAND", help="pause, resume, checkpoint or stop")
+    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR)
+    parser.add_argument("--wait", type=float, default=120.0, metavar="S",
+                        help="how long to wait for the run to acknowledge")
+    args = parser.parse_args(argv)
+    from luna_core.run.ctl import ctl
+
+    try:
+        return ctl(args.run, args.command, args.runs_dir, args.wait)
+    except LunaInputError as exc:
+        print(f"luna-tui ctl: {exc}", file=sys.stderr)
+        return 2
+
+
 _SUBCOMMAND_RUNNERS = {
     "synth": run_synth,
     "prepcache": run_prepcache,
@@ -164,4 +188,5 @@ _SUBCOMMAND_RUNNERS = {
     "runs": run_runs,
     "compare": run_compare,
     "check": run_check,
+    "ctl": run_ctl,
 }

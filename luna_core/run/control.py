@@ -200,11 +200,14 @@ class ControlClient(CommandMethods):
         return self._sock
 
     def put(self, command: Command | str) -> dict:
-        command = Command(command)
+        return self.request(Command(command).value)
+
+    def request(self, command: str) -> dict:
+        """Send any command word; the run's reply says whether it takes it."""
         with self._lock:
             try:
                 self._connect()
-                self._stream.write(json.dumps({"command": command.value}).encode() + b"\n")
+                self._stream.write(json.dumps({"command": command}).encode() + b"\n")
                 self._stream.flush()
                 line = self._stream.readline()
             except OSError as exc:
