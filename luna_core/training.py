@@ -280,7 +280,24 @@ class LunaTrainingApp:
     def _between_batches(self) -> bool:
         """Take commands, checkpoint if asked, wait while paused (RunControl). True: stop."""
         return self.run_control.between_batches(
-            self.dist, flush=self.reporter.flush, checkpoint=lambda: self._checkpoint("request"))
+            self.dist, flush=self.reporter.flush, checkpoint=lambda: self._checkpoint("request"),
+            change=self._change_optimizer)
+
+    def _change_optimizer(self, setting) -> None:
+        """A new learning rate / momentum from now on (every rank, same batch boundary):
+        an event, a TensorBoard scalar, and in every checkpoint from here (optimizer state)."""
+        group = self.optimizer.param_groups[0]
+        old_lr, old_momentum = group["lr"], group["momentum"]
+        lr = old_lr if setting.lr is None else setting.lr
+        momentum = old_momentum if setting.momentum is None else setting.momentum
+        for group in self.optimizer.param_groups:
+            group["lr"], group["momentum"] = lr, momentum
+        epoch, batch_ndx = self.loop.position
+        log.info("lr %g -> %g, momentum %g -> %g at E%d batch %d (from the %s)", old_lr, lr,
+                 old_momentum, momentum, epoch, batch_ndx, setting.source or "commands")
+        self.bus.emit(ev.OptimizerChanged(
+            lr=lr, momentum=momentum, old_lr=old_lr, old_momentum=old_momentum, epoch=epoch,
+            batch_ndx=batch_ndx, total_samples=self.loop.total_samples, source=setting.source))
 
     def _augment(self, input_g: torch.Tensor, batch_ndx: int) -> torch.Tensor:
         """The book's augmentation of a training batch; each sample's parameters from (seed,

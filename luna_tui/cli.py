@@ -163,11 +163,15 @@ def run_ctl(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(
         prog="luna-tui ctl", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Command a running run (pause, resume, checkpoint, stop) and print what "
+        description="Command a running run (pause, resume, checkpoint, stop, set lr=X "
+                    "momentum=Y) and print what "
                     "it acknowledged. Exit 0 when it did; 2 when the run is not running or "
                     "refuses the command; 1 when no acknowledgement came in time.")
     parser.add_argument("run", metavar="RUN_DIR|latest")
-    parser.add_argument("command", metavar="COMMAND", help="pause, resume, checkpoint or stop")
+    parser.add_argument("command", metavar="COMMAND",
+                        help="pause, resume, checkpoint, stop, or set (lr=X momentum=Y)")
+    parser.add_argument("values", nargs="*", metavar="KEY=VALUE",
+                        help="for set: lr=X and/or momentum=Y")
     parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR)
     parser.add_argument("--wait", type=float, default=120.0, metavar="S",
                         help="how long to wait for the run to acknowledge")
@@ -175,7 +179,7 @@ def run_ctl(argv: list[str]) -> int:
     from luna_core.run.ctl import ctl
 
     try:
-        return ctl(args.run, args.command, args.runs_dir, args.wait)
+        return ctl(args.run, args.command, args.runs_dir, args.wait, values=args.values)
     except LunaInputError as exc:
         print(f"luna-tui ctl: {exc}", file=sys.stderr)
         return 2

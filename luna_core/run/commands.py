@@ -1,4 +1,5 @@
-"""The training loop's command channel: pause, resume, checkpoint, stop.
+"""The training loop's command channel: pause, resume, checkpoint, stop, and ``Setting``
+(a new learning rate and/or momentum).
 
 Commands are put from any thread (the cockpit, an attach socket) or from a signal handler,
 and the loop takes them at batch boundaries. ``put`` only appends to a deque (atomic, takes
@@ -8,7 +9,9 @@ no lock), so it is safe inside a signal handler.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
+import math
 import time
 
 
@@ -18,6 +21,28 @@ class Command(enum.Enum):
     TOGGLE_PAUSE = "toggle_pause"
     CHECKPOINT = "checkpoint"
     STOP = "stop"
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """Change the optimizer at the next batch boundary: ``lr`` and/or ``momentum`` (None
+    keeps it); ``source`` says where it came from (socket, cockpit, ...)."""
+
+    lr: float | None = None
+    momentum: float | None = None
+    source: str = ""
+
+    value = "set"          # as a Command's, for logs and acknowledgements
+
+    def check(self) -> None:
+        """ValueError for a value the optimizer must not get."""
+        if self.lr is None and self.momentum is None:
+            raise ValueError("set needs lr=X and/or momentum=Y")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be finite and positive, not {self.lr}")
+        if self.momentum is not None and not (math.isfinite(self.momentum)
+                                              and 0 <= self.momentum < 1):
+            raise ValueError(f"momentum must be in [0, 1), not {self.momentum}")
 
 
 class CommandMethods:
@@ -42,13 +67,18 @@ class CommandMethods:
     def stop(self):
         return self.put(Command.STOP)
 
+    def set(self, lr: float | None = None, momentum: float | None = None, source: str = ""):
+        setting = Setting(lr, momentum, source)
+        setting.check()
+        return self.put(setting)
+
 
 class CommandChannel(CommandMethods):
     def __init__(self) -> None:
         self._queue: collections.deque[Command] = collections.deque()
 
-    def put(self, command: Command | str) -> None:
-        self._queue.append(Command(command))
+    def put(self, command: Command | Setting | str) -> None:
+        self._queue.append(command if isinstance(command, Setting) else Command(command))
 
     def take(self) -> list[Command]:
         """Every command waiting now, oldest first (non-blocking)."""

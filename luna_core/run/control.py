@@ -22,7 +22,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 
-from luna_core.run.commands import Command, CommandChannel, CommandMethods
+from luna_core.run.commands import Command, CommandChannel, CommandMethods, Setting
 
 SOCKET_NAME = "control.sock"
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes on Linux, less elsewhere
@@ -164,7 +164,13 @@ class ControlServer:
 
     def _handle(self, line: bytes) -> dict:
         try:
-            command = Command(json.loads(line)["command"])
+            request = json.loads(line)
+            if request["command"] == Setting.value:
+                command = Setting(_number(request.get("lr")), _number(request.get("momentum")),
+                                  source="control socket")
+                command.check()
+            else:
+                command = Command(request["command"])
         # RecursionError: deeply nested JSON ("[[[[..."), which fits well within max_line
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             return {"ok": False, "error": f"bad request: {exc}"}
@@ -172,6 +178,14 @@ class ControlServer:
         if self.on_command is not None:
             self.on_command(command)
         return {"ok": True, "command": command.value}
+
+
+def _number(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"not a number: {value!r}")
+    return float(value)
 
 
 class ControlClient(CommandMethods):
@@ -199,15 +213,18 @@ class ControlClient(CommandMethods):
             self._stream = sock.makefile("rwb")
         return self._sock
 
-    def put(self, command: Command | str) -> dict:
+    def put(self, command: Command | Setting | str) -> dict:
+        if isinstance(command, Setting):
+            return self.request("set", lr=command.lr, momentum=command.momentum)
         return self.request(Command(command).value)
 
-    def request(self, command: str) -> dict:
-        """Send any command word; the run's reply says whether it takes it."""
+    def request(self, command: str, **fields) -> dict:
+        """Send any command word (and its fields); the run's reply says whether it takes it."""
         with self._lock:
             try:
                 self._connect()
-                self._stream.write(json.dumps({"command": command}).encode() + b"\n")
+                self._stream.write(json.dumps({"command": command, **{
+                    k: v for k, v in fields.items() if v is not None}}).encode() + b"\n")
                 self._stream.flush()
                 line = self._stream.readline()
             except OSError as exc:

@@ -9,6 +9,7 @@ import time
 
 from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
+from luna_core.run.commands import Setting
 from luna_core.run.control import ControlClient
 from luna_core.run.eventfile import EventFileFollower, run_event_file
 from luna_core.run.runs import ENDED_STATES, read_run, resolve_run_dir
@@ -26,21 +27,48 @@ def _acknowledges(command: str, event: ev.Event) -> bool:
         return isinstance(event, ev.CheckpointSaved) and event.reason == "request"
     if command == "stop":
         return isinstance(event, ev.RunFinished)
+    if command == "set":
+        return isinstance(event, ev.OptimizerChanged)
     return False
 
 
 def _said(command: str, event: ev.Event, where: str) -> str:
     if command == "checkpoint":
         return f"checkpoint saved at E{event.epoch} batch {event.batch_ndx}: {event.path}"
+    if command == "set":
+        return (f"lr {event.old_lr:g} -> {event.lr:g}, momentum {event.old_momentum:g} -> "
+                f"{event.momentum:g} at E{event.epoch} batch {event.batch_ndx}")
     if command == "stop":
         last = event.last_checkpoint or "none"
         return f"stopped ({event.state}, exit status {event.exit_code}); last checkpoint {last}"
     return f"{'paused' if command == 'pause' else 'resumed'} {where}".rstrip()
 
 
+def parse_setting(values: list[str]) -> Setting:
+    """``lr=X momentum=Y`` (either or both) as a checked Setting; LunaInputError if not."""
+    fields: dict[str, float] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("lr", "momentum"):
+            raise LunaInputError(f"set takes lr=X and/or momentum=Y, not {item!r}")
+        try:
+            fields[key] = float(value)
+        except ValueError:
+            raise LunaInputError(f"{key} must be a number, not {value!r}") from None
+    setting = Setting(fields.get("lr"), fields.get("momentum"), source="ctl")
+    try:
+        setting.check()
+    except ValueError as exc:
+        raise LunaInputError(f"refused: {exc}") from None
+    return setting
+
+
 def ctl(target: str, command: str, runs_dir: str, wait_s: float = 120.0,
-        out=None) -> int:
+        out=None, values: list[str] | None = None) -> int:
     out = out or sys.stdout
+    setting = parse_setting(values or []) if command == "set" else None
+    if values and command != "set":
+        raise LunaInputError(f"'{command}' takes no values ({' '.join(values)})")
     run_dir = resolve_run_dir(target, runs_dir)
     info = read_run(run_dir)
     if info.state in ENDED_STATES or not info.control_socket:
@@ -61,7 +89,8 @@ def ctl(target: str, command: str, runs_dir: str, wait_s: float = 120.0,
         return EXIT_OK
     client = ControlClient(info.control_socket)
     try:
-        reply = client.request(command)
+        reply = (client.request(command) if setting is None else
+                 client.request("set", lr=setting.lr, momentum=setting.momentum))
     except ConnectionError as exc:
         raise LunaInputError(str(exc).split(": ", 1)[-1], path=info.control_socket) from None
     finally:

@@ -128,6 +128,20 @@ class NonFiniteLoss(Event):
 
 
 @dataclass
+class OptimizerChanged(Event):
+    """The learning rate / momentum changed at a batch boundary (on every rank)."""
+    kind: ClassVar[str] = "optimizer_changed"
+    lr: float
+    momentum: float
+    old_lr: float
+    old_momentum: float
+    epoch: int
+    batch_ndx: int               # training batches of the epoch done before the change
+    total_samples: int
+    source: str = ""
+
+
+@dataclass
 class LogRecord(Event):
     kind: ClassVar[str] = "log"
     level: str
@@ -146,7 +160,7 @@ class RunFinished(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (RunStarted, PhaseStarted, BatchDone, EpochMetrics, StatusChanged,
-                CheckpointSaved, NonFiniteLoss, LogRecord, RunFinished)
+                CheckpointSaved, NonFiniteLoss, LogRecord, RunFinished, OptimizerChanged)
 }
 
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
-from luna_core.run.commands import Command, CommandChannel
+from luna_core.run.commands import Command, CommandChannel, Setting
 from luna_core.run.failure import exception_at
 from luna_core.train.checkpoint import CheckpointError
-from luna_core.train.distributed import DistContext, combine_flags
+from luna_core.train.distributed import DistContext, broadcast_object, combine_flags
 from luna_core.train.state import LoopState
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class RunControl:
         self.nonfinite_stop = False                 # the stop is for a non-finite batch
         self.nonfinite_batches: list[tuple[int, int, str]] = []  # (epoch, batch, what)
         self.stop_exit_code = EXIT_OK      # the headless runner sets 130/143 for signals
+        self.setting: Setting | None = None  # an lr / momentum change for the next boundary
 
     def set_state(self, state: str, detail: str = "") -> None:
         if state != self.state or detail:
@@ -48,17 +49,25 @@ class RunControl:
             self.bus.emit(ev.StatusChanged(state=state, detail=detail))
 
     def between_batches(self, dist: DistContext, flush: Callable[[], None],
-                        checkpoint: Callable[[], None]) -> bool:
-        """Take commands; checkpoint; block while paused. True means: stop now.
+                        checkpoint: Callable[[], None],
+                        change: Callable[[Setting], None] | None = None) -> bool:
+        """Take commands; change the optimizer; checkpoint; block while paused. True means:
+        stop now.
 
         ``flush`` sends the batches not reported yet (before a pause or a checkpoint),
-        ``checkpoint`` writes one at the loop's position."""
+        ``checkpoint`` writes one at the loop's position, ``change`` applies a Setting (on
+        every rank: rank 0's, which took it from the socket, is broadcast)."""
         for command in self.commands.take():
             self._apply(command, flush)
         while True:
-            stop, checkpoint_now, paused, nonfinite = combine_flags(dist, [
+            stop, checkpoint_now, paused, nonfinite, setting = combine_flags(dist, [
                 int(self.stop_requested), int(self.checkpoint_requested), int(self.paused),
-                int(self.nonfinite_stop)])
+                int(self.nonfinite_stop), int(self.setting is not None)])
+            if setting:
+                chosen = broadcast_object(dist, self.setting)
+                self.setting = None
+                if change is not None and chosen is not None:
+                    change(chosen)
             if checkpoint_now:
                 self.checkpoint_requested = False
                 flush()
@@ -77,7 +86,10 @@ class RunControl:
             for command in commands:
                 self._apply(command, flush)
 
-    def _apply(self, command: Command, flush: Callable[[], None]) -> None:
+    def _apply(self, command: Command | Setting, flush: Callable[[], None]) -> None:
+        if isinstance(command, Setting):
+            self.setting = command        # the newest wins if several wait
+            return
         if command is Command.TOGGLE_PAUSE:
             command = Command.RESUME if self.paused else Command.PAUSE
         if command is Command.PAUSE and not self.paused:

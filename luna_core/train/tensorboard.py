@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from luna_core.run.events import EpochMetrics, Event, RunFinished
+from luna_core.run.events import EpochMetrics, Event, OptimizerChanged, RunFinished
 
 
 class TensorBoardSink:
@@ -35,6 +35,11 @@ class TensorBoardSink:
     def __call__(self, event: Event) -> None:
         if isinstance(event, EpochMetrics):
             self._write_epoch(event)
+        elif isinstance(event, OptimizerChanged):     # a steered run: when and to what
+            writer = self.writer("trn")
+            writer.add_scalar("optim/lr", event.lr, event.total_samples)
+            writer.add_scalar("optim/momentum", event.momentum, event.total_samples)
+            writer.flush()
         elif isinstance(event, RunFinished):
             self.close()
 
