@@ -36,7 +36,7 @@ from luna_core.run.failure import describe_exception
 from luna_tui import layout as plan
 from luna_tui import summaries
 from luna_tui.alarm import BEL, desktop_notification
-from luna_tui.confirm import ConfirmQuit
+from luna_tui.confirm import ConfirmQuit, ConfirmSetting
 from luna_tui.help import HelpScreen
 from luna_tui.messages import CheckpointArrived, RunEnded
 from luna_tui.news import SnapshotNews
@@ -89,6 +89,8 @@ VIEW_BINDINGS = [
     Binding("x", "plot('x')", "x axis", show=False),
     Binding("l", "focus_log", "Log", show=False),
     Binding("b", "pick_baseline", "Baseline", show=False),
+    Binding("left_square_bracket", "steer_lr(0.5)", "lr ÷2", show=False, key_display="["),
+    Binding("right_square_bracket", "steer_lr(2.0)", "lr ×2", show=False, key_display="]"),
 ]
 
 
@@ -98,6 +100,8 @@ class Commands(Protocol):
     def toggle_pause(self) -> None: ...
     def checkpoint(self) -> None: ...
     def stop(self) -> None: ...
+    def set(self, lr: float | None = None, momentum: float | None = None,
+            source: str = "") -> None: ...
 
 
 def local_now() -> datetime:
@@ -539,7 +543,7 @@ class CockpitApp(App[int]):
             return active and not self._effective_paused()
         if action == "resume":
             return active and self._effective_paused()
-        if action == "checkpoint":
+        if action in ("checkpoint", "steer_lr"):
             return active
         return True
 
@@ -559,6 +563,22 @@ class CockpitApp(App[int]):
         self.toast("Saved at the next batch boundary.", title="Checkpoint requested",
                    timeout=4)
         self.poll()
+
+    def action_steer_lr(self, factor: float) -> None:
+        """`[` halves, `]` doubles the learning rate, once confirmed."""
+        old = self.snap.lr
+        if old is None:
+            self.toast("The run has not said its learning rate yet.", title="lr", timeout=4)
+            return
+        new = old * factor
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.commands.set(lr=new, source="cockpit")
+                self.toast(f"lr {old:g} → {new:g} from the next batch", title="lr change sent",
+                           timeout=4)
+
+        self.push_screen(ConfirmSetting(old, new, self.snap.momentum), answered)
 
     def action_focus_log(self) -> None:
         lay = self.layout_plan
@@ -586,7 +606,7 @@ class CockpitApp(App[int]):
     def action_quit_now(self) -> None:
         """Ctrl+C / Ctrl+Q: a confirmed quit."""
         while len(self.screen_stack) > 1 and isinstance(self.screen,
-                                                       ConfirmQuit | HelpScreen):
+                                                       ConfirmQuit | ConfirmSetting | HelpScreen):
             self.pop_screen()
         self.begin_quit()
 

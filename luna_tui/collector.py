@@ -31,6 +31,7 @@ from luna_core.run.events import (
     Event,
     LogRecord,
     NonFiniteLoss,
+    OptimizerChanged,
     PhaseStarted,
     RunFinished,
     RunStarted,
@@ -155,6 +156,8 @@ class EventCollector:
         self._state = STARTING
         self._state_detail = ""
         self._run: RunStarted | None = None
+        self._lr: float | None = None
+        self._momentum: float | None = None
         self._epoch: int | None = None
         self._phase: str | None = None
         self._batches_done = 0
@@ -226,6 +229,7 @@ class EventCollector:
             state_detail=self._state_detail,
             run_dir=run.run_dir if run else "",
             device=run.device if run else "",
+            lr=self._lr, momentum=self._momentum,
             pid=run.pid if run else None,
             resumed_from=run.resumed_from if run else None,
             epochs=run.epochs if run else None,
@@ -288,8 +292,12 @@ class EventCollector:
             # a new process of the run (first start, or a resume appended to the same event
             # file after the previous one stopped or died): whatever ended, ended before it
             self._run = self._estimate.run = event
+            self._lr = event.options.get("lr")
+            self._momentum = event.options.get("momentum")
             self._finished = None
             self._set_state(STARTING)
+        elif isinstance(event, OptimizerChanged):
+            self._lr, self._momentum = event.lr, event.momentum
         elif isinstance(event, RunFinished):
             self._finished = event
             self._set_state(event.state, event.error or "")

@@ -59,3 +59,31 @@ class AttachQuit(ModalScreen[str | None]):
 
     def action_answer(self, choice: str | None) -> None:
         self.dismiss(choice)
+
+
+class ConfirmSetting(ModalScreen[bool]):
+    """`[` / `]`: halve or double the learning rate, after a look at the old and new values."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes, change it"),
+        Binding("enter", "answer(True)", "Yes", show=False),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "Cancel", show=False),
+    ]
+
+    def __init__(self, old_lr: float, new_lr: float, momentum: float | None) -> None:
+        super().__init__()
+        self.old_lr, self.new_lr, self.momentum = old_lr, new_lr, momentum
+
+    def compose(self) -> ComposeResult:
+        kept = "" if self.momentum is None else f" (momentum {self.momentum:g} stays)"
+        with Vertical(id="confirm-box"):
+            yield Static("Change the learning rate?", id="confirm-title")
+            yield Static(f"lr {self.old_lr:g} → [b]{self.new_lr:g}[/b]{kept}, from the next "
+                         "batch on; the run records it and its checkpoints keep it.",
+                         id="confirm-body")
+            yield Static("[b]y[/b] / [b]Enter[/b] change    [b]n[/b] / [b]Esc[/b] keep it",
+                         id="confirm-keys")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

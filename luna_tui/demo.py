@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 
-from luna_core.run.commands import Command, CommandChannel
+from luna_core.run.commands import Command, CommandChannel, Setting
 from luna_core.run.events import (
     FINISHED,
     PAUSED,
@@ -29,6 +29,7 @@ from luna_core.run.events import (
     Event,
     LogRecord,
     NonFiniteLoss,
+    OptimizerChanged,
     PhaseStarted,
     RunFinished,
     RunStarted,
@@ -53,6 +54,7 @@ class FakeTrainer:
                  gate: Callable[[], object] | None = None,
                  run_dir: str = "runs/demo", seed: int = 11) -> None:
         self.sys_argv = list(sys_argv or [])
+        self.lr, self.momentum = 0.001, 0.99
         self.sinks = list(sinks or [])
         self.commands = commands or CommandChannel()
         self.epochs = epochs
@@ -93,8 +95,9 @@ class FakeTrainer:
         val_samples = self.val_batches * self.batch_size
         trn_pos = max(1, round(trn_samples * self.trn_pos_fraction))
         val_pos = max(1, round(val_samples * self.trn_pos_fraction))
-        yield RunStarted(run_dir=self.run_dir, options={"epochs": self.epochs,
-                                                       "batch_size": self.batch_size},
+        yield RunStarted(run_dir=self.run_dir, options={"epochs": self.epochs, "lr": self.lr,
+                                                        "momentum": self.momentum,
+                                                        "batch_size": self.batch_size},
                          epochs=self.epochs, start_epoch=1, trn_samples=trn_samples,
                          val_samples=val_samples, trn_pos=trn_pos, val_pos=val_pos,
                          device="cpu", pid=4242, t=self._t())
@@ -168,7 +171,15 @@ class FakeTrainer:
         pending = self.commands.take()
         while True:
             for cmd in pending:
-                if cmd is Command.CHECKPOINT:
+                if isinstance(cmd, Setting):
+                    old_lr, old_m = self.lr, self.momentum
+                    self.lr = old_lr if cmd.lr is None else cmd.lr
+                    self.momentum = old_m if cmd.momentum is None else cmd.momentum
+                    yield OptimizerChanged(lr=self.lr, momentum=self.momentum, old_lr=old_lr,
+                                           old_momentum=old_m, epoch=epoch, batch_ndx=ndx,
+                                           total_samples=self.total_samples,
+                                           source=cmd.source, t=self._t())
+                elif cmd is Command.CHECKPOINT:
                     yield self._checkpoint("request", epoch, ndx)
                 elif cmd is Command.STOP:
                     yield StatusChanged(state=STOPPING, t=self._t())

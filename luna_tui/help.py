@@ -20,6 +20,8 @@ VIEW_KEYS = [
               "x epochs or training samples"),
     ("b", "pick a baseline run: its validation curves beside this run's, and in the class "
           "table whether this run is ahead at the same number of training samples"),
+    ("[ ]", "halve / double the learning rate (asks first, shows old and new); the progress "
+            "pane shows the current lr and momentum"),
     ("Tab", "move the focus between the panes"),
     ("l", "jump to the log (its own view if it does not fit), then ↑ ↓ PgUp PgDn scroll it"),
 ]

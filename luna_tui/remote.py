@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from luna_core.run import events as ev
-from luna_core.run.commands import Command, CommandMethods
+from luna_core.run.commands import Command, CommandMethods, Setting
 from luna_core.run.control import ControlClient
 from luna_core.run.eventfile import EVENT_FILE_NAME, EventFileFollower, run_event_file
 from luna_core.run.runs import CRASHED, not_a_run, process_gone
@@ -167,8 +167,8 @@ class RemoteCommands(CommandMethods):
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def put(self, command: Command | str) -> None:
-        command = Command(command)
+    def put(self, command: Command | Setting | str) -> None:
+        command = command if isinstance(command, Setting) else Command(command)
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._send_loop, daemon=True,
@@ -176,7 +176,7 @@ class RemoteCommands(CommandMethods):
                 self._thread.start()
         self._queue.put(command)
 
-    def send(self, command: Command) -> str | None:
+    def send(self, command: Command | Setting) -> str | None:
         """Deliver one command now (in this thread); returns an error message or None."""
         path = self.socket_path()
         if not path:

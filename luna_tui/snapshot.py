@@ -149,6 +149,8 @@ class RunSnapshot:
     phase_sample_count: int = 0
     total_samples: int = 0
     # speed and estimates (seconds of active time; paused time never counts)
+    lr: float | None = None                    # the optimizer's, as of the last change
+    momentum: float | None = None
     samples_per_s: float | None = None
     phase_remaining_s: float | None = None
     run_remaining_s: float | None = None

@@ -27,6 +27,8 @@ def progress_line(snap: RunSnapshot) -> str:
         parts.append(f"{snap.samples_per_s:,.0f} samples/s")
     if fmt.is_num(snap.run_remaining_s) and snap.running:
         parts.append(f"run ends in {fmt.duration(snap.run_remaining_s)}")
+    if snap.lr is not None:
+        parts.append(f"lr {snap.lr:g}")
     return " · ".join(parts)
 
 
@@ -83,7 +85,8 @@ def log_line(snap: RunSnapshot) -> str:
 
 def status_line(snap: RunSnapshot, view_name: str) -> str:
     """The line above views 2-4: where the run is, in one line."""
-    return f"{progress_line(snap)} · {latest_loss(snap)} · view: {view_name} · 1 overview"
+    rest = progress_line(snap)[len(where(snap)):]
+    return f"{where(snap)} · view: {view_name} (1: all){rest} · {latest_loss(snap)}"
 
 
 def baseline_line(snap: RunSnapshot, baseline) -> str | None:

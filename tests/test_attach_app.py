@@ -58,7 +58,8 @@ FAST = ("--max-batches", "2", "--batch-size", "4")
 def in_toasts(needle: str, text: str) -> bool:
     """Is ``needle`` in the notifications on the screen? (They wrap long lines anywhere, so
     whitespace is left out of the comparison.)"""
-    toasts = "".join(line.rsplit("▌", 1)[1].rstrip(" │")
+    box = "".join(chr(c) for c in range(0x2500, 0x2580))     # a pane's border under it
+    toasts = "".join(line.rsplit("▌", 1)[1].rstrip(" " + box)
                      for line in text.splitlines() if "▌" in line)
     return re.sub(r"\s", "", needle) in re.sub(r"\s", "", toasts)
 

@@ -259,8 +259,10 @@ async def test_help_screen_lists_the_keys_and_closes():
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("question_mark")
         text = await on_screen(pilot, app, "Keys")
-        for key in ("p ", "c ", "q ", "Ctrl+C", "Panes", "Progress"):
+        for key in ("p ", "c ", "1 2 3 4", "z ", "[ ]", "b ", "q ", "Ctrl+C"):
             assert key in text
+        app.screen.query_one("#help-box").scroll_end(animate=False)   # the rest scrolls
+        await on_screen(pilot, app, "Panes", "Notifications")
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 

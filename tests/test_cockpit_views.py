@@ -377,3 +377,33 @@ async def test_alarms_and_the_end_ring_the_bell_and_notify_the_desktop(quiet, tm
     for w, title in zip(written, titles, strict=True):
         assert f"]9;{title}" in w and f"]777;notify;{title}" in w
         assert w.count("\x1bPtmux;") == (2 if tmux else 0)
+
+
+# ----------------------------------------------------------------------------- steering
+
+async def test_brackets_halve_and_double_the_lr_after_a_confirmation():
+    from luna_tui.collector import EventCollector
+    from luna_tui.confirm import ConfirmSetting
+
+    collector, channel = EventCollector(), CommandChannel()
+    trainer = FakeTrainer(sinks=[collector], commands=channel, epochs=50, trn_batches=400,
+                          val_batches=10, batch_delay=0.005)
+    app = CockpitApp(collector, channel, runner=trainer.main, clock=frozen_clock(),
+                     system_probe=lambda: FROZEN_READING, poll_interval=0.05)
+    async with app.run_test(size=(160, 48), notifications=True) as pilot:
+        await on_screen(pilot, app, "lr 0.001 · momentum 0.99")
+        await pilot.press("right_square_bracket")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmSetting))
+        await on_screen(pilot, app, "lr 0.001 → 0.002", "momentum 0.99 stays")
+        await pilot.press("n")                          # no: nothing is sent
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmSetting))
+        await pilot.pause(0.2)
+        assert collector.snapshot().lr == 0.001
+        await pilot.press("left_square_bracket")
+        await on_screen(pilot, app, "lr 0.001 → 0.0005")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: collector.snapshot().lr == 0.0005)
+        await on_screen(pilot, app, "lr 0.0005 · momentum 0.99")
+        await pilot.press("2")
+        await on_screen(pilot, app, "lr 0.0005")                  # the status line
+        await pilot.press("ctrl+c")                     # stops the fake run and leaves

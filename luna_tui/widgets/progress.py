@@ -116,6 +116,9 @@ def _details(snap: RunSnapshot) -> Text:
     """Extra lines for a roomy pane: what the run is and how far it got."""
     text = Text(style="dim")
     facts = [f"{fmt.count(snap.total_samples)} training samples seen"]
+    if snap.lr is not None:
+        facts.insert(0, f"lr {snap.lr:g}" + ("" if snap.momentum is None
+                                             else f" · momentum {snap.momentum:g}"))
     if snap.trn_samples is not None:
         facts.append(f"{fmt.count(snap.trn_samples)} per epoch ({fmt.count(snap.trn_pos)} pos)")
     if snap.pid is not None:
