@@ -108,12 +108,16 @@ def compare_rows(histories: list[RunHistory]) -> tuple[list[str], list[list[str]
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+    """Columns sized by the numbers; an options row runs on past them."""
+    sized = [header] + [r for r in rows if r[1] != "options"]
+    widths = [max(len(x) for x in col) for col in zip(*sized, strict=True)]
     out = []
     for row in [header, *rows]:
-        cells = []
-        for j, (cell, w) in enumerate(zip(row, widths, strict=True)):
-            cells.append(cell.ljust(w) if j < 2 or row[1] == "options" else cell.rjust(w))
+        if row[1] == "options":
+            out.append(f"{row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2]}")
+            continue
+        cells = [cell.ljust(w) if j < 2 else cell.rjust(w)
+                 for j, (cell, w) in enumerate(zip(row, widths, strict=True))]
         out.append("  ".join(cells).rstrip())
     return "\n".join(out)
 
