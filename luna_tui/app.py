@@ -135,8 +135,10 @@ class CockpitApp(App[int]):
                  poll_interval: float = 1 / 3, system_interval: float = 1.0,
                  plot_interval: float = 1.0, handle_signals: bool = False,
                  own_probe: bool | None = None, baseline=None,
-                 runs_dir: str | None = None, quiet: bool = False) -> None:
+                 runs_dir: str | None = None, quiet: bool = False,
+                 preflight: Callable[[], str] | None = None) -> None:
         super().__init__()
+        self.preflight = preflight        # `luna-tui check`'s report, shown while loading
         self.quiet = quiet                # no bell, no desktop notification escapes
         self.baseline = baseline          # a RunHistory (luna_core.run.compare) or None
         self.runs_dir = runs_dir          # where `b` looks for a baseline
@@ -335,11 +337,29 @@ class CockpitApp(App[int]):
         if self._trainer is not None:
             self._worker = self.run_worker(self._trainer.run, name="trainer", group="trainer",
                                            thread=True, exit_on_error=False)
+        if self.preflight is not None:
+            self.run_worker(self._run_preflight, name="preflight", thread=True,
+                            exit_on_error=False)
         if self.handle_signals:
             # SIGTERM, SIGHUP (the SSH link dropped) and a SIGINT from kill (Ctrl+C in the
             # cockpit is a key, not a signal) all quit like a confirmed `q`
             install_quit_signals(self._signals, on_quit=self.begin_quit,
                                  on_hangup=self._hang_up)
+
+    def _run_preflight(self) -> None:
+        """The data check while the loader warms up (a thread; one message back)."""
+        try:
+            text = self.preflight()
+        except Exception as exc:  # noqa: BLE001 - a check that fails must not stop the run
+            text = f"check: could not run ({type(exc).__name__}: {exc})"
+        self.call_from_thread(self.show_preflight, text)
+
+    def show_preflight(self, text: str) -> None:
+        """`luna-tui check`'s facts in the log, before the first batch."""
+        log = self.query_one(LogPane)
+        for line in text.rstrip().splitlines():
+            if line.strip():
+                log.add_local("check: " + line.strip(), "INFO", self.clock().timestamp())
 
     def on_unmount(self) -> None:
         # Whatever ended the app, never leave the training loop running on its own.

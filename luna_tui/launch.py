@@ -70,8 +70,14 @@ def run_cockpit(sys_argv: list[str]) -> int:
         print(f"luna-tui: --baseline: {exc}", file=sys.stderr)
         return 2
     prepare_worker_processes()
+    def preflight() -> str:
+        from luna_core.data.preflight import check
+
+        return check(options.data_dir, options.cache_dir, options.candidates_file,
+                     options.val_stride).text()
+
     app = build_cockpit(sys_argv, handle_signals=True, baseline=baseline,
-                        runs_dir=options.runs_dir, quiet=options.quiet)
+                        runs_dir=options.runs_dir, quiet=options.quiet, preflight=preflight)
     app.run()
     code = app.exit_code() if app.return_code is None else app.return_code
     if app.failure_traceback:

@@ -68,3 +68,21 @@ def test_an_empty_folder_cannot_start_and_says_why_first(tmp_path, capsys):
     assert code == 2
     assert out[0].startswith("cannot start a run: ") and "annotations.csv" in out[0]
     assert str(tmp_path / "empty") in out[0]
+
+
+async def test_the_cockpit_shows_the_check_while_the_loader_warms_up(tmp_path):
+    from luna_core.data.preflight import check
+    from luna_core.run.commands import CommandChannel
+    from luna_tui.app import CockpitApp
+    from luna_tui.collector import EventCollector
+    from luna_tui.testing import FROZEN_READING, frozen_clock, on_screen
+
+    data, _uids, _ = make_dataset_dir(tmp_path / "data", n_series=2, per_series=15)
+    clear_cache()
+    app = CockpitApp(EventCollector(), CommandChannel(), clock=frozen_clock(),
+                     system_probe=lambda: FROZEN_READING,
+                     preflight=lambda: check(data, tmp_path / "cache").text())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("3")
+        text = await on_screen(pilot, app, "check: a run can start", "check: samples   27")
+        assert "check: store" in text and "2 to build" in text
