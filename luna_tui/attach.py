@@ -26,7 +26,7 @@ from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
 from luna_core.run.compare import load_baseline
 from luna_core.run.runs import CRASHED, on_this_host, resolve_run_dir
-from luna_tui.app import VIEW_BINDINGS, Clock, CockpitApp
+from luna_tui.app import Clock, CockpitApp
 from luna_tui.confirm import AttachQuit
 from luna_tui.endings import ENDED_WORDS, attach_closing_line, resume_command
 from luna_tui.help import ATTACH_KEYS, HelpScreen
@@ -35,6 +35,7 @@ from luna_tui.remote import RemoteCommands, RunFileSource, open_run
 from luna_tui.snapshot import RunSnapshot
 from luna_tui.system_probe import RunProcessProbe, SystemReading
 from luna_tui.terminal import terminal_problem
+from luna_tui.views import VIEW_BINDINGS
 from luna_tui.widgets.progress import UiStatus
 
 __all__ = ["AttachApp", "RemoteCommands", "RunFileSource", "build_attach_app", "farewell",

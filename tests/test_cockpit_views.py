@@ -13,7 +13,7 @@ from luna_core.run.commands import CommandChannel
 from luna_core.run.events import BatchDone
 from luna_tui import layout as plan
 from luna_tui import plotdata as pd
-from luna_tui.app import CockpitApp, short_path
+from luna_tui.app import CockpitApp
 from luna_tui.attach import build_attach_app
 from luna_tui.demo import FakeTrainer
 from luna_tui.testing import (
@@ -25,6 +25,7 @@ from luna_tui.testing import (
     scripted_run,
     wait_for,
 )
+from luna_tui.views import short_path
 from luna_tui.widgets.trends import TrendPlot
 
 SIZES = [(80, 24), (100, 32), (120, 36), (160, 48)]
