@@ -282,16 +282,17 @@ class CockpitApp(ViewsMixin, App[int]):
         ui = self.ui_status()
         self.query_one(ProgressPane).show(snap, self.clock(), ui)
         trends = self.query_one(TrendsPane)
-        if snap.version != self._seen_version:
+        new_events = snap.version != self._seen_version
+        if new_events:
             self._seen_version = snap.version
             self.query_one(ClassTablePane).show(snap)
             self.query_one(BottleneckPane).show(snap)
             self.query_one(LogPane).show(snap)
             self._announce(snap)
         trends.show(snap)
-        self.apply_layout()                # a pane may have grown (the alarm banner)
-        self.show_lines(snap)
         key = (snap.state, self._request, self._quitting, self.run_over)
+        if new_events or key != self._bindings_key:
+            self.relayout()     # a pane may have grown (the alarm banner, a stopping line)
         if key != self._bindings_key:
             self._bindings_key = key
             self.refresh_bindings()

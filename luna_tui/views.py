@@ -85,8 +85,7 @@ class ViewsMixin:
 
     def action_view(self, view: str) -> None:
         self.view, self.zoomed = view, None
-        self.apply_layout()
-        self.show_lines(self.snap)
+        self.relayout()
 
     def action_zoom(self) -> None:
         """The focused pane alone on the screen (the trend plots when no pane has focus);
@@ -99,8 +98,7 @@ class ViewsMixin:
                 focused = focused.parent
             self.zoomed = (focused.id if focused is not None and focused.id in plan.PANES
                            else "trends")
-        self.apply_layout()
-        self.show_lines(self.snap)
+        self.relayout()
 
     def set_baseline(self, baseline) -> None:
         """Show ``baseline`` (a RunHistory) beside this run: its validation curves in the
@@ -184,8 +182,13 @@ class ViewsMixin:
         log = self.query_one(LogPane)
         self.call_after_refresh(log.scroll_end, animate=False)   # its newest lines in view
 
+    def relayout(self) -> None:
+        """The layout for now, and the one-line summaries it shows."""
+        self.apply_layout()
+        self.show_lines(self.snap)
+
     def on_resize(self) -> None:
-        self.call_after_refresh(self.apply_layout)
+        self.call_after_refresh(self.relayout)
 
     def show_lines(self, snap: RunSnapshot) -> None:
         """The one-line summaries of collapsed panes and the status line."""
