@@ -46,10 +46,6 @@ class Layout:
     status_line: bool = False
     wide: bool = False
 
-    @property
-    def shown(self) -> tuple[str, ...]:
-        return tuple(p for p in PANES if p in self.rows)
-
     def plot_rows(self) -> int:
         """Rows of plotting area each trend plot gets (0 when none is drawn)."""
         rows = self.rows.get("trends", 0)

@@ -96,10 +96,9 @@ def baseline_line(snap: RunSnapshot, baseline) -> str | None:
     pm = snap.metrics.get("val")
     if baseline is None or pm is None:
         return None
-    seen = [r for r in baseline.epochs if r.total_samples <= pm.total_samples]
-    if not seen:
+    row = baseline.row_at_samples(pm.total_samples)
+    if row is None:
         return f"vs baseline: it had not validated by {pm.total_samples:,} samples"
-    row = seen[-1]
     parts = []
     for key, name, higher, digits in (("pr/recall", "recall", True, 3),
                                       ("loss/all", "loss", False, 4),

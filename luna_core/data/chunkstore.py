@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from luna_core.errors import LunaInputError
-from luna_core.fsutil import TEMP_MARK, atomic_write, remove_orphaned_temps
+from luna_core.fsutil import atomic_write, remove_orphaned_temps
 
 from .candidates import check_series_uid
 from .ct import (
@@ -440,4 +440,4 @@ def store_bytes(cache_dir, width_irc=CHUNK_WIDTH_IRC) -> int:
     d = store_dir(cache_dir, width_irc)
     if not d.is_dir():
         return 0
-    return sum(p.stat().st_size for p in d.glob("*.chunks") if TEMP_MARK not in p.name)
+    return sum(p.stat().st_size for p in d.glob("*.chunks"))   # temporaries end in a pid

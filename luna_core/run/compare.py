@@ -45,11 +45,11 @@ class RunHistory:
                 pick = (row.epoch, v)
         return pick
 
-    def value_at_samples(self, key: str, total_samples: int) -> float | None:
-        """The metric at the last validation with at most ``total_samples`` training samples
-        seen (for "ahead or behind at the same number of training samples")."""
+    def row_at_samples(self, total_samples: int) -> EpochRow | None:
+        """The last validation with at most ``total_samples`` training samples seen (for
+        "ahead or behind at the same number of training samples")."""
         seen = [r for r in self.epochs if r.total_samples <= total_samples]
-        return seen[-1].values.get(key) if seen else None
+        return seen[-1] if seen else None
 
 
 def history_from_events(run_dir: str, events: list[ev.Event]) -> RunHistory:
