@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from luna_core.run.alerts import missed
 from luna_core.run.events import STARTING, CheckpointSaved, NonFiniteLoss, RunFinished
 from luna_core.run.runs import ENDED_STATES
 
@@ -17,11 +18,6 @@ from luna_core.run.runs import ENDED_STATES
 #: it is called compute-bound.
 LOADER_BOUND_SHARE = 0.5
 COMPUTE_BOUND_SHARE = 0.2
-
-#: The "99.7 % correct and 0 % of nodules" alarm: positive class at most this % correct...
-POS_ALARM_MAX = 10.0
-#: ...while "all" is at least this % correct.
-ALL_ALARM_MIN = 90.0
 
 
 class SnapshotSource(Protocol):
@@ -64,9 +60,7 @@ class PhaseMetrics:
         every = self.get("correct/all")
         if every is None and self.all_count:
             every = 100.0 * self.all_correct / self.all_count
-        if pos is None or every is None or not self.pos_count:
-            return False
-        return pos <= POS_ALARM_MAX and every >= ALL_ALARM_MIN
+        return missed(pos, every, self.pos_count)
 
 
 @dataclass(frozen=True)

@@ -21,15 +21,20 @@ from luna_core.run import events as ev
 
 log = logging.getLogger(__name__)
 
-#: NODULES MISSED: at most this % of nodules right while at least ALL_MIN % of all are.
-POS_MAX, ALL_MIN = 10.0, 90.0
+#: NODULES MISSED (the cockpit's alarm too): at most POS_ALARM_MAX % of the nodules right
+#: while at least ALL_ALARM_MIN % of all samples are.
+POS_ALARM_MAX, ALL_ALARM_MIN = 10.0, 90.0
 MISSED_EPOCHS = 3
 
 
+def missed(pos_percent: float | None, all_percent: float | None, pos_count: int) -> bool:
+    """The NODULES MISSED rule on one phase's numbers."""
+    return bool(pos_count) and pos_percent is not None and all_percent is not None and \
+        pos_percent <= POS_ALARM_MAX and all_percent >= ALL_ALARM_MIN
+
+
 def nodules_missed(m: ev.EpochMetrics) -> bool:
-    pos, every = m.metrics.get("correct/pos"), m.metrics.get("correct/all")
-    return bool(m.pos_count) and pos is not None and every is not None and \
-        pos <= POS_MAX and every >= ALL_MIN
+    return missed(m.metrics.get("correct/pos"), m.metrics.get("correct/all"), m.pos_count)
 
 
 class NotifySink:
