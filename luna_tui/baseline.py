@@ -10,8 +10,8 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from luna_core.run.compare import best_text, read_history
-from luna_core.run.runs import list_runs
+from luna_core.run.compare import best_text, history_from_events
+from luna_core.run.runs import list_runs_with_events
 
 NONE = "__none__"
 
@@ -29,10 +29,10 @@ class BaselinePicker(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         options = [Option("no baseline", id=NONE)]
-        for run in reversed(list_runs(self.runs_dir)):
+        for run, events in reversed(list_runs_with_events(self.runs_dir)):
             if run.run_dir == self.this_run or not run.run_dir:
                 continue
-            h = read_history(run.run_dir)
+            h = history_from_events(run.run_dir, events)
             options.append(Option(
                 f"{run.run_dir}  {run.state}  {len(h.epochs)} epoch(s)  best recall "
                 f"{best_text(h, 'pr/recall', True, 3)}", id=run.run_dir))

@@ -80,15 +80,14 @@ def run_runs(argv: list[str]) -> int:
         history_from_events,
         options_text,
     )
-    from luna_core.run.eventfile import read_events, run_event_file
-    from luna_core.run.runs import list_runs
+    from luna_core.run.runs import list_runs_with_events
 
-    runs = list_runs(args.runs_dir)
-    if not runs:
+    found = list_runs_with_events(args.runs_dir)
+    if not found:
         print(f"no runs under {args.runs_dir}")
         return 0
-    histories = [history_from_events(r.run_dir, read_events(run_event_file(r.run_dir)))
-                 for r in runs]
+    runs = [info for info, _events in found]
+    histories = [history_from_events(info.run_dir, events) for info, events in found]
     differ = differing_options(histories)
     print(f"{'STATE':<9} {'EPOCH':>7} {'VAL LOSS':>9} {'VAL POS%':>8} {'BEST LOSS':>12} "
           f"{'BEST RECALL':>11} {'BEST F1':>10}  {'STARTED':<19}  RUN  [OPTIONS THAT DIFFER]")

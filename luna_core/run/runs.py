@@ -117,14 +117,20 @@ def find_run_dirs(runs_dir: str) -> list[str]:
     return dirs
 
 
-def list_runs(runs_dir: str) -> list[RunInfo]:
-    infos = []
+def list_runs_with_events(runs_dir: str) -> list[tuple[RunInfo, list[ev.Event]]]:
+    """Each run with its events, oldest first: one read of each event file."""
+    found = []
     for run_dir in find_run_dirs(runs_dir):
         try:
-            infos.append(read_run(run_dir))
+            events = read_events(run_event_file(run_dir))
+            found.append((summarize(run_dir, events), events))
         except LunaInputError:
             continue  # an empty or foreign events.jsonl: not ours to list
-    return sorted(infos, key=lambda r: r.started)
+    return sorted(found, key=lambda pair: pair[0].started)
+
+
+def list_runs(runs_dir: str) -> list[RunInfo]:
+    return [info for info, _events in list_runs_with_events(runs_dir)]
 
 
 def resolve_run_dir(target: str, runs_dir: str) -> str:
