@@ -41,12 +41,18 @@ def run_synth(argv: list[str]) -> int:
     return synth_main(argv, prog="luna-tui synth")
 
 
+def _parser(name: str, description: str) -> argparse.ArgumentParser:
+    """A sub-command's parser: `luna-tui NAME`, defaults shown in --help."""
+    return argparse.ArgumentParser(prog=f"luna-tui {name}", description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
 def run_prepcache(argv: list[str]) -> int:
     from luna_core.train.options import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, default_num_workers
 
-    parser = argparse.ArgumentParser(
-        prog="luna-tui prepcache", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Build the chunk store of every series that has candidates (resumable).")
+    parser = _parser(
+        "prepcache",
+        "Build the chunk store of every series that has candidates (resumable).")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
     parser.add_argument("--candidates-file", default=None)
@@ -66,10 +72,10 @@ def run_attach(argv: list[str]) -> int:
 def run_runs(argv: list[str]) -> int:
     from luna_core.train.options import DEFAULT_RUNS_DIR
 
-    parser = argparse.ArgumentParser(
-        prog="luna-tui runs", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="List runs with their state, epoch, latest validation loss and "
-                    "% of nodules found.")
+    parser = _parser(
+        "runs",
+        "List runs with their state, epoch, latest validation loss and "
+        "% of nodules found.")
     parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR)
     args = parser.parse_args(argv)
     import datetime
@@ -109,10 +115,10 @@ def run_compare(argv: list[str]) -> int:
     from luna_core.errors import LunaInputError
     from luna_core.train.options import DEFAULT_RUNS_DIR
 
-    parser = argparse.ArgumentParser(
-        prog="luna-tui compare", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Runs side by side: the options that differ, validation loss, nodule "
-                    "recall, precision and F1 per epoch, and the best of each with its epoch.")
+    parser = _parser(
+        "compare",
+        "Runs side by side: the options that differ, validation loss, nodule "
+        "recall, precision and F1 per epoch, and the best of each with its epoch.")
     parser.add_argument("runs", nargs="+", metavar="RUN",
                         help="run directories ('latest': the newest under --runs-dir)")
     parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR)
@@ -142,10 +148,10 @@ def run_compare(argv: list[str]) -> int:
 def run_check(argv: list[str]) -> int:
     from luna_core.train.options import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
 
-    parser = argparse.ArgumentParser(
-        prog="luna-tui check", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Before a long run: is the data all there, and what will it cost? Read "
-                    "only. Exit 0 when a run can start, 2 when it cannot (the reason first).")
+    parser = _parser(
+        "check",
+        "Before a long run: is the data all there, and what will it cost? Read "
+        "only. Exit 0 when a run can start, 2 when it cannot (the reason first).")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
     parser.add_argument("--candidates-file", default=None)
@@ -160,12 +166,12 @@ def run_ctl(argv: list[str]) -> int:
     from luna_core.errors import LunaInputError
     from luna_core.train.options import DEFAULT_RUNS_DIR
 
-    parser = argparse.ArgumentParser(
-        prog="luna-tui ctl", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Command a running run (pause, resume, checkpoint, stop, set lr=X "
-                    "momentum=Y) and print what "
-                    "it acknowledged. Exit 0 when it did; 2 when the run is not running or "
-                    "refuses the command; 1 when no acknowledgement came in time.")
+    parser = _parser(
+        "ctl",
+        "Command a running run (pause, resume, checkpoint, stop, set lr=X "
+        "momentum=Y) and print what "
+        "it acknowledged. Exit 0 when it did; 2 when the run is not running or "
+        "refuses the command; 1 when no acknowledgement came in time.")
     parser.add_argument("run", metavar="RUN_DIR|latest")
     parser.add_argument("command", metavar="COMMAND",
                         help="pause, resume, checkpoint, stop, or set (lr=X momentum=Y)")

@@ -9,14 +9,15 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 
+def yes_no(yes: str) -> list[Binding]:
+    """y / Enter answer yes, n / Esc no."""
+    return [Binding("y", "answer(True)", yes), Binding("enter", "answer(True)", "Yes", show=False),
+            Binding("n", "answer(False)", "No"),
+            Binding("escape", "answer(False)", "Cancel", show=False)]
+
+
 class ConfirmQuit(ModalScreen[bool]):
-    BINDINGS = [
-        Binding("y", "answer(True)", "Yes, quit"),
-        Binding("enter", "answer(True)", "Yes", show=False),
-        Binding("n", "answer(False)", "No"),
-        Binding("escape", "answer(False)", "Cancel", show=False),
-        Binding("q", "answer(False)", "No", show=False),
-    ]
+    BINDINGS = [*yes_no("Yes, quit"), Binding("q", "answer(False)", "No", show=False)]
 
     def __init__(self, running: bool = True) -> None:
         super().__init__()
@@ -64,12 +65,7 @@ class AttachQuit(ModalScreen[str | None]):
 class ConfirmSetting(ModalScreen[bool]):
     """`[` / `]`: halve or double the learning rate, after a look at the old and new values."""
 
-    BINDINGS = [
-        Binding("y", "answer(True)", "Yes, change it"),
-        Binding("enter", "answer(True)", "Yes", show=False),
-        Binding("n", "answer(False)", "No"),
-        Binding("escape", "answer(False)", "Cancel", show=False),
-    ]
+    BINDINGS = yes_no("Yes, change it")
 
     def __init__(self, old_lr: float, new_lr: float, momentum: float | None) -> None:
         super().__init__()
