@@ -32,6 +32,20 @@ SIZES = [(80, 24), (100, 32), (120, 36), (160, 48)]
 IDS = [f"{w}x{h}" for w, h in SIZES]
 
 
+def started_run(batch_ndx: int, **trainer_kwargs):
+    """A fake run folded into a collector up to its first batch ``batch_ndx``, and the rest of
+    its events, for a test to feed while the cockpit watches."""
+    from luna_tui.collector import EventCollector
+
+    collector = EventCollector()
+    events = FakeTrainer(time_fn=fake_time(), **trainer_kwargs).events()
+    for event in events:
+        collector(event)
+        if isinstance(event, BatchDone) and event.batch_ndx == batch_ndx:
+            break
+    return collector, events
+
+
 def mid_epoch_three():
     return scripted_run(lambda e: isinstance(e, BatchDone) and e.epoch == 3
                         and e.phase == "trn" and e.batch_ndx == 80,
@@ -271,14 +285,7 @@ async def test_epoch_checkpoints_never_toast_but_asked_ones_do_and_two_at_most()
 
 
 async def test_nodules_missed_toasts_once_when_it_turns_on_and_says_what_to_try():
-    from luna_tui.collector import EventCollector
-
-    collector = EventCollector()
-    events = FakeTrainer(epochs=3, trn_batches=20, val_batches=4, time_fn=fake_time()).events()
-    for event in events:
-        collector(event)
-        if isinstance(event, BatchDone) and event.batch_ndx == 3:
-            break
+    collector, events = started_run(3, epochs=3, trn_batches=20, val_batches=4)
     app = cockpit(collector)
     async with app.run_test(size=(120, 36), notifications=True) as pilot:
         await on_screen(pilot, app, "TRAINING")
@@ -347,18 +354,11 @@ def test_desktop_notification_escapes_and_their_tmux_passthrough():
 @pytest.mark.parametrize("quiet, tmux", [(False, False), (False, True), (True, False)])
 async def test_alarms_and_the_end_ring_the_bell_and_notify_the_desktop(quiet, tmux,
                                                                        monkeypatch):
-    from luna_tui.collector import EventCollector
-
     if tmux:
         monkeypatch.setenv("TMUX", "/tmp/tmux-0/default,1,0")
     else:
         monkeypatch.delenv("TMUX", raising=False)
-    collector = EventCollector()
-    events = FakeTrainer(epochs=2, trn_batches=10, val_batches=2, time_fn=fake_time()).events()
-    for event in events:
-        collector(event)
-        if isinstance(event, BatchDone) and event.batch_ndx == 2:
-            break
+    collector, events = started_run(2, epochs=2, trn_batches=10, val_batches=2)
     app = CockpitApp(collector, CommandChannel(), clock=frozen_clock(),
                      system_probe=lambda: FROZEN_READING, quiet=quiet)
     written: list[str] = []
