@@ -153,36 +153,71 @@ def test_an_overlong_line_is_refused_and_the_connection_closed(harness):
     assert channel.take() == [Command.PAUSE]
 
 
-def test_a_client_over_the_cap_is_told_and_closed_at_once(harness):
+def _closed_for_room(client: Raw) -> bool:
+    """The one line a connection gets when it is closed to make room, then the close."""
+    reply = client.reply()
+    return (reply is not None and reply["ok"] is False
+            and reply["error"].startswith("closed: idle for ")
+            and "a new client needs one" in reply["error"] and client.reply() is None)
+
+
+def test_a_full_table_closes_the_connection_idle_the_longest_for_a_new_client(harness):
     channel = harness.start(max_clients=3, idle_timeout=GUARD * 3)
-    held = [Raw(harness.path) for _ in range(3)]  # accepted in order: they take every slot
+    held = [Raw(harness.path) for _ in range(3)]  # every slot taken
+    for i in (1, 0, 2):  # each answered in turn: held[1] is now the one idle the longest
+        held[i].send(PAUSE)
+        assert held[i].reply() == {"ok": True, "command": "pause"}
+    newcomer = Raw(harness.path)
+    assert _closed_for_room(held[1])
+    newcomer.send(b'{"command": "checkpoint"}\n')
+    assert newcomer.reply() == {"ok": True, "command": "checkpoint"}
+    for client in (held[0], held[2]):  # the others are still served
+        client.send(b'{"command": "resume"}\n')
+        assert client.reply() == {"ok": True, "command": "resume"}
+    assert ControlClient(harness.path).stop() == {"ok": True, "command": "stop"}
+    assert _closed_for_room(newcomer)  # idle the longest once held[0] and held[2] spoke
+    for client in (*held, newcomer):
+        client.close()
+    harness.finish()
+    assert channel.take() == [Command.PAUSE] * 3 + [Command.CHECKPOINT] + [Command.RESUME] * 2 \
+        + [Command.STOP]
+
+
+def test_a_client_over_the_cap_is_refused_only_while_every_connection_is_busy(harness):
+    entered, release = threading.Semaphore(0), threading.Event()
+
+    def slow_command(command):
+        entered.release()
+        release.wait(GUARD)
+
+    channel = harness.start(max_clients=2, idle_timeout=GUARD * 3, on_command=slow_command)
+    busy = [Raw(harness.path) for _ in range(2)]
+    for client in busy:
+        client.send(PAUSE)
+    for _ in busy:
+        assert entered.acquire(timeout=GUARD)  # both are being handled now
     extra = Raw(harness.path)
     reply = extra.reply()
     assert reply["ok"] is False and reply["error"].startswith("too many clients")
     assert extra.reply() is None
     extra.close()
-
-    held[0].send(PAUSE)  # a connection that has a slot is still served
-    assert held[0].reply() == {"ok": True, "command": "pause"}
-    held[1].send(b" " * 5000)  # refused and closed by the server: its slot is free again
-    assert held[1].reply()["ok"] is False
-    assert held[1].reply() is None
-    assert ControlClient(harness.path).checkpoint() == {"ok": True, "command": "checkpoint"}
-    for client in held:
+    release.set()
+    for client in busy:
+        assert client.reply() == {"ok": True, "command": "pause"}
         client.close()
     harness.finish()
-    assert channel.take() == [Command.PAUSE, Command.CHECKPOINT]
+    assert channel.take() == [Command.PAUSE, Command.PAUSE]
 
 
-def test_a_burst_of_connections_waits_in_the_backlog_instead_of_failing(harness):
+def test_a_burst_of_connections_waits_in_the_backlog_and_the_newest_are_served(harness):
     channel = harness.start(max_clients=2, idle_timeout=GUARD * 3)
     # Holding the server's lock stalls its accept loop, as a busy process would: every
     # connection must then fit in the listen backlog (a full one fails connect with EAGAIN).
     with harness.server._lock:
         clients = [Raw(harness.path) for _ in range(50)]
-    replies = [client.reply() for client in clients[2:]]
-    assert all(r["ok"] is False and r["error"].startswith("too many clients") for r in replies)
-    for client in clients[:2]:
+    # accepted in order, each one closes the oldest: only the last two keep a connection
+    assert all(_closed_for_room(client) for client in clients[:48])
+    for client in clients[48:]:
         client.send(PAUSE)
         assert client.reply() == {"ok": True, "command": "pause"}
     for client in clients:

@@ -4,6 +4,7 @@ a refused command, and a finished run."""
 from __future__ import annotations
 
 import os
+import socket
 
 from luna_core.train.checkpoint import load_checkpoint
 from luna_tui.cli import main as cli_main
@@ -56,3 +57,32 @@ def test_ctl_latest_with_no_runs_is_one_line_and_exit_2(tmp_path, capsys):
     code = cli_main(["ctl", "latest", "pause", "--runs-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "no runs here" in err
+
+
+def test_ctl_is_answered_with_100_idle_clients_connected(train_argv, tmp_path, capsys):
+    """Leaked connections (a script, a crashed cockpit) fill the run's control socket: the
+    connection idle the longest makes room, so `ctl pause` still gets through."""
+    proc = start_headless(train_argv, tmp_path)
+    records = wait_for_events(tmp_path, lambda r: any(
+        x["kind"] == "batch_done" for x in r), proc)
+    run_dir = records[0]["run_dir"]
+    started = next(r for r in records if r["kind"] == "run_started")
+    idle = []
+    try:
+        for _ in range(100):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(started["control_socket"])   # blocking: waits while the backlog is full
+            sock.settimeout(60)
+            idle.append(sock)
+        code, out, err = _ctl(capsys, run_dir, "pause")
+        assert code == 0 and out.startswith("paused after E"), (out, err)
+        # the 100 were made room for one after another: the oldest got one line, then EOF
+        reader = idle[0].makefile("rb")
+        assert b"closed: idle for" in reader.readline() and reader.readline() == b""
+        reader.close()
+    finally:
+        for sock in idle:
+            sock.close()
+    code, out, _ = _ctl(capsys, run_dir, "stop")
+    assert code == 0 and proc.wait(timeout=60) == 0
+    assert "Traceback" not in proc.stdout.read()

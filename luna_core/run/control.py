@@ -7,8 +7,11 @@ protocol is one JSON object per line each way: the client sends ``{"command": "p
 (status, checkpoint), which every attached cockpit sees in the event file.
 
 The server lives inside the training process, so no client may hurt it: request lines are
-bounded, so is the number of clients at once (one more is told "too many clients" and closed),
-and a connection that sends nothing for ``idle_timeout`` seconds is closed.
+bounded, a connection that sends nothing for ``idle_timeout`` seconds is closed, and so is the
+number of connections at once. When the table is full, a new client is still served: the
+connection idle the longest (leaked by a script, left by a crashed cockpit) is told why in one
+line and closed to make room. Only when every connection is in the middle of a command is the
+new one told "too many clients" and closed.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import select
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from luna_core.run.commands import Command, CommandChannel, CommandMethods, Setting
 
@@ -46,6 +51,17 @@ def _line(reply: dict) -> bytes:
     return json.dumps(reply).encode() + b"\n"
 
 
+@dataclass
+class _Connection:
+    """One client's connection as the server sees it: when it last sent or was answered, and
+    whether a command of it is being handled now (such a one is never closed for room)."""
+
+    thread: threading.Thread
+    last_active: float
+    handling: bool = False
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class ControlServer:
     """One thread per connection, at most ``max_clients`` of them; close() ends them all."""
 
@@ -63,7 +79,7 @@ class ControlServer:
         self._closed = threading.Event()
         self._slots = threading.BoundedSemaphore(max_clients)
         self._lock = threading.Lock()
-        self._serving: dict[socket.socket, threading.Thread] = {}
+        self._serving: dict[socket.socket, _Connection] = {}
 
     def start(self) -> None:
         if os.path.exists(self.path):
@@ -71,7 +87,7 @@ class ControlServer:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(self.path)
         os.chmod(self.path, 0o600)
-        sock.listen(64)
+        sock.listen(128)
         sock.settimeout(0.5)  # accept() wakes to see close(): closing the socket does not wake it
         self._sock = sock
         threading.Thread(target=self._accept_loop, name="luna-control", daemon=True).start()
@@ -88,7 +104,7 @@ class ControlServer:
             except OSError:
                 pass
         with self._lock:  # held, so that no connection is closed (its fd reused) meanwhile
-            threads = list(self._serving.values())
+            threads = [c.thread for c in self._serving.values()]
             for conn in self._serving:
                 try:
                     conn.shutdown(socket.SHUT_RDWR)  # wakes its thread's recv() or sendall()
@@ -109,7 +125,7 @@ class ControlServer:
                 continue
             except OSError:
                 return
-            if not self._slots.acquire(blocking=False):
+            if not self._slots.acquire(blocking=False) and not self._make_room():
                 self._refuse(conn)
                 continue
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True,
@@ -119,8 +135,35 @@ class ControlServer:
                     conn.close()
                     self._slots.release()
                     return
-                self._serving[conn] = thread
+                self._serving[conn] = _Connection(thread, time.monotonic())
                 thread.start()
+
+    def _make_room(self) -> bool:
+        """The table is full: close the connection idle the longest, telling it why, and take
+        its slot once its thread has let go of it. False if every one is handling a command."""
+        with self._lock:
+            idle = [(c.last_active, conn) for conn, c in self._serving.items() if not c.handling]
+            if not idle:
+                return False
+            since, conn = min(idle, key=lambda pair: pair[0])
+            record = self._serving[conn]
+            if record.send_lock.acquire(blocking=False):  # not while a reply is half sent
+                try:
+                    conn.send(_line({"ok": False, "error": (
+                        f"closed: idle for {time.monotonic() - since:.0f} s and all "
+                        f"{self.max_clients} connections are taken; a new client needs one")}),
+                        socket.MSG_DONTWAIT)
+                except OSError:
+                    pass  # its buffer is full or it is gone: it learns by the close alone
+                finally:
+                    record.send_lock.release()
+            try:
+                conn.shutdown(socket.SHUT_RDWR)  # wakes its thread, which frees the slot
+            except OSError:
+                pass
+        # The thread gives its slot back as soon as it wakes; the guard only bounds a thread
+        # that somehow does not (the new client is then refused, as before).
+        return self._slots.acquire(timeout=self.idle_timeout)
 
     def _refuse(self, conn: socket.socket) -> None:
         # Answered and closed at once, so that the client knows why instead of waiting in the
@@ -136,7 +179,9 @@ class ControlServer:
     def _serve(self, conn: socket.socket) -> None:
         try:
             conn.settimeout(self.idle_timeout)  # bounds every recv() and sendall()
-            self._converse(conn)
+            with self._lock:
+                record = self._serving[conn]
+            self._converse(conn, record)
         except OSError:
             pass  # gone (reset, broken pipe), idle too long, or close(): nobody to tell
         finally:
@@ -145,22 +190,35 @@ class ControlServer:
             self._slots.release()  # before close(): a client that sees it closed may reconnect
             conn.close()
 
-    def _converse(self, conn: socket.socket) -> None:
+    def _converse(self, conn: socket.socket, record: _Connection) -> None:
         pending = b""  # never more than max_line + 1 bytes: recv() asks for no more
         while True:
             end = pending.find(b"\n")
             if end >= 0:
                 line, pending = pending[:end], pending[end + 1:]
-                conn.sendall(_line(self._handle(line)))
+                with self._lock:
+                    record.handling = True
+                try:
+                    reply = _line(self._handle(line))
+                finally:
+                    with self._lock:
+                        record.handling = False
+                self._send(conn, record, reply)
             elif len(pending) > self.max_line:
-                conn.sendall(_line({"ok": False, "error":
-                                    f"request line longer than {self.max_line} bytes"}))
+                self._send(conn, record, _line({
+                    "ok": False, "error": f"request line longer than {self.max_line} bytes"}))
                 return  # the rest of the line cannot be told from a next request
             else:
                 chunk = conn.recv(self.max_line + 1 - len(pending))
                 if not chunk:
                     return
                 pending += chunk
+                record.last_active = time.monotonic()
+
+    def _send(self, conn: socket.socket, record: _Connection, reply: bytes) -> None:
+        with record.send_lock:
+            conn.sendall(reply)
+        record.last_active = time.monotonic()
 
     def _handle(self, line: bytes) -> dict:
         try:
@@ -208,7 +266,18 @@ class ControlClient(CommandMethods):
         if self._sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout)
-            sock.connect(self.path)
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    sock.connect(self.path)
+                    break
+                except BlockingIOError:
+                    # The server's backlog is full (a burst of clients it is still making room
+                    # for): a Unix socket with a timeout does not wait for it, so wait here.
+                    if time.monotonic() > deadline:
+                        sock.close()
+                        raise
+                    time.sleep(0.01)
             self._sock = sock
             self._stream = sock.makefile("rwb")
         return self._sock
