@@ -86,7 +86,7 @@ def screen_text(app) -> str:
     return svg_text(app.export_screenshot())
 
 
-async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05) -> None:
+async def wait_for(pilot, predicate, timeout: float = 60.0, step: float = 0.05) -> None:
     """Let the app run until ``predicate()`` holds (AssertionError after ``timeout`` s)."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -95,7 +95,7 @@ async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05) 
         await pilot.pause(step)
 
 
-async def on_screen(pilot, app, *needles: str, timeout: float = 10.0) -> str:
+async def on_screen(pilot, app, *needles: str, timeout: float = 60.0) -> str:
     """Wait until every needle is on the screen; returns the screen text."""
     text = ""
 

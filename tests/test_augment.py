@@ -1,5 +1,9 @@
 """The book's augmentation: the affine it applies, parameters that depend on (seed, epoch,
-position) only, and a trainer that gives the same run whatever the workers or a resume."""
+position) only, and a trainer that gives the same run whatever the workers or a resume.
+
+Machine-independent by construction: the affine is checked on set inputs; the trainer tests
+compare runs computed on this machine bit for bit (workers, resume), never against numbers
+from elsewhere."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """--balanced and --epoch-samples: the book's balanced order, exact per epoch and per rank; the
-trainer uses it for training only; a resume refuses a change."""
+trainer uses it for training only; a resume refuses a change.
+
+Machine-independent by construction: orders and label counts only."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """Checkpoint writes are atomic: a write killed half-way or a full disk leaves the previous
-checkpoint intact and loadable, and a failed write does not end training."""
+checkpoint intact and loadable, and a failed write does not end training.
+
+Machine-independent by construction: the writes and their failures are injected."""
 
 from __future__ import annotations
 

@@ -369,7 +369,7 @@ async def test_alarms_and_the_end_ring_the_bell_and_notify_the_desktop(quiet, tm
         for event in events:                      # the rest: the alarm, then the end
             collector(event)
         await on_screen(pilot, app, "FINISHED")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: len(written) == (0 if quiet else 2))
     if quiet:
         assert written == []
         return

@@ -1,5 +1,8 @@
 """`luna-tui runs` and `luna-tui compare`: best values with their epochs, the options that
-differ, per-epoch validation metrics, CSV."""
+differ, per-epoch validation metrics, CSV.
+
+Machine-independent by construction: the expected bests are worked out from the run's own
+metrics events, whatever values SGD reached on this CPU."""
 
 from __future__ import annotations
 

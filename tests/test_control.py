@@ -1,5 +1,8 @@
 """Commands at batch boundaries (pause, resume, checkpoint, stop), exact resume, the
-non-finite loss guard, and resume refusals."""
+non-finite loss guard, and resume refusals.
+
+Machine-independent by construction: an exact resume compares two runs computed on this
+machine; the non-finite losses are injected; the clock is moved by the test."""
 
 from __future__ import annotations
 

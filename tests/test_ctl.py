@@ -1,5 +1,8 @@
 """`luna-tui ctl` against a real headless run: each command and what the run acknowledged,
-a refused command, and a finished run."""
+a refused command, and a finished run.
+
+Machine-independent by construction: acknowledgements and files only, waited on in the event
+file."""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """torchrun with two CPU processes (gloo) on the tiny set: rank 0 alone writes, metrics count
 every sample once, validation equals a single process on the same weights, SIGTERM to the
-launcher checkpoints and resume continues."""
+launcher checkpoints and resume continues.
+
+Machine-independent by construction: counts, and a two-process validation compared with one
+process on the same weights to float rounding (a probability within 1e-5 of the threshold may
+fall either side)."""
 
 from __future__ import annotations
 
@@ -79,8 +83,14 @@ def test_two_processes_rank0_writes_and_metrics_match_single_process(train_argv,
     assert label.numel() == 11
     neg, pos = label == 0, label == 1
     assert (int(neg.sum()), int(pos.sum())) == (val.neg_count, val.pos_count)
-    assert int((neg & (pred <= 0.5)).sum()) == val.neg_correct
-    assert int((pos & (pred > 0.5)).sum()) == val.pos_correct
+    # Two processes and one compute the same forward pass in different batches, so their
+    # probabilities agree to float rounding only: a sample within 1e-5 of the threshold may
+    # fall either side (where SGD put the weights decides whether there is one).
+    sure = (pred - 0.5).abs() > 1e-5
+    for label_is, right, counted in ((neg, pred <= 0.5, val.neg_correct),
+                                     (pos, pred > 0.5, val.pos_correct)):
+        assert int((label_is & right & sure).sum()) <= counted \
+            <= int((label_is & (right | ~sure)).sum())
     assert abs(float(loss.mean()) - val.metrics["loss/all"]) < 1e-5
     assert abs(float(loss[pos].mean()) - val.metrics["loss/pos"]) < 1e-5
 
@@ -90,7 +100,7 @@ def test_sigterm_to_torchrun_checkpoints_and_resume_continues(train_argv, tmp_pa
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_for_events(tmp_path, lambda r: len(trn_batches(r)) >= 1, proc, timeout=120)
     proc.send_signal(signal.SIGTERM)  # to the launcher only, as a batch system does
-    proc.communicate(timeout=30)
+    proc.communicate(timeout=60)
     (run_dir,) = glob.glob(str(tmp_path / "runs" / "luna" / "*-dlwpt"))
     events = read_events(os.path.join(run_dir, "events.jsonl"))
     saved = [e for e in events if isinstance(e, ev.CheckpointSaved)]

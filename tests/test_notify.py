@@ -1,5 +1,7 @@
 """--notify-cmd: the command runs on finish, failure, a non-finite loss and NODULES MISSED for
-3 validations, with the facts in its environment; a slow one is killed, never waited for."""
+3 validations, with the facts in its environment; a slow one is killed, never waited for.
+
+Machine-independent by construction: the metrics events are made by the test."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Headless runs as subprocesses: SIGTERM / SIGINT / SIGHUP checkpoint and exit 143 / 130 / 129
 (sent to the whole process group, so DataLoader workers get them too); SIGUSR1 checkpoints and
-goes on; a second SIGINT exits at once even when the batch under way never ends."""
+goes on; a second SIGINT exits at once even when the batch under way never ends.
+
+Machine-independent by construction: exit codes, checkpoints and events, waited on in the
+event file; no value SGD reaches."""
 
 from __future__ import annotations
 
@@ -87,7 +90,7 @@ def test_sigusr1_checkpoints_and_training_goes_on(train_argv, tmp_path):
     done = len(trn_batches(records))
     wait_for_events(tmp_path, lambda r: len(trn_batches(r)) >= done + 2, proc)  # it went on
     os.killpg(proc.pid, signal.SIGTERM)
-    proc.communicate(timeout=30)
+    proc.communicate(timeout=60)
     assert proc.returncode == 143
 
 
@@ -124,7 +127,7 @@ def test_second_sigint_exits_at_once_and_keeps_the_last_checkpoint(train_argv, t
         # can arrive as one
         read_until(proc, "SIGINT: stopping at the next batch boundary")
         os.killpg(proc.pid, signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -1,6 +1,9 @@
 """Steering a live run: a new learning rate / momentum at a batch boundary, as an event, a
 TensorBoard scalar and in checkpoints; a resumed run ends bit-identical to one that was not
-interrupted; bad values are refused."""
+interrupted; bad values are refused.
+
+Machine-independent by construction: the change is asserted as sent; the resume is compared
+bit for bit with a run computed on this machine."""
 
 from __future__ import annotations
 

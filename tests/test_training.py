@@ -1,5 +1,8 @@
 """One-epoch headless runs on the tiny synthetic set: log lines, per-class counts,
-TensorBoard tags read back from the event files, the JSONL event file, checkpoints."""
+TensorBoard tags read back from the event files, the JSONL event file, checkpoints.
+
+Machine-independent by construction: formats, counts and equality between the log, the
+events and TensorBoard of one run; two runs with one seed are compared on this machine."""
 
 from __future__ import annotations
 

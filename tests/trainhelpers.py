@@ -85,7 +85,7 @@ def kill_run(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    proc.communicate(timeout=30)
+    proc.communicate(timeout=60)
 
 
 def start_headless(train_argv, tmp_path, *extra):
@@ -119,7 +119,7 @@ def read_run_events(tmp_path, comment="dlwpt"):
     return records
 
 
-def wait_for_events(tmp_path, predicate, proc, timeout=60, comment="dlwpt"):
+def wait_for_events(tmp_path, predicate, proc, timeout=120, comment="dlwpt"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         records = read_run_events(tmp_path, comment)
