@@ -59,8 +59,8 @@ def cockpit_arm(argv: list[str]) -> float:
     from luna_core.run.commands import CommandChannel
     from luna_core.training import LunaTrainingApp
     from luna_tui.app import CockpitApp
-    from luna_tui.collector import EventCollector
     from luna_tui.launch import guard_trainer
+    from luna_tui.model.collector import EventCollector
     from luna_tui.terminal import prepare_worker_processes
 
     prepare_worker_processes()  # as run_cockpit does before the app takes the terminal

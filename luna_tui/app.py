@@ -31,22 +31,22 @@ from textual.worker import Worker, WorkerState
 from luna_core.run.commands import Command
 from luna_core.run.events import PAUSED
 from luna_core.run.failure import describe_exception
-from luna_tui import layout as plan
-from luna_tui import summaries
-from luna_tui.alarm import BEL, desktop_notification
-from luna_tui.confirm import ConfirmQuit, ConfirmSetting
-from luna_tui.help import HelpScreen
+from luna_tui.link.local import Runner, TrainerResult, TrainerThread
+from luna_tui.link.system_probe import SystemProbe, SystemReading
 from luna_tui.messages import CheckpointArrived, RunEnded
-from luna_tui.news import SnapshotNews
-from luna_tui.snapshot import RunSnapshot, SnapshotSource
-from luna_tui.system_probe import SystemProbe, SystemReading
+from luna_tui.model import layout as plan
+from luna_tui.model import summaries
+from luna_tui.model.alarm import BEL, desktop_notification
+from luna_tui.model.news import SnapshotNews
+from luna_tui.model.snapshot import RunSnapshot, SnapshotSource
+from luna_tui.screens.confirm import ConfirmQuit, ConfirmSetting
+from luna_tui.screens.help import HelpScreen
 from luna_tui.terminal import (
     Installed,
     install_quit_signals,
     remove_signals,
     stdio_to_devnull_for_good,
 )
-from luna_tui.trainer import Runner, TrainerResult, TrainerThread
 from luna_tui.views import VIEW_BINDINGS, ViewsMixin, short_path
 from luna_tui.widgets import (
     BottleneckPane,

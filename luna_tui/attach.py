@@ -2,7 +2,7 @@
 --headless` under nohup, tmux or a batch system).
 
 The same ``CockpitApp`` (same panes, same layout), fed from the run's event file instead of an
-in-process trainer, and sending commands to the run's control socket (luna_tui.remote:
+in-process trainer, and sending commands to the run's control socket (luna_tui.link.remote:
 ``RunFileSource``, ``RemoteCommands``).
 
 ``AttachApp``: ``d`` detaches (the run goes on); ``q`` asks: detach (the default) or stop the
@@ -27,13 +27,13 @@ from luna_core.run import events as ev
 from luna_core.run.compare import load_baseline
 from luna_core.run.runs import CRASHED, on_this_host, resolve_run_dir
 from luna_tui.app import Clock, CockpitApp
-from luna_tui.confirm import AttachQuit
-from luna_tui.endings import ENDED_WORDS, attach_closing_line, resume_command
-from luna_tui.help import ATTACH_KEYS, HelpScreen
+from luna_tui.link.remote import RemoteCommands, RunFileSource, open_run
+from luna_tui.link.system_probe import RunProcessProbe, SystemReading
 from luna_tui.messages import CommandFailed
-from luna_tui.remote import RemoteCommands, RunFileSource, open_run
-from luna_tui.snapshot import RunSnapshot
-from luna_tui.system_probe import RunProcessProbe, SystemReading
+from luna_tui.model.endings import ENDED_WORDS, attach_closing_line, resume_command
+from luna_tui.model.snapshot import RunSnapshot
+from luna_tui.screens.confirm import AttachQuit
+from luna_tui.screens.help import ATTACH_KEYS, HelpScreen
 from luna_tui.terminal import terminal_problem
 from luna_tui.views import VIEW_BINDINGS
 from luna_tui.widgets.progress import UiStatus

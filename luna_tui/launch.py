@@ -11,9 +11,9 @@ from luna_core.run.commands import CommandChannel
 from luna_core.run.events import FAILED, RunFinished
 from luna_core.run.failure import describe_exception
 from luna_tui.app import Clock, CockpitApp, Runner
-from luna_tui.collector import EventCollector
-from luna_tui.endings import cockpit_closing_line
-from luna_tui.system_probe import SystemReading
+from luna_tui.link.system_probe import SystemReading
+from luna_tui.model.collector import EventCollector
+from luna_tui.model.endings import cockpit_closing_line
 from luna_tui.terminal import prepare_worker_processes, terminal_problem
 
 

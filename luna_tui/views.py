@@ -1,5 +1,5 @@
 """The cockpit's views (1 overview, 2 trends, 3 log, 4 system), the zoom, the plot keys and
-the baseline: what is on screen and where (luna_tui.layout decides the rows). A mixin of
+the baseline: what is on screen and where (luna_tui.model.layout decides the rows). A mixin of
 CockpitApp, which composes the panes in their slots here."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from textual.containers import Container
 from textual.geometry import Size
 from textual.widgets import Footer, Static
 
-from luna_tui import layout as plan
-from luna_tui import summaries
-from luna_tui.snapshot import RunSnapshot
-from luna_tui.system_probe import SystemReading
+from luna_tui.link.system_probe import SystemReading
+from luna_tui.model import layout as plan
+from luna_tui.model import summaries
+from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.widgets import (
     BottleneckPane,
     ClassTablePane,
@@ -115,7 +115,7 @@ class ViewsMixin:
 
     def action_pick_baseline(self) -> None:
         """`b`: pick the baseline among the runs under --runs-dir."""
-        from luna_tui.baseline import BaselinePicker
+        from luna_tui.screens.baseline import BaselinePicker
 
         self.push_screen(BaselinePicker(self.runs_dir or "runs", self.snap.run_dir),
                          self._on_baseline_picked)

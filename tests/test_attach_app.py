@@ -29,11 +29,12 @@ from luna_core.run.runs import CRASHED, process_alive
 from luna_core.train.checkpoint import load_checkpoint
 from luna_tui import cli
 from luna_tui.attach import AttachApp, build_attach_app, farewell, open_run
-from luna_tui.confirm import AttachQuit
-from luna_tui.demo import FakeTrainer
-from luna_tui.help import HelpScreen
-from luna_tui.system_probe import RunProcessProbe, SystemProbe
-from luna_tui.testing import (
+from luna_tui.link.system_probe import RunProcessProbe, SystemProbe
+from luna_tui.screens.confirm import AttachQuit
+from luna_tui.screens.help import HelpScreen
+from luna_tui.widgets import ProgressPane
+from luna_tui.widgets.system import render_system
+from tests.cockpit_helpers import (
     FROZEN_READING,
     fake_time,
     frozen_clock,
@@ -41,8 +42,7 @@ from luna_tui.testing import (
     screen_text,
     wait_for,
 )
-from luna_tui.widgets import ProgressPane
-from luna_tui.widgets.system import render_system
+from tests.fakerun import FakeTrainer
 from tests.trainhelpers import (
     kill_run,
     read_run_events,

@@ -74,8 +74,8 @@ async def test_the_cockpit_shows_the_check_while_the_loader_warms_up(tmp_path):
     from luna_core.data.preflight import check
     from luna_core.run.commands import CommandChannel
     from luna_tui.app import CockpitApp
-    from luna_tui.collector import EventCollector
-    from luna_tui.testing import FROZEN_READING, frozen_clock, on_screen
+    from luna_tui.model.collector import EventCollector
+    from tests.cockpit_helpers import FROZEN_READING, frozen_clock, on_screen
 
     data, _uids, _ = make_dataset_dir(tmp_path / "data", n_series=2, per_series=15)
     clear_cache()

@@ -22,12 +22,12 @@ from luna_core.run.events import FAILED, PAUSED, STOPPED, BatchDone, RunFinished
 from luna_core.run.failure import describe_exception
 from luna_tui import terminal as app_module
 from luna_tui.app import CockpitApp
-from luna_tui.collector import EventCollector
-from luna_tui.confirm import ConfirmQuit
-from luna_tui.demo import FakeTrainer
-from luna_tui.help import HelpScreen
 from luna_tui.launch import build_cockpit, run_cockpit
-from luna_tui.testing import (
+from luna_tui.model.collector import EventCollector
+from luna_tui.screens.confirm import ConfirmQuit
+from luna_tui.screens.help import HelpScreen
+from luna_tui.widgets.trends import TrendPlot
+from tests.cockpit_helpers import (
     FROZEN_READING,
     NO_GPU_READING,
     frozen_clock,
@@ -37,7 +37,7 @@ from luna_tui.testing import (
     scripted_run,
     wait_for,
 )
-from luna_tui.widgets.trends import TrendPlot
+from tests.fakerun import FakeTrainer
 
 SIZES = [(80, 24), (160, 48)]
 
@@ -292,7 +292,7 @@ async def test_trainer_exception_is_shown_and_exits_non_zero():
         await wait_for(pilot, lambda: app.trainer_exit_code is not None)
         # what failed and where: the location is drawn once the trainer thread has returned
         await wait_for(pilot, lambda: re.search(r"FakeTrainingError: CUDA error.*\n.*"
-                                                r"at luna_tui/demo\.py:\d+ in events",
+                                                r"at tests/fakerun\.py:\d+ in events",
                                                 screen_text(app)))
         assert "FAILED" in screen_text(app)
         assert not app.trainer_running

@@ -23,13 +23,13 @@ from luna_core.run.events import (
     RunStarted,
     StatusChanged,
 )
-from luna_tui.collector import (
+from luna_tui.model.collector import (
     Bottleneck,
     DecimatingSeries,
     EventCollector,
     RunSnapshot,
 )
-from luna_tui.testing import scripted_run
+from tests.cockpit_helpers import scripted_run
 
 
 def run_started(epochs=2, trn_samples=3200, val_samples=640, batch_size=32):

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from luna_tui import formatting as fmt
-from luna_tui.system_probe import SystemProbe, SystemReading
-from luna_tui.testing import FROZEN_READING, NO_GPU_READING
+from luna_tui.link.system_probe import SystemProbe, SystemReading
+from luna_tui.model import formatting as fmt
 from luna_tui.widgets.system import render_system
+from tests.cockpit_helpers import FROZEN_READING, NO_GPU_READING
 
 
 def test_probe_reads_this_machine_without_raising(monkeypatch):

@@ -13,7 +13,7 @@ import os
 from luna_core.run.events import FINISHED, STOPPED
 from luna_core.train.checkpoint import load_checkpoint
 from luna_tui.launch import build_cockpit
-from luna_tui.testing import FROZEN_READING, frozen_clock, on_screen, position, wait_for
+from tests.cockpit_helpers import FROZEN_READING, frozen_clock, on_screen, position, wait_for
 from tests.test_cockpit_app import exited
 
 

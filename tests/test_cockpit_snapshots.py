@@ -18,7 +18,7 @@ from luna_core.run.events import (
     StatusChanged,
 )
 from luna_tui.app import CockpitApp
-from luna_tui.testing import (
+from tests.cockpit_helpers import (
     FROZEN_READING,
     NO_GPU_READING,
     fake_time,

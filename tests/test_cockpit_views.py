@@ -11,12 +11,13 @@ import pytest
 from luna_core.run import events as ev
 from luna_core.run.commands import CommandChannel
 from luna_core.run.events import BatchDone
-from luna_tui import layout as plan
-from luna_tui import plotdata as pd
 from luna_tui.app import CockpitApp
 from luna_tui.attach import build_attach_app
-from luna_tui.demo import FakeTrainer
-from luna_tui.testing import (
+from luna_tui.model import layout as plan
+from luna_tui.model import plotdata as pd
+from luna_tui.views import short_path
+from luna_tui.widgets.trends import TrendPlot
+from tests.cockpit_helpers import (
     FROZEN_READING,
     fake_time,
     frozen_clock,
@@ -25,8 +26,7 @@ from luna_tui.testing import (
     scripted_run,
     wait_for,
 )
-from luna_tui.views import short_path
-from luna_tui.widgets.trends import TrendPlot
+from tests.fakerun import FakeTrainer
 
 SIZES = [(80, 24), (100, 32), (120, 36), (160, 48)]
 IDS = [f"{w}x{h}" for w, h in SIZES]
@@ -35,7 +35,7 @@ IDS = [f"{w}x{h}" for w, h in SIZES]
 def started_run(batch_ndx: int, **trainer_kwargs):
     """A fake run folded into a collector up to its first batch ``batch_ndx``, and the rest of
     its events, for a test to feed while the cockpit watches."""
-    from luna_tui.collector import EventCollector
+    from luna_tui.model.collector import EventCollector
 
     collector = EventCollector()
     events = FakeTrainer(time_fn=fake_time(), **trainer_kwargs).events()
@@ -342,7 +342,7 @@ async def test_a_baseline_shows_in_the_plots_and_the_class_table(tmp_path):
 # ----------------------------------------------------------------------------- bell, OSC
 
 def test_desktop_notification_escapes_and_their_tmux_passthrough():
-    from luna_tui.alarm import desktop_notification
+    from luna_tui.model.alarm import desktop_notification
 
     assert desktop_notification("Run finished", "runs/a;b\x1b") == (
         "\x1b]9;Run finished: runs/a,b \a\x1b]777;notify;Run finished;runs/a,b \a")
@@ -383,8 +383,8 @@ async def test_alarms_and_the_end_ring_the_bell_and_notify_the_desktop(quiet, tm
 # ----------------------------------------------------------------------------- steering
 
 async def test_brackets_halve_and_double_the_lr_after_a_confirmation():
-    from luna_tui.collector import EventCollector
-    from luna_tui.confirm import ConfirmSetting
+    from luna_tui.model.collector import EventCollector
+    from luna_tui.screens.confirm import ConfirmSetting
 
     collector, channel = EventCollector(), CommandChannel()
     trainer = FakeTrainer(sinks=[collector], commands=channel, epochs=50, trn_batches=400,

@@ -25,15 +25,15 @@ from textual.message import Message
 from luna_core.run import events as ev
 from luna_core.run import runs
 from luna_core.run.estimate import LIVE_WARMUP_BATCHES, PhaseEstimate
-from luna_tui import collector as collector_module
-from luna_tui import system_probe
 from luna_tui.app import CockpitApp
 from luna_tui.attach import AttachApp
-from luna_tui.collector import EventCollector
-from luna_tui.demo import FakeTrainer
-from luna_tui.endings import attach_closing_line, cockpit_closing_line
+from luna_tui.link import system_probe
 from luna_tui.messages import CheckpointArrived, CommandFailed, RunEnded
-from luna_tui.testing import fake_time
+from luna_tui.model import collector as collector_module
+from luna_tui.model.collector import EventCollector
+from luna_tui.model.endings import attach_closing_line, cockpit_closing_line
+from tests.cockpit_helpers import fake_time
+from tests.fakerun import FakeTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from luna_tui.snapshot import Bottleneck, RunSnapshot
+from luna_tui.model.snapshot import Bottleneck, RunSnapshot
 from luna_tui.widgets.pane import TextPane
 
 VERDICT_STYLE = {

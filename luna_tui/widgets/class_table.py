@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from luna_tui import formatting as fmt
-from luna_tui.snapshot import RunSnapshot
+from luna_tui.model import formatting as fmt
+from luna_tui.model.snapshot import RunSnapshot
 
 ALARM_STYLE = "bold white on red"
 ALARM_STYLE_NO_COLOR = "bold reverse"      # NO_COLOR: greys only, so lean on reverse video

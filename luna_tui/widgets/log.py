@@ -8,7 +8,7 @@ from datetime import datetime, tzinfo
 from rich.text import Text
 from textual.widgets import RichLog
 
-from luna_tui.snapshot import LogLine, RunSnapshot
+from luna_tui.model.snapshot import LogLine, RunSnapshot
 
 LEVEL_STYLE = {
     "DEBUG": "dim",

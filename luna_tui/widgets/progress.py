@@ -18,9 +18,9 @@ from luna_core.run.events import (
     VALIDATING,
 )
 from luna_core.run.runs import CRASHED, ENDED_STATES
-from luna_tui import formatting as fmt
-from luna_tui.endings import resume_command
-from luna_tui.snapshot import RunSnapshot
+from luna_tui.model import formatting as fmt
+from luna_tui.model.endings import resume_command
+from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.widgets.pane import TextPane
 
 STATE_LABEL = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from luna_tui import formatting as fmt
-from luna_tui.system_probe import SystemReading
+from luna_tui.link.system_probe import SystemReading
+from luna_tui.model import formatting as fmt
 from luna_tui.widgets.pane import TextPane
 
 

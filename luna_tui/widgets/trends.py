@@ -3,7 +3,7 @@ positives) and the % of nodules correct, for trn and val.
 
 Each plot's title carries its current value and the best so far; a few huge values are drawn
 clipped at the top (▲) instead of squashing the y axis; `s` toggles the smoothing, `y` the log
-scale of the loss plots, `x` epochs or training samples on the x axis (luna_tui.plotdata has
+scale of the loss plots, `x` epochs or training samples on the x axis (luna_tui.model.plotdata has
 the rules). Plots are rebuilt only when their data or options changed, and the live line at
 most ``1 / min_interval`` times a second, so a redraw never competes with the UI.
 """
@@ -19,9 +19,9 @@ from textual.app import ComposeResult
 from textual.containers import Container
 from textual_plotext import PlotextPlot
 
-from luna_tui import plotdata as pd
-from luna_tui.plotdata import PlotOptions
-from luna_tui.snapshot import EpochPoint, RunSnapshot
+from luna_tui.model import plotdata as pd
+from luna_tui.model.plotdata import PlotOptions
+from luna_tui.model.snapshot import EpochPoint, RunSnapshot
 
 
 class TrendPlot(PlotextPlot):

@@ -3,7 +3,7 @@
 ``EventCollector`` is an event sink: the trainer thread calls it synchronously for every
 event, so a call does O(1) amortised work under a lock and never touches the UI. The UI asks
 for ``collector.snapshot()`` a few times a second and gets an immutable ``RunSnapshot``
-(luna_tui.snapshot). Rates and ETAs follow luna_core.run.estimate's rule (``RunEstimate``).
+(luna_tui.model.snapshot). Rates and ETAs follow luna_core.run.estimate's rule (``RunEstimate``).
 
 Nothing here imports Textual: the same collector is fed by the in-process trainer and by a
 run's JSONL event file (``luna-tui attach``).
@@ -38,7 +38,7 @@ from luna_core.run.events import (
     StatusChanged,
 )
 from luna_core.run.runs import ENDED_STATES
-from luna_tui.snapshot import (
+from luna_tui.model.snapshot import (
     Bottleneck,
     EpochPoint,
     LogLine,

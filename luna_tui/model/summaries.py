@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from luna_tui import formatting as fmt
-from luna_tui.snapshot import RunSnapshot
-from luna_tui.system_probe import SystemReading
+from luna_tui.model import formatting as fmt
+from luna_tui.model.snapshot import RunSnapshot
+from luna_tui.model.system import SystemReading
 
 PHASE = {"trn": "trn", "val": "val"}
 

@@ -1,6 +1,6 @@
 """What the cockpit shows, as immutable values: ``RunSnapshot`` and its parts.
 
-An ``EventCollector`` (luna_tui.collector) builds them from the training loop's events; the
+An ``EventCollector`` (luna_tui.model.collector) builds them from the training loop's events; the
 panes only read them. Nothing here imports Textual.
 """
 

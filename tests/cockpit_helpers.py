@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 
 from luna_core.run.commands import CommandChannel
 from luna_core.run.events import Event
-from luna_tui.collector import EventCollector
-from luna_tui.demo import FakeTrainer
-from luna_tui.system_probe import GpuReading, SystemReading
+from luna_tui.link.system_probe import GpuReading, SystemReading
+from luna_tui.model.collector import EventCollector
+from tests.fakerun import FakeTrainer
 
 FROZEN_NOW = datetime(2025, 3, 4, 12, 0, 0, tzinfo=timezone.utc)
 GIB = 2**30

@@ -26,8 +26,8 @@ from luna_core.run.commands import Command, CommandMethods, Setting
 from luna_core.run.control import ControlClient
 from luna_core.run.eventfile import EVENT_FILE_NAME, EventFileFollower, run_event_file
 from luna_core.run.runs import CRASHED, not_a_run, process_gone
-from luna_tui.collector import EventCollector
-from luna_tui.snapshot import RunSnapshot
+from luna_tui.model.collector import EventCollector
+from luna_tui.model.snapshot import RunSnapshot
 
 #: How often the follower thread reads the event file, and checks the run's process.
 FOLLOW_INTERVAL = 0.25

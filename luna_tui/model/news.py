@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from luna_core.run.events import FAILED, CheckpointSaved
-from luna_tui.snapshot import RunSnapshot
+from luna_tui.model.snapshot import RunSnapshot
 
 
 @dataclass(frozen=True)

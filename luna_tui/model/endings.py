@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from luna_core.run import events as ev
 from luna_core.run.runs import CRASHED
-from luna_tui.snapshot import RunSnapshot
+from luna_tui.model.snapshot import RunSnapshot
 
 ENDED_WORDS = {
     ev.FINISHED: "the run has finished",
