@@ -48,15 +48,12 @@ def _parser(name: str, description: str) -> argparse.ArgumentParser:
 
 
 def run_prepcache(argv: list[str]) -> int:
-    from luna_core.train.options import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, default_num_workers
+    from luna_core.train.options import add_data_dirs
 
     parser = _parser(
         "prepcache",
         "Build the chunk store of every series that has candidates (resumable).")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
-    parser.add_argument("--candidates-file", default=None)
-    parser.add_argument("--num-workers", type=int, default=default_num_workers())
+    add_data_dirs(parser, workers=True)
     args = parser.parse_args(argv)
     from luna_core.data.prepcache import run_prepcache as run
 
@@ -70,13 +67,13 @@ def run_attach(argv: list[str]) -> int:
 
 
 def run_runs(argv: list[str]) -> int:
-    from luna_core.train.options import DEFAULT_RUNS_DIR
+    from luna_core.train.options import add_runs_dir
 
     parser = _parser(
         "runs",
         "List runs with their state, epoch, latest validation loss and "
         "% of nodules found.")
-    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR)
+    add_runs_dir(parser)
     args = parser.parse_args(argv)
     import datetime
 
@@ -113,7 +110,7 @@ def run_runs(argv: list[str]) -> int:
 
 def run_compare(argv: list[str]) -> int:
     from luna_core.errors import LunaInputError
-    from luna_core.train.options import DEFAULT_RUNS_DIR
+    from luna_core.train.options import add_runs_dir
 
     parser = _parser(
         "compare",
@@ -121,7 +118,7 @@ def run_compare(argv: list[str]) -> int:
         "recall, precision and F1 per epoch, and the best of each with its epoch.")
     parser.add_argument("runs", nargs="+", metavar="RUN",
                         help="run directories ('latest': the newest under --runs-dir)")
-    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR)
+    add_runs_dir(parser)
     parser.add_argument("--csv", nargs="?", const="-", default=None, metavar="FILE",
                         help="write the comparison as CSV to FILE (standard output: -)")
     args = parser.parse_args(argv)
@@ -146,15 +143,13 @@ def run_compare(argv: list[str]) -> int:
 
 
 def run_check(argv: list[str]) -> int:
-    from luna_core.train.options import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
+    from luna_core.train.options import add_data_dirs
 
     parser = _parser(
         "check",
         "Before a long run: is the data all there, and what will it cost? Read "
         "only. Exit 0 when a run can start, 2 when it cannot (the reason first).")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
-    parser.add_argument("--candidates-file", default=None)
+    add_data_dirs(parser)
     parser.add_argument("--val-stride", type=int, default=10)
     args = parser.parse_args(argv)
     from luna_core.data.preflight import run_check as run
@@ -164,7 +159,7 @@ def run_check(argv: list[str]) -> int:
 
 def run_ctl(argv: list[str]) -> int:
     from luna_core.errors import LunaInputError
-    from luna_core.train.options import DEFAULT_RUNS_DIR
+    from luna_core.train.options import add_runs_dir
 
     parser = _parser(
         "ctl",
@@ -177,7 +172,7 @@ def run_ctl(argv: list[str]) -> int:
                         help="pause, resume, checkpoint, stop, or set (lr=X momentum=Y)")
     parser.add_argument("values", nargs="*", metavar="KEY=VALUE",
                         help="for set: lr=X and/or momentum=Y")
-    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR)
+    add_runs_dir(parser)
     parser.add_argument("--wait", type=float, default=120.0, metavar="S",
                         help="how long to wait for the run to acknowledge")
     args = parser.parse_args(argv)

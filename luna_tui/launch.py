@@ -8,29 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from luna_core.run.commands import CommandChannel
-from luna_core.run.events import FAILED, RunFinished
-from luna_core.run.failure import describe_exception
-from luna_tui.app import Clock, CockpitApp, Runner
+from luna_tui.app import Clock, CockpitApp
+from luna_tui.link.local import LocalLink, guard_trainer
 from luna_tui.link.system_probe import SystemReading
 from luna_tui.model.collector import EventCollector
 from luna_tui.model.endings import cockpit_closing_line
 from luna_tui.terminal import prepare_worker_processes, terminal_problem
-
-
-def guard_trainer(train: Runner, collector: EventCollector) -> Runner:
-    """Run ``train``; if it raises, make sure the collector knows the run failed (the
-    exception still propagates, so the app can show what failed and where)."""
-
-    def guarded() -> int:
-        try:
-            return int(train() or 0)
-        except BaseException as exc:
-            if collector.snapshot().finished is None:
-                collector(RunFinished(state=FAILED, exit_code=1,
-                                      error=describe_exception(exc)))
-            raise
-
-    return guarded
 
 
 def build_cockpit(sys_argv: list[str], *, clock: Clock | None = None,
@@ -48,8 +31,8 @@ def build_cockpit(sys_argv: list[str], *, clock: Clock | None = None,
         return LunaTrainingApp(sys_argv=list(sys_argv), sinks=[collector],
                                commands=channel, interactive=True).main()
 
-    return CockpitApp(collector, channel, clock=clock, system_probe=system_probe,
-                      runner=guard_trainer(train, collector), **app_kwargs)
+    return CockpitApp(LocalLink(collector, channel, runner=guard_trainer(train, collector)),
+                      clock=clock, system_probe=system_probe, **app_kwargs)
 
 
 def run_cockpit(sys_argv: list[str]) -> int:

@@ -28,7 +28,8 @@ from luna_core.run.control import ControlClient
 from luna_core.run.runs import CRASHED, process_alive
 from luna_core.train.checkpoint import load_checkpoint
 from luna_tui import cli
-from luna_tui.attach import AttachApp, build_attach_app, farewell, open_run
+from luna_tui.app import CockpitApp
+from luna_tui.attach import build_attach_app, farewell, open_run
 from luna_tui.link.system_probe import RunProcessProbe, SystemProbe
 from luna_tui.screens.confirm import AttachQuit
 from luna_tui.screens.help import HelpScreen
@@ -94,7 +95,7 @@ async def exited(app, timeout: float = 60.0) -> None:
     assert not app.is_running, "the app did not exit"
 
 
-def attach(run_dir, **kwargs) -> AttachApp:
+def attach(run_dir, **kwargs) -> CockpitApp:
     kwargs.setdefault("clock", frozen_clock())
     return build_attach_app(run_dir, poll_interval=0.1, **kwargs)
 
@@ -298,6 +299,30 @@ async def test_killed_run_is_shown_as_ended_unexpectedly_with_how_to_resume(
 
 
 # -- quick ones, from written event files --------------------------------------------------
+
+async def test_a_read_only_attach_refuses_every_steering_key(tmp_path):
+    """p, c, [ and ] on a run that cannot be steered from here say why; nothing is sent and
+    no confirmation opens (the learning-rate keys included)."""
+    from luna_tui.screens.confirm import ConfirmSetting
+
+    # mid-run, on another host: running, but its control socket is out of reach
+    write_fake_run(tmp_path / "run", until=lambda e: isinstance(e, ev.BatchDone)
+                   and e.batch_ndx == 5, host="elsewhere")
+    app = attach(str(tmp_path / "run"), system_probe=lambda: FROZEN_READING)
+    async with app.run_test(size=WIDE, notifications=True) as pilot:
+        await on_screen(pilot, app, "TRAINING")
+        assert app.snap.lr is not None        # the lr keys would have something to change
+        for key, what in (("left_square_bracket", "change the learning rate"),
+                          ("right_square_bracket", "change the learning rate"),
+                          ("p", "pause or resume"), ("c", "checkpoint")):
+            app.clear_notifications()
+            await pilot.press(key)
+            await toasted(pilot, app, f"Cannot {what}: the run is on host elsewhere")
+            assert not isinstance(app.screen, ConfirmSetting)
+        await pilot.press("d")
+        await exited(app)
+    assert app.commands.sent == []
+
 
 async def test_finished_run_opens_read_only_with_its_final_state(tmp_path):
     write_fake_run(tmp_path / "run")

@@ -74,12 +74,13 @@ async def test_the_cockpit_shows_the_check_while_the_loader_warms_up(tmp_path):
     from luna_core.data.preflight import check
     from luna_core.run.commands import CommandChannel
     from luna_tui.app import CockpitApp
+    from luna_tui.link.local import LocalLink
     from luna_tui.model.collector import EventCollector
     from tests.cockpit_helpers import FROZEN_READING, frozen_clock, on_screen
 
     data, _uids, _ = make_dataset_dir(tmp_path / "data", n_series=2, per_series=15)
     clear_cache()
-    app = CockpitApp(EventCollector(), CommandChannel(), clock=frozen_clock(),
+    app = CockpitApp(LocalLink(EventCollector(), CommandChannel()), clock=frozen_clock(),
                      system_probe=lambda: FROZEN_READING,
                      preflight=lambda: check(data, tmp_path / "cache").text())
     async with app.run_test(size=(120, 36)) as pilot:

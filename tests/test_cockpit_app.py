@@ -23,6 +23,7 @@ from luna_core.run.failure import describe_exception
 from luna_tui import terminal as app_module
 from luna_tui.app import CockpitApp
 from luna_tui.launch import build_cockpit, run_cockpit
+from luna_tui.link.local import LocalLink
 from luna_tui.model.collector import EventCollector
 from luna_tui.screens.confirm import ConfirmQuit
 from luna_tui.screens.help import HelpScreen
@@ -60,7 +61,7 @@ def live_app(*, reading=FROZEN_READING, **trainer_kwargs):
     trainer_kwargs = {"epochs": 4, "trn_batches": 400, "val_batches": 60,
                       "batch_delay": 0.002, **trainer_kwargs}
     trainer = FakeTrainer(sinks=[collector], commands=channel, **trainer_kwargs)
-    app = CockpitApp(collector, channel, runner=trainer.main, clock=frozen_clock(),
+    app = CockpitApp(LocalLink(collector, channel, runner=trainer.main), clock=frozen_clock(),
                      system_probe=lambda: reading, poll_interval=0.05)
     return app, collector, channel
 
@@ -99,7 +100,7 @@ async def exited(pilot, app, timeout: float = 60.0) -> None:
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 async def test_panes_show_the_values_sent(size):
     collector = mid_epoch_two()
-    app = CockpitApp(collector, CommandChannel(), clock=frozen_clock(),
+    app = CockpitApp(LocalLink(collector, CommandChannel()), clock=frozen_clock(),
                      system_probe=lambda: FROZEN_READING)
     async with app.run_test(size=size) as pilot:
         text = await on_screen(pilot, app, "? Help", "NODULES MISSED", "samples/s")
@@ -135,7 +136,7 @@ async def test_panes_show_the_values_sent(size):
 
 
 async def test_no_gpu_is_said_plainly():
-    app = CockpitApp(mid_epoch_two(), CommandChannel(), clock=frozen_clock(),
+    app = CockpitApp(LocalLink(mid_epoch_two(), CommandChannel()), clock=frozen_clock(),
                      system_probe=lambda: NO_GPU_READING)
     async with app.run_test(size=(160, 48)) as pilot:
         text = await on_screen(pilot, app, "no GPU", "RAM")
@@ -144,7 +145,7 @@ async def test_no_gpu_is_said_plainly():
 
 
 async def test_waiting_screen_before_any_event():
-    app = CockpitApp(EventCollector(), CommandChannel(), clock=frozen_clock(),
+    app = CockpitApp(LocalLink(EventCollector(), CommandChannel()), clock=frozen_clock(),
                      system_probe=lambda: FROZEN_READING)
     async with app.run_test(size=(80, 24)) as pilot:
         text = await on_screen(pilot, app, "STARTING", "waiting for the first batch")
@@ -257,7 +258,7 @@ async def test_ctrl_c_is_a_confirmed_quit_even_from_a_dialog():
 
 
 async def test_help_screen_lists_the_keys_and_closes():
-    app = CockpitApp(mid_epoch_two(), CommandChannel(), clock=frozen_clock(),
+    app = CockpitApp(LocalLink(mid_epoch_two(), CommandChannel()), clock=frozen_clock(),
                      system_probe=lambda: FROZEN_READING)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("question_mark")
@@ -327,7 +328,7 @@ async def test_a_crash_in_the_ui_still_stops_the_training_thread():
     collector, channel = EventCollector(), RecordingChannel()
     trainer = FakeTrainer(sinks=[collector], commands=channel, epochs=50,
                           trn_batches=1000, batch_delay=0.002)
-    app = Broken(collector, channel, runner=trainer.main, clock=frozen_clock(),
+    app = Broken(LocalLink(collector, channel, runner=trainer.main), clock=frozen_clock(),
                  system_probe=lambda: FROZEN_READING)
     with pytest.raises(RuntimeError, match="ui bug"):
         async with app.run_test(size=(80, 24)):
@@ -513,7 +514,7 @@ def test_describe_exception_says_what_and_where():
 
 async def test_no_color_is_honoured(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
-    app = CockpitApp(mid_epoch_two(), CommandChannel(), clock=frozen_clock(),
+    app = CockpitApp(LocalLink(mid_epoch_two(), CommandChannel()), clock=frozen_clock(),
                      system_probe=lambda: FROZEN_READING)
     async with app.run_test(size=(80, 24)) as pilot:
         await on_screen(pilot, app, "NODULES MISSED", "? Help")

@@ -18,6 +18,7 @@ from luna_core.run.events import (
     StatusChanged,
 )
 from luna_tui.app import CockpitApp
+from luna_tui.link.local import LocalLink
 from tests.cockpit_helpers import (
     FROZEN_READING,
     NO_GPU_READING,
@@ -28,7 +29,7 @@ from tests.cockpit_helpers import (
 
 
 def cockpit(collector, reading=FROZEN_READING) -> CockpitApp:
-    return CockpitApp(collector, CommandChannel(), clock=frozen_clock(),
+    return CockpitApp(LocalLink(collector, CommandChannel()), clock=frozen_clock(),
                       system_probe=lambda: reading)
 
 

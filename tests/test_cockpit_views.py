@@ -13,9 +13,10 @@ from luna_core.run.commands import CommandChannel
 from luna_core.run.events import BatchDone
 from luna_tui.app import CockpitApp
 from luna_tui.attach import build_attach_app
+from luna_tui.link.local import LocalLink
 from luna_tui.model import layout as plan
 from luna_tui.model import plotdata as pd
-from luna_tui.views import short_path
+from luna_tui.screens.cockpit import short_path
 from luna_tui.widgets.trends import TrendPlot
 from tests.cockpit_helpers import (
     FROZEN_READING,
@@ -53,8 +54,8 @@ def mid_epoch_three():
 
 
 def cockpit(collector=None) -> CockpitApp:
-    return CockpitApp(collector or mid_epoch_three(), CommandChannel(), clock=frozen_clock(),
-                      system_probe=lambda: FROZEN_READING)
+    return CockpitApp(LocalLink(collector or mid_epoch_three(), CommandChannel()),
+                      clock=frozen_clock(), system_probe=lambda: FROZEN_READING)
 
 
 def plot_rows(app) -> dict[str, int]:
@@ -85,7 +86,7 @@ async def test_overview_gives_every_pane_rows_and_plots_ten_or_none(size):
         rows = slot_rows(app)
         assert set(rows) == set(plan.PANES)                 # every pane is there...
         assert all(r >= 1 for r in rows.values()), rows    # ...with rows, never zero
-        collapsed = app.layout_plan.collapsed
+        collapsed = app.cockpit.layout_plan.collapsed
         for name in collapsed:                             # a collapsed one says something
             line = app.query_one(f"#{name}-line")
             assert rows[name] == 1 and line.display and str(line.render()).strip()
@@ -137,15 +138,15 @@ async def test_z_zooms_the_focused_pane_and_back():
         app.query_one("#classes").focus()
         await pilot.press("z")
         await settled(pilot, app)
-        assert set(slot_rows(app)) == {"classes"} and app.zoomed == "classes"
+        assert set(slot_rows(app)) == {"classes"} and app.cockpit.zoomed == "classes"
         await on_screen(pilot, app, "val E2", "view: classes")
         await pilot.press("z")
         await settled(pilot, app)
-        assert app.zoomed is None and set(slot_rows(app)) == set(plan.PANES)
+        assert app.cockpit.zoomed is None and set(slot_rows(app)) == set(plan.PANES)
         app.set_focus(None)
         await pilot.press("z")                       # nothing focused: the trend plots
         await settled(pilot, app)
-        assert app.zoomed == "trends"
+        assert app.cockpit.zoomed == "trends"
         assert min(plot_rows(app).values()) >= plan.MIN_PLOT_ROWS
 
 
@@ -315,7 +316,7 @@ async def test_a_baseline_shows_in_the_plots_and_the_class_table(tmp_path):
     baseline = read_history(str(tmp_path / "runs" / "luna" / "base"))
     assert len(baseline.epochs) == 4
     collector = mid_epoch_three()
-    app = CockpitApp(collector, CommandChannel(), clock=frozen_clock(),
+    app = CockpitApp(LocalLink(collector, CommandChannel()), clock=frozen_clock(),
                      system_probe=lambda: FROZEN_READING, baseline=baseline)
     async with app.run_test(size=(160, 48)) as pilot:
         text = await on_screen(pilot, app, "base val", "vs baseline (its E")
@@ -326,17 +327,17 @@ async def test_a_baseline_shows_in_the_plots_and_the_class_table(tmp_path):
         assert f"its E{row.epoch} at {row.total_samples:,} samples" in text
         assert ("recall level" in text) if abs(diff) < 1e-3 else (f"recall {diff:+.3f}" in text)
         # b picks another one (or none) from the runs dir
-        app.runs_dir = str(tmp_path / "runs")
+        app.cockpit.runs_dir = str(tmp_path / "runs")
         await pilot.press("b")
         await on_screen(pilot, app, "no baseline", "base")
         await pilot.press("enter")                  # the first entry: no baseline
-        await wait_for(pilot, lambda: app.baseline is None)
+        await wait_for(pilot, lambda: app.cockpit.baseline is None)
         await wait_for(pilot, lambda: "vs baseline" not in screen_text(app))
         await pilot.press("b")
         await on_screen(pilot, app, "best recall")
         await pilot.press("down", "enter")
-        await wait_for(pilot, lambda: app.baseline is not None)
-        assert app.baseline.run_dir.endswith("base")
+        await wait_for(pilot, lambda: app.cockpit.baseline is not None)
+        assert app.cockpit.baseline.run_dir.endswith("base")
 
 
 # ----------------------------------------------------------------------------- bell, OSC
@@ -359,7 +360,7 @@ async def test_alarms_and_the_end_ring_the_bell_and_notify_the_desktop(quiet, tm
     else:
         monkeypatch.delenv("TMUX", raising=False)
     collector, events = started_run(2, epochs=2, trn_batches=10, val_batches=2)
-    app = CockpitApp(collector, CommandChannel(), clock=frozen_clock(),
+    app = CockpitApp(LocalLink(collector, CommandChannel()), clock=frozen_clock(),
                      system_probe=lambda: FROZEN_READING, quiet=quiet)
     written: list[str] = []
     monkeypatch.setattr(app, "terminal_write", written.append)
@@ -389,7 +390,7 @@ async def test_brackets_halve_and_double_the_lr_after_a_confirmation():
     collector, channel = EventCollector(), CommandChannel()
     trainer = FakeTrainer(sinks=[collector], commands=channel, epochs=50, trn_batches=400,
                           val_batches=10, batch_delay=0.005)
-    app = CockpitApp(collector, channel, runner=trainer.main, clock=frozen_clock(),
+    app = CockpitApp(LocalLink(collector, channel, runner=trainer.main), clock=frozen_clock(),
                      system_probe=lambda: FROZEN_READING, poll_interval=0.05)
     async with app.run_test(size=(160, 48), notifications=True) as pilot:
         await on_screen(pilot, app, "lr 0.001 · momentum 0.99")

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from textual.app import App
-from textual.binding import Binding
 from textual.dom import DOMNode
 from textual.message import Message
 
@@ -26,7 +25,6 @@ from luna_core.run import events as ev
 from luna_core.run import runs
 from luna_core.run.estimate import LIVE_WARMUP_BATCHES, PhaseEstimate
 from luna_tui.app import CockpitApp
-from luna_tui.attach import AttachApp
 from luna_tui.link import system_probe
 from luna_tui.messages import CheckpointArrived, CommandFailed, RunEnded
 from luna_tui.model import collector as collector_module
@@ -187,7 +185,7 @@ def test_no_luna_tui_class_overrides_a_private_textual_member():
     """Our widgets, screens and apps keep clear of Textual's private names (a clash would
     silently replace Textual's own, as ``_inherit_bindings = False`` once did nothing)."""
     classes = _textual_classes_of_luna_tui()
-    assert CockpitApp in classes and AttachApp in classes and len(classes) >= 10
+    assert CockpitApp in classes and len(classes) >= 10
     for cls in classes:
         base = _textual_base(cls)
         textual = {n for b in cls.__mro__ if b.__module__.split(".")[0].startswith("textual")
@@ -196,36 +194,32 @@ def test_no_luna_tui_class_overrides_a_private_textual_member():
         assert not _ours(cls) & textual, cls
 
 
-def test_attach_app_uses_the_cockpits_public_hooks_only():
-    """AttachApp extends CockpitApp through public hooks: it neither replaces nor touches
-    CockpitApp's private members."""
-    bare = type("Bare", (App,), {})
+def test_one_cockpit_app_over_either_link():
+    """The cockpit is one App class, with no mixin and no subclass for attach: the link says
+    where the run lives (luna_tui.link), the screen lays out the panes."""
+    from luna_tui.link.local import LocalLink
+    from luna_tui.link.remote import RemoteLink
+    from luna_tui.screens.cockpit import CockpitScreen
 
-    def privates(cls: type) -> set[str]:
-        return ({n for n in vars(cls) if n.startswith("_") and not n.startswith("__")
-                 and n not in vars(bare)}
-                | set(re.findall(r"\bself\.(_[a-z]\w*)", inspect.getsource(cls))))
-
-    assert not privates(AttachApp) & privates(CockpitApp)
-    for hook in ("show", "begin_quit", "request_stop", "command_refused", "quitting"):
-        assert hook in vars(CockpitApp) and not hasattr(App, hook)   # ours, not Textual's
-    for hook in ("show", "begin_quit"):
-        assert hook in vars(AttachApp)
+    classes = _textual_classes_of_luna_tui()
+    assert [c for c in classes if issubclass(c, App)] == [CockpitApp]
+    assert CockpitApp.__bases__ == (App,)
+    assert LocalLink.attached is False and RemoteLink.attached is True
+    assert CockpitScreen in classes
 
 
-async def test_textual_inherit_bindings_false_keeps_a_subclass_to_its_own_keys():
-    """AttachApp relies on Textual's public ``inherit_bindings=False`` class keyword."""
-    assert "inherit_bindings" in DOMNode.__init_subclass__.__code__.co_varnames
+def test_luna_tui_writes_no_private_attribute_of_another_object():
+    """`x._name = ...` only on self (and cls), never on another object's private state."""
+    import luna_tui
 
-    class Base(App):
-        BINDINGS = [Binding("x", "bell", "Base key")]
-
-    class Own(Base, inherit_bindings=False):
-        BINDINGS = [Binding("y", "bell", "Own key")]
-
-    async with Own().run_test() as pilot:
-        keys = set(pilot.app.active_bindings)
-    assert "y" in keys and "x" not in keys and "ctrl+q" not in keys
+    offenders = []
+    for path in Path(luna_tui.__file__).parent.rglob("*.py"):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            for target in re.findall(r"\b([A-Za-z_][\w.]*)\._[a-z]\w*\s*(?::[^=\n]*)?=(?!=)",
+                                     line):
+                if target not in ("self", "cls"):
+                    offenders.append(f"{path.name}:{n}: {line.strip()}")
+    assert offenders == []
 
 
 async def test_textual_dataclass_messages_and_worker_results_reach_the_app():

@@ -10,7 +10,8 @@ import os
 from luna_core.data.layout import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
 
 __all__ = ["DEFAULT_CACHE_DIR", "DEFAULT_DATA_DIR", "DEFAULT_RUNS_DIR", "RESUME_MUST_MATCH",
-           "build_parser", "default_num_workers", "parse_options"]
+           "add_data_dirs", "add_runs_dir", "build_parser", "default_num_workers",
+           "parse_options"]
 
 DEFAULT_RUNS_DIR = "runs"
 
@@ -23,6 +24,28 @@ RESUME_MUST_MATCH = ("batch_size", "val_stride", "seed", "candidates_file", "bal
 
 def default_num_workers() -> int:
     return min(os.cpu_count() or 1, 8)
+
+
+def add_data_dirs(parser: argparse.ArgumentParser, *, workers: bool = False) -> None:
+    """--data-dir, --cache-dir, --candidates-file (and --num-workers): where the data is, for
+    training and for the sub-commands that read it (prepcache, check)."""
+    if workers:
+        parser.add_argument("--num-workers", type=int, default=default_num_workers(),
+                            help="DataLoader worker processes (0 loads in the training "
+                                 "process)")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                        help="LUNA16 folder: subset*/ with .mhd/.raw, and the CSVs")
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
+                        help="where converted CTs are cached for fast chunk cutting")
+    parser.add_argument("--candidates-file", default=None,
+                        help="candidates CSV name in the CSV folder "
+                             "(default: candidates.csv, else candidates_V2.csv)")
+
+
+def add_runs_dir(parser: argparse.ArgumentParser,
+                 help: str = "root of run directories and TensorBoard logs") -> None:
+    """--runs-dir, for training and every sub-command that finds runs."""
+    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help=help)
 
 
 def build_parser(prog: str = "luna-tui") -> argparse.ArgumentParser:
@@ -43,19 +66,10 @@ def build_parser(prog: str = "luna-tui") -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=1, help="number of epochs to train for")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="samples per batch (per process under torchrun)")
-    parser.add_argument("--num-workers", type=int, default=default_num_workers(),
-                        help="DataLoader worker processes (0 loads in the training process)")
     parser.add_argument("--tb-prefix", default="luna",
                         help="runs are written under RUNS_DIR/TB_PREFIX/")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
-                        help="LUNA16 folder: subset*/ with .mhd/.raw, and the CSVs")
-    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
-                        help="where converted CTs are cached for fast chunk cutting")
-    parser.add_argument("--candidates-file", default=None,
-                        help="candidates CSV name in the CSV folder "
-                             "(default: candidates.csv, else candidates_V2.csv)")
-    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR,
-                        help="root of run directories and TensorBoard logs")
+    add_data_dirs(parser, workers=True)
+    add_runs_dir(parser)
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds weights and the per-epoch shuffle; fixed seed = same run")
     parser.add_argument("--lr", type=float, default=0.001, help="SGD learning rate")

@@ -1,5 +1,7 @@
-"""The in-process trainer as a cockpit runs it: in a thread (a Textual thread worker), ending
-with a ``TrainerResult`` that the worker returns. No Textual here."""
+"""A run in this process (`luna-tui` in a terminal): ``LocalLink``. The trainer runs in a thread
+the app starts (a Textual thread worker), ending with a ``TrainerResult`` that the worker
+returns; its events go to an ``EventCollector``, its commands through a ``CommandChannel``.
+No Textual here."""
 
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from luna_core.run.events import FAILED, RunFinished
 from luna_core.run.failure import describe_exception
+from luna_tui.link import Commands, RunLink
+from luna_tui.model.collector import EventCollector
 
 Runner = Callable[[], int]
 
@@ -54,3 +59,29 @@ class TrainerThread:
 
     def wait(self) -> TrainerResult:
         return self._result.result()
+
+
+def guard_trainer(train: Runner, collector: EventCollector) -> Runner:
+    """Run ``train``; if it raises, make sure the collector knows the run failed (the
+    exception still propagates, so the app can show what failed and where)."""
+
+    def guarded() -> int:
+        try:
+            return int(train() or 0)
+        except BaseException as exc:
+            if collector.snapshot().finished is None:
+                collector(RunFinished(state=FAILED, exit_code=1,
+                                      error=describe_exception(exc)))
+            raise
+
+    return guarded
+
+
+class LocalLink(RunLink):
+    """The run in this process: ``source`` (normally an EventCollector the trainer feeds),
+    ``commands`` (its CommandChannel), and ``runner``, the training itself, which the app runs
+    in a thread worker (None: a run fed by someone else, as in tests)."""
+
+    def __init__(self, source, commands: Commands, runner: Runner | None = None) -> None:
+        super().__init__(source, commands)
+        self.trainer = None if runner is None else TrainerThread(runner)

@@ -11,6 +11,8 @@ snapshot source (``RunFileSource``), its control socket as the cockpit's command
   so a run that hangs cannot freeze the UI; a run that does not answer goes to
   ``on_error``, never raises. The run acknowledges every command with events (a log line,
   status, checkpoint) that every attached cockpit sees in the file.
+- ``RemoteLink`` is the two as the cockpit's ``RunLink``, with the reason the run cannot be
+  steered from here (read-only) when there is one.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from luna_core.run import events as ev
 from luna_core.run.commands import Command, CommandMethods, Setting
 from luna_core.run.control import ControlClient
 from luna_core.run.eventfile import EVENT_FILE_NAME, EventFileFollower, run_event_file
-from luna_core.run.runs import CRASHED, not_a_run, process_gone
+from luna_core.run.runs import CRASHED, not_a_run, on_this_host, process_gone
+from luna_tui.link import RunLink
 from luna_tui.model.collector import EventCollector
+from luna_tui.model.endings import ENDED_WORDS
 from luna_tui.model.snapshot import RunSnapshot
 
 #: How often the follower thread reads the event file, and checks the run's process.
@@ -220,8 +224,42 @@ class RemoteCommands(CommandMethods):
 
 
 # --------------------------------------------------------------------------------------------
-# Opening a run
+# The link, and opening a run
 # --------------------------------------------------------------------------------------------
+
+class RemoteLink(RunLink):
+    """A run in another process, reached through its event file and control socket."""
+
+    attached = True
+    title = "LUNA cockpit (attached)"
+
+    def __init__(self, source: RunFileSource, commands: RemoteCommands) -> None:
+        super().__init__(source, commands)
+        self.source: RunFileSource = source
+        self.commands: RemoteCommands = commands
+
+    def read_only_reason(self, snap: RunSnapshot) -> str | None:
+        if snap.ended:
+            return ENDED_WORDS.get(snap.state, f"the run is {snap.state}")
+        run = self.source.run
+        if run is None:
+            return "the run has not started"
+        if not on_this_host(run.host):
+            return f"the run is on host {run.host}; its control socket works only there"
+        if not run.control_socket:
+            return "the run has no control socket"
+        if not os.path.exists(run.control_socket):
+            return f"its control socket {run.control_socket} is gone"
+        return None
+
+    def start(self, on_command_failed: Callable[[str, str], None]) -> None:
+        self.commands.on_error = on_command_failed
+        self.source.start()
+
+    def close(self) -> None:
+        self.source.close()
+        self.commands.close()
+
 
 def open_run(run_dir: str) -> RunFileSource:
     """A source with the run's history folded in; LunaInputError when it is not a run."""
@@ -231,3 +269,9 @@ def open_run(run_dir: str) -> RunFileSource:
     if source.run is None:
         raise not_a_run(path)
     return source
+
+
+def open_remote_link(run_dir: str) -> RemoteLink:
+    """The link to the run in ``run_dir`` (history read); LunaInputError when not a run."""
+    source = open_run(run_dir)
+    return RemoteLink(source, RemoteCommands(source.control_socket))

@@ -1,6 +1,9 @@
-"""The help screen (`?`): keys and what each pane shows."""
+"""The help screen (`?`): the keys, built from the bindings themselves (each binding's tooltip
+is its help line; bindings with the same line share a row), and what each pane shows."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from rich.console import Group
 from rich.table import Table
@@ -11,40 +14,6 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-VIEW_KEYS = [
-    ("1 2 3 4", "views: 1 all panes (those that do not fit show one line), 2 the trend plots, "
-                "3 the log, 4 system and GPU"),
-    ("z", "zoom the focused pane to the whole screen (the trend plots if none); z again "
-          "goes back"),
-    ("s y x", "plots: s smoothing of the batch loss on/off (EMA 0.9), y log scale on/off, "
-              "x epochs or training samples"),
-    ("b", "pick a baseline run: its validation curves beside this run's, and in the class "
-          "table whether this run is ahead at the same number of training samples"),
-    ("[ ]", "halve / double the learning rate (asks first, shows old and new); the progress "
-            "pane shows the current lr and momentum"),
-    ("Tab", "move the focus between the panes"),
-    ("l", "jump to the log (its own view if it does not fit), then ↑ ↓ PgUp PgDn scroll it"),
-]
-KEYS = [
-    ("p", "pause / resume the training loop (at the next batch boundary)"),
-    ("c", "save a checkpoint now; a notification names the file"),
-    *VIEW_KEYS,
-    ("q", "quit: asks first (y or Enter); the loop stops at a batch boundary, "
-          "checkpoints, and the cockpit exits"),
-    ("Ctrl+C", "quit without asking (still stops cleanly and checkpoints)"),
-    ("?", "this help; Esc closes it"),
-]
-ATTACH_KEYS = [
-    ("p", "pause / resume the run (at its next batch boundary); every attached cockpit "
-          "sees it"),
-    ("c", "ask the run to save a checkpoint; a notification names the file"),
-    ("d", "detach now: the run goes on (luna-tui attach RUN_DIR to come back)"),
-    ("q", "leave: detach (the default; the run goes on) or stop the run (it checkpoints, "
-          "then stops)"),
-    *VIEW_KEYS,
-    ("Ctrl+C", "detach without asking (the run goes on)"),
-    ("?", "this help; Esc closes it"),
-]
 PANES = [
     ("Progress", "state, epoch, batch, samples/s; when the phase and the run end. ETAs use "
                  "active time only (paused time never counts); ≈ marks a guess."),
@@ -63,6 +32,30 @@ PANES = [
                       "Epoch-end checkpoints are in the progress pane and the log."),
 ]
 
+_KEY_NAMES = {"left_square_bracket": "[", "right_square_bracket": "]", "question_mark": "?",
+              "tab": "Tab", "escape": "Esc", "enter": "Enter"}
+
+
+def key_name(key: str) -> str:
+    """'ctrl+c' -> 'Ctrl+C', 'left_square_bracket' -> '['."""
+    if key in _KEY_NAMES:
+        return _KEY_NAMES[key]
+    if key.startswith("ctrl+"):
+        return "Ctrl+" + key[5:].upper()
+    return key
+
+
+def key_rows(bindings: Iterable[Binding]) -> list[tuple[str, str]]:
+    """(keys, what they do) per help line, in the bindings' order; a binding without a
+    tooltip is not in the help (a variant of a key already there)."""
+    rows: dict[str, list[str]] = {}
+    for binding in bindings:
+        if binding.tooltip:
+            keys = rows.setdefault(binding.tooltip, [])
+            if key_name(binding.key) not in keys:
+                keys.append(key_name(binding.key))
+    return [(" ".join(keys), text) for text, keys in rows.items()]
+
 
 def _table(rows: list[tuple[str, str]]) -> Table:
     table = Table(box=None, show_header=False, expand=True, padding=(0, 1, 0, 2))
@@ -73,8 +66,8 @@ def _table(rows: list[tuple[str, str]]) -> Table:
     return table
 
 
-def help_renderable(keys: list[tuple[str, str]] | None = None) -> Group:
-    return Group(Text("Keys", style="bold underline"), _table(keys or KEYS), Text(""),
+def help_renderable(keys: list[tuple[str, str]]) -> Group:
+    return Group(Text("Keys", style="bold underline"), _table(keys), Text(""),
                  Text("Panes", style="bold underline"), _table(PANES))
 
 
@@ -85,7 +78,7 @@ class HelpScreen(ModalScreen[None]):
         Binding("q", "close", "Close", show=False),
     ]
 
-    def __init__(self, keys: list[tuple[str, str]] | None = None) -> None:
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
         super().__init__()
         self.keys = keys
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from luna_tui.model.snapshot import Bottleneck, RunSnapshot
-from luna_tui.widgets.pane import TextPane
+from luna_tui.widgets.pane import MemoPane
 
 VERDICT_STYLE = {
     "loader-bound": "bold black on yellow",
@@ -41,9 +41,7 @@ def render_bottleneck(b: Bottleneck | None, width: int = 40) -> Text:
     return t
 
 
-class BottleneckPane(TextPane):
-    can_focus = True          # Tab moves here; z zooms the focused pane
-
+class BottleneckPane(MemoPane):
     DEFAULT_CSS = """
     BottleneckPane { height: auto; }
     """
@@ -51,22 +49,9 @@ class BottleneckPane(TextPane):
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
         self.border_title = "Bottleneck"
-        self._snap: RunSnapshot | None = None
-        self._key: tuple | None = None
 
-    def show(self, snap: RunSnapshot) -> None:
-        self._snap = snap
-        self._render_last()
+    def memo_key(self, width: int, snap: RunSnapshot) -> tuple:
+        return (width, snap.bottleneck)
 
-    def _render_last(self) -> None:
-        if self._snap is None:
-            return
-        width = self.content_size.width or 40
-        key = (self._snap.bottleneck, width)
-        if key == self._key:
-            return
-        self._key = key
-        self.show_text(render_bottleneck(self._snap.bottleneck, width))
-
-    def on_resize(self) -> None:
-        self.call_after_refresh(self._render_last)
+    def draw(self, width: int, snap: RunSnapshot) -> None:
+        self.show_text(render_bottleneck(snap.bottleneck, width))

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
 
 from luna_tui.model import formatting as fmt
 from luna_tui.model.snapshot import RunSnapshot
+from luna_tui.widgets.pane import MemoPane
 
 ALARM_STYLE = "bold white on red"
 ALARM_STYLE_NO_COLOR = "bold reverse"      # NO_COLOR: greys only, so lean on reverse video
@@ -91,39 +91,24 @@ def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = Fals
     return Group(banner, table, *below)
 
 
-class ClassTablePane(Static):
-    can_focus = True          # Tab moves here; z zooms the focused pane
-
+class ClassTablePane(MemoPane):
     DEFAULT_CSS = """
     ClassTablePane { height: auto; }
     """
+    DRAW_WIDTH = 76
 
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
         self.border_title = "Per class · latest epoch"
-        self._snap: RunSnapshot | None = None
-        self._key: tuple | None = None
         self.versus: Callable[[RunSnapshot], str | None] = lambda snap: None
 
-    def show(self, snap: RunSnapshot) -> None:
-        self._snap = snap
-        self._render_last()
+    def memo_key(self, width: int, snap: RunSnapshot) -> tuple:
+        return (width, snap.metrics_version, self.versus(snap))
 
-    def _render_last(self) -> None:
-        snap = self._snap
-        if snap is None:
-            return
-        width = self.content_size.width or 76
-        versus = self.versus(snap)
-        key = (snap.metrics_version, width, versus)
-        if key == self._key:
-            return
-        self._key = key
+    def draw(self, width: int, snap: RunSnapshot) -> None:
         alarm = bool(alarm_lines(snap))
         self.set_class(alarm, "-alarm")
         self.border_title = ("!! Per class · NODULES MISSED" if alarm
                              else "Per class · latest epoch")
-        self.update(render_class_table(snap, width, no_color=self.app.no_color, versus=versus))
-
-    def on_resize(self) -> None:
-        self.call_after_refresh(self._render_last)
+        self.update(render_class_table(snap, width, no_color=self.app.no_color,
+                                       versus=self.versus(snap)))

@@ -21,7 +21,7 @@ from luna_core.run.runs import CRASHED, ENDED_STATES
 from luna_tui.model import formatting as fmt
 from luna_tui.model.endings import resume_command
 from luna_tui.model.snapshot import RunSnapshot
-from luna_tui.widgets.pane import TextPane
+from luna_tui.widgets.pane import MemoPane
 
 STATE_LABEL = {
     STARTING: "STARTING",
@@ -210,25 +210,19 @@ def _note(snap: RunSnapshot, ui: UiStatus, state: str) -> Text | None:
     return None
 
 
-class ProgressPane(TextPane):
-    """Shows ``render_progress``; re-renders on resize so the bar fits."""
-    can_focus = True          # Tab moves here; z zooms the focused pane
-
-
+class ProgressPane(MemoPane):
     DEFAULT_CSS = """
     ProgressPane { height: auto; }
     """
+    DRAW_WIDTH = 76
 
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
-        self._last: tuple[RunSnapshot, datetime, UiStatus] | None = None
-        self._key: tuple | None = None
         self.border_title = "LUNA cockpit"
 
     def show(self, snap: RunSnapshot, now: datetime, ui: UiStatus) -> None:
-        self._last = (snap, now, ui)
         self.border_subtitle = f"device {snap.device}" if snap.device else ""
-        self._render_last()
+        super().show(snap, now, ui)
 
     def _title(self, snap: RunSnapshot, ui: UiStatus, width: int) -> str:
         """The title and the run directory; a long directory loses its start, not its
@@ -242,18 +236,12 @@ class ProgressPane(TextPane):
             title = f"{ui.title} · …{snap.run_dir[-keep:]}"
         return title
 
-    def _render_last(self) -> None:
-        if self._last is None:
-            return
-        snap, now, ui = self._last
-        width = self.content_size.width or 76
-        self.border_title = self._title(snap, ui, width)
-        roomy = self.screen.has_class("-wide") and self.screen.has_class("-tall")
-        key = (snap.version, now.replace(second=0, microsecond=0), ui, width, roomy)
-        if key == self._key:
-            return
-        self._key = key
-        self.show_text(render_progress(snap, now, width, ui, details=roomy))
+    def _roomy(self) -> bool:
+        return self.screen.has_class("-wide") and self.screen.has_class("-tall")
 
-    def on_resize(self) -> None:
-        self.call_after_refresh(self._render_last)
+    def memo_key(self, width: int, snap: RunSnapshot, now: datetime, ui: UiStatus) -> tuple:
+        self.border_title = self._title(snap, ui, width)
+        return (snap.version, now.replace(second=0, microsecond=0), ui, width, self._roomy())
+
+    def draw(self, width: int, snap: RunSnapshot, now: datetime, ui: UiStatus) -> None:
+        self.show_text(render_progress(snap, now, width, ui, details=self._roomy()))

@@ -7,7 +7,7 @@ from rich.text import Text
 
 from luna_tui.link.system_probe import SystemReading
 from luna_tui.model import formatting as fmt
-from luna_tui.widgets.pane import TextPane
+from luna_tui.widgets.pane import MemoPane
 
 
 def _level(value: float | None, warn: float = 75.0, high: float = 90.0) -> str:
@@ -76,9 +76,7 @@ def render_system(r: SystemReading, width: int = 40) -> Text:
     return t
 
 
-class SystemPane(TextPane):
-    can_focus = True          # Tab moves here; z zooms the focused pane
-
+class SystemPane(MemoPane):
     DEFAULT_CSS = """
     SystemPane { height: auto; }
     """
@@ -86,22 +84,6 @@ class SystemPane(TextPane):
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
         self.border_title = "System"
-        self._reading: SystemReading | None = None
-        self._key: tuple | None = None
 
-    def show(self, reading: SystemReading) -> None:
-        self._reading = reading
-        self._render_last()
-
-    def _render_last(self) -> None:
-        if self._reading is None:
-            return
-        width = self.content_size.width or 40
-        key = (self._reading, width)
-        if key == self._key:
-            return
-        self._key = key
-        self.show_text(render_system(self._reading, width))
-
-    def on_resize(self) -> None:
-        self.call_after_refresh(self._render_last)
+    def draw(self, width: int, reading: SystemReading) -> None:
+        self.show_text(render_system(reading, width))

@@ -16,12 +16,16 @@ from collections.abc import Callable
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Container
 from textual_plotext import PlotextPlot
 
 from luna_tui.model import plotdata as pd
 from luna_tui.model.plotdata import PlotOptions
 from luna_tui.model.snapshot import EpochPoint, RunSnapshot
+
+PLOT_KEYS_HELP = ("plots: s smoothing of the batch loss on/off (EMA 0.9), y log scale on/off, "
+                  "x epochs or training samples")
 
 
 class TrendPlot(PlotextPlot):
@@ -72,6 +76,12 @@ class TrendsPane(Container):
     TrendsPane > TrendPlot { width: 1fr; height: 1fr; }
     TrendsPane.-stacked { layout: vertical; }
     """
+
+    #: The plot keys. The screen binds them (they work whatever has the focus) and hands
+    #: them here: the screen's ``action_plot`` calls ``toggle``.
+    KEYS = [Binding(key, f"plot('{what}')", name, show=False, tooltip=PLOT_KEYS_HELP)
+            for key, what, name in (("s", "smoothing", "Smooth"), ("y", "log", "Log y"),
+                                    ("x", "x", "x axis"))]
 
     def __init__(self, *, min_interval: float = 0.5, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -133,6 +143,11 @@ class TrendsPane(Container):
 
     def toggle_x(self) -> PlotOptions:
         return self.set_options(x_samples=not self.options.x_samples)
+
+    def toggle(self, what: str) -> PlotOptions:
+        """A plot key: 'smoothing' (s), 'log' (y) or 'x' (x)."""
+        return {"smoothing": self.toggle_smoothing, "log": self.toggle_log,
+                "x": self.toggle_x}[what]()
 
     # -- drawing --------------------------------------------------------------------------
 

@@ -1,21 +1,25 @@
-"""The cockpit's views (1 overview, 2 trends, 3 log, 4 system), the zoom, the plot keys and
-the baseline: what is on screen and where (luna_tui.model.layout decides the rows). A mixin of
-CockpitApp, which composes the panes in their slots here."""
+"""The cockpit screen: the panes in their slots, the views (1 overview, 2 trends, 3 log,
+4 system), the zoom, the plot keys and the baseline. What is on screen and where; the rows come
+from luna_tui.model.layout. The app (luna_tui.app) polls the run and hands each snapshot to
+``show``; this screen never talks to the run."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from datetime import datetime
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
 from textual.geometry import Size
+from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from luna_tui.link.system_probe import SystemReading
 from luna_tui.model import layout as plan
 from luna_tui.model import summaries
 from luna_tui.model.snapshot import RunSnapshot
+from luna_tui.model.system import SystemReading
 from luna_tui.widgets import (
     BottleneckPane,
     ClassTablePane,
@@ -24,21 +28,53 @@ from luna_tui.widgets import (
     SystemPane,
     TrendsPane,
 )
+from luna_tui.widgets.progress import UiStatus
 
-#: The views, the zoom and the plot keys (the cockpit's and attach's).
-VIEW_BINDINGS = [
-    Binding("1", "view('overview')", "Views", key_display="1-4"),   # one footer entry
-    Binding("2", "view('trends')", "Trends", show=False),
-    Binding("3", "view('log')", "Log", show=False),
-    Binding("4", "view('system')", "System", show=False),
-    Binding("z", "zoom", "Zoom"),
-    Binding("s", "plot('smoothing')", "Smooth", show=False),
-    Binding("y", "plot('log')", "Log y", show=False),
-    Binding("x", "plot('x')", "x axis", show=False),
-    Binding("l", "focus_log", "Log", show=False),
-    Binding("b", "pick_baseline", "Baseline", show=False),
-    Binding("left_square_bracket", "steer_lr(0.5)", "lr ÷2", show=False, key_display="["),
-    Binding("right_square_bracket", "steer_lr(2.0)", "lr ×2", show=False, key_display="]"),
+_P_HELP = ("pause / resume the run at its next batch boundary (attached: every cockpit on the "
+           "run sees it)")
+_C_HELP = "save a checkpoint now; a notification names the file"
+_LR_HELP = ("halve / double the learning rate (asks first, shows old and new); the progress "
+            "pane shows the current lr and momentum")
+
+#: The keys that steer the run. Their actions are the app's (it holds the run's link and
+#: refuses them, with the reason, while the run is read-only); the screen places them first.
+RUN_KEYS = [
+    Binding("p", "app.pause", "Pause", tooltip=_P_HELP),
+    Binding("p", "app.resume", "Resume", tooltip=_P_HELP),
+    Binding("p", "app.read_only('pause or resume')", "Pause", show=False),
+    Binding("c", "app.checkpoint", "Checkpoint", tooltip=_C_HELP),
+    Binding("c", "app.read_only('checkpoint')", "Checkpoint", show=False),
+    Binding("left_square_bracket", "app.steer_lr(0.5)", "lr ÷2", show=False, key_display="[",
+            tooltip=_LR_HELP),
+    Binding("right_square_bracket", "app.steer_lr(2.0)", "lr ×2", show=False, key_display="]",
+            tooltip=_LR_HELP),
+    Binding("left_square_bracket", "app.read_only('change the learning rate')", "lr ÷2",
+            show=False),
+    Binding("right_square_bracket", "app.read_only('change the learning rate')", "lr ×2",
+            show=False),
+]
+
+_VIEWS_HELP = ("views: 1 all panes (those that do not fit show one line), 2 the trend plots, "
+               "3 the log, 4 system and GPU")
+
+#: The screen's keys: views, zoom, focus, baseline, and the trend plots' own keys.
+VIEW_KEYS = [
+    Binding("1", "view('overview')", "Views", key_display="1-4", tooltip=_VIEWS_HELP),
+    Binding("2", "view('trends')", "Trends", show=False, tooltip=_VIEWS_HELP),
+    Binding("3", "view('log')", "Log", show=False, tooltip=_VIEWS_HELP),
+    Binding("4", "view('system')", "System", show=False, tooltip=_VIEWS_HELP),
+    Binding("z", "zoom", "Zoom", tooltip="zoom the focused pane to the whole screen (the "
+                                         "trend plots if none); z again goes back"),
+    *TrendsPane.KEYS,
+    Binding("b", "pick_baseline", "Baseline", show=False,
+            tooltip="pick a baseline run: its validation curves beside this run's, and in the "
+                    "class table whether this run is ahead at the same number of training "
+                    "samples"),
+    Binding("tab", "app.focus_next", "Next pane", show=False,
+            tooltip="move the focus between the panes"),
+    Binding("l", "focus_log", "Log", show=False,
+            tooltip="jump to the log (its own view if it does not fit), then ↑ ↓ PgUp PgDn "
+                    "scroll it"),
 ]
 
 
@@ -49,8 +85,23 @@ def short_path(path: str, run_dir: str) -> str:
     return path if len(path) <= 60 else "…" + path[-59:]
 
 
-class ViewsMixin:
-    """Views, zoom, plot keys and baseline for CockpitApp (an App)."""
+class CockpitScreen(Screen):
+    """The panes, laid out for the terminal's size and the view."""
+
+    BINDINGS = [*RUN_KEYS, *VIEW_KEYS]
+
+    def __init__(self, *, clock: Callable[[], datetime], plot_interval: float = 1.0,
+                 baseline=None, runs_dir: str | None = None) -> None:
+        super().__init__()
+        self.clock = clock
+        self.plot_interval = plot_interval
+        self.baseline = baseline          # a RunHistory (luna_core.run.compare) or None
+        self.runs_dir = runs_dir          # where `b` looks for a baseline
+        self.view: str = plan.OVERVIEW
+        self.zoomed: str | None = None
+        self.layout_plan: plan.Layout | None = None
+        self.snap = RunSnapshot()
+        self.reading: SystemReading | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="status")
@@ -76,12 +127,44 @@ class ViewsMixin:
             yield pane
             yield Static("", id=f"{name}-line", classes="pane-line")
 
-    # -- views and layout ----------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.query_one(ClassTablePane).versus = lambda snap: summaries.baseline_line(
+            snap, self.baseline)
+        if self.baseline is not None:
+            self.query_one(TrendsPane).set_baseline(self.baseline)
+        self.apply_layout()
 
-    view: str = plan.OVERVIEW
-    zoomed: str | None = None
-    layout_plan: plan.Layout | None = None
-    _reading: SystemReading | None = None
+    # -- what the run says -----------------------------------------------------------------
+
+    def show(self, snap: RunSnapshot, ui: UiStatus, *, new_events: bool,
+             relayout: bool) -> None:
+        """Show ``snap``: the panes that depend on events only when there are new ones;
+        ``relayout`` when a pane may have grown (the alarm banner, a stopping line)."""
+        self.snap = snap
+        self.query_one(ProgressPane).show(snap, self.clock(), ui)
+        if new_events:
+            self.query_one(ClassTablePane).show(snap)
+            self.query_one(BottleneckPane).show(snap)
+            self.query_one(LogPane).show(snap)
+        self.query_one(TrendsPane).show(snap)
+        if relayout:
+            self.relayout()
+
+    def show_reading(self, reading: SystemReading) -> None:
+        self.reading = reading
+        self.query_one(SystemPane).show(reading)
+        if self.layout_plan is not None and "system" in self.layout_plan.collapsed:
+            self.query_one("#system-line", Static).update(summaries.system_line(reading))
+
+    def add_log_lines(self, text: str, level: str, prefix: str = "") -> None:
+        """Lines of the cockpit's own (a failure's traceback, the preflight check) in the
+        log, beside the run's."""
+        log = self.query_one(LogPane)
+        for line in text.rstrip().splitlines():
+            if line.strip():
+                log.add_local(prefix + line.rstrip(), level, self.clock().timestamp())
+
+    # -- views and layout ----------------------------------------------------------------
 
     def action_view(self, view: str) -> None:
         self.view, self.zoomed = view, None
@@ -100,25 +183,35 @@ class ViewsMixin:
                            else "trends")
         self.relayout()
 
+    def action_focus_log(self) -> None:
+        lay = self.layout_plan
+        if lay is not None and ("log" not in lay.rows or "log" in lay.collapsed):
+            self.action_view(plan.LOG)
+        self.query_one(LogPane).focus()
+
+    def action_plot(self, what: str) -> None:
+        """The trend plots' keys (s y x): their titles and axis labels say what is on."""
+        self.query_one(TrendsPane).toggle(what)
+
+    # -- the baseline ----------------------------------------------------------------------
+
     def set_baseline(self, baseline) -> None:
         """Show ``baseline`` (a RunHistory) beside this run: its validation curves in the
         trend plots, and in the class table whether this run is ahead at the same number of
         training samples."""
         self.baseline = baseline
         self.query_one(TrendsPane).set_baseline(baseline)
-        table = self.query_one(ClassTablePane)
-        table._key = None
-        table.show(self.snap)
+        self.query_one(ClassTablePane).forget()
         if baseline is not None:
-            self.toast(short_path(baseline.run_dir, os.path.dirname(self.snap.run_dir)),
-                       title="Baseline", timeout=4)
+            self.app.toast(short_path(baseline.run_dir, os.path.dirname(self.snap.run_dir)),
+                           title="Baseline", timeout=4)
 
     def action_pick_baseline(self) -> None:
         """`b`: pick the baseline among the runs under --runs-dir."""
         from luna_tui.screens.baseline import BaselinePicker
 
-        self.push_screen(BaselinePicker(self.runs_dir or "runs", self.snap.run_dir),
-                         self._on_baseline_picked)
+        self.app.push_screen(BaselinePicker(self.runs_dir or "runs", self.snap.run_dir),
+                             self._on_baseline_picked)
 
     def _on_baseline_picked(self, run_dir: str | None) -> None:
         if run_dir is None:
@@ -129,14 +222,9 @@ class ViewsMixin:
         try:
             self.set_baseline(read_history(run_dir) if run_dir else None)
         except LunaInputError as exc:
-            self.toast(str(exc), title="No baseline", severity="error", timeout=8)
+            self.app.toast(str(exc), title="No baseline", severity="error", timeout=8)
 
-    def action_plot(self, what: str) -> None:
-        """The plot keys: s smoothing of the batch loss, y log scale, x samples / epochs (the
-        plots' titles and axis labels say which)."""
-        trends = self.query_one(TrendsPane)
-        {"smoothing": trends.toggle_smoothing, "log": trends.toggle_log,
-         "x": trends.toggle_x}[what]()
+    # -- layout ----------------------------------------------------------------------------
 
     def _natural_rows(self, name: str, width: int) -> int:
         pane = self.query_one(f"#{name}")
@@ -201,9 +289,8 @@ class ViewsMixin:
         lines = {"progress": lambda: summaries.progress_line(snap),
                  "classes": lambda: summaries.classes_line(snap),
                  "trends": lambda: summaries.trends_line(snap),
-                 "system": lambda: summaries.system_line(self._reading),
+                 "system": lambda: summaries.system_line(self.reading),
                  "bottleneck": lambda: summaries.bottleneck_line(snap),
                  "log": lambda: summaries.log_line(snap)}
         for name in lay.collapsed:
             self.query_one(f"#{name}-line", Static).update(lines[name]())
-
