@@ -1,11 +1,11 @@
 """The training cockpit: one Textual app over a ``RunLink`` (luna_tui.link).
 
 The link says where the run lives: in this process (``LocalLink``: the app runs the trainer in
-a thread worker; quitting stops the run, which checkpoints, and waits for it) or in another
-(``RemoteLink``, `luna-tui attach`: quitting detaches, or stops the run when asked; it may be
-read-only). The cockpit screen (luna_tui.screens.cockpit) lays out the panes; the app polls the
-link's snapshot a few times a second, hands it to the screen, turns what is new into
-notifications, and sends the keys' commands.
+a thread worker) or in another (``RemoteLink``, `luna-tui attach`; it may be read-only). The
+app is a few parts put together: the cockpit screen lays out the panes (luna_tui.screens);
+``RunControls`` says which keys act (luna_tui.model.controls); the ``Notifier`` turns what is
+new into notifications; ``Leaving`` is every way out (luna_tui.leaving). The app polls the
+link's snapshot a few times a second and hands it to them.
 
 The trainer thread never touches widgets or the app's state: it only feeds the collector, and
 its worker returns a ``TrainerResult`` that the app reads when the worker's state changes.
@@ -13,9 +13,6 @@ its worker returns a ``TrainerResult`` that the app reads when the worker's stat
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -25,75 +22,41 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState
 
-from luna_core.run import events as ev
 from luna_core.run.commands import Command
 from luna_core.run.failure import describe_exception
-from luna_core.run.runs import CRASHED
+from luna_tui.leaving import DETACH_KEY, QUIT_KEYS, Leaving
 from luna_tui.link import RunLink
 from luna_tui.link.local import TrainerResult
 from luna_tui.link.system_probe import SystemProbe, SystemReading
 from luna_tui.messages import CheckpointArrived, CommandFailed, RunEnded
-from luna_tui.model import summaries
-from luna_tui.model.alarm import BEL, desktop_notification
-from luna_tui.model.endings import ENDED_WORDS, resume_command
-from luna_tui.model.news import SnapshotNews
+from luna_tui.model.controls import RunControls
 from luna_tui.model.snapshot import RunSnapshot
-from luna_tui.screens.cockpit import CockpitScreen, short_path
-from luna_tui.screens.confirm import AttachQuit, ConfirmQuit, ConfirmSetting
+from luna_tui.notify import Notifier
+from luna_tui.screens.cockpit import CockpitScreen
+from luna_tui.screens.confirm import ConfirmSetting
 from luna_tui.screens.help import HelpScreen, key_rows
-from luna_tui.terminal import (
-    Installed,
-    install_quit_signals,
-    remove_signals,
-    stdio_to_devnull_for_good,
-)
-from luna_tui.widgets.progress import UiStatus
+from luna_tui.terminal import Installed, install_quit_signals, remove_signals
 
 Clock = Callable[[], datetime]
 
-#: After a hang-up, how long the app may take to close on its own once nothing is left to
-#: save, before the process ends itself (Textual can block restoring a terminal that is gone).
-HANGUP_GRACE_S = 5.0
-#: Notifications on screen at once, at most.
-MAX_TOASTS = 2
-#: Checkpoints announced with a toast: the ones asked for, and the alarm's.
-TOASTED_CHECKPOINTS = ("request", "nonfinite")
-#: Keys that steer the run: refused (with the reason) while the link is read-only.
-STEERING = ("pause", "resume", "checkpoint", "steer_lr")
-#: Actions of one kind of link only.
-LOCAL_ONLY = ("request_quit", "quit_now")
-ATTACHED_ONLY = ("leave", "detach")
 
 def local_now() -> datetime:
     return datetime.now().astimezone()
 
 
 class CockpitApp(App[int]):
-    """Shows a training run and sends it commands, over ``link``."""
+    """Shows a training run and sends it commands, over ``link``. (The steering keys are the
+    cockpit screen's; their actions are here.)"""
 
     CSS_PATH = Path(__file__).with_name("cockpit.tcss")
     ENABLE_COMMAND_PALETTE = False
     AUTO_FOCUS = None          # no pane looks selected until Tab, l or a click picks one
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
-    BINDINGS = [
-        Binding("q", "request_quit", "Quit",
-                tooltip="quit: asks first (y or Enter); the loop stops at a batch boundary, "
-                        "checkpoints, and the cockpit exits"),
-        Binding("q", "leave", "Quit",
-                tooltip="leave: detach (the default; the run goes on) or stop the run (it "
-                        "checkpoints, then stops)"),
-        Binding("ctrl+c", "quit_now", "Quit now", show=False, priority=True,
-                tooltip="quit without asking (still stops cleanly and checkpoints)"),
-        Binding("ctrl+q", "quit_now", "Quit now", show=False, priority=True),
-        Binding("ctrl+c", "detach", "Detach", show=False, priority=True,
-                tooltip="detach without asking (the run goes on)"),
-        Binding("ctrl+q", "detach", "Detach", show=False, priority=True),
-        Binding("question_mark", "help", "Help", key_display="?",
-                tooltip="this help; Esc closes it"),
-        Binding("d", "detach", "Detach",
-                tooltip="detach now: the run goes on (luna-tui attach RUN_DIR to come back)"),
-    ]
+    BINDINGS = [*QUIT_KEYS,
+                Binding("question_mark", "help", "Help", key_display="?",
+                        tooltip="this help; Esc closes it"),
+                DETACH_KEY]
 
     def __init__(self, link: RunLink, *, clock: Clock | None = None,
                  system_probe: Callable[[], SystemReading] | None = None,
@@ -105,33 +68,26 @@ class CockpitApp(App[int]):
         super().__init__()
         self.link = link
         self.title = link.title
-        self.preflight = preflight        # `luna-tui check`'s report, shown while loading
-        self.quiet = quiet                # no bell, no desktop notification escapes
         self.clock: Clock = clock or local_now
         # the probe is closed with the app when the app made it (or, own_probe, was given it)
-        self._own_probe = system_probe is None if own_probe is None else own_probe
+        self.own_probe = system_probe is None if own_probe is None else own_probe
         self.system_probe = system_probe or SystemProbe()
         self.poll_interval = poll_interval
         self.system_interval = system_interval
         self.handle_signals = handle_signals
         self.cockpit = CockpitScreen(clock=self.clock, plot_interval=plot_interval,
-                                     baseline=baseline, runs_dir=runs_dir)
+                                     baseline=baseline, runs_dir=runs_dir, preflight=preflight)
+        self.controls = RunControls(link.attached)
+        self.notifier = Notifier(self, quiet)
+        self.leaving = Leaving(self)
         self.snap: RunSnapshot = RunSnapshot()
-        self.read_only: str | None = None          # why the steering keys cannot act now
-        self.outcome: str | None = None            # attached: "detached", "stopped", "closed"
         self.failure: str | None = None            # the trainer thread raised: what, where
         self.failure_traceback: str | None = None
         self.trainer_exit_code: int | None = None  # set when the in-process trainer returned
         self._worker: Worker[TrainerResult] | None = None
-        self._request: str | None = None           # "pause" / "resume" / "checkpoint"
-        self._quitting = False
         self._seen_version = -1
-        self._news = SnapshotNews()
-        self._ended_seen: bool | None = None
-        self._toasts: list[tuple[float, tuple[str, str, str]]] = []   # (expires, notify args)
         self._bindings_key: tuple | None = None
         self._signals: Installed = []              # the signal handlers on the loop
-        self.hung_up = False                       # SIGHUP: the terminal is gone
 
     @property
     def source(self):
@@ -156,63 +112,31 @@ class CockpitApp(App[int]):
         if trainer is not None:
             self._worker = self.run_worker(trainer.run, name="trainer", group="trainer",
                                            thread=True, exit_on_error=False)
-        if self.preflight is not None:
-            self.run_worker(self._run_preflight, name="preflight", thread=True,
-                            exit_on_error=False)
         if self.handle_signals:
             # SIGTERM, SIGHUP (the SSH link dropped) and a SIGINT from kill (Ctrl+C in the
             # cockpit is a key, not a signal): a confirmed quit, or a detach when attached
-            install_quit_signals(self._signals, on_quit=self.begin_quit,
-                                 on_hangup=self._hang_up)
-
-    def _run_preflight(self) -> None:
-        """The data check while the loader warms up (a thread; one message back)."""
-        try:
-            text = self.preflight()
-        except Exception as exc:  # noqa: BLE001 - a check that fails must not stop the run
-            text = f"check: could not run ({type(exc).__name__}: {exc})"
-        self.call_from_thread(self.cockpit.add_log_lines, text, "INFO", "check: ")
+            install_quit_signals(self._signals, on_quit=self.leaving.confirmed,
+                                 on_hangup=self.leaving.hang_up)
 
     def on_unmount(self) -> None:
         # Whatever ended the app, never leave an in-process training loop running on its own.
         if self.trainer_running:
             self.commands.stop()
         self.link.close()
-        if self._own_probe and hasattr(self.system_probe, "close"):
+        if self.own_probe and hasattr(self.system_probe, "close"):
             self.system_probe.close()
         remove_signals(self._signals)
-
-    def _hang_up(self) -> None:
-        """SIGHUP: the terminal is gone. Quit like a confirmed `q` (in-process: the loop stops
-        at a batch boundary and checkpoints; attached: detach), with the standard streams on
-        /dev/null from now on.
-
-        Textual may then block for ever restoring the dead terminal (its output thread dies
-        on the first write error, and the next write waits on its full queue), so once the
-        trainer has returned — checkpoint written, files closed — the app gets
-        HANGUP_GRACE_S to close on its own before the process ends itself."""
-        if self.hung_up:
-            return
-        self.hung_up = True
-        stdio_to_devnull_for_good()
-        threading.Thread(target=self._exit_after_hangup, name="luna-hangup",
-                         daemon=True).start()
-        self.begin_quit()
-
-    def _exit_after_hangup(self) -> None:
-        # the trainer's result straight from its thread: the UI loop may hang
-        trainer = getattr(self.link, "trainer", None)
-        result = None if trainer is None else trainer.wait()
-        time.sleep(HANGUP_GRACE_S)
-        os._exit(self.exit_code() if result is None else result.exit_code)
 
     # -- the trainer thread ------------------------------------------------------------
 
     @property
+    def trainer_started(self) -> bool:
+        return self._worker is not None
+
+    @property
     def trainer_running(self) -> bool:
         """The in-process trainer thread was started and has not returned yet."""
-        trainer = getattr(self.link, "trainer", None)
-        return self._worker is not None and trainer is not None and not trainer.done
+        return self.trainer_started and not self.link.trainer.done
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self._worker:
@@ -231,7 +155,7 @@ class CockpitApp(App[int]):
             self.cockpit.add_log_lines(self.failure_traceback or message.failure, "ERROR")
             self.toast(message.failure, title="Training failed", severity="error", timeout=30)
         self.poll()
-        if self._quitting:
+        if self.controls.quitting:
             self.exit(return_code=self.exit_code())
 
     def exit_code(self) -> int:
@@ -247,19 +171,11 @@ class CockpitApp(App[int]):
     @property
     def run_over(self) -> bool:
         """Nothing left to stop: the run ended (or the in-process trainer returned)."""
-        if self._worker is not None:
+        if self.trainer_started:
             return self.trainer_exit_code is not None
         return self.snap.ended
 
     # -- polling -----------------------------------------------------------------------
-
-    def ui_status(self) -> UiStatus:
-        request = {"pause": "pause requested — the loop pauses after the current batch",
-                   "resume": "resume requested",
-                   "checkpoint": "checkpoint requested — saved after the current batch",
-                   }.get(self._request or "")
-        return UiStatus(request=request, quitting=self._quitting and not self.run_over,
-                        failure=self.failure, read_only=self.read_only, title=self.link.title)
 
     def poll(self) -> None:
         try:
@@ -269,22 +185,26 @@ class CockpitApp(App[int]):
 
     def show(self, snap: RunSnapshot) -> None:
         self.snap = snap
-        reason = self.link.read_only_reason(snap)
-        read_only_changed = reason != self.read_only
-        self.read_only = reason
-        self._settle_request(snap)
+        controls = self.controls
+        controls.read_only = self.link.read_only_reason(snap)
+        paused_at = controls.settle(snap)
+        if paused_at:
+            self.toast(paused_at, title="Paused", timeout=4)
         new_events = snap.version != self._seen_version
         if new_events:
             self._seen_version = snap.version
-            self._announce(snap)
-        key = (snap.state, self._request, self._quitting, self.run_over, self.read_only)
-        self.cockpit.show(snap, self.ui_status(), new_events=new_events,
+            for ck in self.notifier.announce(snap, failure=self.failure, attached_end=(
+                    self.link.attached and not controls.quitting)):
+                self.post_message(CheckpointArrived(ck.path, ck.reason))
+        key = controls.key(snap, self.run_over)
+        ui = controls.ui_status(self.run_over, self.failure, self.link.title)
+        self.cockpit.show(snap, ui, new_events=new_events,
                           relayout=new_events or key != self._bindings_key)
-        if key != self._bindings_key or read_only_changed:
+        if key != self._bindings_key:
             self._bindings_key = key
             self.refresh_bindings()
-        if self.link.attached and self._quitting and snap.ended:
-            self._leave("stopped")
+        if self.link.attached and controls.quitting and snap.ended:
+            self.leaving.leave("stopped")
 
     def poll_system(self) -> None:
         try:
@@ -296,47 +216,9 @@ class CockpitApp(App[int]):
         except NoMatches:      # shutting down
             pass
 
-    def _settle_request(self, snap: RunSnapshot) -> None:
-        if self._request == "pause" and (snap.state == ev.PAUSED or snap.ended):
-            self._request = None
-            if snap.state == ev.PAUSED:
-                self.toast(f"at {summaries.where(snap)} · p resumes", title="Paused",
-                           timeout=4)
-        elif self._request == "resume" and snap.state != ev.PAUSED:
-            self._request = None
-        elif self._request is not None and snap.ended:
-            self._request = None
-
-    def _announce(self, snap: RunSnapshot) -> None:
-        """Notifications for what arrived since the last poll (not for what was there); the
-        alarms and the run's end also call the user back through the terminal."""
-        ended_before = self._ended_seen
-        self._ended_seen = snap.ended
-        checkpoints, notices = self._news.since_last(snap, self.failure)
-        for ck in checkpoints:
-            self.post_message(CheckpointArrived(ck.path, ck.reason))
-        for n in notices:
-            self.toast(n.message, title=n.title, severity=n.severity, timeout=n.timeout)
-            self.call_user(n.title, n.message)
-        if ended_before is False and snap.ended:
-            if self.link.attached and not self._quitting:
-                self._toast_attached_end(snap)
-            self.call_user(f"Run {snap.state}", snap.run_dir or "luna-tui")
-
-    def _toast_attached_end(self, snap: RunSnapshot) -> None:
-        if snap.state == CRASHED:
-            self.toast(f"{snap.state_detail}. Resume with: {resume_command(snap.run_dir)}",
-                       title="Run ended unexpectedly", severity="error", timeout=30)
-        elif snap.state in (ev.FINISHED, ev.STOPPED):
-            self.toast(ENDED_WORDS[snap.state] + "; the cockpit is read-only now (q exits)",
-                       title=f"Run {snap.state}", timeout=10)
-
-    def call_user(self, title: str, body: str) -> None:
-        """The bell and a desktop notification (unless --quiet)."""
-        if self.quiet:
-            return
-        self.terminal_write(BEL + desktop_notification(title, body,
-                                                       in_tmux=bool(os.environ.get("TMUX"))))
+    def toast(self, message: str, **kwargs) -> None:
+        """A notification (luna_tui.notify: at most two on screen)."""
+        self.notifier.toast(message, **kwargs)
 
     def terminal_write(self, data: str) -> None:
         """Straight to the terminal, in order with Textual's output (as ``App.bell`` does)."""
@@ -344,89 +226,40 @@ class CockpitApp(App[int]):
             self._driver.write(data)
 
     def on_checkpoint_arrived(self, message: CheckpointArrived) -> None:
-        """A toast only for a checkpoint someone asked for (and the alarm's); the epoch-end
-        ones are in the progress pane and the log."""
-        if self._request == "checkpoint":
-            self._request = None
-        if message.reason in TOASTED_CHECKPOINTS:
-            self.toast(short_path(message.path, self.snap.run_dir),
-                       title=f"Checkpoint saved ({message.reason})", timeout=8)
+        if self.controls.request == "checkpoint":
+            self.controls.request = None
+        self.notifier.checkpoint_saved(message.path, message.reason, self.snap.run_dir)
 
     def on_command_failed(self, message: CommandFailed) -> None:
         """A command did not reach the run: forget the request that waits on it (a refused
         stop ends the quitting)."""
         if message.command == Command.STOP.value:
-            self._quitting = False
-        self._request = None
+            self.controls.quitting = False
+        self.controls.request = None
         self.toast(f"'{message.command}' did not reach the run: {message.error}",
                    title="The run does not answer", severity="error", timeout=10)
         self.poll()
 
-    def toast(self, message: str, *, title: str = "", severity: str = "information",
-              timeout: float = 5.0) -> None:
-        """``notify``, with at most ``MAX_TOASTS`` on screen: the oldest goes first."""
-        now = time.monotonic()
-        live = [t for t in self._toasts if t[0] > now]
-        if len(live) >= MAX_TOASTS:
-            self.clear_notifications()
-            live = live[len(live) - MAX_TOASTS + 1:]
-            for expires, (text, head, level) in live:
-                self.notify(text, title=head, severity=level, timeout=max(0.5, expires - now))
-        live.append((now + timeout, (message, title, severity)))
-        self._toasts = live
-        self.notify(message, title=title, severity=severity, timeout=timeout)
-
-    # -- which keys act ------------------------------------------------------------------
-
-    def applies(self, action: str) -> bool:
-        """Whether ``action`` belongs to this kind of link at all (the help lists only those)."""
-        if action in LOCAL_ONLY:
-            return not self.link.attached
-        if action in ATTACHED_ONLY:
-            return self.link.attached
-        return True
-
-    def _effective_paused(self) -> bool:
-        if self._request == "pause":
-            return True
-        if self._request == "resume":
-            return False
-        return self.snap.state == ev.PAUSED
+    # -- the keys ------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if not self.applies(action):
-            return False
-        if action == "read_only":
-            return self.read_only is not None and not self._quitting
-        if action in STEERING and self.read_only is not None:
-            return False
-        active = not self.run_over and not self._quitting
-        if action == "pause":
-            return active and not self._effective_paused()
-        if action == "resume":
-            return active and self._effective_paused()
-        if action in ("checkpoint", "steer_lr"):
-            return active
-        return True
+        return self.controls.allowed(action, self.snap, self.run_over)
 
-    # -- steering ------------------------------------------------------------------------
+    def _send(self, command: str) -> None:
+        getattr(self.commands, command)()
+        self.controls.request = command
+        self.poll()
 
     def action_pause(self) -> None:
-        self.commands.pause()
-        self._request = "pause"
-        self.poll()
+        self._send("pause")
 
     def action_resume(self) -> None:
-        self.commands.resume()
-        self._request = "resume"
-        self.poll()
+        self._send("resume")
 
     def action_checkpoint(self) -> None:
-        self.commands.checkpoint()
-        self._request = "checkpoint"
         self.toast("Saved at the next batch boundary.", title="Checkpoint requested",
                    timeout=4)
-        self.poll()
+        self._send("checkpoint")
 
     def action_steer_lr(self, factor: float) -> None:
         """`[` halves, `]` doubles the learning rate, once confirmed."""
@@ -445,7 +278,7 @@ class CockpitApp(App[int]):
         self.push_screen(ConfirmSetting(old, new, self.snap.momentum), answered)
 
     def action_read_only(self, what: str) -> None:
-        self.toast(f"Cannot {what}: {self.read_only}.", title="Read-only",
+        self.toast(f"Cannot {what}: {self.controls.read_only}.", title="Read-only",
                    severity="warning", timeout=6)
 
     def action_help(self) -> None:
@@ -453,90 +286,19 @@ class CockpitApp(App[int]):
             bindings = [*self.cockpit.BINDINGS, *self.BINDINGS]
             self.push_screen(HelpScreen(key_rows(
                 b for b in bindings
-                if self.applies(b.action.removeprefix("app.").split("(")[0]))))
-
-    # -- leaving -------------------------------------------------------------------------
-
-    @property
-    def quitting(self) -> bool:
-        """A stop was asked for: the cockpit leaves once the run has ended."""
-        return self._quitting
+                if self.controls.applies(b.action.removeprefix("app.").split("(")[0]))))
 
     def action_request_quit(self) -> None:
-        """`q` in-process: ask, then stop the run (it checkpoints) and exit once it has."""
-        if self.run_over:
-            self.exit(return_code=self.exit_code())
-        elif self._quitting:
-            self._still_stopping()
-        else:
-            self.push_screen(ConfirmQuit(running=True),
-                             lambda yes: self.begin_quit() if yes else None)
+        self.leaving.ask()
 
     def action_leave(self) -> None:
-        """`q` attached: detach (the default; the run goes on) or stop the run."""
-        if self.run_over or self.read_only is not None:
-            self.action_detach()       # nothing this cockpit could stop: just leave
-        elif self._quitting:
-            self.toast("The run finishes its batch, saves a checkpoint and stops; "
-                       "d detaches now.", title="Stopping the run", timeout=4)
-        else:
-            self.push_screen(AttachQuit(), self._on_leave_answer)
-
-    def _on_leave_answer(self, choice: str | None) -> None:
-        if choice == "detach":
-            self.action_detach()
-        elif choice == "stop":
-            self.stop_run()
-
-    def stop_run(self) -> None:
-        """Attached: ask the run to stop (it checkpoints first); leave once the file says it
-        ended."""
-        if self.run_over:
-            self.action_detach()
-            return
-        self._quitting = True
-        self.commands.stop()
-        self.poll()
+        self.leaving.ask()
 
     def action_detach(self) -> None:
-        self._leave("closed" if self.run_over else "detached")
-
-    def _leave(self, outcome: str) -> None:
-        if self.outcome is None:
-            self.outcome = outcome
-        self.exit(return_code=0)
+        self.leaving.detach()
 
     def action_quit_now(self) -> None:
-        """Ctrl+C / Ctrl+Q in-process: a confirmed quit."""
-        while len(self.screen_stack) > 1 and isinstance(self.screen,
-                                                       ConfirmQuit | ConfirmSetting | HelpScreen):
-            self.pop_screen()
-        self.begin_quit()
+        self.leaving.now()
 
     async def action_quit(self) -> None:
-        self.begin_quit()
-
-    def begin_quit(self) -> None:
-        """A confirmed quit (`q` then y, Ctrl+C, SIGTERM, SIGHUP, Textual's quit). In-process:
-        stop the run at a batch boundary (it checkpoints) and exit once it has. Attached:
-        detach; the run goes on."""
-        if self.link.attached:
-            self.action_detach()
-            return
-        if self._quitting:
-            self._still_stopping()
-            return
-        self._quitting = True
-        if self.run_over:
-            self.exit(return_code=self.exit_code())
-            return
-        self.commands.stop()
-        if self._worker is None:
-            # Nothing of ours to wait for (a run fed from elsewhere): the stop is sent, leave.
-            self.exit(return_code=self.exit_code())
-            return
-        self.poll()
-
-    def _still_stopping(self) -> None:
-        self.toast("Waiting for the training loop to finish its batch and save a "
-                   "checkpoint…", title="Stopping", timeout=4)
+        self.leaving.confirmed()

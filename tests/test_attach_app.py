@@ -208,7 +208,7 @@ async def test_attach_shows_history_then_resumes_pauses_checkpoints_detaches_and
             # d detaches at once; the run goes on
             await pilot.press("d")
             await exited(app)
-        assert app.outcome == "detached" and app.return_code == 0
+        assert app.leaving.outcome == "detached" and app.return_code == 0
         assert farewell(app).startswith(f"detached; the run goes on (pid {proc.pid})")
         wait_for_events(tmp_path, lambda r: len(trn_batches(r)) >= batches + 2, proc)
         assert proc.poll() is None
@@ -224,7 +224,7 @@ async def test_attach_shows_history_then_resumes_pauses_checkpoints_detaches_and
             assert "detach — the run goes on (default)" in text and "stop the run" in text
             await pilot.press("s")
             await exited(app, timeout=60)
-        assert app.outcome == "stopped"
+        assert app.leaving.outcome == "stopped"
         proc.communicate(timeout=60)
         assert proc.returncode == 0
         records = read_run_events(tmp_path)
@@ -254,7 +254,7 @@ async def test_attached_cockpit_follows_the_run_to_its_end(train_argv, tmp_path)
             await toasted(pilot, app, "Cannot pause or resume: the run has finished")
             await pilot.press("q")                  # nothing to stop: no question
             await exited(app)
-        assert app.outcome == "closed"
+        assert app.leaving.outcome == "closed"
         proc.communicate(timeout=60)
         assert proc.returncode == 0
     finally:
@@ -339,7 +339,7 @@ async def test_finished_run_opens_read_only_with_its_final_state(tmp_path):
         await pilot.press("escape")
         await pilot.press("q")
         await exited(app)
-    assert app.outcome == "closed"
+    assert app.leaving.outcome == "closed"
     assert farewell(app) == ("run finished; last checkpoint "
                              "runs/luna/2025-03-04_12.00.00-dlwpt/checkpoint-e002-b00060.pt")
 
@@ -364,11 +364,11 @@ async def test_a_run_that_does_not_answer_becomes_a_notification(tmp_path):
         await on_screen(pilot, app, "TRAINING", "p Pause")
         await pilot.press("p")
         await toasted(pilot, app, "The run does not answer", "'pause' did not reach the run")
-        assert app.is_running and app._request is None
+        assert app.is_running and app.controls.request is None
         assert app.commands.sent == [("pause", False)]
         await pilot.press("ctrl+c")                    # detaches (nothing is stopped)
         await exited(app)
-    assert app.outcome == "detached"
+    assert app.leaving.outcome == "detached"
 
 
 async def test_a_run_on_another_host_is_read_only_and_not_probed(tmp_path):

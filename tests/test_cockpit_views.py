@@ -254,7 +254,7 @@ async def test_attaching_to_a_run_with_many_checkpoints_toasts_none_of_them(tmp_
             await pilot.pause(0.06)
         text = screen_text(app)
         assert "Checkpoint saved" not in text and "▌" not in text
-        assert app._toasts == []
+        assert app.notifier.toasts == []
         assert f"{saved} checkpoint(s)" in text or "checkpoint" in text
 
 
@@ -271,7 +271,7 @@ async def test_epoch_checkpoints_never_toast_but_asked_ones_do_and_two_at_most()
         collector(epoch_ck)
         await wait_for(pilot, lambda: app.snap.checkpoint_total == snap.checkpoint_total + 1)
         await pilot.pause(0.2)
-        assert "Checkpoint saved" not in screen_text(app) and app._toasts == []
+        assert "Checkpoint saved" not in screen_text(app) and app.notifier.toasts == []
         asked = dataclasses.replace(epoch_ck, reason="request",
                                     path=snap.run_dir + "/checkpoints/e002-b000004.pt")
         collector(asked)
@@ -280,7 +280,7 @@ async def test_epoch_checkpoints_never_toast_but_asked_ones_do_and_two_at_most()
         for k in range(3):
             app.toast(f"note {k}", title=f"T{k}")
         await pilot.pause(0.2)
-        assert len(app._toasts) == 2
+        assert len(app.notifier.toasts) == 2
         text = screen_text(app)
         assert "T2" in text and "T1" in text and "Checkpoint saved" not in text
 
@@ -290,21 +290,21 @@ async def test_nodules_missed_toasts_once_when_it_turns_on_and_says_what_to_try(
     app = cockpit(collector)
     async with app.run_test(size=(120, 36), notifications=True) as pilot:
         await on_screen(pilot, app, "TRAINING")
-        assert app._toasts == []
+        assert app.notifier.toasts == []
         for event in events:
             collector(event)
             if isinstance(event, ev.EpochMetrics) and event.phase == "val":
                 break
         text = await on_screen(pilot, app, "NODULES MISSED", "--balanced")
-        assert "--augmented" in text.replace("\n", " ") or "--augmented" in str(app._toasts)
-        titles = [args[1] for _t, args in app._toasts]
+        assert "--augmented" in text.replace("\n", " ") or "--augmented" in str(app.notifier.toasts)
+        titles = [args[1] for _t, args in app.notifier.toasts]
         assert titles.count("NODULES MISSED") == 1
         for event in events:                          # epoch 2 keeps missing them: no repeat
             collector(event)
             if isinstance(event, ev.EpochMetrics) and event.epoch == 2:
                 break
         await pilot.pause(0.3)
-        assert [args[1] for _t, args in app._toasts].count("NODULES MISSED") == 1
+        assert [args[1] for _t, args in app.notifier.toasts].count("NODULES MISSED") == 1
 
 
 # ----------------------------------------------------------------------------- baseline

@@ -82,7 +82,8 @@ def test_luna_tui_attach_opens_and_shows_a_run_without_torch(tmp_path):
         "        await pilot.pause(0.3)\n"
         "        await pilot.press('d')\n"
         "asyncio.run(show())\n"
-        "print('EXIT', code, app.outcome, 'torch' in sys.modules, 'numpy' in sys.modules)\n")
+        "print('EXIT', code, app.leaving.outcome, 'torch' in sys.modules,\n"
+        "      'numpy' in sys.modules)\n")
     assert result.returncode == 0, result.stderr
     assert "needs an interactive terminal" in result.stderr
     assert result.stdout.strip().endswith("EXIT 2 detached False False")

@@ -18,6 +18,7 @@ from textual.widgets import Footer, Static
 
 from luna_tui.model import layout as plan
 from luna_tui.model import summaries
+from luna_tui.model.controls import UiStatus
 from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.model.system import SystemReading
 from luna_tui.widgets import (
@@ -28,7 +29,6 @@ from luna_tui.widgets import (
     SystemPane,
     TrendsPane,
 )
-from luna_tui.widgets.progress import UiStatus
 
 _P_HELP = ("pause / resume the run at its next batch boundary (attached: every cockpit on the "
            "run sees it)")
@@ -91,8 +91,10 @@ class CockpitScreen(Screen):
     BINDINGS = [*RUN_KEYS, *VIEW_KEYS]
 
     def __init__(self, *, clock: Callable[[], datetime], plot_interval: float = 1.0,
-                 baseline=None, runs_dir: str | None = None) -> None:
+                 baseline=None, runs_dir: str | None = None,
+                 preflight: Callable[[], str] | None = None) -> None:
         super().__init__()
+        self.preflight = preflight        # `luna-tui check`'s report, shown while loading
         self.clock = clock
         self.plot_interval = plot_interval
         self.baseline = baseline          # a RunHistory (luna_core.run.compare) or None
@@ -133,6 +135,17 @@ class CockpitScreen(Screen):
         if self.baseline is not None:
             self.query_one(TrendsPane).set_baseline(self.baseline)
         self.apply_layout()
+        if self.preflight is not None:
+            self.run_worker(self._run_preflight, name="preflight", thread=True,
+                            exit_on_error=False)
+
+    def _run_preflight(self) -> None:
+        """The data check while the loader warms up (a thread; one call back)."""
+        try:
+            text = self.preflight()
+        except Exception as exc:  # noqa: BLE001 - a check that fails must not stop the run
+            text = f"could not run ({type(exc).__name__}: {exc})"
+        self.app.call_from_thread(self.add_log_lines, text, "INFO", "check: ")
 
     # -- what the run says -----------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
@@ -19,6 +18,7 @@ from luna_core.run.events import (
 )
 from luna_core.run.runs import CRASHED, ENDED_STATES
 from luna_tui.model import formatting as fmt
+from luna_tui.model.controls import UiStatus
 from luna_tui.model.endings import resume_command
 from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.widgets.pane import MemoPane
@@ -46,17 +46,6 @@ STATE_STYLE = {
     CRASHED: "bold white on red",
 }
 PHASE_NAME = {"trn": "training", "val": "validation"}
-
-
-@dataclass(frozen=True)
-class UiStatus:
-    """What the app knows that the event stream does not."""
-
-    request: str | None = None       # e.g. "pause requested"
-    quitting: bool = False
-    failure: str | None = None       # the trainer thread raised (what, where)
-    read_only: str | None = None     # attached, but commands cannot reach the run: why
-    title: str = "LUNA cockpit"      # the pane's title, before the run directory
 
 
 def state_of(snap: RunSnapshot, ui: UiStatus) -> str:
