@@ -59,7 +59,7 @@ def cockpit_arm(argv: list[str]) -> float:
     from luna_core.run.commands import CommandChannel
     from luna_core.training import LunaTrainingApp
     from luna_tui.app import CockpitApp
-    from luna_tui.link.local import LocalLink, guard_trainer
+    from luna_tui.link.local import LocalLink
     from luna_tui.model.collector import EventCollector
     from luna_tui.terminal import prepare_worker_processes
 
@@ -72,7 +72,7 @@ def cockpit_arm(argv: list[str]) -> float:
         return LunaTrainingApp(sys_argv=argv, sinks=[collector, rate], commands=channel,
                                interactive=True).main()
 
-    app = CockpitApp(LocalLink(collector, channel, runner=guard_trainer(train, collector)))
+    app = CockpitApp(LocalLink(collector, channel, runner=train))
 
     async def drive() -> None:
         async with app.run_test(size=(160, 48)) as pilot:

@@ -266,7 +266,7 @@ class LunaTrainingApp:
         """Yield (batch_ndx, batch) with timing, ETA lines, events and commands around each
         batch. The caller does the work and reports it to ``self.reporter``."""
         self.loop.start_phase(phase, epoch, self._batch_count(dl))
-        self.run_control.set_state(ev.TRAINING if phase == "trn" else ev.VALIDATING)
+        self.run_control.set_state(ev.working_state(phase))
         self.reporter.start_phase(self._sample_count(dl), start_batch,
                                   flush_every_batch=self.device.type == "cpu")
         batch_iter = iter(dl)

@@ -9,7 +9,7 @@ from typing import Any
 
 from luna_core.run.commands import CommandChannel
 from luna_tui.app import Clock, CockpitApp
-from luna_tui.link.local import LocalLink, guard_trainer
+from luna_tui.link.local import LocalLink
 from luna_tui.link.system_probe import SystemReading
 from luna_tui.model.collector import EventCollector
 from luna_tui.model.endings import cockpit_closing_line
@@ -31,7 +31,7 @@ def build_cockpit(sys_argv: list[str], *, clock: Clock | None = None,
         return LunaTrainingApp(sys_argv=list(sys_argv), sinks=[collector],
                                commands=channel, interactive=True).main()
 
-    return CockpitApp(LocalLink(collector, channel, runner=guard_trainer(train, collector)),
+    return CockpitApp(LocalLink(collector, channel, runner=train),
                       clock=clock, system_probe=system_probe, **app_kwargs)
 
 

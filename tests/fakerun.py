@@ -21,8 +21,6 @@ from luna_core.run.events import (
     PAUSED,
     STOPPED,
     STOPPING,
-    TRAINING,
-    VALIDATING,
     BatchDone,
     CheckpointSaved,
     EpochMetrics,
@@ -34,6 +32,7 @@ from luna_core.run.events import (
     RunFinished,
     RunStarted,
     StatusChanged,
+    working_state,
 )
 
 
@@ -71,6 +70,7 @@ class FakeTrainer:
         self.rng = random.Random(seed)
         self.total_samples = 0
         self.checkpoints = 0
+        self._phase = "trn"
 
     # -- the contract ----------------------------------------------------------------------
 
@@ -111,8 +111,8 @@ class FakeTrainer:
                                                   trn_pos),
                                                  ("val", self.val_batches, val_samples,
                                                   val_pos)):
-                yield StatusChanged(state=TRAINING if phase == "trn" else VALIDATING,
-                                    t=self._t())
+                self._phase = phase
+                yield StatusChanged(state=working_state(phase), t=self._t())
                 yield PhaseStarted(phase=phase, epoch=epoch, batch_count=batches,
                                    sample_count=samples, t=self._t())
                 yield LogRecord(level="INFO",
@@ -195,7 +195,8 @@ class FakeTrainer:
                 elif cmd is Command.RESUME or cmd is Command.TOGGLE_PAUSE:
                     if paused:
                         paused = False
-                        yield StatusChanged(state=TRAINING, detail="resumed", t=self._t())
+                        yield StatusChanged(state=working_state(self._phase), detail="resumed",
+                                            t=self._t())
             if not paused:
                 return False
             pending = self.commands.wait(0.02)

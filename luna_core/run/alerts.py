@@ -25,6 +25,15 @@ log = logging.getLogger(__name__)
 #: while at least ALL_ALARM_MIN % of all samples are.
 POS_ALARM_MAX, ALL_ALARM_MIN = 10.0, 90.0
 MISSED_EPOCHS = 3
+#: The alarm's name and the book's remedy for it, wherever it is said (the cockpit, the
+#: notify command).
+MISSED = "NODULES MISSED"
+MISSED_REMEDY = "--balanced (as many nodules as others in training) and --augmented"
+
+
+def missed_found(epoch: int, pos_correct: int, pos_count: int) -> str:
+    """'E6: 0 of 10 nodules found'."""
+    return f"E{epoch}: {pos_correct} of {pos_count} nodules found"
 
 
 def missed(pos_percent: float | None, all_percent: float | None, pos_count: int) -> bool:
@@ -62,10 +71,9 @@ class NotifySink:
             recent = self._missed[-MISSED_EPOCHS:]
             if len(recent) == MISSED_EPOCHS and all(recent) and not self._missed_said:
                 self._missed_said = True
-                self.notify("nodules_missed",
-                            f"NODULES MISSED for {MISSED_EPOCHS} validations (E{event.epoch}: "
-                            f"{event.pos_correct} of {event.pos_count} nodules found); try "
-                            "--balanced and --augmented")
+                found = missed_found(event.epoch, event.pos_correct, event.pos_count)
+                self.notify("nodules_missed", f"{MISSED} for {MISSED_EPOCHS} validations "
+                                              f"({found}); try {MISSED_REMEDY}")
             elif not recent[-1]:
                 self._missed_said = False
 

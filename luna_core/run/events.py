@@ -30,6 +30,11 @@ STOPPED = "stopped"
 FAILED = "failed"
 
 
+def working_state(phase: str) -> str:
+    """The state of a run at work in ``phase``: "trn" is training, "val" validating."""
+    return VALIDATING if phase == "val" else TRAINING
+
+
 def _now() -> float:
     return time.time()
 

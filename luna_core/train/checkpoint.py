@@ -59,6 +59,17 @@ def load_checkpoint(path: str) -> dict:
     return state
 
 
+def checkpoint_dir(run_dir: str) -> str:
+    """Where a run keeps its checkpoints: RUN_DIR/checkpoints."""
+    return os.path.join(run_dir, CHECKPOINT_DIRNAME)
+
+
+def run_dir_of(checkpoint_path: str) -> str | None:
+    """The run directory a checkpoint file sits in (None: not in a checkpoints/ folder)."""
+    folder = os.path.dirname(os.path.abspath(checkpoint_path))
+    return os.path.dirname(folder) if os.path.basename(folder) == CHECKPOINT_DIRNAME else None
+
+
 def list_checkpoints(checkpoint_dir: str) -> list[str]:
     """Checkpoints of a run, oldest first (best.pt excluded)."""
     names = [n for n in os.listdir(checkpoint_dir) if _NAME_RE.match(n)] \
@@ -69,7 +80,7 @@ def list_checkpoints(checkpoint_dir: str) -> list[str]:
 def resolve_resume_path(path: str) -> str:
     """A checkpoint file, or a run directory meaning its newest checkpoint."""
     if os.path.isdir(path):
-        candidates = list_checkpoints(os.path.join(path, CHECKPOINT_DIRNAME))
+        candidates = list_checkpoints(checkpoint_dir(path))
         if not candidates and os.path.basename(os.path.normpath(path)) == CHECKPOINT_DIRNAME:
             candidates = list_checkpoints(path)
         if not candidates:

@@ -13,11 +13,11 @@ import torch
 from luna_core.run import events as ev
 from luna_core.train.checkpoint import (
     BEST_NAME,
-    CHECKPOINT_DIRNAME,
     CHECKPOINT_FORMAT_VERSION,
     CheckpointError,
     atomic_torch_save,
     capture_rng_state,
+    checkpoint_dir,
     checkpoint_name,
     prune_checkpoints,
 )
@@ -30,7 +30,7 @@ class Checkpointer:
     def __init__(self, run_dir: str, time_str: str, trn_ds, val_ds, *, bus: ev.EventBus,
                  dist: DistContext, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  cli_args: Namespace, best_val_loss: float = math.inf) -> None:
-        self.checkpoint_dir = os.path.join(run_dir, CHECKPOINT_DIRNAME)
+        self.checkpoint_dir = checkpoint_dir(run_dir)
         self.bus, self.dist = bus, dist
         self.model, self.optimizer, self.cli_args = model, optimizer, cli_args
         # what a resume checks and takes over: the run's name and directory, and its data

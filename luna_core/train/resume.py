@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from argparse import Namespace
 
 import torch
 
 from luna_core.train.checkpoint import (
-    CHECKPOINT_DIRNAME,
     CheckpointError,
     load_checkpoint,
     resolve_resume_path,
     restore_rng_state,
+    run_dir_of,
 )
 from luna_core.train.options import RESUME_MUST_MATCH
 from luna_core.train.step import FUSED
@@ -104,10 +103,7 @@ class Resume:
     def run_dir(self) -> str:
         """The run goes on in its own directory: the one holding the checkpoint's
         checkpoints/ folder (the run may have been moved), else the one it was saved in."""
-        checkpoint_dir = os.path.dirname(os.path.abspath(self.path))
-        if os.path.basename(checkpoint_dir) == CHECKPOINT_DIRNAME:
-            return os.path.dirname(checkpoint_dir)
-        return self.state["run"]["run_dir"]
+        return run_dir_of(self.path) or self.state["run"]["run_dir"]
 
     @property
     def purge_step(self) -> int:

@@ -100,7 +100,7 @@ class RunControl:
                      self.loop.batch_ndx + 1)
         elif command is Command.RESUME and self.paused:
             self.paused = False
-            self.set_state(ev.TRAINING if self.loop.phase == "trn" else ev.VALIDATING)
+            self.set_state(ev.working_state(self.loop.phase))
             log.info("resumed")
         elif command is Command.CHECKPOINT:
             self.checkpoint_requested = True

@@ -12,7 +12,7 @@ from luna_core.run.commands import Command, CommandChannel
 from luna_core.run.control import ControlServer, socket_path_for
 from luna_core.run.eventfile import EVENT_FILE_NAME
 from luna_core.run.sinks import JsonlSink
-from luna_core.train.checkpoint import CHECKPOINT_DIRNAME
+from luna_core.train.checkpoint import checkpoint_dir
 from luna_core.train.tensorboard import TensorBoardSink
 
 log = logging.getLogger(__name__)
@@ -20,10 +20,6 @@ log = logging.getLogger(__name__)
 
 def new_run_dir(args: Namespace, time_str: str) -> str:
     return os.path.join(args.runs_dir, args.tb_prefix, f"{time_str}-{args.comment}")
-
-
-def checkpoint_dir(run_dir: str) -> str:
-    return os.path.join(run_dir, CHECKPOINT_DIRNAME)
 
 
 def add_run_dir_sinks(bus: ev.EventBus, args: Namespace, run_dir: str, time_str: str,

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from luna_core.run.events import FAILED, RunFinished
 from luna_core.run.failure import describe_exception
 from luna_tui.link import Commands, RunLink
-from luna_tui.model.collector import EventCollector
 
 Runner = Callable[[], int]
 
@@ -28,12 +27,18 @@ class TrainerResult:
     traceback: str | None = None
 
 
-def run_trainer(runner: Runner) -> TrainerResult:
-    """Call ``runner``; an exception becomes a failed result (exit code 1)."""
+def run_trainer(runner: Runner, collector=None) -> TrainerResult:
+    """Call ``runner``. An exception becomes a failed result (exit code 1, what failed and
+    where, the traceback); ``collector`` (the run's event sink) is told the run failed when
+    the loop could not say so itself. The one place an in-process trainer's failure is
+    caught (the loop reports the failures it catches as events, luna_core.training)."""
     try:
         return TrainerResult(int(runner() or 0))
     except BaseException as exc:  # noqa: BLE001 - shown in the cockpit, exit non-zero
-        return TrainerResult(1, describe_exception(exc), traceback.format_exc())
+        failure = describe_exception(exc)
+        if collector is not None and collector.snapshot().finished is None:
+            collector(RunFinished(state=FAILED, exit_code=1, error=failure))
+        return TrainerResult(1, failure, traceback.format_exc())
 
 
 class TrainerThread:
@@ -41,14 +46,15 @@ class TrainerThread:
     from the worker's state change) and touches nothing else. ``done`` and ``wait`` tell
     other threads (the hang-up exit) without going through the UI's event loop."""
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, collector=None) -> None:
         self.runner = runner
+        self.collector = collector
         self._result: Future[TrainerResult] = Future()
 
     def run(self) -> TrainerResult:
         result = TrainerResult(1)
         try:
-            result = run_trainer(self.runner)
+            result = run_trainer(self.runner, self.collector)
             return result
         finally:
             self._result.set_result(result)
@@ -61,22 +67,6 @@ class TrainerThread:
         return self._result.result()
 
 
-def guard_trainer(train: Runner, collector: EventCollector) -> Runner:
-    """Run ``train``; if it raises, make sure the collector knows the run failed (the
-    exception still propagates, so the app can show what failed and where)."""
-
-    def guarded() -> int:
-        try:
-            return int(train() or 0)
-        except BaseException as exc:
-            if collector.snapshot().finished is None:
-                collector(RunFinished(state=FAILED, exit_code=1,
-                                      error=describe_exception(exc)))
-            raise
-
-    return guarded
-
-
 class LocalLink(RunLink):
     """The run in this process: ``source`` (normally an EventCollector the trainer feeds),
     ``commands`` (its CommandChannel), and ``runner``, the training itself, which the app runs
@@ -84,4 +74,4 @@ class LocalLink(RunLink):
 
     def __init__(self, source, commands: Commands, runner: Runner | None = None) -> None:
         super().__init__(source, commands)
-        self.trainer = None if runner is None else TrainerThread(runner)
+        self.trainer = None if runner is None else TrainerThread(runner, source)

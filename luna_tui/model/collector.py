@@ -23,8 +23,6 @@ from luna_core.run.events import (
     PAUSED,
     STARTING,
     STOPPING,
-    TRAINING,
-    VALIDATING,
     BatchDone,
     CheckpointSaved,
     EpochMetrics,
@@ -36,6 +34,7 @@ from luna_core.run.events import (
     RunFinished,
     RunStarted,
     StatusChanged,
+    working_state,
 )
 from luna_core.run.runs import ENDED_STATES
 from luna_tui.model.snapshot import (
@@ -61,7 +60,6 @@ MAX_LOG_LINES = 2000
 MAX_CHECKPOINTS = 50
 MAX_ERRORS = 20
 
-PHASE_STATE = {"trn": TRAINING, "val": VALIDATING}
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,7 +318,7 @@ class EventCollector:
         self._window.clear()
         self._window_is_warmup = True
         if self._state not in (PAUSED, STOPPING) + ENDED_STATES:
-            self._set_state(PHASE_STATE.get(ev.phase, self._state))
+            self._set_state(working_state(ev.phase))
 
     def _on_batch(self, ev: BatchDone) -> None:
         clock = self._clock
@@ -340,7 +338,7 @@ class EventCollector:
         self._batch_count = ev.batch_count
         self._total_samples = max(self._total_samples, ev.total_samples)
         if self._state in (STARTING,):
-            self._set_state(PHASE_STATE.get(ev.phase, self._state))
+            self._set_state(working_state(ev.phase))
 
         # rates: after warm-up, the slope of active time over batches
         self._estimate.batch_done(clock.done_here, ev.active_s)

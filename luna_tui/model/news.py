@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from luna_core.run.alerts import MISSED, MISSED_REMEDY, missed_found
 from luna_core.run.events import FAILED, CheckpointSaved
 from luna_tui.model.snapshot import RunSnapshot
 
@@ -58,7 +59,7 @@ class SnapshotNews:
                     title="Non-finite loss", severity="error", timeout=15))
         alarm = _alarm(snap)
         if alarm is not None and not self._alarm:
-            notices.append(Notice(alarm, title="NODULES MISSED", severity="warning",
+            notices.append(Notice(alarm, title=MISSED, severity="warning",
                                   timeout=15))
         self._alarm = alarm is not None
         if snap.state != self._state:
@@ -74,7 +75,7 @@ def _alarm(snap: RunSnapshot) -> str | None:
     for phase in ("val", "trn"):
         pm = snap.metrics.get(phase)
         if pm is not None and pm.pos_alarm:
-            return (f"{phase} E{pm.epoch}: {pm.pos_correct} of {pm.pos_count} nodules found "
-                    f"while {pm.all_correct:,} of {pm.all_count:,} are right overall. Try "
-                    "--balanced (as many nodules as others in training) and --augmented")
+            return (f"{phase} {missed_found(pm.epoch, pm.pos_correct, pm.pos_count)} while "
+                    f"{pm.all_correct:,} of {pm.all_count:,} are right overall. Try "
+                    f"{MISSED_REMEDY}")
     return None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from luna_core.run.alerts import MISSED
 from luna_tui.model import formatting as fmt
 from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.model.system import SystemReading
@@ -46,7 +47,7 @@ def classes_line(snap: RunSnapshot) -> str:
     text = (f"{val.phase} E{val.epoch}: loss {fmt.num(val.get('loss/all'))} · nodules "
             f"{fmt.pct(val.get('correct/pos'))} correct · recall "
             f"{fmt.num(val.get('pr/recall'), 3)}")
-    return ("!! NODULES MISSED · " + text) if alarms else text
+    return (f"!! {MISSED} · " + text) if alarms else text
 
 
 def trends_line(snap: RunSnapshot) -> str:

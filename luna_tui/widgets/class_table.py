@@ -12,6 +12,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from luna_core.run.alerts import MISSED
 from luna_tui.model import formatting as fmt
 from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.widgets.pane import MemoPane
@@ -86,7 +87,7 @@ def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = Fals
     for i, line in enumerate(alarms):
         if i:
             banner.append("\n")
-        banner.append(" !! NODULES MISSED ", style="bold reverse")
+        banner.append(f" !! {MISSED} ", style="bold reverse")
         banner.append(" " + line + " ", style=ALARM_STYLE_NO_COLOR if no_color else ALARM_STYLE)
     return Group(banner, table, *below)
 
@@ -108,7 +109,7 @@ class ClassTablePane(MemoPane):
     def draw(self, width: int, snap: RunSnapshot) -> None:
         alarm = bool(alarm_lines(snap))
         self.set_class(alarm, "-alarm")
-        self.border_title = ("!! Per class · NODULES MISSED" if alarm
+        self.border_title = (f"!! Per class · {MISSED}" if alarm
                              else "Per class · latest epoch")
         self.update(render_class_table(snap, width, no_color=self.app.no_color,
                                        versus=self.versus(snap)))
