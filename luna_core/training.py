@@ -208,7 +208,9 @@ class LunaTrainingApp:
             return trn_metrics_g  # stopped during this epoch's validation: training is done
 
         self.trn_dl.sampler.set_epoch(epoch, start_batch * self.cli_args.batch_size)
-        for batch_ndx, batch_tup in self._run_phase("trn", epoch, self.trn_dl, start_batch):
+        batch_iter = self._start_phase("trn", epoch, self.trn_dl, start_batch)
+        for batch_ndx in range(start_batch, self.loop.batch_count):
+            batch_tup = self.loop.next_batch(batch_iter, batch_ndx)
             self.optimizer.zero_grad(set_to_none=True)
             loss_var = self.compute_batch_loss(batch_ndx, batch_tup, trn_metrics_g)
             loss_var.backward()
@@ -217,6 +219,9 @@ class LunaTrainingApp:
             self.loop.total_samples += len(batch_tup[0]) * self.dist.world_size
             self.loop.position = (epoch, batch_ndx + 1)
             self.reporter.batch_done(loss_var.detach(), skipped, len(batch_tup[0]))
+            if self._between_batches():
+                break
+        self.reporter.end_phase(stopped=self.run_control.stop_requested)
         return trn_metrics_g
 
     def validate_epoch(self, epoch: int) -> torch.Tensor:
@@ -224,10 +229,15 @@ class LunaTrainingApp:
         val_metrics_g = torch.zeros(METRICS_SIZE, self._sample_count(self.val_dl),
                                     device=self.device)
         self.val_dl.sampler.set_epoch(epoch, 0)
+        batch_iter = self._start_phase("val", epoch, self.val_dl, 0)
         with torch.no_grad():
-            for batch_ndx, batch_tup in self._run_phase("val", epoch, self.val_dl, 0):
+            for batch_ndx in range(self.loop.batch_count):
+                batch_tup = self.loop.next_batch(batch_iter, batch_ndx)
                 loss_var = self.compute_batch_loss(batch_ndx, batch_tup, val_metrics_g)
                 self.reporter.batch_done(loss_var.detach(), None, len(batch_tup[0]))
+                if self._between_batches():
+                    break
+        self.reporter.end_phase(stopped=self.run_control.stop_requested)
         return val_metrics_g
 
     def compute_batch_loss(self, batch_ndx: int, batch_tup, metrics_g: torch.Tensor):
@@ -262,26 +272,31 @@ class LunaTrainingApp:
         return result["metrics"]["loss/all"]
 
     # ------------------------------------------------------------------ one phase
-    def _run_phase(self, phase: str, epoch: int, dl: DataLoader, start_batch: int):
-        """Yield (batch_ndx, batch) with timing, ETA lines, events and commands around each
-        batch. The caller does the work and reports it to ``self.reporter``."""
+    def _start_phase(self, phase: str, epoch: int, dl: DataLoader, start_batch: int):
+        """The phase's state, status, PhaseStarted and clock; returns the batch iterator."""
         self.loop.start_phase(phase, epoch, self._batch_count(dl))
         self.run_control.set_state(ev.working_state(phase))
         self.reporter.start_phase(self._sample_count(dl), start_batch,
                                   flush_every_batch=self.device.type == "cpu")
-        batch_iter = iter(dl)
-        for batch_ndx in range(start_batch, self.loop.batch_count):
-            yield batch_ndx, self.loop.next_batch(batch_iter, batch_ndx)
-            self.reporter.eta_batch_done(batch_ndx)
-            if self._between_batches():
-                break
-        self.reporter.end_phase(stopped=self.run_control.stop_requested)
+        return iter(dl)
 
     def _between_batches(self) -> bool:
-        """Take commands, checkpoint if asked, wait while paused (RunControl). True: stop."""
-        return self.run_control.between_batches(
-            self.dist, flush=self.reporter.flush, checkpoint=lambda: self._checkpoint("request"),
-            change=self._change_optimizer)
+        """At a batch boundary, do what the commands ask (RunControl decides, the loop acts):
+        a new lr / momentum, a checkpoint; while paused, wait for the next commands here.
+        True: stop now."""
+        commands = self.commands.take()
+        while True:
+            if commands:
+                self.reporter.flush()   # the batches done so far come before what follows
+            todo = self.run_control.between_batches(self.dist, commands)
+            if todo.setting is not None:
+                self._change_optimizer(todo.setting)
+            if todo.checkpoint:
+                self.reporter.flush()
+                self._checkpoint("request")
+            if todo.stop or not todo.paused:
+                return todo.stop
+            commands = self.run_control.wait_while_paused()
 
     def _change_optimizer(self, setting) -> None:
         """A new learning rate / momentum from now on (every rank, same batch boundary):

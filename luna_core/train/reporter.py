@@ -45,7 +45,8 @@ class BatchReporter:
     def batch_done(self, loss_g: torch.Tensor, skipped_g: torch.Tensor | None,
                    samples: int) -> None:
         """The batch ``loop.batch_ndx`` is done (its loss and why its update was skipped, if
-        it was, still on the device)."""
+        it was, still on the device): its event (sent now or with the next flush) and, at
+        the book's intervals, an ETA line."""
         loop = self.loop
         now = loop.clock()
         self._pending.append(dict(
@@ -57,9 +58,7 @@ class BatchReporter:
         # a few times a second on a GPU (one host sync per flush, not per batch).
         if self._flush_every_batch or now - self._last_flush > FLUSH_EVERY_S:
             self.flush()
-
-    def eta_batch_done(self, batch_ndx: int) -> None:
-        self._eta.batch_done(batch_ndx, self.loop.active_s())
+        self._eta.batch_done(loop.batch_ndx, loop.active_s())
 
     def end_phase(self, stopped: bool) -> None:
         """Flush; say "<desc> ----/N, done at ..." unless the run is stopping."""

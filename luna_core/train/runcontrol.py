@@ -1,5 +1,6 @@
 """The run's flags and status: pause, stop, checkpoint-now and the non-finite policy, the
-commands that set them (taken at batch boundaries), and the exit codes.
+commands that set them (taken at batch boundaries), and the exit codes. It decides; the loop
+acts: ``between_batches`` returns a ``Boundary`` saying what to do (no callbacks).
 
 Under DDP the flags are combined over all ranks before they act, so every rank pauses,
 checkpoints and stops at the same batch boundary.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
@@ -25,6 +26,18 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """What the loop does at a batch boundary, in this order: apply ``setting`` (a new lr /
+    momentum), write a ``checkpoint``, then ``stop``, or wait for more commands while
+    ``paused``."""
+
+    stop: bool = False
+    checkpoint: bool = False
+    paused: bool = False
+    setting: Setting | None = None
 
 
 class RunControl:
@@ -48,52 +61,40 @@ class RunControl:
             self.state = state
             self.bus.emit(ev.StatusChanged(state=state, detail=detail))
 
-    def between_batches(self, dist: DistContext, flush: Callable[[], None],
-                        checkpoint: Callable[[], None],
-                        change: Callable[[Setting], None] | None = None) -> bool:
-        """Take commands; change the optimizer; checkpoint; block while paused. True means:
-        stop now.
+    def between_batches(self, dist: DistContext, commands: list) -> Boundary:
+        """Take ``commands`` (the loop has sent the batches done so far first) and say what
+        the loop must do at this boundary. Under DDP the flags are combined over the ranks
+        and rank 0's new setting is broadcast, so every rank does the same."""
+        for command in commands:
+            self._apply(command)
+        stop, checkpoint_now, paused, nonfinite, setting = combine_flags(dist, [
+            int(self.stop_requested), int(self.checkpoint_requested), int(self.paused),
+            int(self.nonfinite_stop), int(self.setting is not None)])
+        chosen = broadcast_object(dist, self.setting) if setting else None
+        self.setting = None
+        self.checkpoint_requested = False
+        if stop:
+            self.nonfinite_stop = bool(nonfinite)
+            if not self.stop_requested:
+                self.stop_requested = True
+                self.set_state(ev.STOPPING)
+        return Boundary(stop=bool(stop), checkpoint=bool(checkpoint_now),
+                        paused=bool(paused) and not stop, setting=chosen)
 
-        ``flush`` sends the batches not reported yet (before a pause or a checkpoint),
-        ``checkpoint`` writes one at the loop's position, ``change`` applies a Setting (on
-        every rank: rank 0's, which took it from the socket, is broadcast)."""
-        for command in self.commands.take():
-            self._apply(command, flush)
-        while True:
-            stop, checkpoint_now, paused, nonfinite, setting = combine_flags(dist, [
-                int(self.stop_requested), int(self.checkpoint_requested), int(self.paused),
-                int(self.nonfinite_stop), int(self.setting is not None)])
-            if setting:
-                chosen = broadcast_object(dist, self.setting)
-                self.setting = None
-                if change is not None and chosen is not None:
-                    change(chosen)
-            if checkpoint_now:
-                self.checkpoint_requested = False
-                flush()
-                checkpoint()
-            if stop:
-                self.nonfinite_stop = bool(nonfinite)
-                if not self.stop_requested:
-                    self.stop_requested = True
-                    self.set_state(ev.STOPPING)
-                return True
-            if not paused:
-                return False
-            t0 = self.loop.clock()
-            commands = self.commands.wait(0.1)
-            self.loop.paused_s += self.loop.clock() - t0
-            for command in commands:
-                self._apply(command, flush)
+    def wait_while_paused(self) -> list:
+        """The commands that arrive within a short wait (paused time is not active time)."""
+        t0 = self.loop.clock()
+        commands = self.commands.wait(0.1)
+        self.loop.paused_s += self.loop.clock() - t0
+        return commands
 
-    def _apply(self, command: Command | Setting, flush: Callable[[], None]) -> None:
+    def _apply(self, command: Command | Setting) -> None:
         if isinstance(command, Setting):
             self.setting = command        # the newest wins if several wait
             return
         if command is Command.TOGGLE_PAUSE:
             command = Command.RESUME if self.paused else Command.PAUSE
         if command is Command.PAUSE and not self.paused:
-            flush()
             self.paused = True
             self.set_state(ev.PAUSED)
             log.info("paused at E%d %s batch %d", self.loop.epoch, self.loop.phase,
