@@ -1,0 +1,8 @@
+"""`python -m luna_core.data.synth`."""
+
+import sys
+
+from luna_core.data.synth.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
