@@ -254,3 +254,22 @@ def test_fingerprint_changes_with_any_field_or_row():
     fps.update({name: candidate_fingerprint(v) for name, v in rows.items()})
     assert all(f not in (fp1, fp) for f in fps.values()), fps
     assert len(set(fps.values())) == len(fps)
+
+
+def test_the_fast_and_careful_parsers_apply_one_class_rule(tmp_path):
+    """Both passes over candidates.csv take the class column by the same table (CLASS_OF):
+    the fast one does not fall back on a file the careful one accepts, and they agree."""
+    from luna_core.data import csvread
+
+    uid = "1.3.6.1.4.1.14519.5.2.1.6279.6001.100"
+    path = tmp_path / "candidates.csv"
+    path.write_text("seriesuid,coordX,coordY,coordZ,class\n"
+                    f"{uid},1.5,2,3,1.0\n{uid},4,5,6,0\n{uid},7,8,9,1\n")
+    fast = csvread._parse_candidates_fast(path)
+    assert fast is not None
+    assert fast == csvread._parse_candidates_careful(path) == csvread.parse_candidates(path)
+    assert fast[4] == [True, False, True]
+    path.write_text(f"seriesuid,coordX,coordY,coordZ,class\n{uid},1,2,3,1\n{uid},4,5,6,2\n")
+    with pytest.raises(LunaInputError, match="class 0 or 1") as err:
+        csvread.parse_candidates(path)
+    assert err.value.line == 3

@@ -9,14 +9,10 @@ then coordinates). The result is cached in-process per (paths, sizes, mtimes).
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
 import gc
 import hashlib
-import itertools
 import logging
-import math
-import operator
 import os
 import struct
 from pathlib import Path
@@ -26,6 +22,7 @@ import numpy as np
 
 from luna_core.errors import LunaInputError
 
+from .csvread import parse_candidates, read_annotations
 from .geometry import XyzTuple
 
 log = logging.getLogger(__name__)
@@ -34,8 +31,6 @@ ANNOTATIONS_CSV = "annotations.csv"
 CANDIDATES_CSVS = ("candidates.csv", "candidates_V2.csv")
 BOOK_CSV_DIR = Path("data/part2/luna")
 
-_CANDIDATE_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")
-_ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
 
 
 class CandidateInfo(NamedTuple):
@@ -46,24 +41,6 @@ class CandidateInfo(NamedTuple):
 
 
 # --------------------------------------------------------------------------- series uids
-
-def check_series_uid(series_uid: str, path=None, line: int | None = None) -> str:
-    """Refuse a series uid that could name a path outside the data or cache directory."""
-    bad = (
-        not series_uid
-        or "/" in series_uid
-        or "\\" in series_uid
-        or ".." in series_uid
-        or "\x00" in series_uid
-        or series_uid.strip() != series_uid
-    )
-    if bad:
-        raise LunaInputError(f"invalid seriesuid {series_uid!r} (empty, or contains a path "
-                             "separator, '..' or surrounding blanks)", path=path, line=line)
-    return series_uid
-
-
-# --------------------------------------------------------------------------- locating files
 
 def _has_csvs(d: Path) -> bool:
     return any((d / name).is_file() for name in (ANNOTATIONS_CSV, *CANDIDATES_CSVS))
@@ -110,173 +87,12 @@ def _stat_key(p: Path):
     return (st.st_size, st.st_mtime_ns)
 
 
-# --------------------------------------------------------------------------- CSV parsing
-
-def _open_csv(path: Path):
-    try:
-        f = open(path, newline="", encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise LunaInputError("CSV file not found", path=path) from None
-    except OSError as e:
-        raise LunaInputError(f"cannot read CSV file: {e.strerror}", path=path) from None
-    return f
-
-
-def _header_index(reader, path: Path, columns) -> list[int]:
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise LunaInputError("empty CSV file (no header)", path=path, line=1) from None
-    except (csv.Error, UnicodeDecodeError) as e:
-        raise LunaInputError(f"unreadable CSV header: {e}", path=path, line=1) from None
-    header = [h.strip() for h in header]
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise LunaInputError(f"header lacks column(s) {', '.join(missing)} "
-                             f"(expected {','.join(columns)})", path=path, line=1)
-    return [header.index(c) for c in columns]
-
-
-def _rows(reader, path: Path):
-    """Yield (line, row) for non-blank rows, turning csv/decoding errors into input errors."""
-    it = iter(reader)
-    while True:
-        try:
-            row = next(it)
-        except StopIteration:
-            return
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise LunaInputError(f"unreadable CSV row: {e}", path=path,
-                                 line=reader.line_num + 1) from None
-        if row:
-            yield reader.line_num, row
-
-
-def _bad_row(path, line, row, ncols, what):
-    if len(row) < ncols:
-        return LunaInputError(f"row has {len(row)} field(s), expected at least {ncols}",
-                              path=path, line=line)
-    return LunaInputError(what, path=path, line=line)
-
-
-def _coords(row, i_x, i_y, i_z):
-    x, y, z = float(row[i_x]), float(row[i_y]), float(row[i_z])
-    if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(z)):
-        raise ValueError("non-finite")
-    return x, y, z
-
-
-def _read_annotations(path: Path) -> dict[str, list[tuple[float, float, float, float]]]:
-    by_series: dict[str, list[tuple[float, float, float, float]]] = {}
-    with _open_csv(path) as f:
-        reader = csv.reader(f)
-        i_uid, i_x, i_y, i_z, i_d = _header_index(reader, path, _ANNOTATION_COLUMNS)
-        ncols = max(i_uid, i_x, i_y, i_z, i_d) + 1
-        checked: set[str] = set()
-        for line, row in _rows(reader, path):
-            try:
-                uid = row[i_uid]
-                x, y, z = _coords(row, i_x, i_y, i_z)
-                d = float(row[i_d])
-                if not (math.isfinite(d) and d >= 0):
-                    raise ValueError("bad diameter")
-            except (ValueError, IndexError):
-                raise _bad_row(path, line, row, ncols,
-                               "coordX/coordY/coordZ/diameter_mm must be finite numbers "
-                               "(diameter >= 0)") from None
-            if uid not in checked:
-                check_series_uid(uid, path=path, line=line)
-                checked.add(uid)
-            by_series.setdefault(uid, []).append((x, y, z, d))
-    return by_series
-
-
-_BLOCK_ROWS = 1 << 16
-
-
-def _parse_candidates_fast(path: Path):
-    """Columns (uids, x, y, z, is_nodule) of a well-formed file, or None at the first
-    anomaly (the careful parser then finds and reports it)."""
-    uids: list[str] = []
-    xs: list[float] = []
-    ys: list[float] = []
-    zs: list[float] = []
-    nods: list[bool] = []
-    intern: dict[str, str] = {}
-    with _open_csv(path) as f:
-        reader = csv.reader(f)
-        cols = _header_index(reader, path, _CANDIDATE_COLUMNS)
-        getter = operator.itemgetter(*cols)
-        rows = filter(None, reader)
-        try:
-            while True:
-                block = list(map(getter, itertools.islice(rows, _BLOCK_ROWS)))
-                if not block:
-                    break
-                b_uid, b_x, b_y, b_z, b_c = zip(*block)
-                del block
-                fx, fy, fz = list(map(float, b_x)), list(map(float, b_y)), list(map(float, b_z))
-                if not np.isfinite(np.array((fx, fy, fz))).all():
-                    return None
-                if not {"0", "1"}.issuperset(b_c):
-                    return None
-                uids.extend(map(intern.setdefault, b_uid, b_uid))
-                xs.extend(fx)
-                ys.extend(fy)
-                zs.extend(fz)
-                nods.extend(map("1".__eq__, b_c))
-        except (ValueError, IndexError, csv.Error, UnicodeDecodeError):
-            return None
-    for u in intern:
-        try:
-            check_series_uid(u)
-        except LunaInputError:
-            return None
-    return uids, xs, ys, zs, nods
-
-
-def _parse_candidates_careful(path: Path):
-    """Row-by-row parse that reports the first bad row with its line number."""
-    uids: list[str] = []
-    xs: list[float] = []
-    ys: list[float] = []
-    zs: list[float] = []
-    nods: list[bool] = []
-    checked: set[str] = set()
-    with _open_csv(path) as f:
-        reader = csv.reader(f)
-        i_uid, i_x, i_y, i_z, i_c = _header_index(reader, path, _CANDIDATE_COLUMNS)
-        ncols = max(i_uid, i_x, i_y, i_z, i_c) + 1
-        for line, row in _rows(reader, path):
-            try:
-                uid = row[i_uid]
-                x, y, z = _coords(row, i_x, i_y, i_z)
-                c_val = float(row[i_c])
-                if c_val not in (0.0, 1.0):
-                    raise ValueError("bad class")
-            except (ValueError, IndexError):
-                raise _bad_row(path, line, row, ncols,
-                               "coordX/coordY/coordZ must be finite numbers and class 0 or 1"
-                               ) from None
-            if uid not in checked:
-                check_series_uid(uid, path=path, line=line)
-                checked.add(uid)
-            uids.append(uid)
-            xs.append(x)
-            ys.append(y)
-            zs.append(z)
-            nods.append(c_val == 1.0)
-    return uids, xs, ys, zs, nods
-
-
 def _read_candidates(path: Path, annotations, on_disk: set[str] | None):
     """Returns (sorted list of CandidateInfo, series uids listed but not on disk).
 
     The diameter merge and the sort are done column-wise with numpy; they give exactly the
     book's result (first matching annotation; ``sort(reverse=True)`` of the tuples)."""
-    columns = _parse_candidates_fast(path)
-    if columns is None:
-        columns = _parse_candidates_careful(path)
+    columns = parse_candidates(path)
     uids, xs, ys, zs, nods = columns
     del columns
     uniq = sorted(set(uids))                       # str order, as the tuples compare
@@ -347,7 +163,7 @@ def gc_paused():
 def _cached_list(annotations_path: Path, candidates_path: Path, data_dir: Path,
                  require_on_disk: bool, _stamp):
     """(candidates, series uids listed but not on disk), both tuples."""
-    annotations = _read_annotations(annotations_path)
+    annotations = read_annotations(annotations_path)
     on_disk = series_on_disk(data_dir) if require_on_disk else None
     with gc_paused():
         candidates, missing = _read_candidates(candidates_path, annotations, on_disk)

@@ -39,7 +39,7 @@ import numpy as np
 from luna_core.errors import LunaInputError
 from luna_core.fsutil import atomic_write, remove_orphaned_temps
 
-from .candidates import check_series_uid
+from .csvread import check_series_uid
 from .ct import (
     CHUNK_WIDTH_IRC,
     HU_MAX,

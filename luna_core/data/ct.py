@@ -15,7 +15,7 @@ import numpy as np
 
 from luna_core.errors import LunaInputError
 
-from .candidates import check_series_uid
+from .csvread import check_series_uid
 from .geometry import IrcTuple, XyzTuple, irc2xyz, xyz2irc
 
 HU_MIN = -1000
