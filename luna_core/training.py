@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import math
 import os
 import socket
 import sys
@@ -61,7 +60,7 @@ from luna_core.train.metrics import (
 from luna_core.train.model import LunaModel
 from luna_core.train.options import parse_options
 from luna_core.train.reporter import BatchReporter
-from luna_core.train.resume import Resume
+from luna_core.train.resume import resume_from
 from luna_core.train.runcontrol import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -132,26 +131,24 @@ class LunaTrainingApp:
         args = self.cli_args
         self.device = self._start_runtime(args.device)
         log.info("Starting %s, %s", type(self).__name__, args)
-        resume = Resume.load(args.resume) if args.resume else None
-        if resume is not None:
-            resume.merge_options(args, self.given_options)
+        resume = resume_from(args.resume)
+        resume.merge_options(args, self.given_options)
         self.augmentation = Augmentation.from_options(args)
         if self.augmentation.enabled:
             log.info("Augmenting training batches: %s", self.augmentation.describe())
 
         self.trn_ds, self.val_ds = self._init_datasets()
-        if resume is not None:
-            resume.check_data(self.trn_ds, self.val_ds, args.data_dir)
+        resume.check_data(self.trn_ds, self.val_ds, args.data_dir)
         runtime.seed_rngs(args.seed)  # the initial weights, and every draw after them
         self.model, self.optimizer = self._build_model()
         self.ddp_model = runtime.wrap_model(self.model, self.dist, self.device, args.compile)
         self.trn_dl = self._init_dataloader(self.trn_ds, shuffle=True)
         self.val_dl = self._init_dataloader(self.val_ds, shuffle=False)
 
-        start_epoch, start_batch, resumed_trn_metrics = 1, 0, None
-        if resume is not None:  # weights, optimizer and RNG states; the run's name
-            start_epoch, start_batch, resumed_trn_metrics = resume.apply(
-                self.model, self.optimizer, self.dist.world_size)
+        # weights, optimizer and RNG states from the checkpoint; where the loop goes on
+        start_epoch, start_batch, resumed_trn_metrics = resume.apply(
+            self.model, self.optimizer, self.dist.world_size)
+        if resume.path:       # the run goes on in its directory, under its name
             self.loop.total_samples, self.time_str = resume.total_samples, resume.time_str
             self.run_dir = resume.run_dir
         else:
@@ -160,10 +157,10 @@ class LunaTrainingApp:
         self.checkpointer = Checkpointer(
             self.run_dir, self.time_str, self.trn_ds, self.val_ds, bus=self.bus, dist=self.dist,
             model=self.model, optimizer=self.optimizer, cli_args=args,
-            best_val_loss=resume.best_val_loss if resume is not None else math.inf)
+            best_val_loss=resume.best_val_loss)
         if self.dist.is_main:  # rank 0 alone writes the run directory and serves commands
             add_run_dir_sinks(self.bus, args, self.run_dir, self.time_str,
-                              purge_step=resume.purge_step if resume is not None else None)
+                              purge_step=resume.purge_step)
             self.control_server = start_control_server(self.run_dir, self.commands)
 
         self.bus.emit(ev.RunStarted(
@@ -172,7 +169,7 @@ class LunaTrainingApp:
             world_size=self.dist.world_size,
             trn_pos=self.trn_ds.pos_count, val_pos=self.val_ds.pos_count,
             device=str(self.device), pid=os.getpid(), host=socket.gethostname(),
-            resumed_from=resume.path if resume is not None else None,
+            resumed_from=resume.path,
             control_socket=getattr(self.control_server, "path", None)))
 
         for epoch in range(start_epoch, args.epochs + 1):

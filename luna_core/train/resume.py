@@ -112,3 +112,26 @@ class Resume:
         if self.state["epoch_done"] or self.state["batch_ndx"] == 0:
             step += 1  # keep the metrics logged at the checkpoint's own step
         return step
+
+
+class FreshStart:
+    """No --resume: the same questions as ``Resume``, answered for a run that starts at
+    epoch 1 (so the loop asks "resuming?" once, where the run directory is chosen)."""
+
+    path = None
+    best_val_loss = math.inf
+    purge_step = None
+
+    def merge_options(self, cli_args: Namespace, given_options: set[str]) -> None:
+        pass
+
+    def check_data(self, trn_ds, val_ds, data_dir: str) -> None:
+        pass
+
+    def apply(self, model, optimizer, world_size: int) -> tuple[int, int, None]:
+        return 1, 0, None
+
+
+def resume_from(option: str | None) -> Resume | FreshStart:
+    """``--resume``'s checkpoint (or run directory), or a fresh start."""
+    return Resume.load(option) if option else FreshStart()
