@@ -108,7 +108,7 @@ class CockpitApp(App[int]):
         self.call_after_refresh(self.poll)
         self.set_interval(self.poll_interval, self.poll, name="poll-snapshot")
         self.set_interval(self.system_interval, self.poll_system, name="poll-system")
-        trainer = getattr(self.link, "trainer", None)
+        trainer = self.link.trainer
         if trainer is not None:
             self._worker = self.run_worker(trainer.run, name="trainer", group="trainer",
                                            thread=True, exit_on_error=False)

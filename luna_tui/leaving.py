@@ -147,7 +147,7 @@ class Leaving:
 
     def _exit_after_hangup(self) -> None:
         # the trainer's result straight from its thread: the UI loop may hang
-        trainer = getattr(self.app.link, "trainer", None)
+        trainer = self.app.link.trainer
         result = None if trainer is None else trainer.wait()
         time.sleep(HANGUP_GRACE_S)
         os._exit(self.app.exit_code() if result is None else result.exit_code)

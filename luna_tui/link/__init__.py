@@ -38,6 +38,9 @@ class RunLink:
     attached = False
     #: The app's title.
     title = "LUNA cockpit"
+    #: The training thread the app runs (luna_tui.link.local.TrainerThread), or None: the run
+    #: is fed from elsewhere.
+    trainer = None
 
     def __init__(self, source, commands: Commands) -> None:
         self.source = source            # anything with snapshot() -> RunSnapshot
