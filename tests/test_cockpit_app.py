@@ -166,6 +166,11 @@ async def test_p_pauses_and_progress_stops_then_p_resumes(size):
         frozen = position(collector.snapshot())
         text = await on_screen(pilot, app, "PAUSED", "0 samples/s", "p Resume",
                                f"batch {frozen[2]}/400")
+        # the toast says where, not the state again (the progress pane says PAUSED)
+        await wait_for(pilot, lambda: any(head == "Paused" for _t, (_m, head, _s)
+                                          in app.notifier.toasts))
+        (said,) = [m for _t, (m, head, _s) in app.notifier.toasts if head == "Paused"]
+        assert said == f"at E{frozen[0]}/4 trn {frozen[2]}/400 · p resumes"
         top = text.splitlines()[:8]                  # the progress pane does not move
         await pilot.pause(0.1)
         assert screen_text(app).splitlines()[:8] == top

@@ -29,6 +29,13 @@ def test_ctl_pauses_checkpoints_resumes_refuses_and_stops_a_real_run(train_argv,
 
     code, out, _ = _ctl(capsys, run_dir, "pause")
     assert code == 0 and out.startswith("paused after E"), out
+    # batches counted as the cockpit counts them: after the 10th of 43 is "batch 10/43"
+    records = read_run_events(tmp_path)
+    paused_at = max(i for i, r in enumerate(records)
+                    if r["kind"] == "status" and r["state"] == "paused")
+    last = [r for r in records[:paused_at] if r["kind"] == "batch_done"][-1]
+    assert out.strip() == (f"paused after E{last['epoch']} {last['phase']} batch "
+                           f"{last['batch_ndx'] + 1}/{last['batch_count']}")
     code, out, _ = _ctl(capsys, run_dir, "pause")
     assert code == 0 and out.startswith("already paused")
 

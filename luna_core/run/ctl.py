@@ -32,6 +32,12 @@ def _acknowledges(command: str, event: ev.Event) -> bool:
     return False
 
 
+def _after(event: ev.BatchDone) -> str:
+    """Where a batch event leaves the run, counted as the cockpit does: 'after E1 trn batch
+    10/83' is after the 10th of 83 batches (batch_ndx 9)."""
+    return f"after E{event.epoch} {event.phase} batch {event.batch_ndx + 1}/{event.batch_count}"
+
+
 def _said(command: str, event: ev.Event, where: str) -> str:
     if command == "checkpoint":
         return f"checkpoint saved at E{event.epoch} batch {event.batch_ndx}: {event.path}"
@@ -80,7 +86,7 @@ def ctl(target: str, command: str, runs_dir: str, wait_s: float = 120.0,
         if isinstance(event, ev.StatusChanged):
             status = event.state
         elif isinstance(event, ev.BatchDone):
-            where = f"after E{event.epoch} {event.phase} batch {event.batch_ndx}"
+            where = _after(event)
     if command == "pause" and status == ev.PAUSED:
         out.write(f"already paused {where}\n".replace("  ", " "))
         return EXIT_OK
@@ -102,7 +108,7 @@ def ctl(target: str, command: str, runs_dir: str, wait_s: float = 120.0,
     while time.monotonic() < deadline:
         for event in follower.poll():
             if isinstance(event, ev.BatchDone):
-                where = f"after E{event.epoch} {event.phase} batch {event.batch_ndx}"
+                where = _after(event)
             if _acknowledges(command, event):
                 out.write(_said(command, event, where) + "\n")
                 return EXIT_OK

@@ -79,7 +79,7 @@ class RunControls:
         told = None
         if self.request == "pause" and (snap.state == ev.PAUSED or snap.ended):
             if snap.state == ev.PAUSED:
-                told = f"at {summaries.where(snap)} · p resumes"
+                told = f"at {summaries.position(snap)} · p resumes"
             self.request = None
         elif self.request == "resume" and snap.state != ev.PAUSED:
             self.request = None

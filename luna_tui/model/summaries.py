@@ -13,7 +13,12 @@ PHASE = {"trn": "trn", "val": "val"}
 
 def where(snap: RunSnapshot) -> str:
     """'TRAINING E2/3 trn 81/200' and the like."""
-    parts = [snap.state.upper()]
+    return " ".join(filter(None, (snap.state.upper(), position(snap))))
+
+
+def position(snap: RunSnapshot) -> str:
+    """'E2/3 trn 81/200': the epoch and the batches done of the phase (counted from 1)."""
+    parts = []
     if snap.epoch is not None:
         parts.append(f"E{snap.epoch}/{snap.epochs}" if snap.epochs else f"E{snap.epoch}")
     if snap.phase:
