@@ -9,7 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-SUBCOMMANDS = ("synth", "prepcache", "attach", "runs", "compare", "check", "ctl")
+#: The sub-commands and what each does: `luna-tui --help` lists them from here.
+SUBCOMMANDS = {
+    "synth": "write a demo data set in the LUNA16 layout",
+    "prepcache": "build the chunk store (resumable)",
+    "check": "before a long run: is the data all there, what will it cost",
+    "attach": "open the cockpit on a headless run",
+    "ctl": "command a running run (pause, resume, checkpoint, stop, set lr=X)",
+    "runs": "list runs with their state and best values",
+    "compare": "runs side by side, per epoch",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
 def run_training(argv: list[str]) -> int:
     from luna_core.train.options import build_parser
 
-    options = build_parser().parse_args(argv)  # --help and usage errors exit here, fast
+    commands = " ".join(f"'luna-tui {name}': {what};" for name, what in SUBCOMMANDS.items())
+    parser = build_parser(commands=commands.rstrip(";") + ".")
+    options = parser.parse_args(argv)  # --help and usage errors exit here, fast
     if options.headless:
         from luna_core.headless import run_headless
 
@@ -185,7 +196,7 @@ def run_ctl(argv: list[str]) -> int:
         return 2
 
 
-_SUBCOMMAND_RUNNERS = {
+_SUBCOMMAND_RUNNERS = {   # tests/test_cli.py: the same names as SUBCOMMANDS
     "synth": run_synth,
     "prepcache": run_prepcache,
     "attach": run_attach,

@@ -36,6 +36,12 @@ def test_help_lists_options_with_defaults_without_importing_torch():
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.strip().endswith("EXIT 0 False False")
+    from luna_tui.cli import _SUBCOMMAND_RUNNERS, SUBCOMMANDS
+
+    assert set(SUBCOMMANDS) == set(_SUBCOMMAND_RUNNERS)
+    described = " ".join(out[:out.index("options:")].split())
+    for name, what in SUBCOMMANDS.items():       # every sub-command, from the one list
+        assert f"'luna-tui {name}': {what}" in described, name
     for option, default in (("--epochs", "1"), ("--batch-size", "32"), ("--tb-prefix", "luna"),
                             ("--data-dir", "data-unversioned/part2/luna"),
                             ("--cache-dir", "data-unversioned/cache"), ("--runs-dir", "runs"),

@@ -48,16 +48,15 @@ def add_runs_dir(parser: argparse.ArgumentParser,
     parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help=help)
 
 
-def build_parser(prog: str = "luna-tui") -> argparse.ArgumentParser:
+def build_parser(prog: str = "luna-tui", commands: str = "") -> argparse.ArgumentParser:
+    """The training options; ``commands``: the sub-commands, for --help (luna_tui.cli)."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
             "Train the LUNA16 nodule candidate classifier (Deep Learning with PyTorch, ch. 11). "
-            "Without --headless it opens the cockpit (a terminal UI). Other commands: "
-            "'luna-tui synth --out DIR' writes a demo data set in the LUNA16 layout; "
-            "'luna-tui prepcache' fills the CT cache; 'luna-tui attach [RUN_DIR|latest]' opens "
-            "the cockpit on a headless run; 'luna-tui runs' lists runs. "
-            "Use 'luna-tui COMMAND --help' for theirs."
+            "Without --headless it opens the cockpit (a terminal UI). "
+            + (f"Other commands: {commands} Use 'luna-tui COMMAND --help' for theirs."
+               if commands else "")
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
