@@ -72,6 +72,7 @@ def help_renderable(keys: list[tuple[str, str]]) -> Group:
 
 
 class HelpScreen(ModalScreen[None]):
+    AUTO_FOCUS = "#help-box"      # so ↑ ↓ PgUp PgDn Home End scroll it at once (and the wheel)
     BINDINGS = [
         Binding("escape", "close", "Close"),
         Binding("question_mark", "close", "Close", show=False),
