@@ -409,3 +409,42 @@ async def test_brackets_halve_and_double_the_lr_after_a_confirmation():
         await pilot.press("2")
         await on_screen(pilot, app, "lr 0.0005")                  # the status line
         await pilot.press("ctrl+c")                     # stops the fake run and leaves
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+async def test_the_status_line_of_views_2_to_4_puts_loss_and_time_left_first_never_cut(width):
+    app = cockpit()
+    async with app.run_test(size=(width, 24)) as pilot:
+        await on_screen(pilot, app, "? Help")
+        for key in ("2", "3", "4"):
+            await pilot.press(key)
+            await settled(pilot, app)
+            status = screen_text(app).splitlines()[0].strip()
+            assert status.startswith("TRAINING E3/4 trn ") and "…" not in status
+            parts = status.split(" · ")
+            assert parts[1].startswith("loss ") and len(parts[1].split()[1]) == 6  # 0.1234
+            assert parts[2].startswith("run ends in ")
+            # a part is there whole or not at all
+            known = ("TRAINING", "loss ", "run ends in ", "samples/s", "lr ", "view: ")
+            assert all(any(k in part for k in known) for part in parts), status
+            if width >= 100:
+                assert any(part.startswith("view: ") for part in parts), status
+            if width >= 160:                           # room for everything
+                assert len(parts) == 6 and parts[-1].startswith("view: ")
+
+
+def test_the_status_line_leaves_out_whole_parts_least_important_first():
+    snap = mid_epoch_three().snapshot()
+    full = pd_status(snap, 10_000)
+    assert full.split(" · ")[-1] == "view: trends (1: all)"
+    for width in range(len(full.split(" · ")[0]), len(full) + 1):
+        line = pd_status(snap, width)
+        assert len(line) <= width
+        assert set(line.split(" · ")) <= set(full.split(" · "))
+    assert pd_status(snap, 40).count(" · ") <= 1
+
+
+def pd_status(snap, width):
+    from luna_tui.model.summaries import status_line
+
+    return status_line(snap, "trends", width)

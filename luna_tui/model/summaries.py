@@ -89,10 +89,25 @@ def log_line(snap: RunSnapshot) -> str:
     return f"{snap.log[-1].message} · press 3 for the log"
 
 
-def status_line(snap: RunSnapshot, view_name: str) -> str:
-    """The line above views 2-4: where the run is, in one line."""
-    rest = progress_line(snap)[len(where(snap)):]
-    return f"{where(snap)} · view: {view_name} (1: all){rest} · {latest_loss(snap)}"
+def status_line(snap: RunSnapshot, view_name: str, width: int = 10_000) -> str:
+    """The line above views 2-4: where the run is, in at most ``width`` characters. What
+    matters most comes first (where, loss, time left); what does not fit is left out whole,
+    the least important first (lr, samples/s, the view's name), never cut mid-value."""
+    parts = [(0, where(snap)), (1, latest_loss(snap))]
+    if fmt.is_num(snap.run_remaining_s) and snap.running:
+        parts.append((2, f"run ends in {fmt.duration(snap.run_remaining_s)}"))
+    if fmt.is_num(snap.samples_per_s):
+        parts.append((4, f"{snap.samples_per_s:,.0f} samples/s"))
+    if snap.lr is not None:
+        parts.append((5, f"lr {snap.lr:g}"))
+    parts.append((3, f"view: {view_name} (1: all)"))
+    while len(parts) > 1:
+        line = " · ".join(text for _rank, text in parts)
+        if len(line) <= width:
+            return line
+        parts.remove(max(parts))     # the highest rank is the least important
+    line = parts[0][1]
+    return line if len(line) <= width else line[:max(0, width - 1)] + "…"
 
 
 def baseline_line(snap: RunSnapshot, baseline) -> str | None:

@@ -298,7 +298,9 @@ class CockpitScreen(Screen):
             return
         if lay.status_line:
             name = self.zoomed or self.view
-            self.query_one("#status", Static).update(summaries.status_line(snap, name))
+            status = self.query_one("#status", Static)
+            room = (status.content_size.width or self.size.width - 2)
+            status.update(summaries.status_line(snap, name, room))
         lines = {"progress": lambda: summaries.progress_line(snap),
                  "classes": lambda: summaries.classes_line(snap),
                  "trends": lambda: summaries.trends_line(snap),
