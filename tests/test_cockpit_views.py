@@ -448,3 +448,22 @@ def pd_status(snap, width):
     from luna_tui.model.summaries import status_line
 
     return status_line(snap, "trends", width)
+
+
+@pytest.mark.parametrize("reveal", ["3", "resize"])
+async def test_log_lines_that_arrived_while_the_log_was_collapsed_are_laid_out_anew(reveal):
+    collector = mid_epoch_three()
+    app = cockpit(collector)
+    message = "the loader read series 6279.6001.100 in 3.2 s; the next epoch starts warm"
+    async with app.run_test(size=(120, 36)) as pilot:
+        await on_screen(pilot, app, "? Help")
+        assert "log" in app.cockpit.layout_plan.collapsed      # one line: the pane is narrow
+        collector(ev.LogRecord(level="INFO", message=message))
+        await wait_for(pilot, lambda: app.snap.log_total == collector.snapshot().log_total)
+        await settled(pilot, app)
+        if reveal == "3":
+            await pilot.press("3")
+        else:
+            await pilot.resize_terminal(160, 48)
+        await settled(pilot, app)
+        await on_screen(pilot, app, message)                  # on one line, whole

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 
@@ -31,7 +32,9 @@ def format_line(line: LogLine, tz: tzinfo | None) -> Text:
 
 
 class LogPane(RichLog):
-    """Appends only the lines that arrived since the last poll."""
+    """Appends only the lines that arrived since the last poll, wrapped at the pane's width;
+    when the width changes (a view, the zoom, the terminal) every line is laid out again, so
+    lines that arrived while the pane was narrow do not stay wrapped narrow."""
 
     def __init__(self, *, tz: Callable[[], tzinfo | None] | None = None,
                  max_lines: int = 2000, **kwargs) -> None:
@@ -40,6 +43,8 @@ class LogPane(RichLog):
         self.border_title = "Log"
         self._seen = 0
         self._tz = tz or (lambda: None)
+        self._texts: deque[Text] = deque(maxlen=max_lines)   # what was written, unwrapped
+        self._laid_out_at: int | None = None                  # the width they were wrapped at
 
     def show(self, snap: RunSnapshot) -> None:
         new = snap.log_total - self._seen
@@ -55,6 +60,19 @@ class LogPane(RichLog):
         self._write(format_line(LogLine(t=t, level=level, message=message), self._tz()))
 
     def _write(self, text: Text) -> None:
+        self._texts.append(text)
+        self._write_wrapped(text)
+
+    def _write_wrapped(self, text: Text) -> None:
         # wrap at the pane's width (RichLog would otherwise measure against the console)
         width = self.scrollable_content_region.width
+        self._laid_out_at = width
         self.write(text, width=width if width >= 20 else None)
+
+    def on_resize(self) -> None:
+        width = self.scrollable_content_region.width
+        if self._texts and width != self._laid_out_at:
+            self.clear()
+            for text in self._texts:
+                self._write_wrapped(text)
+            self.scroll_end(animate=False)
