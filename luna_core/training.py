@@ -130,7 +130,6 @@ class LunaTrainingApp:
     def _main(self) -> int:
         args = self.cli_args
         self.device = self._start_runtime(args.device)
-        log.info("Starting %s, %s", type(self).__name__, args)
         resume = resume_from(args.resume)
         resume.merge_options(args, self.given_options)
         self.augmentation = Augmentation.from_options(args)
@@ -171,6 +170,8 @@ class LunaTrainingApp:
             device=str(self.device), pid=os.getpid(), host=socket.gethostname(),
             resumed_from=resume.path,
             control_socket=getattr(self.control_server, "path", None)))
+        # the options in the run's log (and on the console) once there is a run to speak of
+        log.info("Starting %s, %s", type(self).__name__, args)
 
         for epoch in range(start_epoch, args.epochs + 1):
             log.info("E%d of %d, %d/%d batches of size %d*%d", epoch, args.epochs,

@@ -11,5 +11,7 @@ fi
 MODE=()
 if [ ! -t 0 ] || [ ! -t 1 ] || [ "${TERM:-dumb}" = dumb ]; then
     MODE=(--headless)
+    echo "scripts/demo.sh: no interactive terminal (output piped or redirected, or TERM=dumb):" \
+         "training --headless; run it in a terminal for the cockpit" >&2
 fi
 exec .venv/bin/luna-tui "${MODE[@]}" --data-dir "$DEMO" --cache-dir data-unversioned/demo-cache "$@"

@@ -72,8 +72,20 @@ def test_bad_data_exits_2_with_one_line_naming_the_file(tiny_data, tmp_path):
          "--cache-dir", str(tmp_path / "cache"), "--runs-dir", str(tmp_path / "runs"),
          "--num-workers", "0"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
-    assert len(errors) == 1 and f"{data / 'candidates.csv'}:2" in errors[0]
+    # one line: the reason (no options dump, no "status: failed" repeating it)
+    (line,) = result.stderr.splitlines()
+    assert " ERROR " in line and f"{data / 'candidates.csv'}:2" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_missing_data_folder_is_said_to_be_missing(tmp_path):
+    missing = tmp_path / "not-here"
+    result = subprocess.run(
+        [sys.executable, "-m", "luna_tui", "--headless", "--data-dir", str(missing),
+         "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert f"ERROR {missing}: the data folder does not exist" in line
     assert not (tmp_path / "runs").exists()
 
 

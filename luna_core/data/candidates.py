@@ -52,6 +52,10 @@ def find_csv_dir(data_dir) -> Path:
     data_dir = Path(data_dir)
     if _has_csvs(data_dir):
         return data_dir
+    if not data_dir.is_dir():
+        raise LunaInputError("the data folder does not exist (--data-dir: the LUNA16 folder "
+                             "with subset*/ and the CSVs; 'luna-tui synth --out DIR' writes "
+                             "a demo one)", path=data_dir)
     if _has_csvs(BOOK_CSV_DIR):
         return BOOK_CSV_DIR
     raise LunaInputError(f"no {ANNOTATIONS_CSV} / candidates.csv here nor in "

@@ -69,9 +69,16 @@ def parse_setting(values: list[str]) -> Setting:
     return setting
 
 
+#: What `ctl` sends (toggle_pause is the cockpit's key, not a word for scripts).
+COMMANDS = ("pause", "resume", "checkpoint", "stop", "set")
+
+
 def ctl(target: str, command: str, runs_dir: str, wait_s: float = 120.0,
         out=None, values: list[str] | None = None) -> int:
     out = out or sys.stdout
+    if command not in COMMANDS:
+        raise LunaInputError(f"unknown command '{command}': use one of "
+                             f"{', '.join(COMMANDS[:-1])} or set lr=X momentum=Y")
     setting = parse_setting(values or []) if command == "set" else None
     if values and command != "set":
         raise LunaInputError(f"'{command}' takes no values ({' '.join(values)})")

@@ -29,10 +29,15 @@ class ConsoleSink:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
+        self._last_error = ""
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, LogRecord):
             level, message = event.level, event.message
+            if level in ("ERROR", "CRITICAL"):
+                self._last_error = message
+        elif isinstance(event, StatusChanged) and event.detail == self._last_error:
+            return      # "status: failed (the error)": the error line just said it
         elif isinstance(event, StatusChanged) and event.detail:
             level, message = "INFO", f"status: {event.state} ({event.detail})"
         elif isinstance(event, StatusChanged):
