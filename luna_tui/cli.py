@@ -83,39 +83,27 @@ def run_runs(argv: list[str]) -> int:
     parser = _parser(
         "runs",
         "List runs with their state, epoch, latest validation loss and "
-        "% of nodules found.")
+        "% of nodules found, fitted to the terminal's width.")
     add_runs_dir(parser)
+    parser.add_argument("--wide", action="store_true",
+                        help="every column and the whole run path, however long the lines "
+                             "(what a pipe gets anyway)")
     args = parser.parse_args(argv)
-    import datetime
+    import os
+    import shutil
 
-    from luna_core.run.compare import (
-        best_text,
-        differing_options,
-        history_from_events,
-        options_text,
-    )
+    from luna_core.run.compare import history_from_events
+    from luna_core.run.listing import runs_lines
     from luna_core.run.runs import list_runs_with_events
 
     found = list_runs_with_events(args.runs_dir)
     if not found:
         print(f"no runs under {args.runs_dir}")
         return 0
-    runs = [info for info, _events in found]
     histories = [history_from_events(info.run_dir, events) for info, events in found]
-    differ = differing_options(histories)
-    print(f"{'STATE':<9} {'EPOCH':>7} {'VAL LOSS':>9} {'VAL POS%':>8} {'BEST LOSS':>12} "
-          f"{'BEST RECALL':>11} {'BEST F1':>10}  {'STARTED':<19}  RUN  [OPTIONS THAT DIFFER]")
-    for run, h in zip(runs, histories, strict=True):
-        epoch = f"{run.epoch or 0}/{run.epochs}"
-        loss = "-" if run.val_loss is None else f"{run.val_loss:.4f}"
-        pos = "-" if run.val_correct_pos is None else f"{run.val_correct_pos:.1f}"
-        started = datetime.datetime.fromtimestamp(run.started).strftime("%Y-%m-%d %H:%M:%S")
-        extra = f"  [{options_text(h, differ)}]" if differ else ""
-        print(f"{run.state:<9} {epoch:>7} {loss:>9} {pos:>8} "
-              f"{best_text(h, 'loss/all', False, 4):>12} "
-              f"{best_text(h, 'pr/recall', True, 3):>11} "
-              f"{best_text(h, 'pr/f1_score', True, 3):>10}  {started:<19}  "
-              f"{run.run_dir}{extra}")
+    fitted = not args.wide and (sys.stdout.isatty() or "COLUMNS" in os.environ)
+    width = shutil.get_terminal_size().columns if fitted else None
+    print("\n".join(runs_lines(found, histories, width)))
     return 0
 
 
@@ -138,7 +126,8 @@ def run_compare(argv: list[str]) -> int:
     from luna_core.run.runs import resolve_run_dir
 
     try:
-        histories = [read_history(resolve_run_dir(r, args.runs_dir)) for r in args.runs]
+        histories = [read_history(resolve_run_dir(r, args.runs_dir, validated=True))
+                     for r in args.runs]
     except LunaInputError as exc:
         print(f"luna-tui compare: {exc}", file=sys.stderr)
         return 2

@@ -54,7 +54,7 @@ def test_histories_have_each_epoch_and_the_best_with_its_epoch(two_runs):
 
 def test_runs_lists_best_values_and_the_options_that_differ(two_runs, capsys):
     runs, dirs, _ = two_runs
-    assert cli_main(["runs", "--runs-dir", str(runs)]) == 0
+    assert cli_main(["runs", "--runs-dir", str(runs), "--wide"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "BEST LOSS" in out[0] and "BEST RECALL" in out[0] and "BEST F1" in out[0]
     plain, balanced = out[1], out[2]
@@ -93,3 +93,47 @@ def test_compare_of_a_folder_that_is_not_a_run_is_one_line_and_exit_2(tmp_path, 
     assert cli_main(["compare", str(tmp_path / "x"), str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and str(tmp_path / "x") in err
+
+
+def test_compare_latest_skips_a_run_without_a_validation_and_one_run_is_said(
+        two_runs, capsys, tmp_path):
+    runs, dirs, _ = two_runs
+    import json
+    import os
+    import shutil
+
+    runs_copy = tmp_path / "runs"
+    shutil.copytree(runs, runs_copy)
+    failed = runs_copy / "luna" / "2999-01-01_00.00.00-failed"   # the newest: failed at start
+    failed.mkdir()
+    started = ev.RunStarted(run_dir=str(failed), options={}, epochs=3, start_epoch=1,
+                            trn_samples=48, val_samples=6, trn_pos=5, val_pos=1, device="cpu",
+                            pid=os.getpid(), host="elsewhere", t=4e9)
+    finished = ev.RunFinished(state=ev.FAILED, exit_code=1, error="boom", t=4e9 + 1)
+    (failed / "events.jsonl").write_text("".join(
+        json.dumps(ev.event_to_dict(e)) + "\n" for e in (started, finished)))
+    assert cli_main(["compare", "latest", "--runs-dir", str(runs_copy)]) == 0
+    out = capsys.readouterr().out
+    newest_validated = os.path.basename(dirs[1])
+    assert f"#1  {runs_copy / 'luna' / newest_validated}" in out and "failed" not in out
+    assert "one run (name two or more to compare them)" in out
+    assert "options are the same" not in out
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_runs_fits_the_terminal_and_wide_keeps_everything(two_runs, capsys, monkeypatch,
+                                                          columns):
+    runs, dirs, _ = two_runs
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert cli_main(["runs", "--runs-dir", str(runs)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(len(line) <= columns for line in lines)
+    header = lines[0].split()
+    assert header[:3] == ["STATE", "EPOCH", "VAL"] and "RUN" in header
+    for line, run_dir in zip(lines[1:], dirs, strict=True):
+        name = run_dir.rstrip("/").split("/")[-1]
+        assert name[:19] in line             # the run's timestamp, at least
+    assert cli_main(["runs", "--runs-dir", str(runs), "--wide"]) == 0
+    wide = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in wide) > columns or columns >= 120
+    assert all(run_dir in line for line, run_dir in zip(wide[1:], dirs, strict=True))

@@ -126,8 +126,11 @@ def compare_text(histories: list[RunHistory]) -> str:
     header, rows = compare_rows(histories)
     legend = "\n".join(f"#{i}  {h.run_dir}" for i, h in enumerate(histories, 1))
     differ = differing_options(histories)
-    said = ("options that differ: " + ", ".join(differ)) if differ else \
-        "the runs' options are the same"
+    if len(histories) == 1:
+        said = "one run (name two or more to compare them)"
+    else:
+        said = ("options that differ: " + ", ".join(differ)) if differ else \
+            "the runs' options are the same"
     return f"{legend}\n{said}\n\n{format_table(header, rows)}\n"
 
 

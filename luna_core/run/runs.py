@@ -133,10 +133,17 @@ def list_runs(runs_dir: str) -> list[RunInfo]:
     return [info for info, _events in list_runs_with_events(runs_dir)]
 
 
-def resolve_run_dir(target: str, runs_dir: str) -> str:
+def resolve_run_dir(target: str, runs_dir: str, validated: bool = False) -> str:
+    """``target``, or for 'latest' the newest run under ``runs_dir``; ``validated``: the
+    newest that has finished a validation (a run that failed before its first epoch has
+    nothing to compare)."""
     if target != "latest":
         return target
     runs = list_runs(runs_dir)
     if not runs:
         raise LunaInputError("no runs here (start one with luna-tui --headless)", runs_dir)
+    if validated:
+        runs = [run for run in runs if run.val_loss is not None]
+        if not runs:
+            raise LunaInputError("no run here has finished a validation yet", runs_dir)
     return runs[-1].run_dir

@@ -1,0 +1,84 @@
+"""`luna-tui runs`: one line a run, fitted to the terminal's width (or whole, ``width=None``,
+for scripts). No torch here."""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+from luna_core.run.compare import RunHistory, best_text, differing_options, options_text
+from luna_core.run.runs import RunInfo
+
+#: Columns left out, first to last, when the terminal is too narrow for all of them.
+DROP_ORDER = ("options", "started", "best_f1", "val_pos", "best_recall", "best_loss")
+MIN_RUN = 24            # the run's name gets at least this many columns before one is dropped
+GAP = 2
+
+
+def _cells(run: RunInfo, h: RunHistory, differ: list[str]) -> dict[str, str]:
+    started = datetime.datetime.fromtimestamp(run.started).strftime("%Y-%m-%d %H:%M:%S")
+    return {
+        "state": run.state, "epoch": f"{run.epoch or 0}/{run.epochs}",
+        "val_loss": "-" if run.val_loss is None else f"{run.val_loss:.4f}",
+        "val_pos": "-" if run.val_correct_pos is None else f"{run.val_correct_pos:.1f}",
+        "best_loss": best_text(h, "loss/all", False, 4),
+        "best_recall": best_text(h, "pr/recall", True, 3),
+        "best_f1": best_text(h, "pr/f1_score", True, 3),
+        "started": started, "run": run.run_dir,
+        "options": f"[{options_text(h, differ)}]" if differ else "",
+    }
+
+
+COLUMNS = [  # (key, title, right-aligned)
+    ("state", "STATE", False), ("epoch", "EPOCH", True), ("val_loss", "VAL LOSS", True),
+    ("val_pos", "VAL POS%", True), ("best_loss", "BEST LOSS", True),
+    ("best_recall", "BEST RECALL", True), ("best_f1", "BEST F1", True),
+    ("started", "STARTED", False), ("run", "RUN", False),
+    ("options", "[OPTIONS THAT DIFFER]", False),
+]
+
+
+def elide_run(run_dir: str, room: int) -> str:
+    """The run's folder name in ``room`` columns: whole when it fits, else its timestamp and
+    as much of its comment as fits, ending in '…'."""
+    if len(run_dir) <= room:
+        return run_dir
+    name = os.path.basename(run_dir.rstrip("/"))
+    return name if len(name) <= room else name[:max(1, room - 1)] + "…"
+
+
+def runs_lines(found: list[tuple[RunInfo, list]], histories: list[RunHistory],
+               width: int | None = None) -> list[str]:
+    """The header and one line a run; ``width``: fit every line in it (None: whole)."""
+    differ = differing_options(histories)
+    rows = [_cells(run, h, differ) for (run, _e), h in zip(found, histories, strict=True)]
+    columns = [c for c in COLUMNS if c[0] != "options" or differ]
+    widths = {key: max([len(title)] + [len(r[key]) for r in rows]) for key, title, _r in COLUMNS}
+
+    def used(cols) -> int:
+        return sum(widths[k] + GAP for k, _t, _r in cols if k not in ("run", "options"))
+
+    if width is not None:
+        for key in DROP_ORDER:
+            extra = widths["options"] + GAP if any(c[0] == "options" for c in columns) else 0
+            if used(columns) + MIN_RUN + extra <= width:
+                break
+            columns = [c for c in columns if c[0] != key]
+        extra = widths["options"] + GAP if any(c[0] == "options" for c in columns) else 0
+        room = max(MIN_RUN, width - used(columns) - extra)
+        widths["run"] = min(widths["run"], room)
+        for r in rows:
+            r["run"] = elide_run(r["run"], widths["run"])
+
+    def line(cells: dict[str, str]) -> str:
+        out = []
+        for key, _title, right in columns:
+            text = cells[key]
+            if key == "options":
+                out.append(text)
+            else:
+                out.append(text.rjust(widths[key]) if right else text.ljust(widths[key]))
+        text = (" " * GAP).join(out).rstrip()
+        return text if width is None else text[:width]
+
+    return [line({k: t for k, t, _r in COLUMNS}), *(line(r) for r in rows)]
