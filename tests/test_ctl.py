@@ -96,4 +96,4 @@ def test_ctl_is_answered_with_100_idle_clients_connected(train_argv, tmp_path, c
             sock.close()
     code, out, _ = _ctl(capsys, run_dir, "stop")
     assert code == 0 and proc.wait(timeout=60) == 0
-    assert "Traceback" not in proc.stdout.read()
+    assert "Traceback" not in proc.output()

@@ -88,19 +88,38 @@ def kill_run(proc: subprocess.Popen) -> None:
     proc.communicate(timeout=60)
 
 
-def start_headless(train_argv, tmp_path, *extra):
+class HeadlessRun(subprocess.Popen):
+    """A headless run whose console output goes to a file, read with ``output()``: a pipe
+    that nobody reads while the test goes on fills up (64 KB) and blocks the run in a write,
+    which a loaded machine (a slower test, a run further along) made happen."""
+
+    log_path: str = ""
+
+    def output(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def communicate(self, input=None, timeout=None):
+        self.wait(timeout=timeout)
+        return self.output(), None
+
+
+def start_headless(train_argv, tmp_path, *extra) -> HeadlessRun:
     """`luna-tui --headless` in its own process group on the tiny set, with more epochs than
     any test waits for (a run the test does not end itself cannot finish under it)."""
     argv = train_argv("--epochs", "100000", "--num-workers", "1", *extra)
+    log_path = tmp_path / f"headless-{len(STARTED)}.log"
     # A test runner started under nohup ignores SIGHUP, and a child would inherit that (the
     # run keeps an ignored SIGHUP ignored, by design): start it with the default.
     hup = signal.signal(signal.SIGHUP, signal.SIG_DFL)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "luna_tui", "--headless", *argv],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+        with open(log_path, "w", encoding="utf-8") as log:
+            proc = HeadlessRun([sys.executable, "-m", "luna_tui", "--headless", *argv],
+                               stdout=log, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
     finally:
         signal.signal(signal.SIGHUP, hup)
+    proc.log_path = str(log_path)
     STARTED.append(proc)
     return proc
 
@@ -125,9 +144,13 @@ def wait_for_events(tmp_path, predicate, proc, timeout=120, comment="dlwpt"):
         records = read_run_events(tmp_path, comment)
         if predicate(records):
             return records
-        assert proc.poll() is None, proc.stdout.read()
+        assert proc.poll() is None, _output(proc)
         time.sleep(0.1)
     raise AssertionError("timed out waiting for the run")
+
+
+def _output(proc) -> str:
+    return proc.output() if isinstance(proc, HeadlessRun) else proc.stdout.read()
 
 
 def states(records) -> list[str]:
