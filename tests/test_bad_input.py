@@ -227,3 +227,28 @@ def test_dataset_with_no_series_on_disk(tmp_path):
     write_annotations(data, [])
     write_candidates(data, [(UID_A, 0, 0, 0, 0)])
     _raises(lambda: LunaDataset(data_dir=data, cache_dir=tmp_path / "cache"), data)
+
+
+def test_a_truncated_raw_stops_the_run_before_its_folder_is_made(tiny_data, tmp_path):
+    """`check` names a truncated .raw; a run must too, at start (exit 2, no run folder),
+    not at the first batch that reads that series."""
+    import glob
+    import shutil
+
+    from luna_core.run import events as ev
+    from tests.trainhelpers import run_loop
+
+    data = tmp_path / "luna"
+    shutil.copytree(tiny_data["data_dir"], data)
+    raw = sorted(glob.glob(str(data / "subset*" / "*.raw")))[-1]
+    with open(raw, "r+b") as f:
+        f.truncate(os.path.getsize(raw) - 4096)
+    argv = ["--data-dir", str(data), "--cache-dir", str(tmp_path / "cache"),
+            "--runs-dir", str(tmp_path / "runs"), "--num-workers", "0", "--batch-size", "8",
+            "--device", "cpu", "--threads", "1", "--epochs", "1"]
+    code, rec, console = run_loop(argv)
+    assert code == 2
+    (finished,) = rec.of(ev.RunFinished)
+    assert finished.error.startswith(f"{raw}: voxel file is ") and "bytes but" in finished.error
+    assert not (tmp_path / "runs").exists()
+    assert rec.of(ev.BatchDone) == [] and rec.of(ev.RunStarted) == []

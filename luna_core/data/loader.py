@@ -25,6 +25,7 @@ def make_datasets(val_stride: int, data_dir: str, cache_dir: str, candidates_fil
 
     from luna_core.data.candidates import report_missing_series
     from luna_core.data.dsets import LunaDataset
+    from luna_core.data.preflight import check_sources
     from luna_core.fsutil import remove_orphaned_temps
 
     common = dict(val_stride=val_stride, data_dir=data_dir, cache_dir=cache_dir,
@@ -35,6 +36,7 @@ def make_datasets(val_stride: int, data_dir: str, cache_dir: str, candidates_fil
         for path in remove_orphaned_temps(str(trn_ds.store.dir)):
             log.info("removed %s (left half written by a process that is gone)", path)
     report_missing_series(data_dir, candidates_file)
+    check_sources((trn_ds, val_ds))       # a truncated .raw stops the run here, named
     log.info("%d training samples (%d nodules), %d validation samples (%d nodules)",
              len(trn_ds), trn_ds.pos_count, len(val_ds), val_ds.pos_count)
     return trn_ds, val_ds

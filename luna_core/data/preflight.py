@@ -144,6 +144,25 @@ def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10) -> Re
     return report
 
 
+def check_sources(datasets) -> int:
+    """Before a run makes its folder: every series whose chunk store is not built yet has a
+    readable header and a ``.raw`` of the size it says (a truncated one would otherwise fail
+    at the first batch that reads it, with a run folder already made). LunaInputError names
+    the first bad file; returns how many series were checked (a ready store needs no
+    source)."""
+    checked: set[str] = set()
+    for ds in datasets:
+        for uid in ds.series_uids:
+            if uid in checked:
+                continue
+            checked.add(uid)
+            if ds.store.state(uid, ds.series_centres(uid)) == "ready":
+                continue
+            mhd = find_mhd(ds.data_dir, uid)
+            check_voxel_file(mhd, read_mhd_header(mhd))
+    return len(checked)
+
+
 def run_check(data_dir: str, cache_dir: str, candidates_file: str | None = None,
               val_stride: int = 10, stream=None) -> int:
     import sys
