@@ -222,12 +222,12 @@ def test_a_checkpoint_toast_names_the_file_from_the_run_directory_on():
     assert len(short_path("/" + "a" * 100 + "/ck.pt", "/elsewhere")) == 60
 
 
-def write_run_with_many_checkpoints(run_dir, epochs=12) -> int:
+def write_run_with_many_checkpoints(run_dir, epochs=12, trn_batches=8) -> int:
     """An event file of a finished fake run: an epoch-end checkpoint every epoch, and a
     requested one in each epoch as well."""
     os.makedirs(run_dir, exist_ok=True)
-    trainer = FakeTrainer(epochs=epochs, trn_batches=8, val_batches=2, time_fn=fake_time(),
-                          run_dir=str(run_dir))
+    trainer = FakeTrainer(epochs=epochs, trn_batches=trn_batches, val_batches=2,
+                          time_fn=fake_time(), run_dir=str(run_dir))
     count = 0
     with open(os.path.join(run_dir, "events.jsonl"), "w") as f:
         for event in trainer.events():
@@ -312,19 +312,22 @@ async def test_nodules_missed_toasts_once_when_it_turns_on_and_says_what_to_try(
 async def test_a_baseline_shows_in_the_plots_and_the_class_table(tmp_path):
     from luna_core.run.compare import read_history
 
-    write_run_with_many_checkpoints(tmp_path / "runs" / "luna" / "base", epochs=4)
+    # the live run validated E2 at 12,800 samples (200 batches of 32 an epoch); the baseline
+    # has 300 batches an epoch: 9,600 and 19,200 samples at its E1 and E2, either side
+    write_run_with_many_checkpoints(tmp_path / "runs" / "luna" / "base", epochs=4,
+                                    trn_batches=300)
     baseline = read_history(str(tmp_path / "runs" / "luna" / "base"))
-    assert len(baseline.epochs) == 4
+    assert [r.total_samples for r in baseline.epochs] == [9600, 19200, 28800, 38400]
     collector = mid_epoch_three()
     app = CockpitApp(LocalLink(collector, CommandChannel()), clock=frozen_clock(),
                      system_probe=lambda: FROZEN_READING, baseline=baseline)
     async with app.run_test(size=(160, 48)) as pilot:
-        text = await on_screen(pilot, app, "base val", "vs baseline (its E")
-        snap = collector.snapshot()
-        pm = snap.metrics["val"]
-        row = [r for r in baseline.epochs if r.total_samples <= pm.total_samples][-1]
-        diff = pm.get("pr/recall") - row.values["pr/recall"]
-        assert f"its E{row.epoch} at {row.total_samples:,} samples" in text
+        text = await on_screen(pilot, app, "base val", "vs baseline (between its E1 and E2")
+        pm = collector.snapshot().metrics["val"]
+        assert pm.total_samples == 12800 and "at 12,800 samples)" in text
+        e1, e2 = (r.values["pr/recall"] for r in baseline.epochs[:2])
+        theirs = e1 + (12800 - 9600) / (19200 - 9600) * (e2 - e1)   # on the line between
+        diff = pm.get("pr/recall") - theirs
         assert ("recall level" in text) if abs(diff) < 1e-3 else (f"recall {diff:+.3f}" in text)
         # b picks another one (or none) from the runs dir
         app.cockpit.runs_dir = str(tmp_path / "runs")
@@ -467,3 +470,18 @@ async def test_log_lines_that_arrived_while_the_log_was_collapsed_are_laid_out_a
             await pilot.resize_terminal(160, 48)
         await settled(pilot, app)
         await on_screen(pilot, app, message)                  # on one line, whole
+
+
+@pytest.mark.parametrize("trn_batches, said", [
+    (200, "vs baseline (its E2 at 12,800 samples): "),            # the same epochs
+    (8, "vs baseline: no value at 12,800 samples (its last validation: E4 at 1,024)"),
+    (500, "vs baseline: it had not validated by 12,800 samples"),
+])
+def test_the_baseline_is_compared_at_the_same_number_of_samples_or_says_it_has_none(
+        tmp_path, trn_batches, said):
+    from luna_core.run.compare import read_history
+    from luna_tui.model.summaries import baseline_line
+
+    write_run_with_many_checkpoints(tmp_path / "base", epochs=4, trn_batches=trn_batches)
+    line = baseline_line(mid_epoch_three().snapshot(), read_history(str(tmp_path / "base")))
+    assert line.startswith(said), line

@@ -45,11 +45,31 @@ class RunHistory:
                 pick = (row.epoch, v)
         return pick
 
-    def row_at_samples(self, total_samples: int) -> EpochRow | None:
-        """The last validation with at most ``total_samples`` training samples seen (for
-        "ahead or behind at the same number of training samples")."""
-        seen = [r for r in self.epochs if r.total_samples <= total_samples]
-        return seen[-1] if seen else None
+    def rows_around(self, total_samples: int) -> tuple[EpochRow, EpochRow] | None:
+        """The validations either side of ``total_samples`` training samples (the same row
+        twice on an exact match), for "ahead or behind at the same number of training
+        samples"; None when this run has no validation on both sides of it (it had not
+        validated by then, or has not got that far yet)."""
+        before = [r for r in self.epochs if r.total_samples <= total_samples]
+        after = [r for r in self.epochs if r.total_samples >= total_samples]
+        if not before or not after:
+            return None
+        return before[-1], after[0]
+
+    def value_at_samples(self, key: str, total_samples: int) -> float | None:
+        """``key`` at ``total_samples``, read off the line between the validations either
+        side (its own value on an exact match); None outside this run's validations."""
+        around = self.rows_around(total_samples)
+        if around is None:
+            return None
+        a, b = around
+        va, vb = a.values.get(key), b.values.get(key)
+        if va is None or vb is None:
+            return None
+        if b.total_samples == a.total_samples:
+            return va
+        w = (total_samples - a.total_samples) / (b.total_samples - a.total_samples)
+        return va + w * (vb - va)
 
 
 def history_from_events(run_dir: str, events: list[ev.Event]) -> RunHistory:

@@ -112,19 +112,29 @@ def status_line(snap: RunSnapshot, view_name: str, width: int = 10_000) -> str:
 
 def baseline_line(snap: RunSnapshot, baseline) -> str | None:
     """This run's latest validation against the baseline run's at the same number of
-    training samples: 'vs baseline (its E2, 5,256 samples): recall +0.250 ahead, loss 0.1200
-    better'. None before this run's first validation or without a baseline."""
+    training samples (its own validation there, or read off the line between the two either
+    side): 'vs baseline (its E2 at 5,256 samples): recall +0.250 ahead, loss 0.1200 better'.
+    Where the baseline has no value at that number of samples, says so. None before this
+    run's first validation or without a baseline."""
     pm = snap.metrics.get("val")
     if baseline is None or pm is None:
         return None
-    row = baseline.row_at_samples(pm.total_samples)
-    if row is None:
-        return f"vs baseline: it had not validated by {pm.total_samples:,} samples"
+    n = pm.total_samples
+    around = baseline.rows_around(n)
+    if around is None:
+        if not baseline.epochs or baseline.epochs[0].total_samples > n:
+            return f"vs baseline: it had not validated by {n:,} samples"
+        last = baseline.epochs[-1]
+        return (f"vs baseline: no value at {n:,} samples (its last validation: E{last.epoch} "
+                f"at {last.total_samples:,})")
+    a, b = around
+    where = (f"its E{a.epoch} at {a.total_samples:,} samples" if a is b or a.epoch == b.epoch
+             else f"between its E{a.epoch} and E{b.epoch}, at {n:,} samples")
     parts = []
     for key, name, higher, digits in (("pr/recall", "recall", True, 3),
                                       ("loss/all", "loss", False, 4),
                                       ("pr/f1_score", "F1", True, 3)):
-        mine, theirs = pm.get(key), row.values.get(key)
+        mine, theirs = pm.get(key), baseline.value_at_samples(key, n)
         if mine is None or theirs is None:
             continue
         diff = mine - theirs
@@ -135,5 +145,4 @@ def baseline_line(snap: RunSnapshot, baseline) -> str | None:
             word = ("ahead" if better else "behind") if higher else \
                 ("better" if better else "worse")
             parts.append(f"{name} {diff:+.{digits}f} {word}")
-    return (f"vs baseline (its E{row.epoch} at {row.total_samples:,} samples): "
-            + ", ".join(parts))
+    return f"vs baseline ({where}): " + ", ".join(parts)
