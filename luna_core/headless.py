@@ -5,6 +5,8 @@
   atomically, so the last one stays intact).
 - SIGUSR1: write a checkpoint now and go on.
 - SIGHUP (a dropped SSH session, when not under nohup): like SIGTERM, exit 129.
+
+A run that started ends with its summary (luna_core.run.summary) as the last lines.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 
 from luna_core.run.commands import CommandChannel
 from luna_core.run.sinks import ConsoleSink
+from luna_core.run.summary import RunSummary, previous_run
 
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
@@ -24,7 +27,9 @@ def run_headless(argv: list[str], extra_sinks=None) -> int:
     from luna_core.training import LunaTrainingApp
 
     commands = CommandChannel()
-    app = LunaTrainingApp(sys_argv=argv, sinks=[ConsoleSink(sys.stderr), *(extra_sinks or [])],
+    summary = RunSummary()
+    app = LunaTrainingApp(sys_argv=argv, sinks=[ConsoleSink(sys.stderr), summary,
+                                                *(extra_sinks or [])],
                           commands=commands)
     interrupts = 0
 
@@ -56,7 +61,11 @@ def run_headless(argv: list[str], extra_sinks=None) -> int:
         # instead (under nohup SIGHUP is ignored, and stays so).
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_stop_signal)
     try:
-        return app.main()
+        code = app.main()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    if summary.run_dir and os.environ.get("RANK", "0") == "0":   # a run that started
+        previous_one = previous_run(summary.run_dir, app.cli_args.runs_dir)
+        sys.stderr.write("".join(line + "\n" for line in summary.lines(previous_one)))
+    return code

@@ -85,4 +85,11 @@ def run_attach(argv: list[str]) -> int:
     finally:
         app.link.close()
     print(f"luna-tui attach: {farewell(app)}", file=sys.stderr)
+    if app.snap.ended:          # a run that ended: its summary, as headless ends with it
+        from luna_core.run.eventfile import read_events, run_event_file
+        from luna_core.run.summary import previous_run, summarise
+
+        summary = summarise(run_dir, read_events(run_event_file(run_dir)))
+        lines = summary.lines(previous_run(run_dir, args.runs_dir))
+        print("\n".join(lines), file=sys.stderr)
     return int(app.return_code or 0)

@@ -84,6 +84,9 @@ def run_runs(argv: list[str]) -> int:
         "runs",
         "List runs with their state, epoch, latest validation loss and "
         "% of nodules found, fitted to the terminal's width.")
+    parser.add_argument("run", nargs="?", default=None, metavar="RUN_DIR|latest",
+                        help="one run: its summary (time, best epochs, checkpoints, how to "
+                             "go on or compare it)")
     add_runs_dir(parser)
     parser.add_argument("--wide", action="store_true",
                         help="every column and the whole run path, however long the lines "
@@ -96,6 +99,8 @@ def run_runs(argv: list[str]) -> int:
     from luna_core.run.listing import runs_lines
     from luna_core.run.runs import list_runs_with_events
 
+    if args.run is not None:
+        return _print_summary(args.run, args.runs_dir)
     found = list_runs_with_events(args.runs_dir)
     if not found:
         print(f"no runs under {args.runs_dir}")
@@ -104,6 +109,23 @@ def run_runs(argv: list[str]) -> int:
     fitted = not args.wide and (sys.stdout.isatty() or "COLUMNS" in os.environ)
     width = shutil.get_terminal_size().columns if fitted else None
     print("\n".join(runs_lines(found, histories, width)))
+    return 0
+
+
+def _print_summary(target: str, runs_dir: str) -> int:
+    from luna_core.errors import LunaInputError
+    from luna_core.run.eventfile import read_events, run_event_file
+    from luna_core.run.runs import resolve_run_dir
+    from luna_core.run.summary import previous_run, summarise
+
+    try:
+        run_dir = resolve_run_dir(target, runs_dir)
+        events = read_events(run_event_file(run_dir))
+    except LunaInputError as exc:
+        print(f"luna-tui runs: {exc}", file=sys.stderr)
+        return 2
+    summary = summarise(run_dir, events)
+    print("\n".join(summary.lines(previous_run(run_dir, runs_dir))))
     return 0
 
 

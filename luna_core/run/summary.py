@@ -1,0 +1,171 @@
+"""What a run amounts to once it has ended, in a few lines: how long it took and where the time
+went, its best epochs, its last and best validation, the checkpoint to use, and how to compare
+it with the run before it. Built from events alone (the loop's, or a run's event file), so the
+headless run, `attach`, the cockpit and `luna-tui runs RUN` say the same. No torch here.
+
+The event file keeps only a few batch events a second: the time of each phase comes from its
+last batch (always kept; its ``active_s`` leaves paused time out), and the share of it spent
+waiting for data from the batches that were kept.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from luna_core.run import events as ev
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m {s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m"
+
+
+@dataclass
+class _Phase:
+    active_s: float = 0.0      # the phase's time, pauses left out
+    data_s: float = 0.0        # of the batches seen, waiting for data
+    busy_s: float = 0.0        # of the batches seen, data + compute
+
+
+METRIC_KEYS = (("loss/all", False), ("pr/recall", True), ("pr/precision", True),
+               ("pr/f1_score", True))
+
+
+@dataclass
+class RunSummary:
+    """Folds a run's events as they come (``fold``; a sink) into what ``lines`` says."""
+
+    run_dir: str = ""
+    state: str = ""
+    wall_s: float = 0.0
+    paused_s: float = 0.0
+    phases: dict[str, _Phase] = field(default_factory=lambda: {"trn": _Phase(),
+                                                                  "val": _Phase()})
+    epochs_done: int = 0
+    epochs: int = 0
+    val_rows: dict[int, dict[str, float]] = field(default_factory=dict)   # epoch -> metrics
+    last_checkpoint: str | None = None
+    error: str | None = None
+    _started_at: float | None = None
+    _paused_at: float | None = None
+    _last_batch: dict[str, ev.BatchDone] = field(default_factory=dict)
+
+    def __call__(self, e: ev.Event) -> None:
+        self.fold(e)
+
+    def fold(self, e: ev.Event) -> None:
+        if isinstance(e, ev.RunStarted):
+            self._started_at, self.epochs = e.t, e.epochs
+            self.run_dir = self.run_dir or e.run_dir
+        elif isinstance(e, ev.RunFinished):
+            if self._started_at is not None:
+                self.wall_s += e.t - self._started_at
+                self._started_at = None
+            if self._paused_at is not None:
+                self.paused_s += e.t - self._paused_at
+                self._paused_at = None
+            self.state, self.error = e.state, e.error
+            self.last_checkpoint = e.last_checkpoint or self.last_checkpoint
+        elif isinstance(e, ev.StatusChanged):
+            if e.state == ev.PAUSED and self._paused_at is None:
+                self._paused_at = e.t
+            elif e.state != ev.PAUSED and self._paused_at is not None:
+                self.paused_s += e.t - self._paused_at
+                self._paused_at = None
+        elif isinstance(e, ev.PhaseStarted):
+            self._last_batch.pop(e.phase, None)
+        elif isinstance(e, ev.BatchDone) and e.phase in self.phases:
+            phase = self.phases[e.phase]
+            before = self._last_batch.get(e.phase)
+            phase.active_s += e.active_s - (before.active_s if before else 0.0)
+            phase.data_s += e.data_s
+            phase.busy_s += e.data_s + e.compute_s
+            self._last_batch[e.phase] = e
+        elif isinstance(e, ev.CheckpointSaved):
+            self.last_checkpoint = e.path
+            if e.reason == "epoch":
+                self.epochs_done = max(self.epochs_done, e.epoch)
+        elif isinstance(e, ev.EpochMetrics) and e.phase == "val":
+            self.val_rows[e.epoch] = dict(e.metrics)    # a resumed epoch replaces its row
+
+    def best(self, key: str, higher: bool) -> tuple[int, float] | None:
+        pick = None
+        for epoch in sorted(self.val_rows):
+            v = self.val_rows[epoch].get(key)
+            if v is None or v != v:
+                continue
+            if pick is None or (v > pick[1] if higher else v < pick[1]):
+                pick = (epoch, v)
+        return pick
+
+    def data_wait_s(self) -> float:
+        total = 0.0
+        for p in self.phases.values():
+            if p.busy_s > 0:
+                total += p.active_s * p.data_s / p.busy_s
+        return total
+
+    def best_checkpoint(self) -> str | None:
+        if not self.last_checkpoint:
+            return None
+        best = os.path.join(os.path.dirname(self.last_checkpoint), "best.pt")
+        return best if os.path.exists(best) else None
+
+    def lines(self, previous_run: str | None = None) -> list[str]:
+        """The summary, a line each."""
+        trn, val = self.phases["trn"], self.phases["val"]
+        out = [f"run {self.state or 'not ended'} after {_duration(self.wall_s)}: training "
+               f"{_duration(trn.active_s)}, validation {_duration(val.active_s)}, waiting for "
+               f"data {_duration(self.data_wait_s())}, paused {_duration(self.paused_s)}"
+               + (f" ({self.epochs_done} of {self.epochs} epochs)" if self.epochs else "")]
+        if self.error:
+            out.append(f"  why: {self.error}")
+        loss, f1 = self.best("loss/all", False), self.best("pr/f1_score", True)
+        if loss is None:
+            out.append("  no validation finished: no best epoch")
+        else:
+            f1_text = f"F1 {f1[1]:.3f} at E{f1[0]}" if f1 else "F1 -"
+            out.append(f"  best epoch: validation loss {loss[1]:.4f} at E{loss[0]}; {f1_text}")
+            last_epoch = max(self.val_rows)
+            parts = []
+            for key, name in (("pr/recall", "recall"), ("pr/precision", "precision"),
+                              ("pr/f1_score", "F1")):
+                last, best = self.val_rows[last_epoch].get(key), self.best(key, True)
+                if last is not None and best is not None:
+                    parts.append(f"{name} {last:.3f} (best {best[1]:.3f} at E{best[0]})")
+            out.append(f"  last validation (E{last_epoch}): " + ", ".join(parts))
+        best_ckpt = self.best_checkpoint()
+        if best_ckpt:
+            out.append(f"  best weights: {best_ckpt}")
+        if self.last_checkpoint:
+            more = " --epochs N" if self.state == ev.FINISHED else ""
+            out.append(f"  go on with: luna-tui --headless --resume {self.run_dir}{more}")
+        if previous_run:
+            out.append(f"  compare with the run before: luna-tui compare {previous_run} "
+                       f"{self.run_dir}")
+        return out
+
+
+def summarise(run_dir: str, events: list[ev.Event]) -> RunSummary:
+    """The summary of the run whose events (all of them, in order) are ``events``."""
+    summary = RunSummary(run_dir)
+    for e in events:
+        summary.fold(e)
+    return summary
+
+
+def previous_run(run_dir: str, runs_dir: str) -> str | None:
+    """The run started before ``run_dir`` under ``runs_dir`` (for the compare command)."""
+    from luna_core.run.runs import list_runs
+
+    runs = [r.run_dir for r in list_runs(runs_dir)]
+    here = [i for i, r in enumerate(runs)
+            if os.path.abspath(r) == os.path.abspath(run_dir)]
+    return runs[here[0] - 1] if here and here[0] > 0 else None
