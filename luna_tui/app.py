@@ -86,6 +86,7 @@ class CockpitApp(App[int]):
         self.trainer_exit_code: int | None = None  # set when the in-process trainer returned
         self._worker: Worker[TrainerResult] | None = None
         self._seen_version = -1
+        self._summary_shown: tuple[str, ...] = ()
         self._bindings_key: tuple | None = None
         self._signals: Installed = []              # the signal handlers on the loop
 
@@ -200,6 +201,10 @@ class CockpitApp(App[int]):
         ui = controls.ui_status(self.run_over, self.failure, self.link.title)
         self.cockpit.show(snap, ui, new_events=new_events,
                           relayout=new_events or key != self._bindings_key)
+        if snap.summary and snap.summary != self._summary_shown:
+            self._summary_shown = snap.summary        # the run has ended: how it went
+            self.cockpit.add_log_lines("\n".join(snap.summary), "INFO",
+                                       t=snap.finished.t if snap.finished else None)
         if key != self._bindings_key:
             self._bindings_key = key
             self.refresh_bindings()

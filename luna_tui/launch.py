@@ -65,7 +65,14 @@ def run_cockpit(sys_argv: list[str]) -> int:
     code = app.exit_code() if app.return_code is None else app.return_code
     if app.failure_traceback:
         print(app.failure_traceback.rstrip(), file=sys.stderr)
-    line = cockpit_closing_line(app.source.snapshot(), app.failure)
+    snap = app.source.snapshot()
+    line = cockpit_closing_line(snap, app.failure)
     if line is not None:
         print(f"luna-tui: {line}", file=sys.stderr)
+    if snap.summary:                # the run's summary, as a headless run ends with it
+        from luna_core.run.summary import previous_run
+
+        before = previous_run(snap.run_dir, options.runs_dir) if snap.run_dir else None
+        more = [f"  compare with the run before: luna-tui compare {before} {snap.run_dir}"]
+        print("\n".join([*snap.summary, *(more if before else [])]), file=sys.stderr)
     return int(code or 0)

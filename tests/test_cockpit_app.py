@@ -321,6 +321,10 @@ async def test_finished_run_stays_on_screen_until_q():
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.trainer_exit_code is not None)
         await on_screen(pilot, app, "FINISHED", "run finished", "q exits")
+        await pilot.press("3")                          # the log ends with the run's summary
+        await on_screen(pilot, app, "INFO  run finished after ", "INFO    best epoch: ",
+                        "INFO    go on with: luna-tui --headless --resume ")
+        await pilot.press("1")
         await pilot.press("q")
         await exited(pilot, app)
     assert app.return_code == 0

@@ -216,9 +216,11 @@ class ControlServer:
                 record.last_active = time.monotonic()
 
     def _send(self, conn: socket.socket, record: _Connection, reply: bytes) -> None:
+        # active as of now, before the reply leaves: a client that has read it never finds
+        # its connection counted idle from before it spoke
+        record.last_active = time.monotonic()
         with record.send_lock:
             conn.sendall(reply)
-        record.last_active = time.monotonic()
 
     def _handle(self, line: bytes) -> dict:
         try:

@@ -37,6 +37,7 @@ from luna_core.run.events import (
     working_state,
 )
 from luna_core.run.runs import ENDED_STATES
+from luna_core.run.summary import RunSummary
 from luna_tui.model.snapshot import (
     Bottleneck,
     EpochPoint,
@@ -179,6 +180,8 @@ class EventCollector:
         self._checkpoint_total = 0
         self._errors: deque[str] = deque(maxlen=MAX_ERRORS)
         self._finished: RunFinished | None = None
+        self._summary = RunSummary()                 # the run's summary, folded as it goes
+        self._summary_lines: tuple[str, ...] = ()     # said once the run has ended
 
     # -- sink ------------------------------------------------------------------------------
 
@@ -186,6 +189,11 @@ class EventCollector:
         with self._lock:
             try:
                 self._fold(event)
+                self._summary.fold(event)
+                if isinstance(event, RunFinished):
+                    self._summary_lines = tuple(self._summary.lines())
+                elif isinstance(event, RunStarted):
+                    self._summary_lines = ()
             except Exception as exc:  # noqa: BLE001 - never break the trainer's event bus
                 self._add_log(getattr(event, "t", 0.0), "ERROR",
                               f"cockpit could not use a {type(event).__name__} event: {exc!r}")
@@ -261,6 +269,7 @@ class EventCollector:
             checkpoint_total=self._checkpoint_total,
             errors=tuple(self._errors),
             finished=self._finished,
+            summary=self._summary_lines,
         )
 
     # -- folding ---------------------------------------------------------------------------

@@ -166,6 +166,7 @@ class RunSnapshot:
     checkpoint_total: int = 0
     errors: tuple[str, ...] = ()
     finished: RunFinished | None = None
+    summary: tuple[str, ...] = ()             # the run's summary, once it has ended
 
     @property
     def ended(self) -> bool:

@@ -169,13 +169,15 @@ class CockpitScreen(Screen):
         if self.layout_plan is not None and "system" in self.layout_plan.collapsed:
             self.query_one("#system-line", Static).update(summaries.system_line(reading))
 
-    def add_log_lines(self, text: str, level: str, prefix: str = "") -> None:
-        """Lines of the cockpit's own (a failure's traceback, the preflight check) in the
-        log, beside the run's."""
+    def add_log_lines(self, text: str, level: str, prefix: str = "",
+                      t: float | None = None) -> None:
+        """Lines of the cockpit's own (a failure's traceback, the preflight check, the run's
+        summary) in the log, beside the run's; stamped ``t`` (default: now)."""
         log = self.query_one(LogPane)
+        when = self.clock().timestamp() if t is None else t
         for line in text.rstrip().splitlines():
             if line.strip():
-                log.add_local(prefix + line.rstrip(), level, self.clock().timestamp())
+                log.add_local(prefix + line.rstrip(), level, when)
 
     # -- views and layout ----------------------------------------------------------------
 
