@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 
 import pytest
 
@@ -188,6 +189,15 @@ def test_titles_carry_the_latest_value_and_the_best_with_its_epoch():
     assert pd.value_title("loss", "val", [], True, ".2f") == "loss"
 
 
+async def test_the_batch_loss_title_keeps_its_latest_value_at_80_columns():
+    app = cockpit()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await on_screen(pilot, app, "loss 0.", "(EMA 0.9)")
+        await pilot.press("s")
+        await on_screen(pilot, app, "loss 0.", "(raw)")
+
+
 async def test_plot_keys_toggle_smoothing_log_scale_and_the_x_axis():
     app = cockpit()
     async with app.run_test(size=(160, 48)) as pilot:
@@ -196,13 +206,17 @@ async def test_plot_keys_toggle_smoothing_log_scale_and_the_x_axis():
         await on_screen(pilot, app, "(raw)")
         await pilot.press("s")
         await on_screen(pilot, app, "(EMA 0.9)")
-        log_auto = "loss per epoch (log)" in screen_text(app)
-        await pilot.press("y")
-        await wait_for(pilot, lambda: ("loss per epoch (log)" in screen_text(app))
-                       != log_auto)
+        assert "(EMA 0.9, log)" not in screen_text(app)       # the batch loss: linear
+        await pilot.press("y")                                   # log on both loss plots
+        await on_screen(pilot, app, "(EMA 0.9, log)", "loss per epoch (log)")
+        await pilot.press("y")                                   # and off on both
+        await wait_for(pilot, lambda: "(log)" not in screen_text(app)
+                       and ", log)" not in screen_text(app))
         await pilot.press("x")
-        await on_screen(pilot, app, "training samples")
+        text = await on_screen(pilot, app, "training samples", "5k", "10k")
         assert app.query_one("#trends").options.x_samples
+        tick_rows = [line for line in text.splitlines() if re.search(r"\b5k\b", line)]
+        assert tick_rows and not any(re.search(r"\d\.\d", row) for row in tick_rows)
         # best-so-far in the titles
         await on_screen(pilot, app, "loss per epoch", "· best ", "% of nodules correct · val")
 

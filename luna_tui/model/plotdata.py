@@ -99,3 +99,42 @@ def x_of_epoch(epoch: float, samples_per_epoch: int | None, opts: PlotOptions) -
     if opts.x_samples and samples_per_epoch:
         return epoch * samples_per_epoch
     return epoch
+
+
+def nice_ticks(lo: float, hi: float, most: int = 5) -> list[float]:
+    """At most ``most`` round ticks (1, 2 or 5 times a power of ten apart) within lo..hi."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return []
+    raw = (hi - lo) / max(1, most - 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step) * step
+    count = int(math.floor((hi - first) / step + 1e-9)) + 1
+    return [round(first + k * step, 10) for k in range(max(0, count))]
+
+
+def count_label(n: float) -> str:
+    """'500', '2k', '12.5k', '1.2M': a number of samples as a tick label."""
+    for size, unit in ((1e6, "M"), (1e3, "k")):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def log_axis(values: list[float]) -> tuple[list[int], list[str], int, int] | None:
+    """Decade ticks for log10 of positive ``values``: (ticks, labels, low, high), or None."""
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    if not positive:
+        return None
+    lo, hi = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    hi = max(hi, lo + 1)
+    ticks = list(range(lo, hi + 1))
+    return ticks, [f"{10.0 ** t:g}" for t in ticks], lo, hi
+
+
+def wants_log(values: list[float], choice: bool | None) -> bool:
+    """Log scale: as the user chose (`y`), else when the positive values span > 30x."""
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    if choice is not None:
+        return choice and bool(positive)
+    return bool(positive) and max(positive) / min(positive) > 30

@@ -48,12 +48,13 @@ class TrendPlot(PlotextPlot):
             return Text(f"{self.plot_title}: cannot draw ({type(exc).__name__})", style="dim")
 
     def fit(self, *titles: str) -> str:
-        """The first title that fits the plot's width (plotext drops one that does not)."""
+        """The first title that fits the plot's width (plotext drops one that does not, and
+        its y axis labels take ~4 columns of it)."""
         width = self.size.width or 80
         for title in titles:
-            if len(title) + 2 <= width:
+            if len(title) + 4 <= width:
                 return title
-        return titles[-1][: max(1, width - 2)]
+        return titles[-1][: max(1, width - 4)]
 
     def redraw(self, draw: Callable[[PlotextPlot], None]) -> None:
         plt = self.plt
@@ -138,8 +139,9 @@ class TrendsPane(Container):
         return self.set_options(smoothing=0.0 if self.options.smoothing else pd.SMOOTHING)
 
     def toggle_log(self) -> PlotOptions:
-        on = self._log_auto if self.options.log_y is None else self.options.log_y
-        return self.set_options(log_y=not on)
+        """Log scale on both loss plots, or off on both. Until the first `y` the batch loss
+        is linear and the epoch loss log when its values span more than 30x."""
+        return self.set_options(log_y=not self.options.log_y)
 
     def toggle_x(self) -> PlotOptions:
         return self.set_options(x_samples=not self.options.x_samples)
@@ -179,20 +181,32 @@ class TrendsPane(Container):
             xs = [pd.x_of_epoch(p[0], per_epoch, opts) for p in points]
             raw = [p[1] for p in points]
             smooth = pd.ema(raw, opts.smoothing)
-            limit = pd.clip_limit(raw)
+            log = pd.wants_log(raw, bool(opts.log_y))   # linear until `y` asks for log
+            limit = None if log else pd.clip_limit(raw)
             shown_raw, cx, cy = pd.clipped(xs, raw, limit)
+            shown_smooth = pd.clipped(xs, smooth, limit)[0]
+
+            def y(values: list[float]) -> list[float]:   # log10 here (see the loss plot)
+                return [math.log10(max(v, 1e-12)) for v in values] if log else values
+
             if opts.smoothing:
-                plt.plot(xs, shown_raw, marker="·", color=pd.RAW_COLOR)
-            plt.plot(xs, pd.clipped(xs, smooth, limit)[0], marker="braille",
-                     color=pd.TRN_COLOR)
+                plt.plot(xs, y(shown_raw), marker="·", color=pd.RAW_COLOR)
+            plt.plot(xs, y(shown_smooth), marker="braille", color=pd.TRN_COLOR)
             if cx:
                 plt.scatter(cx, cy, marker=pd.CLIP_MARKER, color=pd.CLIP_COLOR)
-            how = f"EMA {opts.smoothing:g}" if opts.smoothing else "raw"
+            axis = pd.log_axis(raw) if log else None
+            if axis is not None:
+                ticks, labels, lo, hi = axis
+                plt.yticks(ticks, labels)
+                plt.ylim(lo, hi)
+            how = (f"EMA {opts.smoothing:g}" if opts.smoothing else "raw") + \
+                (", log" if log else "")
             clip = f" · {len(cx)} ▲ clipped" if cx else ""
             now, low = smooth[-1], min(smooth)
             plt.title(w.fit(f"training loss per batch · {now:.4f} ({how}) · min {low:.4f}"
                             f"{clip}", f"batch loss {now:.4f} ({how}){clip}",
-                            f"batch loss {now:.3f}", "batch loss"))
+                            f"loss {now:.4f} ({how})", f"loss {now:.3f}", f"{now:.3f}"))
+            self._sample_ticks(plt, min(xs), max(xs))
             plt.xlabel(self._x_label(snap))
 
         self.query_one("#plot-batch", TrendPlot).redraw(draw)
@@ -237,11 +251,10 @@ class TrendsPane(Container):
                 pts = [(x, math.log10(v) if log else v) for x, v in base if v > 0 or not log]
                 plt.plot([x for x, _ in pts], [v for _, v in pts], marker=pd.BASE_MARKER,
                          color=pd.BASE_COLOR, label="base val all")
-            if log:
-                lo = math.floor(math.log10(min(values)))
-                hi = math.ceil(math.log10(max(values)))
-                ticks = list(range(lo, hi + 1))
-                plt.yticks(ticks, [f"{10.0 ** t:g}" for t in ticks])
+            axis = pd.log_axis(values) if log else None
+            if axis is not None:
+                ticks, labels, lo, hi = axis
+                plt.yticks(ticks, labels)
                 plt.ylim(lo, hi)
             series = _epochs(val or trn, "loss_all")
             scale = " (log)" if log else ""
@@ -289,5 +302,14 @@ class TrendsPane(Container):
         lo = pd.x_of_epoch(0.5, per_epoch, self.options)
         hi = pd.x_of_epoch(last + 0.5, per_epoch, self.options)
         plt.xlim(lo, hi)
+        self._sample_ticks(plt, lo, hi)
         if self.options.x_samples and per_epoch:
             plt.xlabel("training samples")
+
+    def _sample_ticks(self, plt, lo: float, hi: float) -> None:
+        """With samples on the x axis (`x`): round numbers of samples (2k, 4k ...), not
+        plotext's fractions."""
+        if self.options.x_samples and self._snap is not None and self._snap.trn_samples:
+            ticks = pd.nice_ticks(lo, hi)
+            if ticks:
+                plt.xticks(ticks, [pd.count_label(t) for t in ticks])
