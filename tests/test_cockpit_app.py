@@ -120,7 +120,7 @@ async def test_panes_show_the_values_sent(size):
         assert "F1" in text and "recall" in text
         if size == (80, 24):
             # what does not fit has its own view; a one-line status says where the run is
-            for key, needle in (("4", "GPU0"), ("2", "batch loss"),
+            for key, needle in (("4", "GPU0"), ("2", "(EMA 0.9)"),
                                 ("3", "E1 val")):
                 await pilot.press(key)
                 shown = await on_screen(pilot, app, needle)
@@ -132,7 +132,7 @@ async def test_panes_show_the_values_sent(size):
         assert "RAM  48.2 of 125.7 GiB (38 %)" in text
         assert "loader-bound" in text and "data  7" in text
         assert "E1 trn  0.0185 loss,  99.7% correct" in text
-        assert "batch loss" in text
+        assert "(EMA 0.9)" in text          # the batch-loss plot's title, its smoothing
 
 
 async def test_no_gpu_is_said_plainly():

@@ -14,17 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from luna_core.run import events as ev
-
-
-def _duration(seconds: float) -> str:
-    s = max(0, int(round(seconds)))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m {s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h {m:02d}m"
+from luna_core.run.estimate import format_duration
 
 
 @dataclass
@@ -121,9 +111,10 @@ class RunSummary:
     def lines(self, previous_run: str | None = None) -> list[str]:
         """The summary, a line each."""
         trn, val = self.phases["trn"], self.phases["val"]
-        out = [f"run {self.state or 'not ended'} after {_duration(self.wall_s)}: training "
-               f"{_duration(trn.active_s)}, validation {_duration(val.active_s)}, waiting for "
-               f"data {_duration(self.data_wait_s())}, paused {_duration(self.paused_s)}"
+        d = format_duration
+        out = [f"run {self.state or 'not ended'} after {d(self.wall_s)}: training "
+               f"{d(trn.active_s)}, validation {d(val.active_s)}, waiting for data "
+               f"{d(self.data_wait_s())}, paused {d(self.paused_s)}"
                + (f" ({self.epochs_done} of {self.epochs} epochs)" if self.epochs else "")]
         if self.error:
             out.append(f"  why: {self.error}")

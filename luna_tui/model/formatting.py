@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from luna_core.run.estimate import format_duration
+
 BAR_FULL = "━"
 BAR_HALF = "╸"
 BAR_EMPTY = "─"
@@ -15,20 +17,8 @@ def is_num(value: float | None) -> bool:
 
 
 def duration(seconds: float | None) -> str:
-    """'45s', '4m 12s', '1h 37m', '2d 3h'."""
-    if not is_num(seconds):
-        return "?"
-    s = max(0, int(round(seconds)))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m {s:02d}s"
-    h, m = divmod(m, 60)
-    if h < 48:
-        return f"{h}h {m:02d}m"
-    d, h = divmod(h, 24)
-    return f"{d}d {h}h"
+    """'45s', '4m 12s', '1h 37m', '2d 3h' ('?' when unknown)."""
+    return format_duration(seconds) if is_num(seconds) else "?"
 
 
 def clock_time(now: datetime, seconds: float | None) -> str:
