@@ -13,9 +13,9 @@ from luna_core.run import events as ev
 from luna_core.run.runs import CRASHED
 from luna_tui.model.alarm import BEL, desktop_notification
 from luna_tui.model.endings import ENDED_WORDS, resume_command
+from luna_tui.model.formatting import short_path
 from luna_tui.model.news import SnapshotNews
 from luna_tui.model.snapshot import RunSnapshot
-from luna_tui.screens.cockpit import short_path
 
 #: Notifications on screen at once, at most.
 MAX_TOASTS = 2

@@ -17,7 +17,7 @@ from luna_tui.attach import build_attach_app
 from luna_tui.link.local import LocalLink
 from luna_tui.model import layout as plan
 from luna_tui.model import plotdata as pd
-from luna_tui.screens.cockpit import short_path
+from luna_tui.model.formatting import short_path
 from luna_tui.widgets.trends import TrendPlot
 from tests.cockpit_helpers import (
     FROZEN_READING,

@@ -82,3 +82,10 @@ def spark(values: list[float] | tuple[float, ...], top: float = 100.0) -> str:
         v = min(top, max(0.0, v if is_num(v) else 0.0))
         out.append(SPARK[min(len(SPARK) - 1, int(v / top * len(SPARK)))])
     return "".join(out)
+
+
+def short_path(path: str, run_dir: str) -> str:
+    """A checkpoint's path from its run directory on ('checkpoints/e001-b000120.pt')."""
+    if run_dir and path.startswith(run_dir.rstrip("/") + "/"):
+        return path[len(run_dir.rstrip("/")) + 1:]
+    return path if len(path) <= 60 else "…" + path[-59:]

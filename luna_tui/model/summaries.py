@@ -27,15 +27,21 @@ def position(snap: RunSnapshot) -> str:
     return " ".join(parts)
 
 
-def progress_line(snap: RunSnapshot) -> str:
-    parts = [where(snap)]
+def _run_facts(snap: RunSnapshot) -> dict[str, str]:
+    """The progress facts both one-line summaries pick from, those the run has said."""
+    facts = {}
     if fmt.is_num(snap.samples_per_s):
-        parts.append(f"{snap.samples_per_s:,.0f} samples/s")
+        facts["speed"] = f"{snap.samples_per_s:,.0f} samples/s"
     if fmt.is_num(snap.run_remaining_s) and snap.running:
-        parts.append(f"run ends in {fmt.duration(snap.run_remaining_s)}")
+        facts["ends"] = f"run ends in {fmt.duration(snap.run_remaining_s)}"
     if snap.lr is not None:
-        parts.append(f"lr {snap.lr:g}")
-    return " · ".join(parts)
+        facts["lr"] = f"lr {snap.lr:g}"
+    return facts
+
+
+def progress_line(snap: RunSnapshot) -> str:
+    facts = _run_facts(snap)
+    return " · ".join([where(snap), *(facts[k] for k in ("speed", "ends", "lr") if k in facts)])
 
 
 def latest_loss(snap: RunSnapshot) -> str:
@@ -93,13 +99,10 @@ def status_line(snap: RunSnapshot, view_name: str, width: int = 10_000) -> str:
     """The line above views 2-4: where the run is, in at most ``width`` characters. What
     matters most comes first (where, loss, time left); what does not fit is left out whole,
     the least important first (lr, samples/s, the view's name), never cut mid-value."""
+    facts = _run_facts(snap)
     parts = [(0, where(snap)), (1, latest_loss(snap))]
-    if fmt.is_num(snap.run_remaining_s) and snap.running:
-        parts.append((2, f"run ends in {fmt.duration(snap.run_remaining_s)}"))
-    if fmt.is_num(snap.samples_per_s):
-        parts.append((4, f"{snap.samples_per_s:,.0f} samples/s"))
-    if snap.lr is not None:
-        parts.append((5, f"lr {snap.lr:g}"))
+    parts += [(rank, facts[k]) for k, rank in (("ends", 2), ("speed", 4), ("lr", 5))
+              if k in facts]
     parts.append((3, f"view: {view_name} (1: all)"))
     while len(parts) > 1:
         line = " · ".join(text for _rank, text in parts)

@@ -19,6 +19,7 @@ from textual.widgets import Footer, Static
 from luna_tui.model import layout as plan
 from luna_tui.model import summaries
 from luna_tui.model.controls import UiStatus
+from luna_tui.model.formatting import short_path
 from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.model.system import SystemReading
 from luna_tui.widgets import (
@@ -76,13 +77,6 @@ VIEW_KEYS = [
             tooltip="jump to the log (its own view if it does not fit), then ↑ ↓ PgUp PgDn "
                     "scroll it"),
 ]
-
-
-def short_path(path: str, run_dir: str) -> str:
-    """A checkpoint's path from its run directory on ('checkpoints/e001-b000120.pt')."""
-    if run_dir and path.startswith(run_dir.rstrip("/") + "/"):
-        return path[len(run_dir.rstrip("/")) + 1:]
-    return path if len(path) <= 60 else "…" + path[-59:]
 
 
 class CockpitScreen(Screen):
