@@ -84,9 +84,8 @@ def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10) -> Re
 
     bad = []
     for uid in sorted(found):
-        mhd = find_mhd(data_dir, uid)
         try:
-            check_voxel_file(mhd, read_mhd_header(mhd))
+            check_source(data_dir, uid)
         except LunaInputError as exc:
             bad.append(str(exc))
     for problem in bad:
@@ -156,11 +155,16 @@ def check_sources(datasets) -> int:
             if uid in checked:
                 continue
             checked.add(uid)
-            if ds.store.state(uid, ds.series_centres(uid)) == "ready":
-                continue
-            mhd = find_mhd(ds.data_dir, uid)
-            check_voxel_file(mhd, read_mhd_header(mhd))
+            if ds.store.state(uid, ds.series_centres(uid)) != "ready":
+                check_source(ds.data_dir, uid)
     return len(checked)
+
+
+def check_source(data_dir, series_uid: str) -> None:
+    """A series' header reads and its ``.raw`` has the size it says; LunaInputError names
+    the file that does not."""
+    mhd = find_mhd(data_dir, series_uid)
+    check_voxel_file(mhd, read_mhd_header(mhd))
 
 
 def run_check(data_dir: str, cache_dir: str, candidates_file: str | None = None,
