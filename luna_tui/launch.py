@@ -70,9 +70,9 @@ def run_cockpit(sys_argv: list[str]) -> int:
     if line is not None:
         print(f"luna-tui: {line}", file=sys.stderr)
     if snap.summary:                # the run's summary, as a headless run ends with it
-        from luna_core.run.summary import previous_run
+        from luna_core.run.summary import compare_line, previous_run
 
         before = previous_run(snap.run_dir, options.runs_dir) if snap.run_dir else None
-        more = [f"  compare with the run before: luna-tui compare {before} {snap.run_dir}"]
-        print("\n".join([*snap.summary, *(more if before else [])]), file=sys.stderr)
+        more = [compare_line(before, snap.run_dir)] if before else []
+        print("\n".join([*snap.summary, *more]), file=sys.stderr)
     return int(code or 0)

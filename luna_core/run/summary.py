@@ -139,9 +139,13 @@ class RunSummary:
             more = " --epochs N" if self.state == ev.FINISHED else ""
             out.append(f"  go on with: luna-tui --headless --resume {self.run_dir}{more}")
         if previous_run:
-            out.append(f"  compare with the run before: luna-tui compare {previous_run} "
-                       f"{self.run_dir}")
+            out.append(compare_line(previous_run, self.run_dir))
         return out
+
+
+def compare_line(previous_run: str, run_dir: str) -> str:
+    """The summary's last line: how to compare a run with the one before it."""
+    return f"  compare with the run before: luna-tui compare {previous_run} {run_dir}"
 
 
 def summarise(run_dir: str, events: list[ev.Event]) -> RunSummary:
