@@ -213,10 +213,18 @@ async def test_attach_shows_history_then_resumes_pauses_checkpoints_detaches_and
         wait_for_events(tmp_path, lambda r: len(trn_batches(r)) >= batches + 2, proc)
         assert proc.poll() is None
 
-        # attach again: same state (the request checkpoint); q -> "stop the run"
+        # attach again: the same state. Paused first, so the history is fixed (a run of
+        # 2-batch epochs saves a checkpoint every few tenths of a second, and the cockpit
+        # keeps the last 50 of them: the request one may be older than that, under load)
+        records = pause_run(tmp_path, proc, sock_path, pauses=3)
+        saved = [x["path"] for x in records if x["kind"] == "checkpoint"]
+        assert path in saved
         app = attach(run_dir, system_probe=lambda: FROZEN_READING)
         async with app.run_test(size=(80, 24)) as pilot:
-            assert any(ck.path == path for ck in app.source.snapshot().checkpoints)
+            snap = app.source.snapshot()
+            assert snap.checkpoint_total == len(saved)          # every one, the request's too
+            assert snap.last_checkpoint.path == saved[-1]
+            # q -> "stop the run" (a paused run stops too)
             await on_screen(pilot, app, "q Quit")
             await pilot.press("q")
             assert isinstance(app.screen, AttachQuit)
