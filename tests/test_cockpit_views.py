@@ -15,6 +15,7 @@ from luna_core.run.events import BatchDone
 from luna_tui.app import CockpitApp
 from luna_tui.attach import build_attach_app
 from luna_tui.link.local import LocalLink
+from luna_tui.model import formatting as fmt
 from luna_tui.model import layout as plan
 from luna_tui.model import plotdata as pd
 from luna_tui.model.formatting import short_path
@@ -149,6 +150,48 @@ async def test_z_zooms_the_focused_pane_and_back():
         await settled(pilot, app)
         assert app.cockpit.zoomed == "trends"
         assert min(plot_rows(app).values()) >= plan.MIN_PLOT_ROWS
+
+
+@pytest.mark.parametrize("size", [(120, 36), (160, 48)], ids=["120x36", "160x48"])
+async def test_each_pane_gets_the_width_its_lines_need_after_the_first_epoch(size):
+    """Issue 21 item 5: at 120x36 progress had 38 columns and wrapped mid-value while the
+    class table beside it had 82, and System / Bottleneck shrank to one line each."""
+    app = cockpit()
+    async with app.run_test(size=size) as pilot:
+        await on_screen(pilot, app, "? Help")
+        await settled(pilot, app)
+        assert not app.cockpit.layout_plan.collapsed & {"progress", "classes", "system",
+                                                        "bottleneck"}
+        progress = app.query_one("#progress").content_size.width
+        table = app.query_one("#classes").content_size.width
+        assert progress >= plan.PROGRESS_COLS - 4 and table >= plan.TABLE_COMPACT_COLS - 4
+        text = screen_text(app)
+        # every line whole: a value is never split from its label or its unit
+        assert "trn batch 81/200" in text and "training ends 12:00" in text
+        assert "97 % util · 31.2/79.6 GiB · 63 °C" in text and "312/700 W" in text
+        assert re.search(r"(val|trn) E2: .*nodules right.*, all \d", text)
+        lines = text.splitlines()
+        for needle in ("class ", "pos "):              # the table's columns all there
+            row = next(line for line in lines if needle in line and "┃" in line)
+            assert "recall" in row or "0.000" in row, row
+
+
+def test_wrap_parts_breaks_only_between_parts():
+    parts = ["epoch 2/3", "trn batch 81/200", "713 samples/s"]
+    assert fmt.wrap_parts(parts, 80) == ["epoch 2/3 · trn batch 81/200 · 713 samples/s"]
+    assert fmt.wrap_parts(parts, 30) == ["epoch 2/3 · trn batch 81/200", "713 samples/s"]
+    assert fmt.wrap_parts(parts, 30, first=12) == ["epoch 2/3", "trn batch 81/200",
+                                                   "713 samples/s"]
+    assert fmt.wrap_parts(["a very long part indeed"], 5) == ["a very long part indeed"]
+
+
+def test_paired_widths_give_progress_its_columns_first():
+    for width in (120, 130, 140, 160, 200):
+        table = plan.paired_side_cols(width)
+        assert width - table >= plan.PROGRESS_COLS
+        assert table == plan.TABLE_COLS or table >= plan.TABLE_COMPACT_COLS
+        assert width - plan.bottleneck_cols(width) >= min(plan.SYSTEM_COLS, width // 2)
+    assert plan.paired_side_cols(160) == plan.TABLE_COLS
 
 
 def test_layout_plans_at_the_four_sizes():

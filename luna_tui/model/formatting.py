@@ -89,3 +89,23 @@ def short_path(path: str, run_dir: str) -> str:
     if run_dir and path.startswith(run_dir.rstrip("/") + "/"):
         return path[len(run_dir.rstrip("/")) + 1:]
     return path if len(path) <= 60 else "…" + path[-59:]
+
+
+def wrap_parts(parts: list[str], width: int, sep: str = " · ", first: int = 0) -> list[str]:
+    """``parts`` joined by ``sep`` into lines of at most ``width`` characters, broken only
+    between parts (a value is never split from its label); a part wider than ``width`` gets
+    a line of its own. ``first``: characters already used on the first line."""
+    lines: list[str] = []
+    line, used = "", first
+    for part in parts:
+        if line and used + len(sep) + len(part) > width:
+            lines.append(line)
+            line, used = "", 0
+        if line:
+            line += sep
+            used += len(sep)
+        line += part
+        used += len(part)
+    if line or not lines:
+        lines.append(line)
+    return lines

@@ -28,10 +28,32 @@ TRENDS_ENOUGH_ROWS = 20    # in the overview, rows beyond this go to the log
 WIDE_COLS = 120            # at and above this the overview puts panes in pairs
 
 
+TABLE_COLS = 82            # the per-class table's natural width, borders included
+TABLE_COMPACT_COLS = 66    # its compact form ("prec", short alarm lines)
+PROGRESS_COLS = 50         # progress keeps its lines whole from here (they wrap between parts)
+
+
 def paired_side_cols(width: int) -> int:
-    """The per-class table's and the bottleneck's width when paired with progress / system:
-    the table's natural 82 columns (its columns are cut when narrower)."""
-    return 82 if width - 82 >= 36 else width // 2
+    """The per-class table's and the bottleneck's width when paired with progress / system.
+    Progress needs ``PROGRESS_COLS`` first; the table gets its natural width when the rest
+    allows, else what is left, down to its compact width, and never more than half when
+    even that does not fit."""
+    if width - TABLE_COLS >= PROGRESS_COLS:
+        return TABLE_COLS
+    if width - TABLE_COMPACT_COLS >= PROGRESS_COLS:
+        return width - PROGRESS_COLS
+    return max(width // 2, min(TABLE_COMPACT_COLS, width - 36))
+
+
+SYSTEM_COLS = 56           # the system pane's GPU line whole
+
+
+def bottleneck_cols(width: int) -> int:
+    """The bottleneck pane's width beside the system pane: the system pane gets its
+    ``SYSTEM_COLS`` (or the progress pane's width above it, when wider), the bottleneck's
+    sentences the rest."""
+    system = max(width - paired_side_cols(width), min(SYSTEM_COLS, width // 2))
+    return width - system
 
 
 @dataclass(frozen=True)

@@ -244,6 +244,15 @@ class CockpitScreen(Screen):
             rows = 4
         return rows + plan.BORDER_ROWS
 
+    @staticmethod
+    def _pane_cols(width: int) -> dict[str, int]:
+        """The overview's pane widths: side by side in pairs from ``WIDE_COLS`` on."""
+        if width < plan.WIDE_COLS:
+            return dict.fromkeys(("progress", "classes", "system", "bottleneck"), width)
+        table, bottleneck = plan.paired_side_cols(width), plan.bottleneck_cols(width)
+        return {"progress": width - table, "classes": table,
+                "system": width - bottleneck, "bottleneck": bottleneck}
+
     def apply_layout(self) -> None:
         """Give each pane its rows for the terminal size and the view (layout.py decides)."""
         width, height = self.size
@@ -252,20 +261,17 @@ class CockpitScreen(Screen):
         elif self.view != plan.OVERVIEW:
             lay = plan.fill_view(self.view, width, height)
         else:
-            paired = width >= plan.WIDE_COLS
-            side = plan.paired_side_cols(width)
-            natural = {name: self._natural_rows(name, (width - side) if paired and name in (
-                "progress", "system") else side if paired else width)
-                       for name in ("progress", "classes", "system", "bottleneck")}
+            natural = {name: self._natural_rows(name, cols)
+                       for name, cols in self._pane_cols(width).items()}
             lay = plan.overview(width, height, natural)
         if lay == self.layout_plan:
             return
         self.layout_plan = lay
         body = self.query_one("#body")
         body.set_class(lay.wide, "-paired")
-        side = plan.paired_side_cols(width) if lay.wide else None
+        cols = self._pane_cols(width)
         for name in ("classes", "bottleneck"):
-            self.query_one(f"#slot-{name}").styles.width = side or "1fr"
+            self.query_one(f"#slot-{name}").styles.width = cols[name] if lay.wide else "1fr"
         self.query_one("#status").display = lay.status_line
         for name in plan.PANES:
             slot = self.query_one(f"#slot-{name}")

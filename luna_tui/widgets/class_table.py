@@ -21,7 +21,9 @@ ALARM_STYLE = "bold white on red"
 ALARM_STYLE_NO_COLOR = "bold reverse"      # NO_COLOR: greys only, so lean on reverse video
 
 
-def alarm_lines(snap: RunSnapshot) -> list[str]:
+def alarm_lines(snap: RunSnapshot, compact: bool = False) -> list[str]:
+    """One line per phase whose nodules are (almost) never right; ``compact`` leaves out
+    the percentage of nodules (the counts say it)."""
     lines = []
     for phase in ("val", "trn"):
         pm = snap.metrics.get(phase)
@@ -29,9 +31,12 @@ def alarm_lines(snap: RunSnapshot) -> list[str]:
             continue
         pos = pm.get("correct/pos")
         every = pm.get("correct/all")
-        lines.append(f"{phase} E{pm.epoch}: {fmt.pct(pos)} of nodules right "
-                     f"({fmt.count(pm.pos_correct)} of {fmt.count(pm.pos_count)}), "
-                     f"all {fmt.pct(every)}")
+        counts = f"{fmt.count(pm.pos_correct)} of {fmt.count(pm.pos_count)}"
+        if compact:
+            lines.append(f"{phase} E{pm.epoch}: {counts} nodules right, all {fmt.pct(every)}")
+        else:
+            lines.append(f"{phase} E{pm.epoch}: {fmt.pct(pos)} of nodules right ({counts}), "
+                         f"all {fmt.pct(every)}")
     return lines
 
 
@@ -79,7 +84,7 @@ def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = Fals
             kn = f"{fmt.count(k)} of {fmt.count(n)}"
             table.add_row(label, cls, fmt.num(loss), fmt.pct(correct), kn, *extra,
                           style=style)
-    alarms = alarm_lines(snap)
+    alarms = alarm_lines(snap, compact)
     below = [Text(versus, style="bold")] if versus else []
     if not alarms:
         return Group(table, *below) if below else table

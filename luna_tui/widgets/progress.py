@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 
+from rich.console import Console
 from rich.text import Text
+from textual.geometry import Size
 
 from luna_core.run.events import (
     FAILED,
@@ -57,7 +60,9 @@ def state_of(snap: RunSnapshot, ui: UiStatus) -> str:
 
 
 def render_progress(snap: RunSnapshot, now: datetime, width: int, ui: UiStatus,
-                    details: bool = False) -> Text:
+                    detail_rows: int = 0) -> Text:
+    """The pane's lines at ``width``; ``detail_rows``: rows to spare for what the run is and
+    how far it got (shown only where the band has rows the pane does not need)."""
     width = max(20, width)
     state = state_of(snap, ui)
     out = Text(no_wrap=False, overflow="fold")
@@ -77,7 +82,8 @@ def render_progress(snap: RunSnapshot, now: datetime, width: int, ui: UiStatus,
         parts.append("0 samples/s")
     if not parts:
         parts.append("waiting for the first batch…" if snap.running else "no batches")
-    out.append("  " + " · ".join(parts))
+    label_cols = len(STATE_LABEL.get(state, state)) + 4
+    out.append("  " + "\n".join(fmt.wrap_parts(parts, width, first=label_cols)))
     out.append("\n")
 
     # line 2: the phase's bar
@@ -92,32 +98,33 @@ def render_progress(snap: RunSnapshot, now: datetime, width: int, ui: UiStatus,
     out.append_text(_eta_line(snap, now, width, state))
 
     # line 4: whatever needs attention, else the last checkpoint
-    note = _note(snap, ui, state)
+    note = _note(snap, ui, state, width)
     if note is not None:
         out.append("\n")
         out.append_text(note)
-    if details:
-        out.append_text(_details(snap))
+    details = _details(snap, width)
+    if detail_rows >= 2:                    # one row is the blank line before them
+        out.append("\n\n" + "\n".join(details[:detail_rows - 1]), style="dim")
     return out
 
 
-def _details(snap: RunSnapshot) -> Text:
-    """Extra lines for a roomy pane: what the run is and how far it got."""
-    text = Text(style="dim")
+def _details(snap: RunSnapshot, width: int) -> list[str]:
+    """Lines for a pane with rows to spare: what the run is and how far it got."""
     facts = [f"{fmt.count(snap.total_samples)} training samples seen"]
     if snap.lr is not None:
-        facts.insert(0, f"lr {snap.lr:g}" + ("" if snap.momentum is None
-                                             else f" · momentum {snap.momentum:g}"))
+        facts.insert(0, f"lr {snap.lr:g}")
+        if snap.momentum is not None:
+            facts.insert(1, f"momentum {snap.momentum:g}")
     if snap.trn_samples is not None:
         facts.append(f"{fmt.count(snap.trn_samples)} per epoch ({fmt.count(snap.trn_pos)} pos)")
     if snap.pid is not None:
         facts.append(f"pid {snap.pid}")
-    text.append("\n\n" + " · ".join(facts))
+    lines = fmt.wrap_parts(facts, width)
     if snap.resumed_from:
-        text.append(f"\nresumed from {snap.resumed_from}")
+        lines.append(f"resumed from {snap.resumed_from}")
     if snap.checkpoint_total:
-        text.append(f"\n{snap.checkpoint_total} checkpoint(s) this run")
-    return text
+        lines.append(f"{snap.checkpoint_total} checkpoint(s) this run")
+    return lines
 
 
 def _eta_line(snap: RunSnapshot, now: datetime, width: int, state: str) -> Text:
@@ -156,14 +163,12 @@ def _crashed_note(snap: RunSnapshot) -> Text:
         return text
     text.append("\nresume: ")
     text.append(resume_command(snap.run_dir), style="bold")
-    path = ck.path
-    if snap.run_dir and path.startswith(snap.run_dir.rstrip("/") + "/"):
-        path = path[len(snap.run_dir.rstrip("/")) + 1:]      # the title shows the run dir
+    path = fmt.short_path(ck.path, snap.run_dir)     # the title shows the run dir
     text.append(f"\nlast checkpoint {path} (E{ck.epoch}, {ck.reason})")
     return text
 
 
-def _note(snap: RunSnapshot, ui: UiStatus, state: str) -> Text | None:
+def _note(snap: RunSnapshot, ui: UiStatus, state: str, width: int) -> Text | None:
     if state == CRASHED:
         return _crashed_note(snap)
     if state == FAILED:
@@ -191,11 +196,12 @@ def _note(snap: RunSnapshot, ui: UiStatus, state: str) -> Text | None:
         text = Text("run finished" if state == FINISHED else "run stopped",
                     style="bold green" if state == FINISHED else "bold")
         if ck is not None:
-            text.append(f" · last checkpoint {ck.path}")
+            text.append(f" · last checkpoint {fmt.short_path(ck.path, snap.run_dir)}")
         return text
     if snap.last_checkpoint is not None:
         ck = snap.last_checkpoint
-        return Text(f"last checkpoint: {ck.path} ({ck.reason})", style="dim")
+        parts = ["last checkpoint:", fmt.short_path(ck.path, snap.run_dir), f"({ck.reason})"]
+        return Text("\n".join(fmt.wrap_parts(parts, width, sep=" ")), style="dim")
     return None
 
 
@@ -225,12 +231,33 @@ class ProgressPane(MemoPane):
             title = f"{ui.title} · …{snap.run_dir[-keep:]}"
         return title
 
-    def _roomy(self) -> bool:
-        return self.screen.has_class("-wide") and self.screen.has_class("-tall")
+    def _spare_rows(self, width: int, snap: RunSnapshot, now: datetime, ui: UiStatus) -> int:
+        """Rows the pane has beyond its own lines (the band is as tall as its taller pane)."""
+        rows = self.content_size.height
+        if not rows:
+            return 0
+        return max(0, rows - _line_count(render_progress(snap, now, width, ui), width))
 
     def memo_key(self, width: int, snap: RunSnapshot, now: datetime, ui: UiStatus) -> tuple:
         self.border_title = self._title(snap, ui, width)
-        return (snap.version, now.replace(second=0, microsecond=0), ui, width, self._roomy())
+        return (snap.version, now.replace(second=0, microsecond=0), ui, width,
+                self.content_size.height)
 
     def draw(self, width: int, snap: RunSnapshot, now: datetime, ui: UiStatus) -> None:
-        self.show_text(render_progress(snap, now, width, ui, details=self._roomy()))
+        spare = self._spare_rows(width, snap, now, ui)
+        self.show_text(render_progress(snap, now, width, ui, detail_rows=spare))
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        """The rows the pane needs: its lines without the details, which only fill rows
+        the band has spare."""
+        if self._shown is None:
+            return super().get_content_height(container, viewport, width)
+        return _line_count(render_progress(*self._shown[:1], self._shown[1], width,
+                                           self._shown[2]), width)
+
+
+def _line_count(text: Text, width: int) -> int:
+    return len(text.wrap(_MEASURE, width))
+
+
+_MEASURE = Console(width=200, color_system=None, file=io.StringIO())

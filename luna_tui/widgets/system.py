@@ -16,6 +16,21 @@ def _level(value: float | None, warn: float = 75.0, high: float = 90.0) -> str:
     return "bold red" if value >= high else ("yellow" if value >= warn else "")
 
 
+def _append_parts(t: Text, parts: list[tuple[str, str]], width: int, indent: str) -> None:
+    """Styled parts on new lines after ``indent``, " · " between them, broken only between
+    parts (a value never loses its unit)."""
+    used = width
+    for i, (part, style) in enumerate(parts):
+        if used + 3 + len(part) > width:
+            t.append("\n" + indent)
+            used = len(indent)
+        elif i:
+            t.append(" · ")
+            used += 3
+        t.append(part, style=style)
+        used += len(part)
+
+
 def render_system(r: SystemReading, width: int = 40) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     if r.note is not None:
@@ -55,24 +70,21 @@ def render_system(r: SystemReading, width: int = 40) -> Text:
     for g in r.gpus:
         t.append(f"\nGPU{g.index} ", style="bold")
         t.append(g.name, style="dim")
-        t.append("\n     ")
-        t.append(f"{g.util_percent:.0f} %" if fmt.is_num(g.util_percent) else "? %",
-                 style=_level(g.util_percent, 101, 101))
-        t.append(" util · ")
         mem_pct = (100.0 * g.mem_used / g.mem_total
                    if g.mem_used is not None and g.mem_total else None)
-        t.append(f"{fmt.gib(g.mem_used)}/{fmt.gib(g.mem_total)} GiB", style=_level(mem_pct))
-        t.append(" · ")
-        t.append(f"{g.temp_c:.0f} °C" if fmt.is_num(g.temp_c) else "? °C",
-                 style=_level(g.temp_c, 80, 87))
-        t.append(" · ")
+        power = "? W"
         if fmt.is_num(g.power_w):
-            t.append(f"{g.power_w:.0f}")
-            if fmt.is_num(g.power_limit_w):
-                t.append(f"/{g.power_limit_w:.0f}")
-            t.append(" W")
-        else:
-            t.append("? W")
+            limit = f"/{g.power_limit_w:.0f}" if fmt.is_num(g.power_limit_w) else ""
+            power = f"{g.power_w:.0f}{limit} W"
+        parts = [
+            (f"{g.util_percent:.0f} % util" if fmt.is_num(g.util_percent) else "? % util",
+             ""),
+            (f"{fmt.gib(g.mem_used)}/{fmt.gib(g.mem_total)} GiB", _level(mem_pct)),
+            (f"{g.temp_c:.0f} °C" if fmt.is_num(g.temp_c) else "? °C",
+             _level(g.temp_c, 80, 87)),
+            (power, ""),
+        ]
+        _append_parts(t, parts, width, indent="     ")
     return t
 
 
