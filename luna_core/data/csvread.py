@@ -92,7 +92,10 @@ def _coords(row, i_x, i_y, i_z):
     return x, y, z
 
 
-def read_annotations(path: Path) -> dict[str, list[tuple[float, float, float, float]]]:
+def read_annotations(path: Path, excluded: bool = False
+                     ) -> dict[str, list[tuple[float, float, float, float]]]:
+    """``{uid: [(x, y, z, diameter_mm)]}`` from annotations.csv or, ``excluded``, from
+    annotations_excluded.csv (whose diameter may be -1: unknown)."""
     by_series: dict[str, list[tuple[float, float, float, float]]] = {}
     with _open_csv(path) as f:
         reader = csv.reader(f)
@@ -104,12 +107,12 @@ def read_annotations(path: Path) -> dict[str, list[tuple[float, float, float, fl
                 uid = row[i_uid]
                 x, y, z = _coords(row, i_x, i_y, i_z)
                 d = float(row[i_d])
-                if not (math.isfinite(d) and d >= 0):
+                if not (math.isfinite(d) and (d >= 0 or excluded)):
                     raise ValueError("bad diameter")
             except (ValueError, IndexError):
                 raise _bad_row(path, line, row, ncols,
-                               "coordX/coordY/coordZ/diameter_mm must be finite numbers "
-                               "(diameter >= 0)") from None
+                               "coordX/coordY/coordZ/diameter_mm must be finite numbers"
+                               + ("" if excluded else " (diameter >= 0)")) from None
             if uid not in checked:
                 check_series_uid(uid, path=path, line=line)
                 checked.add(uid)

@@ -117,7 +117,8 @@ class LunaDataset(Dataset):
         self.width_irc = tuple(int(w) for w in width_irc)
         self.chunk_dtype = chunk_dtype
         self._chunk_shape = (1, *self.width_irc)
-        _ann, self.candidates_path = csv_paths(self.data_dir, candidates_file)
+        self.annotations_path, self.candidates_path = csv_paths(self.data_dir,
+                                                                candidates_file)
         full = candidate_tuple(self.data_dir, candidates_file)
         candidates = split_candidates(full, val_stride, is_val, data_dir=self.data_dir)
         self._candidate_list: list[CandidateInfo] | None = candidates
@@ -192,6 +193,12 @@ class LunaDataset(Dataset):
     def series_uids(self) -> list[str]:
         """The series this split has candidates in."""
         return [self._uids[s] for s in np.unique(self._series_idx).tolist()]
+
+    def candidate_columns(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(series uid, centre xyz (n, 3), is nodule) of every sample, in sample order:
+        what the FROC score matches against the annotations."""
+        uids = self._uids
+        return [uids[s] for s in self._series_list], self._xyz_of_rows(), self._is_nodule
 
     def series_centres(self, series_uid: str) -> np.ndarray:
         """The distinct centres (sorted) whose chunks the series' store holds."""

@@ -1,0 +1,252 @@
+"""LUNA16's score of a candidate classifier: FROC and its CPM, by the challenge's rules.
+
+- A nodule is a row of annotations.csv. A candidate *hits* a nodule when its centre lies
+  within the nodule's radius (diameter_mm / 2, Euclidean, world mm) of the nodule's centre; a
+  candidate may hit several nodules. A nodule's score is the highest probability among its
+  hits: two hits on one nodule count once.
+- A candidate inside an entry of annotations_excluded.csv (an "irrelevant finding") that hits
+  no nodule is neither a hit nor a false positive. Entries with a negative diameter (the
+  release has some at -1) get 10 mm, as the challenge's evaluation script gives them.
+- Every other candidate is a false positive at the thresholds at or below its probability.
+- The FROC curve: sensitivity (nodules found / nodules) against the mean number of false
+  positives per scan, one point per distinct probability, from (0, 0); the sensitivity at a
+  number of FPs per scan is read off the curve by linear interpolation between its points
+  (as the challenge's script does with ``np.interp``). CPM: the mean sensitivity at 1/8, 1/4,
+  1/2, 1, 2, 4 and 8 FPs per scan.
+- Scans are the distinct series among the scored candidates. The nodules counted are the
+  annotated nodules of those scans that at least one scored candidate hits; the others
+  ("nodules without a candidate") are the candidate list's misses, reported apart and not
+  blamed on the model. (The challenge counts them against the sensitivity; so a CPM here is
+  the classifier's, not the whole detection system's.)
+- The 95 % interval of the CPM: bootstrap over scans (scans drawn with replacement, 1,000
+  times by default, seeded), the 2.5th and 97.5th percentiles.
+
+Matching (which candidate hits which nodule) depends on positions only: ``FrocScorer`` does
+it once per candidate set, then scores any number of probability vectors quickly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: False positives per scan at which the CPM averages the sensitivity.
+FP_LEVELS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+EXCLUDED_UNKNOWN_DIAMETER_MM = 10.0
+BOOTSTRAP_RESAMPLES = 1000
+CURVE_POINTS = 64           # points of the FROC curve kept for plots (plus the seven levels)
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Annotated nodules and excluded regions, per series: ``{uid: [(x, y, z, diameter_mm)]}``."""
+
+    nodules: dict[str, list[tuple[float, float, float, float]]]
+    excluded: dict[str, list[tuple[float, float, float, float]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FrocResult:
+    cpm: float | None                 # None when no nodule is counted
+    cpm_low: float | None
+    cpm_high: float | None
+    sensitivity: tuple[float, ...]    # at FP_LEVELS (empty when no nodule is counted)
+    curve_fps: tuple[float, ...]      # the FROC curve, thinned for plots
+    curve_sens: tuple[float, ...]
+    scans: int
+    nodules: int                      # nodules counted (hit by at least one candidate)
+    nodules_without_candidate: int    # annotated nodules of these scans no candidate hits
+    excluded_candidates: int          # candidates neither hit nor false positive
+    false_positive_candidates: int    # candidates that can only be false positives
+    nodule_scores: tuple[float, ...]  # each counted nodule's score (its best hit)
+    nodule_source: str                # "annotations" or "candidates" (no annotations given)
+
+    def sens_at(self, fps: float) -> float | None:
+        if not self.sensitivity:
+            return None
+        return self.sensitivity[FP_LEVELS.index(fps)]
+
+
+def _radius(diameter: float, excluded: bool) -> float:
+    if excluded and diameter < 0:
+        return EXCLUDED_UNKNOWN_DIAMETER_MM / 2
+    return diameter / 2
+
+
+class FrocScorer:
+    """The matching of one candidate set (``series_uids``, ``centers_xyz`` (n, 3), labels)
+    to ``findings``; ``score(probabilities)`` then gives the FROC for that set.
+    ``findings=None``: no annotations, each positive candidate is its own nodule."""
+
+    def __init__(self, series_uids: Sequence[str], centers_xyz, is_nodule,
+                 findings: Findings | None) -> None:
+        uids = list(series_uids)
+        xyz = np.asarray(centers_xyz, dtype=np.float64).reshape(len(uids), 3)
+        positive = np.asarray(is_nodule, dtype=bool).reshape(len(uids))
+        scan_names = sorted(set(uids))
+        code = {u: k for k, u in enumerate(scan_names)}
+        self.scan_of_candidate = np.fromiter((code[u] for u in uids), dtype=np.int64,
+                                             count=len(uids))
+        self.scans = len(scan_names)
+        self.nodule_source = "candidates" if findings is None else "annotations"
+        hit_cand: list[np.ndarray] = []
+        hit_nod: list[np.ndarray] = []
+        nodule_scan: list[int] = []
+        excluded = np.zeros(len(uids), dtype=bool)
+        self.nodules_without_candidate = 0
+        if findings is None:
+            rows = np.flatnonzero(positive)
+            hit_cand.append(rows)
+            hit_nod.append(np.arange(len(rows)))
+            nodule_scan = self.scan_of_candidate[rows].tolist()
+        else:
+            order = np.argsort(self.scan_of_candidate, kind="stable")
+            bounds = np.searchsorted(self.scan_of_candidate[order], np.arange(self.scans + 1))
+            for s, uid in enumerate(scan_names):
+                rows = order[bounds[s]:bounds[s + 1]]
+                c = xyz[rows]
+                for x, y, z, d in findings.excluded.get(uid, ()):
+                    r = _radius(d, excluded=True)
+                    excluded[rows[((c - (x, y, z)) ** 2).sum(axis=1) <= r * r]] = True
+                for x, y, z, d in findings.nodules.get(uid, ()):
+                    r = _radius(d, excluded=False)
+                    hits = rows[((c - (x, y, z)) ** 2).sum(axis=1) <= r * r]
+                    if not len(hits):
+                        self.nodules_without_candidate += 1
+                        continue
+                    hit_cand.append(hits)
+                    hit_nod.append(np.full(len(hits), len(nodule_scan)))
+                    nodule_scan.append(s)
+        self.hit_candidate = np.concatenate(hit_cand) if hit_cand else np.zeros(0, np.int64)
+        self.hit_nodule = np.concatenate(hit_nod) if hit_nod else np.zeros(0, np.int64)
+        self.nodule_scan = np.asarray(nodule_scan, dtype=np.int64)
+        is_hit = np.zeros(len(uids), dtype=bool)
+        is_hit[self.hit_candidate] = True
+        self.false_positive = ~is_hit & ~excluded
+        self.excluded_count = int((excluded & ~is_hit).sum())
+
+    @property
+    def nodules(self) -> int:
+        return len(self.nodule_scan)
+
+    def nodule_scores(self, probabilities) -> np.ndarray:
+        """Each counted nodule's score: the highest probability among its hits."""
+        p = np.asarray(probabilities, dtype=np.float64)
+        scores = np.full(self.nodules, -np.inf)
+        np.maximum.at(scores, self.hit_nodule, p[self.hit_candidate])
+        return scores
+
+    def score(self, probabilities, bootstrap: int = BOOTSTRAP_RESAMPLES,
+              seed: int | Sequence[int] = 0) -> FrocResult:
+        p = np.asarray(probabilities, dtype=np.float64)
+        scores = self.nodule_scores(p)
+        fp_probs = p[self.false_positive]
+        fp_scan = self.scan_of_candidate[self.false_positive]
+        curve = _Curve(fp_probs, fp_scan, scores, self.nodule_scan, self.scans)
+        ones = np.ones(self.scans)
+        if self.nodules:
+            fps, sens = curve.points(ones)
+            at_levels = _read_off(fps, sens, np.asarray(FP_LEVELS))
+            cpm = float(at_levels.mean())
+            low, high = _bootstrap(curve, self.scans, bootstrap, seed)
+            thin_fps, thin_sens = _thin(fps, sens)
+        else:
+            at_levels, cpm, low, high = np.zeros(0), None, None, None
+            thin_fps, thin_sens = [], []
+        return FrocResult(
+            cpm=cpm, cpm_low=low, cpm_high=high,
+            sensitivity=tuple(float(v) for v in at_levels),
+            curve_fps=tuple(thin_fps), curve_sens=tuple(thin_sens),
+            scans=self.scans, nodules=self.nodules,
+            nodules_without_candidate=self.nodules_without_candidate,
+            excluded_candidates=self.excluded_count,
+            false_positive_candidates=int(self.false_positive.sum()),
+            nodule_scores=tuple(float(v) for v in scores),
+            nodule_source=self.nodule_source)
+
+
+class _Curve:
+    """False positives and nodule scores in one order (probability, high to low), so that a
+    weighting of the scans (a bootstrap resample) gives the curve by two cumulative sums.
+
+    Only the start of the order matters for the seven levels: a resample's curve is summed
+    up to ``head`` items (where, unweighted, twice the last level's FPs per scan are
+    reached) and over all items only when its FPs per scan do not pass the last level there.
+    """
+
+    def __init__(self, fp_probs, fp_scan, nodule_scores, nodule_scan, scans: int) -> None:
+        probs = np.concatenate([fp_probs, nodule_scores])
+        order = np.argsort(-probs, kind="stable")
+        is_fp = np.concatenate([np.ones(len(fp_probs), bool),
+                                np.zeros(len(nodule_scores), bool)])[order]
+        item_scan = np.concatenate([fp_scan, nodule_scan])[order]
+        sorted_probs = probs[order]
+        # a threshold at each distinct probability: the curve's points are where ties end
+        last = np.ones(len(sorted_probs), dtype=bool)
+        last[:-1] = sorted_probs[1:] != sorted_probs[:-1]
+        ends = np.flatnonzero(last)
+        self.fp_scan = item_scan[is_fp]                   # FPs in order
+        self.fp_upto = np.cumsum(is_fp)[ends]             # FPs at or above each point
+        self.nod_scan = item_scan[~is_fp]                 # nodules in order
+        self.nod_upto = np.cumsum(~is_fp)[ends]
+        self.nodule_scan = nodule_scan
+        enough = 2 * FP_LEVELS[-1] * scans
+        self.head = int(np.searchsorted(self.fp_upto, enough, side="right")) + 1
+
+    def points(self, scan_weight: np.ndarray, head: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(FPs per scan, sensitivity) from (0, 0), for scans weighted ``scan_weight``;
+        ``head``: the first points only."""
+        fp_upto, nod_upto = self.fp_upto[:head], self.nod_upto[:head]
+        fp_w = scan_weight[self.fp_scan[:fp_upto[-1] if len(fp_upto) else 0]]
+        fp = np.concatenate([[0.0], np.cumsum(fp_w)])[fp_upto]
+        found = np.concatenate([[0.0], np.cumsum(scan_weight[self.nod_scan])])[nod_upto]
+        nodules = scan_weight[self.nodule_scan].sum()
+        fps = np.concatenate([[0.0], fp / scan_weight.sum()])
+        sens = np.concatenate([[0.0], found / nodules if nodules else found * 0])
+        return fps, sens
+
+    def levels(self, scan_weight: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """The sensitivity at ``levels`` (at most the last of FP_LEVELS) for this weighting."""
+        fps, sens = self.points(scan_weight, self.head)
+        if fps[-1] <= levels[-1] and self.head < len(self.fp_upto):
+            fps, sens = self.points(scan_weight)
+        return _read_off(fps, sens, levels)
+
+
+def _read_off(fps: np.ndarray, sens: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """The sensitivity at each level: at the last point with no more FPs per scan than the
+    level, interpolated linearly towards the next point; the last point's beyond the curve."""
+    k = np.searchsorted(fps, levels, side="right") - 1
+    nxt = np.minimum(k + 1, len(fps) - 1)
+    span = fps[nxt] - fps[k]
+    frac = np.where(span > 0, (levels - fps[k]) / np.where(span > 0, span, 1.0), 0.0)
+    return sens[k] + frac * (sens[nxt] - sens[k])
+
+
+def _bootstrap(curve: _Curve, scans: int, resamples: int,
+               seed: int | Sequence[int]) -> tuple[float | None, float | None]:
+    if resamples <= 0:
+        return None, None
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(scans, np.full(scans, 1.0 / scans), size=resamples)
+    levels = np.asarray(FP_LEVELS)
+    cpms = np.full(resamples, np.nan)
+    for b in range(resamples):
+        weight = counts[b].astype(np.float64)
+        if not weight[curve.nodule_scan].any():
+            continue                                 # no nodule drawn: no CPM
+        cpms[b] = curve.levels(weight, levels).mean()
+    if np.isnan(cpms).all():
+        return None, None
+    low, high = np.nanpercentile(cpms, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _thin(fps: np.ndarray, sens: np.ndarray) -> tuple[list[float], list[float]]:
+    """At most ``CURVE_POINTS`` points spread evenly on a log axis of FPs per scan over
+    [1/16, 16], read off the curve the same way as the seven levels."""
+    grid = np.geomspace(1 / 16, 16, CURVE_POINTS)
+    return grid.tolist(), _read_off(fps, sens, grid).tolist()
