@@ -37,6 +37,7 @@ from luna_core.run import events as ev
 from luna_core.run.alerts import NotifySink
 from luna_core.run.commands import CommandChannel
 from luna_core.run.control import ControlServer
+from luna_core.score.validation import ValidationScorer
 from luna_core.train import runtime
 from luna_core.train.augment import Augmentation, augment
 from luna_core.train.checkpointer import Checkpointer
@@ -110,6 +111,7 @@ class LunaTrainingApp:
         self.checkpointer: Checkpointer | None = None
         self.control_server: ControlServer | None = None     # rank 0: the control socket
         self.augmentation = Augmentation()
+        self.scorer: ValidationScorer | None = None          # set by _main
 
     # ------------------------------------------------------------------ the loop
     def main(self) -> int:
@@ -138,6 +140,7 @@ class LunaTrainingApp:
 
         self.trn_ds, self.val_ds = self._init_datasets()
         resume.check_data(self.trn_ds, self.val_ds, args.data_dir)
+        self.scorer = ValidationScorer.for_dataset(self.val_ds, args.froc_bootstrap, args.seed)
         runtime.seed_rngs(args.seed)  # the initial weights, and every draw after them
         self.model, self.optimizer = self._build_model()
         self.ddp_model = runtime.wrap_model(self.model, self.dist, self.device, args.compile)
@@ -264,8 +267,17 @@ class LunaTrainingApp:
         log.info("E%d %s", epoch, type(self).__name__)
         for line in format_metric_lines(epoch, phase, result):
             log.info(line)
+        score = None
+        if phase == "val" and self.scorer is not None and self.dist.is_main:
+            # LUNA16's FROC / CPM and the ranking metrics: the samples in the columns' order
+            rows = dl.sampler.gathered_indices(metrics_g.shape[1])
+            scored = self.scorer.score(rows, metrics_a[METRICS_PRED_NDX], epoch)
+            log.info(scored.log_line(epoch))
+            result["metrics"].update(scored.scalars())
+            score = scored.to_dict()
         self.bus.emit(ev.EpochMetrics(
             phase=phase, epoch=epoch, total_samples=self.loop.total_samples, **result,
+            score=score,
             per_sample=(metrics_a[METRICS_LABEL_NDX], metrics_a[METRICS_PRED_NDX])))
         return result["metrics"]["loss/all"]
 
@@ -360,7 +372,7 @@ class LunaTrainingApp:
     def _init_datasets(self):
         args = self.cli_args
         return make_datasets(args.val_stride, args.data_dir, args.cache_dir,
-                             args.candidates_file)
+                             args.candidates_file, args.split)
 
     def _build_model(self) -> tuple[LunaModel, torch.optim.SGD]:
         model = LunaModel().to(self.device, memory_format=torch.channels_last_3d)

@@ -223,6 +223,8 @@ def test_resume_refuses_mismatched_options_and_data(train_argv, tmp_path, tiny_d
     (run_dir,) = run_dirs(tmp_path / "runs")
     code, rec, _ = run_loop(train_argv("--resume", run_dir, "--batch-size", "4"))
     assert code == 2 and "--batch-size 4" in rec.of(ev.RunFinished)[0].error
+    code, rec, _ = run_loop(train_argv("--resume", run_dir, "--split", "series"))
+    assert code == 2 and "--split series" in rec.of(ev.RunFinished)[0].error
 
     from luna_core.data.synth import write_synthetic_dataset
 

@@ -225,25 +225,42 @@ def clear_cache() -> None:
 
 # --------------------------------------------------------------------------- split / fingerprint
 
-def split_indices(n: int, val_stride: int, is_val: bool) -> np.ndarray:
-    """Positions in the sorted list of the validation (every ``val_stride``-th: 0, stride,
-    2*stride, ...) or training (the rest) candidates. ``val_stride <= 0`` keeps the whole
-    list for both, like the book."""
+SPLITS = ("candidates", "series")
+
+
+def split_indices(n: int, val_stride: int, is_val: bool, split: str = "candidates",
+                  series_uids=None) -> np.ndarray:
+    """Positions in the sorted list of the validation or training (the rest) candidates.
+
+    ``split="candidates"`` (the book): every ``val_stride``-th candidate (0, stride, ...) is
+    validation, so a scan (often a nodule) has candidates on both sides. ``"series"``: every
+    ``val_stride``-th series of the sorted series uids (0, stride, ...) is validation with all
+    its candidates (``series_uids``: each candidate's uid), so no scan is on both sides.
+    ``val_stride <= 0`` keeps the whole list for both, like the book."""
     every = np.arange(n, dtype=np.int64)
     if val_stride <= 0:
         return every
-    is_val_row = every % val_stride == 0
+    if split == "series":
+        uids = list(series_uids)
+        val_series = set(sorted(set(uids))[::val_stride])
+        is_val_row = np.fromiter((u in val_series for u in uids), dtype=bool, count=n)
+    elif split == "candidates":
+        is_val_row = every % val_stride == 0
+    else:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     return every[is_val_row] if is_val else every[~is_val_row]
 
 
-def split_candidates(candidate_list, val_stride: int, is_val: bool, data_dir=None) -> list:
+def split_candidates(candidate_list, val_stride: int, is_val: bool, data_dir=None,
+                     split: str = "candidates") -> list:
     """The validation or training part of the sorted list (``split_indices``)."""
-    rows = split_indices(len(candidate_list), val_stride, is_val)
+    rows = split_indices(len(candidate_list), val_stride, is_val, split,
+                         [c.series_uid for c in candidate_list] if split == "series" else None)
     if not len(rows):
         which = "validation" if is_val else "training"
         raise LunaInputError(f"no {which} candidates ({len(candidate_list)} candidate(s) on "
-                             f"disk in total, val_stride={val_stride}): are the subset*/ "
-                             "folders and the CSVs there?", path=data_dir)
+                             f"disk in total, val_stride={val_stride}, split by {split}): are "
+                             "the subset*/ folders and the CSVs there?", path=data_dir)
     return [candidate_list[i] for i in rows.tolist()]
 
 

@@ -107,12 +107,13 @@ class LunaDataset(Dataset):
     def __init__(self, val_stride: int = 10, is_val: bool = False,
                  data_dir=DEFAULT_DATA_DIR, cache_dir=DEFAULT_CACHE_DIR,
                  candidates_file=None, width_irc=CHUNK_WIDTH_IRC,
-                 chunk_dtype: torch.dtype = torch.float32):
+                 chunk_dtype: torch.dtype = torch.float32, split: str = "candidates"):
         if chunk_dtype not in (torch.float32, torch.int16):
             raise ValueError(f"chunk_dtype must be torch.float32 or torch.int16, not {chunk_dtype}")
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir)
         self.val_stride = val_stride
+        self.split = split
         self.is_val = is_val
         self.width_irc = tuple(int(w) for w in width_irc)
         self.chunk_dtype = chunk_dtype
@@ -120,7 +121,8 @@ class LunaDataset(Dataset):
         self.annotations_path, self.candidates_path = csv_paths(self.data_dir,
                                                                 candidates_file)
         full = candidate_tuple(self.data_dir, candidates_file)
-        candidates = split_candidates(full, val_stride, is_val, data_dir=self.data_dir)
+        candidates = split_candidates(full, val_stride, is_val, data_dir=self.data_dir,
+                                      split=split)
         self._candidate_list: list[CandidateInfo] | None = candidates
         self._fingerprint: str | None = None
         self.store = ChunkStore(self.data_dir, self.cache_dir, self.width_irc,
@@ -131,7 +133,9 @@ class LunaDataset(Dataset):
         # its centres come from the whole list.
         self._uids, full_series, full_nodule, full_diameter, self._centres, self._offsets, \
             full_chunk = _list_columns(full)
-        rows = split_indices(len(full), val_stride, is_val)
+        rows = split_indices(len(full), val_stride, is_val, split,
+                             [self._uids[s] for s in full_series.tolist()]
+                             if split == "series" else None)
         self._series_idx = full_series[rows]
         self._chunk_no = full_chunk[rows].astype(np.int32)
         self._diameter = full_diameter[rows]

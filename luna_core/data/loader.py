@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 log = logging.getLogger(__name__)
 
 
-def make_datasets(val_stride: int, data_dir: str, cache_dir: str, candidates_file: str | None):
+def make_datasets(val_stride: int, data_dir: str, cache_dir: str, candidates_file: str | None,
+                  split: str = "candidates"):
     """The training and validation LunaDatasets (and a log line on series listed but
     missing, and one with their sizes). Their chunks are the stored int16: the loop converts
     them on the training device (half the bytes to collate, pin and copy)."""
@@ -29,7 +30,7 @@ def make_datasets(val_stride: int, data_dir: str, cache_dir: str, candidates_fil
     from luna_core.fsutil import remove_orphaned_temps
 
     common = dict(val_stride=val_stride, data_dir=data_dir, cache_dir=cache_dir,
-                  candidates_file=candidates_file, chunk_dtype=torch.int16)
+                  candidates_file=candidates_file, chunk_dtype=torch.int16, split=split)
     trn_ds = LunaDataset(is_val=False, **common)
     val_ds = LunaDataset(is_val=True, **common)
     if trn_ds.store.dir.is_dir():      # what a killed run or prepcache left half written
@@ -39,6 +40,9 @@ def make_datasets(val_stride: int, data_dir: str, cache_dir: str, candidates_fil
     check_sources((trn_ds, val_ds))       # a truncated .raw stops the run here, named
     log.info("%d training samples (%d nodules), %d validation samples (%d nodules)",
              len(trn_ds), trn_ds.pos_count, len(val_ds), val_ds.pos_count)
+    if split == "series":
+        log.info("split by series: %d scans in training, %d in validation, none in both",
+                 len(trn_ds.series_uids), len(val_ds.series_uids))
     return trn_ds, val_ds
 
 

@@ -65,6 +65,16 @@ class EpochSampler(Sampler[int]):
         positions = torch.arange(count) * self.world_size + rank
         return positions < self.epoch_samples
 
+    def gathered_indices(self, count: int) -> list[int]:
+        """The sample index of each column of the metrics ``gather_samples`` returns for
+        ``count`` positions per rank: every rank's shard in rank order, padding left out."""
+        order = self.indices()
+        out: list[int] = []
+        for rank in range(self.world_size):
+            positions = range(rank, count * self.world_size, self.world_size)
+            out += [order[p] for p in positions if p < self.epoch_samples]
+        return out
+
     def __iter__(self):
         return iter(self.order()[self.start:])
 

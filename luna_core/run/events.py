@@ -100,6 +100,10 @@ class EpochMetrics(Event):
     neg_count: int
     pos_correct: int
     pos_count: int
+    # A validation's LUNA16 score and ranking metrics (luna_core.score.ValidationScore's
+    # to_dict: cpm, its interval, sensitivity at the FP levels, the FROC and PR curves
+    # thinned, auc, average_precision, confusion, histograms); None for training.
+    score: dict | None = None
     # (labels, positive probabilities) as numpy arrays for the PR curve and histograms;
     # in-process only, never written to the event file.
     per_sample: Any = field(default=None, repr=False, compare=False,

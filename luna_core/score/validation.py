@@ -9,6 +9,7 @@ loop calls ``score`` after each validation with the probabilities it collected.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,7 @@ class ValidationScore:
         auc = "-" if self.auc is None else f"{self.auc:.2f}"
         tail = f", AUC {auc}, {f.nodules} nodules in {f.scans} scans"
         if f.nodules_without_candidate:
-            tail += f" (+{f.nodules_without_candidate} without a candidate)"
+            tail += f" (+{f.nodules_without_candidate} with no validation candidate)"
         return f"E{epoch} {'val_froc':8} {head}{tail}"
 
 
@@ -133,6 +134,8 @@ class ValidationScorer:
             log.info("FROC: no nodules in annotations.csv: each positive candidate counts as "
                      "its own nodule")
         uids, xyz, is_nodule = ds.candidate_columns()
+        # scikit-learn takes ~0.9 s to import: done beside the first epoch, not after it
+        threading.Thread(target=_import_sklearn, name="import-sklearn", daemon=True).start()
         return cls(uids, xyz, is_nodule, findings, bootstrap=bootstrap, seed=seed)
 
     def _scorer(self, rows: np.ndarray) -> FrocScorer:
@@ -153,6 +156,10 @@ class ValidationScorer:
         labels = self.is_nodule[rows]
         froc = self._scorer(rows).score(p, self.bootstrap, seed=[self.seed, epoch])
         return ValidationScore(froc=froc, **_ranking(labels, p))
+
+
+def _import_sklearn() -> None:
+    import sklearn.metrics  # noqa: F401
 
 
 def _ranking(labels: np.ndarray, p: np.ndarray) -> dict:

@@ -17,7 +17,7 @@ DEFAULT_RUNS_DIR = "runs"
 
 # Options a resumed run must share with its checkpoint: they decide the model, the data or
 # the order of samples. Anything else (workers, epochs, device, sinks) may change on resume.
-RESUME_MUST_MATCH = ("batch_size", "val_stride", "seed", "candidates_file", "balanced",
+RESUME_MUST_MATCH = ("batch_size", "val_stride", "split", "seed", "candidates_file", "balanced",
                      "epoch_samples", "augmented", "augment_flip", "augment_offset",
                      "augment_scale", "augment_rotate", "augment_noise")
 
@@ -74,7 +74,15 @@ def build_parser(prog: str = "luna-tui", commands: str = "") -> argparse.Argumen
     parser.add_argument("--lr", type=float, default=0.001, help="SGD learning rate")
     parser.add_argument("--momentum", type=float, default=0.99, help="SGD momentum")
     parser.add_argument("--val-stride", type=int, default=10,
-                        help="every N-th candidate goes to validation")
+                        help="every N-th candidate (or series, with --split series) goes "
+                             "to validation")
+    parser.add_argument("--split", choices=("candidates", "series"), default="candidates",
+                        help="candidates: the book's split, every N-th candidate (a scan, "
+                             "often a nodule, on both sides); series: every N-th series "
+                             "(sorted by uid) wholly in validation, no scan on both sides")
+    parser.add_argument("--froc-bootstrap", type=int, default=1000, metavar="N",
+                        help="resamples of the validation scans for the CPM's 95 %% interval "
+                             "(0: no interval)")
     parser.add_argument("--balanced", type=int, nargs="?", const=1, default=0, metavar="RATIO",
                         help="the book's balanced training order: one nodule after every "
                              "RATIO non-nodules (1 if not given), each list reshuffled every "
@@ -146,6 +154,7 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, set[str]]:
              if value is not _NOT_GIVEN}
     for name, minimum in (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("threads", 0),
                           ("val_stride", 2), ("keep_checkpoints", 1), ("balanced", 0),
+                          ("froc_bootstrap", 0),
                           ("epoch_samples", 1), ("augment_offset", 0.0),
                           ("augment_scale", 0.0), ("augment_noise", 0.0)):
         value = getattr(options, name)
