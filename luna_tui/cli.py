@@ -82,8 +82,9 @@ def run_runs(argv: list[str]) -> int:
 
     parser = _parser(
         "runs",
-        "List runs with their state, epoch, latest validation loss and "
-        "% of nodules found, fitted to the terminal's width.")
+        "List runs with their state, epoch, latest validation loss, % of nodules "
+        "found and best values (CPM with its 95 % interval), fitted to the terminal's "
+        "width.")
     parser.add_argument("run", nargs="?", default=None, metavar="RUN_DIR|latest",
                         help="one run: its summary (time, best epochs, checkpoints, how to "
                              "go on or compare it)")
@@ -91,6 +92,9 @@ def run_runs(argv: list[str]) -> int:
     parser.add_argument("--wide", action="store_true",
                         help="every column and the whole run path, however long the lines "
                              "(what a pipe gets anyway)")
+    parser.add_argument("--sort", choices=("started", "cpm"), default="started",
+                        help="order: when each run started, or its best CPM (best first; "
+                             "runs without one last)")
     args = parser.parse_args(argv)
     import os
     import shutil
@@ -106,6 +110,12 @@ def run_runs(argv: list[str]) -> int:
         print(f"no runs under {args.runs_dir}")
         return 0
     histories = [history_from_events(info.run_dir, events) for info, events in found]
+    if args.sort == "cpm":
+        from luna_core.run.compare import by_best_cpm
+
+        order = {id(h): i for i, h in enumerate(by_best_cpm(histories))}
+        pairs = sorted(zip(found, histories), key=lambda fh: order[id(fh[1])])
+        found, histories = [f for f, _h in pairs], [h for _f, h in pairs]
     fitted = not args.wide and (sys.stdout.isatty() or "COLUMNS" in os.environ)
     width = shutil.get_terminal_size().columns if fitted else None
     print("\n".join(runs_lines(found, histories, width)))
@@ -135,13 +145,17 @@ def run_compare(argv: list[str]) -> int:
 
     parser = _parser(
         "compare",
-        "Runs side by side: the options that differ, validation loss, nodule "
-        "recall, precision and F1 per epoch, and the best of each with its epoch.")
+        "Runs side by side: the options that differ, validation loss, LUNA16's CPM, "
+        "AUC, nodule recall, precision and F1 per epoch, and the best of each with its "
+        "epoch (the best CPM with its 95 % interval).")
     parser.add_argument("runs", nargs="+", metavar="RUN",
                         help="run directories ('latest': the newest under --runs-dir)")
     add_runs_dir(parser)
     parser.add_argument("--csv", nargs="?", const="-", default=None, metavar="FILE",
-                        help="write the comparison as CSV to FILE (standard output: -)")
+                        help="write the comparison as CSV to FILE (standard output: -), "
+                             "with the FROC's points")
+    parser.add_argument("--sort", choices=("given", "cpm"), default="given",
+                        help="order: as named, or by best CPM (best first)")
     args = parser.parse_args(argv)
     from luna_core.fsutil import atomic_write
     from luna_core.run.compare import compare_csv, compare_text, read_history
@@ -153,6 +167,10 @@ def run_compare(argv: list[str]) -> int:
     except LunaInputError as exc:
         print(f"luna-tui compare: {exc}", file=sys.stderr)
         return 2
+    if args.sort == "cpm":
+        from luna_core.run.compare import by_best_cpm
+
+        histories = by_best_cpm(histories)
     if args.csv is None:
         sys.stdout.write(compare_text(histories))
     elif args.csv == "-":

@@ -40,6 +40,43 @@ class FakeTrainingError(RuntimeError):
     pass
 
 
+FP_LEVELS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def fake_score(epoch: int, pos: int, neg: int) -> dict:
+    """A validation's score (the shape of luna_core.score's ``to_dict``) that gets better
+    every epoch: the FROC rises towards 0.9, nodules move up the histogram (none above 0.5:
+    the book's ch. 11 outcome, 0 nodules right at the threshold)."""
+    k = 2.0 / epoch
+
+    def sens(f: float) -> float:
+        return round(0.9 * f / (f + k), 5)
+
+    sensitivity = [sens(f) for f in FP_LEVELS]
+    cpm = round(sum(sensitivity) / len(sensitivity), 5)
+    grid = [round(2 ** (-4 + 8 * i / 63), 5) for i in range(64)]
+    hist_pos = [0] * 20
+    for i in range(pos):                       # nodules spread over the lower bins
+        hist_pos[min(9, (i * (epoch + 1)) % (2 + 3 * epoch))] += 1
+    hist_neg = [0] * 20
+    hist_neg[0] = neg - neg // 50
+    hist_neg[1] = neg // 50
+    recall = [round(i / 63, 5) for i in range(64)]
+    precision = [round(max(0.01, (0.2 + 0.1 * epoch) * (1 - r) ** 2), 5) for r in recall]
+    return {
+        "cpm": cpm, "cpm_low": round(cpm - 0.08, 5), "cpm_high": round(cpm + 0.07, 5),
+        "fp_levels": list(FP_LEVELS), "sensitivity": sensitivity,
+        "curve_fps": grid, "curve_sens": [sens(f) for f in grid],
+        "scans": 88, "nodules": pos, "nodules_without_candidate": 2,
+        "excluded_candidates": 5, "nodule_source": "annotations",
+        "nodules_found_at_threshold": 0,
+        "auc": round(0.7 + 0.05 * epoch, 5), "average_precision": round(0.05 * epoch, 5),
+        "confusion": {"tp": 0, "fp": 0, "tn": neg, "fn": pos}, "threshold": 0.5,
+        "pr_recall": recall, "pr_precision": precision,
+        "hist_bins": 20, "hist_pos": hist_pos, "hist_neg": hist_neg,
+    }
+
+
 class FakeTrainer:
     def __init__(self, sys_argv: list[str] | None = None,
                  sinks: list[Callable[[Event], None]] | None = None,
@@ -222,9 +259,16 @@ class FakeTrainer:
             "pr/recall": 0.0,
             "pr/f1_score": math.nan,
         }
+        score = fake_score(epoch, pos, neg) if phase == "val" else None
+        if score is not None:
+            metrics.update({"froc/cpm": score["cpm"], "froc/cpm_low": score["cpm_low"],
+                            "froc/cpm_high": score["cpm_high"], "roc/auc": score["auc"],
+                            "pr/average_precision": score["average_precision"]})
+            metrics.update({f"froc/sens_at_{f:g}fp": v
+                            for f, v in zip(score["fp_levels"], score["sensitivity"])})
         yield EpochMetrics(phase=phase, epoch=epoch, total_samples=self.total_samples,
                            metrics=metrics, neg_correct=neg_correct, neg_count=neg,
-                           pos_correct=pos_correct, pos_count=pos, t=self._t())
+                           pos_correct=pos_correct, pos_count=pos, score=score, t=self._t())
         yield LogRecord(level="INFO",
                         message=f"E{epoch} {phase:4} {loss_all:.4f} loss, {all_pct:-5.1f}% "
                                 f"correct, 0.0000 precision, 0.0000 recall", t=self._t())

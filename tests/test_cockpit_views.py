@@ -379,13 +379,14 @@ async def test_a_baseline_shows_in_the_plots_and_the_class_table(tmp_path):
     app = CockpitApp(LocalLink(collector, CommandChannel()), clock=frozen_clock(),
                      system_probe=lambda: FROZEN_READING, baseline=baseline)
     async with app.run_test(size=(160, 48)) as pilot:
-        text = await on_screen(pilot, app, "base val", "vs baseline (between its E1 and E2")
+        # both runs have LUNA16's CPM: the plot and the comparison use it
+        text = await on_screen(pilot, app, "base CPM", "vs baseline (between its E1 and E2")
         pm = collector.snapshot().metrics["val"]
         assert pm.total_samples == 12800 and "at 12,800 samples)" in text
-        e1, e2 = (r.values["pr/recall"] for r in baseline.epochs[:2])
+        e1, e2 = (r.values["froc/cpm"] for r in baseline.epochs[:2])
         theirs = e1 + (12800 - 9600) / (19200 - 9600) * (e2 - e1)   # on the line between
-        diff = pm.get("pr/recall") - theirs
-        assert ("recall level" in text) if abs(diff) < 1e-3 else (f"recall {diff:+.3f}" in text)
+        diff = pm.get("froc/cpm") - theirs
+        assert ("CPM level" in text) if abs(diff) < 1e-3 else (f"CPM {diff:+.3f}" in text)
         # b picks another one (or none) from the runs dir
         app.cockpit.runs_dir = str(tmp_path / "runs")
         await pilot.press("b")
@@ -394,7 +395,7 @@ async def test_a_baseline_shows_in_the_plots_and_the_class_table(tmp_path):
         await wait_for(pilot, lambda: app.cockpit.baseline is None)
         await wait_for(pilot, lambda: "vs baseline" not in screen_text(app))
         await pilot.press("b")
-        await on_screen(pilot, app, "best recall")
+        await on_screen(pilot, app, "best CPM")
         await pilot.press("down", "enter")
         await wait_for(pilot, lambda: app.cockpit.baseline is not None)
         assert app.cockpit.baseline.run_dir.endswith("base")
@@ -542,3 +543,19 @@ def test_the_baseline_is_compared_at_the_same_number_of_samples_or_says_it_has_n
     write_run_with_many_checkpoints(tmp_path / "base", epochs=4, trn_batches=trn_batches)
     line = baseline_line(mid_epoch_three().snapshot(), read_history(str(tmp_path / "base")))
     assert line.startswith(said), line
+
+
+def test_the_baseline_is_compared_by_cpm_when_both_runs_have_it(tmp_path):
+    from luna_core.run.compare import EpochRow, RunHistory, read_history
+    from luna_tui.model.summaries import baseline_line
+
+    write_run_with_many_checkpoints(tmp_path / "base", epochs=4, trn_batches=200)
+    base = read_history(str(tmp_path / "base"))
+    snap = mid_epoch_three().snapshot()
+    assert baseline_line(snap, base).endswith("CPM level, loss level")   # the same fake run
+    without = RunHistory(base.run_dir, base.options, [
+        EpochRow(r.epoch, r.total_samples,
+                 {k: v for k, v in r.values.items() if not k.startswith("froc/")})
+        for r in base.epochs])
+    line = baseline_line(snap, without)
+    assert "recall level" in line and "CPM" not in line

@@ -17,8 +17,13 @@ OPERATIONAL = frozenset({"resume", "headless", "runs_dir", "num_workers", "threa
                          "keep_checkpoints", "on_nonfinite", "tb_prefix", "baseline",
                          "notify_cmd", "notify_timeout", "quiet"})
 #: (column, metric key, higher is better)
-METRICS = (("val loss", "loss/all", False), ("recall", "pr/recall", True),
-           ("precision", "pr/precision", True), ("F1", "pr/f1_score", True))
+METRICS = (("val loss", "loss/all", False), ("CPM", "froc/cpm", True), ("AUC", "roc/auc", True),
+           ("recall", "pr/recall", True), ("precision", "pr/precision", True),
+           ("F1", "pr/f1_score", True))
+#: The FROC's points, in --csv: the sensitivity at 1/8 ... 8 false positives per scan.
+FROC_KEYS = tuple(f"froc/sens_at_{fps}fp" for fps in ("0.125", "0.25", "0.5", "1", "2", "4",
+                                                       "8"))
+BOOK_SPLIT = "candidates"      # runs from before --split used the book's split
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,32 @@ def history_from_events(run_dir: str, events: list[ev.Event]) -> RunHistory:
     by_epoch: dict[int, EpochRow] = {}
     for e in events:                       # a resumed epoch's later row replaces the earlier
         if isinstance(e, ev.EpochMetrics) and e.phase == "val":
-            by_epoch[e.epoch] = EpochRow(e.epoch, e.total_samples,
-                                         {key: e.metrics.get(key) for _c, key, _h in METRICS})
+            by_epoch[e.epoch] = EpochRow(e.epoch, e.total_samples, dict(e.metrics))
     return RunHistory(run_dir, dict(starts[0].options),
                       [by_epoch[k] for k in sorted(by_epoch)])
+
+
+def split_of(history: RunHistory) -> str:
+    return history.options.get("split") or BOOK_SPLIT
+
+
+def best_cpm_text(history: RunHistory) -> str:
+    """'0.612 [0.55–0.67] E3': the best CPM, its interval and its epoch ('-': none)."""
+    b = history.best("froc/cpm", True)
+    if b is None:
+        return "-"
+    row = next(r for r in history.epochs if r.epoch == b[0])
+    low, high = row.values.get("froc/cpm_low"), row.values.get("froc/cpm_high")
+    ci = "" if low is None or high is None else f" [{low:.2f}–{high:.2f}]"
+    return f"{b[1]:.3f}{ci} E{b[0]}"
+
+
+def by_best_cpm(histories: list[RunHistory]) -> list[RunHistory]:
+    """Best CPM first; runs without one last, in their order."""
+    def key(h: RunHistory) -> float:
+        b = h.best("froc/cpm", True)
+        return -b[1] if b else float("inf")
+    return sorted(histories, key=key)
 
 
 def read_history(run_dir: str) -> RunHistory:
@@ -117,23 +144,28 @@ def compare_rows(histories: list[RunHistory]) -> tuple[list[str], list[list[str]
     rows: list[list[str]] = []
     for i, h in enumerate(histories, 1):
         name = f"#{i}"
-        rows.append([name, "options", options_text(h, differ), "", "", "", ""])
+        rows.append([name, "options", options_text(h, differ)] + [""] * len(METRICS))
         for r in h.epochs:
             rows.append([name, str(r.epoch), str(r.total_samples)]
                         + [_fmt(r.values.get(k), 4 if k == "loss/all" else 3)
                            for _c, k, _h in METRICS])
         rows.append([name, "best", ""] + [best_text(h, k, hi, 4 if k == "loss/all" else 3)
                                           for _c, k, hi in METRICS])
+        if h.best("froc/cpm", True):
+            rows.append([name, "best CPM", best_cpm_text(h)] + [""] * len(METRICS))
     return header, rows
+
+
+RUN_ON = ("options", "best CPM")      # rows whose text runs on past the columns
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
     """Columns sized by the numbers; an options row runs on past them."""
-    sized = [header] + [r for r in rows if r[1] != "options"]
+    sized = [header] + [r for r in rows if r[1] not in RUN_ON]
     widths = [max(len(x) for x in col) for col in zip(*sized, strict=True)]
     out = []
     for row in [header, *rows]:
-        if row[1] == "options":
+        if row[1] in RUN_ON:
             out.append(f"{row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2]}")
             continue
         cells = [cell.ljust(w) if j < 2 else cell.rjust(w)
@@ -151,6 +183,10 @@ def compare_text(histories: list[RunHistory]) -> str:
     else:
         said = ("options that differ: " + ", ".join(differ)) if differ else \
             "the runs' options are the same"
+    splits = sorted({split_of(h) for h in histories})
+    if len(splits) > 1:
+        said += (f"\nwarning: the runs split validation differently ({' / '.join(splits)}): "
+                 "their validation scores are not comparable")
     return f"{legend}\n{said}\n\n{format_table(header, rows)}\n"
 
 
@@ -160,12 +196,15 @@ def compare_csv(histories: list[RunHistory]) -> str:
     differ = differing_options(histories)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["run_dir", *differ, "epoch", "total_samples"] + [k for _c, k, _h in METRICS])
+    extra = ("froc/cpm_low", "froc/cpm_high", *FROC_KEYS)
+    w.writerow(["run_dir", "split", *differ, "epoch", "total_samples"]
+               + [k for _c, k, _h in METRICS] + list(extra))
     for h in histories:
-        opts = [h.options.get(n) for n in differ]
+        opts = [split_of(h), *(h.options.get(n) for n in differ)]
         for r in h.epochs:
             w.writerow([h.run_dir, *opts, r.epoch, r.total_samples]
-                       + [r.values.get(k) for _c, k, _h in METRICS])
+                       + [r.values.get(k) for _c, k, _h in METRICS]
+                       + [r.values.get(k) for k in extra])
         bests = [h.best(k, hi) for _c, k, hi in METRICS]
         w.writerow([h.run_dir, *opts, "best", ""] + ["" if b is None else b[1] for b in bests])
         w.writerow([h.run_dir, *opts, "best_epoch", ""]

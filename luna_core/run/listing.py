@@ -6,11 +6,19 @@ from __future__ import annotations
 import datetime
 import os
 
-from luna_core.run.compare import RunHistory, best_text, differing_options, options_text
+from luna_core.run.compare import (
+    RunHistory,
+    best_cpm_text,
+    best_text,
+    differing_options,
+    options_text,
+    split_of,
+)
 from luna_core.run.runs import RunInfo
 
 #: Columns left out, first to last, when the terminal is too narrow for all of them.
-DROP_ORDER = ("options", "started", "best_f1", "val_pos", "best_recall", "best_loss")
+DROP_ORDER = ("options", "started", "split", "best_f1", "val_pos", "best_recall", "best_loss",
+              "best_cpm")
 MIN_RUN = 24            # the run's name gets at least this many columns before one is dropped
 GAP = 2
 
@@ -24,6 +32,7 @@ def _cells(run: RunInfo, h: RunHistory, differ: list[str]) -> dict[str, str]:
         "best_loss": best_text(h, "loss/all", False, 4),
         "best_recall": best_text(h, "pr/recall", True, 3),
         "best_f1": best_text(h, "pr/f1_score", True, 3),
+        "best_cpm": best_cpm_text(h), "split": split_of(h),
         "started": started, "run": run.run_dir,
         "options": f"[{options_text(h, differ)}]" if differ else "",
     }
@@ -32,7 +41,8 @@ def _cells(run: RunInfo, h: RunHistory, differ: list[str]) -> dict[str, str]:
 COLUMNS = [  # (key, title, right-aligned)
     ("state", "STATE", False), ("epoch", "EPOCH", True), ("val_loss", "VAL LOSS", True),
     ("val_pos", "VAL POS%", True), ("best_loss", "BEST LOSS", True),
-    ("best_recall", "BEST RECALL", True), ("best_f1", "BEST F1", True),
+    ("best_cpm", "BEST CPM [95% CI]", True), ("best_recall", "BEST RECALL", True),
+    ("best_f1", "BEST F1", True), ("split", "SPLIT", False),
     ("started", "STARTED", False), ("run", "RUN", False),
     ("options", "[OPTIONS THAT DIFFER]", False),
 ]

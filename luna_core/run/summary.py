@@ -123,11 +123,19 @@ class RunSummary:
             out.append("  no validation finished: no best epoch")
         else:
             f1_text = f"F1 {f1[1]:.3f} at E{f1[0]}" if f1 else "F1 -"
-            out.append(f"  best epoch: validation loss {loss[1]:.4f} at E{loss[0]}; {f1_text}")
+            cpm = self.best("froc/cpm", True)
+            cpm_text = ""
+            if cpm is not None:
+                row = self.val_rows[cpm[0]]
+                low, high = row.get("froc/cpm_low"), row.get("froc/cpm_high")
+                ci = "" if low is None or high is None else f" [{low:.2f}–{high:.2f}]"
+                cpm_text = f"CPM {cpm[1]:.3f}{ci} at E{cpm[0]}; "
+            out.append(f"  best epoch: {cpm_text}validation loss {loss[1]:.4f} at E{loss[0]}; "
+                       f"{f1_text}")
             last_epoch = max(self.val_rows)
             parts = []
-            for key, name in (("pr/recall", "recall"), ("pr/precision", "precision"),
-                              ("pr/f1_score", "F1")):
+            for key, name in (("froc/cpm", "CPM"), ("pr/recall", "recall"),
+                              ("pr/precision", "precision"), ("pr/f1_score", "F1")):
                 last, best = self.val_rows[last_epoch].get(key), self.best(key, True)
                 if last is not None and best is not None:
                     parts.append(f"{name} {last:.3f} (best {best[1]:.3f} at E{best[0]})")

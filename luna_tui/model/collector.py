@@ -169,6 +169,7 @@ class EventCollector:
         self._metrics: dict[str, PhaseMetrics] = {}
         self._history: dict[str, list[EpochPoint]] = {"trn": [], "val": []}
         self._metrics_version = 0
+        self._scores: list[tuple[int, Mapping]] = []
         self._loss = DecimatingSeries(max_loss_points)
         self._loss_version = 0
         self._nonfinite_count = 0
@@ -257,6 +258,7 @@ class EventCollector:
             metrics=MappingProxyType(dict(self._metrics)),
             history=MappingProxyType({k: tuple(v) for k, v in self._history.items()}),
             metrics_version=self._metrics_version,
+            scores=tuple(self._scores),
             batch_loss=self._loss.points(),
             batch_loss_version=self._loss_version,
             nonfinite_count=self._nonfinite_count,
@@ -370,15 +372,21 @@ class EventCollector:
             phase=ev.phase, epoch=ev.epoch, metrics=MappingProxyType(dict(ev.metrics)),
             neg_correct=ev.neg_correct, neg_count=ev.neg_count,
             pos_correct=ev.pos_correct, pos_count=ev.pos_count,
-            total_samples=ev.total_samples)
+            total_samples=ev.total_samples,
+            score=None if ev.score is None else MappingProxyType(dict(ev.score)))
         self._metrics[ev.phase] = pm
+        if ev.score is not None:
+            # a resumed run may repeat an epoch: the newest numbers win
+            self._scores = [s for s in self._scores if s[0] != ev.epoch][-1:]
+            self._scores.append((ev.epoch, pm.score))
         point = EpochPoint(
             epoch=ev.epoch,
             loss_all=_opt_float(ev.metrics, "loss/all"),
             loss_pos=_opt_float(ev.metrics, "loss/pos"),
             correct_pos=_opt_float(ev.metrics, "correct/pos"),
             correct_all=_opt_float(ev.metrics, "correct/all"),
-            total_samples=ev.total_samples)
+            total_samples=ev.total_samples,
+            cpm=_opt_float(ev.metrics, "froc/cpm"))
         hist = self._history.setdefault(ev.phase, [])
         # a resumed run may repeat an epoch: the newest numbers win
         hist[:] = [p for p in hist if p.epoch != ev.epoch]

@@ -109,3 +109,12 @@ def wrap_parts(parts: list[str], width: int, sep: str = " · ", first: int = 0) 
     if line or not lines:
         lines.append(line)
     return lines
+
+
+def cpm(value: float | None, low: float | None = None, high: float | None = None) -> str:
+    """'0.612 [0.55–0.67]': LUNA16's CPM with its 95 % interval ('-' when there is none)."""
+    if not is_num(value):
+        return "-"
+    if is_num(low) and is_num(high):
+        return f"{value:.3f} [{low:.2f}–{high:.2f}]"
+    return f"{value:.3f}"

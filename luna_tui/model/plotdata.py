@@ -20,6 +20,7 @@ SERIES = {                       # (phase, what) -> (colour, marker)
     ("val", "all"): (VAL_COLOR, "x"),
     ("val", "pos"): (VAL_COLOR, "o"),
 }
+CPM_SERIES = (VAL_COLOR, "◆")   # LUNA16's CPM of each validation (x 100 beside the % plot)
 CLIP_MARKER = "▲"
 BASE_COLOR = (204, 121, 167)     # reddish purple: the baseline run
 BASE_MARKER = "◇"

@@ -38,6 +38,7 @@ class PhaseMetrics:
     pos_correct: int
     pos_count: int
     total_samples: int = 0          # training samples seen when this epoch's phase ended
+    score: Mapping | None = None    # a validation's LUNA16 score (EpochMetrics.score)
 
     def get(self, key: str) -> float | None:
         value = self.metrics.get(key)
@@ -71,6 +72,7 @@ class EpochPoint:
     correct_pos: float | None
     correct_all: float | None
     total_samples: int = 0
+    cpm: float | None = None        # validation: LUNA16's CPM
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ class RunSnapshot:
     metrics: Mapping[str, PhaseMetrics] = field(default_factory=dict)
     history: Mapping[str, tuple[EpochPoint, ...]] = field(default_factory=dict)
     metrics_version: int = 0
+    # the latest validations' scores, oldest first, at most two: (epoch, score)
+    scores: tuple[tuple[int, Mapping], ...] = ()
     batch_loss: tuple[tuple[float, float], ...] = ()   # (fractional epoch, mean loss)
     batch_loss_version: int = 0
     nonfinite_count: int = 0

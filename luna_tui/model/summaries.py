@@ -134,9 +134,11 @@ def baseline_line(snap: RunSnapshot, baseline) -> str | None:
     where = (f"its E{a.epoch} at {a.total_samples:,} samples" if a is b or a.epoch == b.epoch
              else f"between its E{a.epoch} and E{b.epoch}, at {n:,} samples")
     parts = []
-    for key, name, higher, digits in (("pr/recall", "recall", True, 3),
-                                      ("loss/all", "loss", False, 4),
-                                      ("pr/f1_score", "F1", True, 3)):
+    keys = (("pr/recall", "recall", True, 3), ("loss/all", "loss", False, 4),
+            ("pr/f1_score", "F1", True, 3))
+    if pm.get("froc/cpm") is not None and baseline.value_at_samples("froc/cpm", n) is not None:
+        keys = (("froc/cpm", "CPM", True, 3), ("loss/all", "loss", False, 4))   # LUNA16's own
+    for key, name, higher, digits in keys:
         mine, theirs = pm.get(key), baseline.value_at_samples(key, n)
         if mine is None or theirs is None:
             continue

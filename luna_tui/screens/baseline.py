@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from luna_core.run.compare import best_text, history_from_events
+from luna_core.run.compare import best_cpm_text, best_text, history_from_events
 from luna_core.run.runs import list_runs_with_events
 
 NONE = "__none__"
@@ -33,9 +33,10 @@ class BaselinePicker(ModalScreen[str | None]):
             if run.run_dir == self.this_run or not run.run_dir:
                 continue
             h = history_from_events(run.run_dir, events)
-            options.append(Option(
-                f"{run.run_dir}  {run.state}  {len(h.epochs)} epoch(s)  best recall "
-                f"{best_text(h, 'pr/recall', True, 3)}", id=run.run_dir))
+            best = (f"best CPM {best_cpm_text(h)}" if h.best("froc/cpm", True)
+                    else f"best recall {best_text(h, 'pr/recall', True, 3)}")
+            options.append(Option(f"{run.run_dir}  {run.state}  {len(h.epochs)} epoch(s)  "
+                                  f"{best}", id=run.run_dir))
         with Vertical(id="baseline-box") as box:
             box.border_title = f"Baseline: a run under {self.runs_dir}"
             if len(options) == 1:

@@ -40,6 +40,28 @@ def alarm_lines(snap: RunSnapshot, compact: bool = False) -> list[str]:
     return lines
 
 
+def score_line(snap: RunSnapshot, compact: bool = False) -> Text | None:
+    """'val E3  LUNA16 CPM 0.612 [0.55–0.67] · sens@1FP 0.70 · AUC 0.93 · AP 0.41' under the
+    table: how well the latest validation ranks nodules above the rest."""
+    pm = snap.metrics.get("val")
+    if pm is None or pm.get("froc/cpm") is None:
+        return None
+    text = Text(f"val E{pm.epoch}  ", style="bold")
+    text.append("CPM " if compact else "LUNA16 CPM ")
+    text.append(fmt.cpm(pm.get("froc/cpm"), pm.get("froc/cpm_low"), pm.get("froc/cpm_high")),
+                style="bold")
+    parts = []
+    if pm.get("froc/sens_at_1fp") is not None:
+        parts.append(f"{'@1FP' if compact else 'sens@1FP'} {pm.get('froc/sens_at_1fp'):.2f}")
+    if pm.get("roc/auc") is not None:
+        parts.append(f"AUC {pm.get('roc/auc'):.2f}")
+    if pm.get("pr/average_precision") is not None and not compact:
+        parts.append(f"AP {pm.get('pr/average_precision'):.2f}")
+    if parts:
+        text.append(" · " + " · ".join(parts))
+    return text
+
+
 def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = False,
                        versus: str | None = None) -> Group | Text:
     """The table; ``versus``: a line on this run against a baseline run, shown under it."""
@@ -86,6 +108,9 @@ def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = Fals
                           style=style)
     alarms = alarm_lines(snap, compact)
     below = [Text(versus, style="bold")] if versus else []
+    score = score_line(snap, compact)
+    if score is not None:
+        below.insert(0, score)
     if not alarms:
         return Group(table, *below) if below else table
     banner = Text()

@@ -97,7 +97,13 @@ def render_progress(snap: RunSnapshot, now: datetime, width: int, ui: UiStatus,
     # line 3: ETAs (active time only: paused time never counts)
     out.append_text(_eta_line(snap, now, width, state))
 
-    # line 4: whatever needs attention, else the last checkpoint
+    # line 4: LUNA16's score of the latest validation, and the best so far
+    score = _score_line(snap, width)
+    if score is not None:
+        out.append("\n")
+        out.append_text(score)
+
+    # line 5: whatever needs attention, else the last checkpoint
     note = _note(snap, ui, state, width)
     if note is not None:
         out.append("\n")
@@ -106,6 +112,24 @@ def render_progress(snap: RunSnapshot, now: datetime, width: int, ui: UiStatus,
     if detail_rows >= 2:                    # one row is the blank line before them
         out.append("\n\n" + "\n".join(details[:detail_rows - 1]), style="dim")
     return out
+
+
+def _score_line(snap: RunSnapshot, width: int) -> Text | None:
+    """'CPM 0.612 [0.55–0.67] val E3 · best 0.640 E2' (nothing before a scored validation)."""
+    pm = snap.metrics.get("val")
+    if pm is None or pm.get("froc/cpm") is None:
+        return None
+    text = Text("CPM ")
+    text.append(fmt.cpm(pm.get("froc/cpm"), pm.get("froc/cpm_low"), pm.get("froc/cpm_high")),
+                style="bold")
+    parts = [f"val E{pm.epoch}"]
+    points = [(p.epoch, p.cpm) for p in snap.history.get("val", ()) if fmt.is_num(p.cpm)]
+    if len(points) > 1:
+        best = max(points, key=lambda p: (p[1], -p[0]))
+        parts.append(f"best {best[1]:.3f} E{best[0]}")
+    lines = fmt.wrap_parts(parts, width, first=len(text.plain) + 1)
+    text.append(" " + "\n".join(lines))
+    return text
 
 
 def _details(snap: RunSnapshot, width: int) -> list[str]:

@@ -1,5 +1,6 @@
 """Trends: the live training loss per batch (smoothed), and per epoch the loss (all and
-positives) and the % of nodules correct, for trn and val.
+positives) and the % of nodules correct, for trn and val, with LUNA16's CPM of each
+validation (x 100) once the run has one.
 
 Each plot's title carries its current value and the best so far; a few huge values are drawn
 clipped at the top (▲) instead of squashing the y axis; `s` toggles the smoothing, `y` the log
@@ -264,6 +265,8 @@ class TrendsPane(Container):
                      "epoch loss")
             self._epoch_axis(w, epoch_ticks, last, bool(values), title, snap)
 
+        cpm = _epochs(val, "cpm")
+
         def pos(w: TrendPlot) -> None:
             plt = w.plt
             any_data = False
@@ -273,18 +276,31 @@ class TrendsPane(Container):
                     any_data = True
                     color, marker = pd.SERIES[(name, "all")]
                     plt.plot([x(e) for e, _ in pts], [v for _, v in pts], marker=marker,
-                             color=color, label=name)
-            base = self._baseline_points("pr/recall", 100.0)   # recall = % of nodules right
+                             color=color, label=f"{name} %" if cpm else name)
+            if cpm:        # LUNA16's CPM, x 100 on the same 0-100 axis
+                color, marker = pd.CPM_SERIES
+                plt.plot([x(e) for e, _ in cpm], [100 * v for _, v in cpm], marker=marker,
+                         color=color, label="val CPM")
+            # the baseline's CPM when both runs have one, else its recall (= % of nodules right)
+            key = "froc/cpm" if cpm and self._baseline_points("froc/cpm") else "pr/recall"
+            base = self._baseline_points(key, 100.0)
             if base:
                 any_data = True
                 plt.plot([x for x, _ in base], [v for _, v in base], marker=pd.BASE_MARKER,
-                         color=pd.BASE_COLOR, label="base val")
+                         color=pd.BASE_COLOR,
+                         label="base CPM" if key == "froc/cpm" else "base val")
             plt.ylim(0, 100)
-            series = _epochs(val or trn, "correct_pos")
-            title = (pd.value_title("% of nodules correct", title_phase, series, False, ".1f"),
-                     pd.value_title("nodules %", title_phase, series, False, ".0f"),
-                     "nodules %")
-            self._epoch_axis(w, epoch_ticks, last, any_data, title, snap)
+            if cpm:
+                title = (pd.value_title("CPM x100, nodules %", "val", cpm, False, ".3f"),
+                         pd.value_title("CPM", "val", cpm, False, ".3f"),
+                         pd.value_title("CPM", "val", cpm, False, ".2f"), "CPM")
+            else:
+                series = _epochs(val or trn, "correct_pos")
+                title = (pd.value_title("% of nodules correct", title_phase, series, False,
+                                        ".1f"),
+                         pd.value_title("nodules %", title_phase, series, False, ".0f"),
+                         "nodules %")
+            self._epoch_axis(w, epoch_ticks, last, any_data or bool(cpm), title, snap)
 
         self.query_one("#plot-loss", TrendPlot).redraw(loss)
         self.query_one("#plot-pos", TrendPlot).redraw(pos)
