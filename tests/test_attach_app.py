@@ -352,6 +352,18 @@ async def test_finished_run_opens_read_only_with_its_final_state(tmp_path):
                              "runs/luna/2025-03-04_12.00.00-dlwpt/checkpoint-e002-b00060.pt")
 
 
+async def test_attach_shows_the_diagnostics_of_a_finished_run_from_its_event_file(tmp_path):
+    write_fake_run(tmp_path / "run")
+    app = attach(str(tmp_path / "run"), system_probe=lambda: FROZEN_READING)
+    async with app.run_test(size=WIDE) as pilot:
+        await on_screen(pilot, app, "FINISHED")
+        await pilot.press("5")
+        cpm = app.source.snapshot().metrics["val"].get("froc/cpm")
+        await on_screen(pilot, app, f"FROC val E2 · CPM {cpm:.3f}", "· E1 ",
+                        "PR curve val E2", "predictions val E2", "predicted nodule",
+                        "val E2: nodules scored below 0.1")
+
+
 def test_attached_finished_run_snapshot(snap_compare, tmp_path):
     write_fake_run(tmp_path / "run")
     app = attach(str(tmp_path / "run"), system_probe=lambda: FROZEN_READING)

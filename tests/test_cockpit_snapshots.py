@@ -52,6 +52,15 @@ def test_trends_view(snap_compare, size):
     assert snap_compare(cockpit(mid_epoch_three()), terminal_size=size, press=["2"])
 
 
+@pytest.mark.parametrize("size, press", [((80, 24), ["5"]), ((80, 24), ["5", "n", "n"]),
+                                         ((160, 48), ["5"])],
+                         ids=["80x24-froc", "80x24-histograms", "160x48"])
+def test_diagnostics_view(snap_compare, size, press):
+    """`5`: the latest validation's FROC, PR curve, histograms and confusion beside the one
+    before; one plot at a time at 80x24 (`n` cycles), all four at 160x48."""
+    assert snap_compare(cockpit(mid_epoch_three()), terminal_size=size, press=press)
+
+
 def mid_epoch_three():
     return scripted_run(lambda e: isinstance(e, BatchDone) and e.epoch == 3
                         and e.phase == "trn" and e.batch_ndx == 120,

@@ -67,7 +67,7 @@ def plot_rows(app) -> dict[str, int]:
 
 
 def slot_rows(app) -> dict[str, int]:
-    return {name: app.query_one(f"#slot-{name}").region.height for name in plan.PANES
+    return {name: app.query_one(f"#slot-{name}").region.height for name in plan.ALL_PANES
             if app.query_one(f"#slot-{name}").display}
 
 
@@ -559,3 +559,65 @@ def test_the_baseline_is_compared_by_cpm_when_both_runs_have_it(tmp_path):
         for r in base.epochs])
     line = baseline_line(snap, without)
     assert "recall level" in line and "CPM" not in line
+
+
+# ----------------------------------------------------------------------------- diagnostics
+
+@pytest.mark.parametrize("size, grid", [((80, 24), False), ((100, 32), False),
+                                        ((160, 48), True)], ids=["80x24", "100x32", "160x48"])
+async def test_diagnostics_show_every_plot_readably_at_any_size(size, grid):
+    from luna_tui.model import diagnostics as dg
+
+    app = cockpit()
+    async with app.run_test(size=size) as pilot:
+        await on_screen(pilot, app, "? Help")
+        await pilot.press("5")
+        await settled(pilot, app)
+        assert set(slot_rows(app)) == {"diagnostics"}
+        seen = []
+        for _ in dg.PLOTS:
+            shown = [n for n in dg.PLOTS if app.query_one(f"#diag-{n}").display]
+            assert shown == (list(dg.PLOTS) if grid else [shown[0]])
+            for name in shown:
+                plot = app.query_one(f"#diag-{name}")
+                if name != "confusion":        # a plot: at least 10 rows of plotting area
+                    assert plot.size.height - plan.PLOT_CHROME_ROWS >= plan.MIN_PLOT_ROWS
+            seen += shown
+            await pilot.press("n")
+            await settled(pilot, app)
+        assert set(seen) == set(dg.PLOTS)      # n went through all four (or all at once)
+        text = screen_text(app)
+        assert "val E2: nodules scored below 0.1" in text
+
+
+def _score(hist_pos, hist_neg):
+    return {"hist_bins": 20, "hist_pos": hist_pos, "hist_neg": hist_neg}
+
+
+def test_the_diagnostics_line_reads_the_histograms():
+    from luna_tui.model.diagnostics import reading
+
+    low = reading(_score([9, 0, 0, 1, 0, 0, 2] + [0] * 13, [990, 10] + [0] * 18))
+    assert low.startswith("nodules scored below 0.1: 9 of 12 — the model ranks them with the "
+                          "background")
+    high = reading(_score([0] * 10 + [1] * 10, [1000] + [0] * 19))
+    assert high.startswith("nodules scored 0.5 or more: 10 of 10")
+    middle = reading(_score([1, 0, 3, 3, 3] + [0] * 15, [900, 50, 50] + [0] * 17))
+    assert middle.startswith("nodules between 0.1 and 0.5: 9 of 10")
+    assert reading(_score([0] * 20, [5] * 20)).startswith("no nodule")
+
+
+def test_the_confusion_counts_beside_the_validation_before():
+    from luna_tui.model.diagnostics import confusion_lines
+
+    now = {"confusion": {"tp": 3, "fp": 40, "tn": 1200, "fn": 9}, "threshold": 0.5,
+           "auc": 0.91, "average_precision": 0.3, "nodules": 12, "scans": 88,
+           "nodules_without_candidate": 2}
+    before = {"confusion": {"tp": 1, "fp": 10, "tn": 1230, "fn": 11}, "auc": 0.8,
+              "average_precision": 0.2}
+    lines = confusion_lines(now, before, 3, 2)
+    assert lines[0] == "at probability 0.5, val E3 (E2 in brackets)"
+    assert lines[2].split() == ["nodule", "3", "(1)", "9", "(11)"]
+    assert lines[3].split() == ["not", "nodule", "40", "(10)", "1,200", "(1,230)"]
+    assert lines[4] == "AUC 0.91 (0.80) · AP 0.30 (0.20)"
+    assert lines[5] == "12 nodules in 88 scans counted; 2 more with no validation candidate"

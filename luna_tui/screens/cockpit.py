@@ -1,7 +1,7 @@
 """The cockpit screen: the panes in their slots, the views (1 overview, 2 trends, 3 log,
-4 system), the zoom, the plot keys and the baseline. What is on screen and where; the rows come
-from luna_tui.model.layout. The app (luna_tui.app) polls the run and hands each snapshot to
-``show``; this screen never talks to the run."""
+4 system, 5 diagnostics), the zoom, the plot keys and the baseline. What is on screen and
+where; the rows come from luna_tui.model.layout. The app (luna_tui.app) polls the run and
+hands each snapshot to ``show``; this screen never talks to the run."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from luna_tui.model import diagnostics as dg
 from luna_tui.model import layout as plan
 from luna_tui.model import summaries
 from luna_tui.model.controls import UiStatus
@@ -25,6 +26,7 @@ from luna_tui.model.system import SystemReading
 from luna_tui.widgets import (
     BottleneckPane,
     ClassTablePane,
+    DiagnosticsPane,
     LogPane,
     ProgressPane,
     SystemPane,
@@ -56,14 +58,17 @@ RUN_KEYS = [
 ]
 
 _VIEWS_HELP = ("views: 1 all panes (those that do not fit show one line), 2 the trend plots, "
-               "3 the log, 4 system and GPU")
+               "3 the log, 4 system and GPU, 5 diagnostics (FROC, PR curve, histograms, "
+               "confusion of the latest validation)")
 
 #: The screen's keys: views, zoom, focus, baseline, and the trend plots' own keys.
 VIEW_KEYS = [
-    Binding("1", "view('overview')", "Views", key_display="1-4", tooltip=_VIEWS_HELP),
+    Binding("1", "view('overview')", "Views", key_display="1-5", tooltip=_VIEWS_HELP),
     Binding("2", "view('trends')", "Trends", show=False, tooltip=_VIEWS_HELP),
     Binding("3", "view('log')", "Log", show=False, tooltip=_VIEWS_HELP),
     Binding("4", "view('system')", "System", show=False, tooltip=_VIEWS_HELP),
+    Binding("5", "view('diagnostics')", "Diagnostics", show=False, tooltip=_VIEWS_HELP),
+    *DiagnosticsPane.KEYS,
     Binding("z", "zoom", "Zoom", tooltip="zoom the focused pane to the whole screen (the "
                                          "trend plots if none); z again goes back"),
     *TrendsPane.KEYS,
@@ -113,6 +118,8 @@ class CockpitScreen(Screen):
                 yield from self._slot("bottleneck", BottleneckPane(id="bottleneck"))
             with Container(id="band-log", classes="band"):
                 yield from self._slot("log", LogPane(id="log", tz=lambda: self.clock().tzinfo))
+            with Container(id="band-diagnostics", classes="band"):
+                yield from self._slot("diagnostics", DiagnosticsPane(id="diagnostics"))
         yield Footer()
 
     @staticmethod
@@ -153,6 +160,7 @@ class CockpitScreen(Screen):
             self.query_one(ClassTablePane).show(snap)
             self.query_one(BottleneckPane).show(snap)
             self.query_one(LogPane).show(snap)
+            self.query_one(DiagnosticsPane).show(snap)
         self.query_one(TrendsPane).show(snap)
         if relayout:
             self.relayout()
@@ -188,9 +196,17 @@ class CockpitScreen(Screen):
             focused = self.focused
             while focused is not None and not focused.has_class("pane"):
                 focused = focused.parent
-            self.zoomed = (focused.id if focused is not None and focused.id in plan.PANES
+            self.zoomed = (focused.id if focused is not None and focused.id in plan.ALL_PANES
                            else "trends")
         self.relayout()
+
+    def action_next_diagnostic(self) -> None:
+        """`n`: the diagnostics view, or its next plot when it shows one at a time."""
+        pane = self.query_one(DiagnosticsPane)
+        if self.view != plan.DIAGNOSTICS and self.zoomed != plan.DIAGNOSTICS:
+            self.action_view(plan.DIAGNOSTICS)
+        elif not pane.grid:
+            pane.next_plot()
 
     def action_focus_log(self) -> None:
         lay = self.layout_plan
@@ -273,7 +289,7 @@ class CockpitScreen(Screen):
         for name in ("classes", "bottleneck"):
             self.query_one(f"#slot-{name}").styles.width = cols[name] if lay.wide else "1fr"
         self.query_one("#status").display = lay.status_line
-        for name in plan.PANES:
+        for name in plan.ALL_PANES:
             slot = self.query_one(f"#slot-{name}")
             slot.display = name in lay.rows
             if name in lay.rows:
@@ -282,6 +298,7 @@ class CockpitScreen(Screen):
         for band in self.query(".band"):
             band.display = any(child.display for child in band.children)
         self.query_one(TrendsPane).arrange_plots(lay.plots)
+        self.query_one(DiagnosticsPane).show_plots(dg.grid(width, height))
         log = self.query_one(LogPane)
         self.call_after_refresh(log.scroll_end, animate=False)   # its newest lines in view
 

@@ -18,12 +18,20 @@ PANES = [
     ("Progress", "state, epoch, batch, samples/s; when the phase and the run end. ETAs use "
                  "active time only (paused time never counts); ≈ marks a guess."),
     ("Per class", "latest epoch for trn and val: loss, % correct, k of n; precision, recall "
-                  "and F1 of the positive class. A NODULES MISSED banner appears when 'all' "
-                  "looks excellent but nodules are almost never found."),
+                  "and F1 of the positive class; under it LUNA16's CPM of the validation with "
+                  "its 95 % interval, sensitivity at 1 FP per scan, AUC and AP. A NODULES "
+                  "MISSED banner appears when 'all' looks excellent but nodules are almost "
+                  "never found."),
     ("Trends", "live training loss per batch (smoothed, the raw values dotted behind; ▲ marks "
                "values clipped at the top); loss/all, loss/pos and % of nodules correct per "
                "epoch (orange trn, blue val; a marker per series). Titles: the latest value "
                "and the best so far."),
+    ("Diagnostics", "view 5: the latest validation beside the one before it: LUNA16's FROC "
+                    "(sensitivity against false positives per scan; the CPM is the mean at "
+                    "the seven marked points, with its 95 % bootstrap interval), the PR curve, "
+                    "the prediction histograms of nodules and non-nodules with one line that "
+                    "reads them, and the confusion counts at 0.5. n: the next plot when the "
+                    "screen shows one at a time."),
     ("System", "CPU, RAM, this process and its loader workers; GPUs through NVML."),
     ("Bottleneck", "share of recent batch time spent waiting for data vs computing."),
     ("Log", "the training loop's log lines."),
