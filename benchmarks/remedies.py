@@ -1,14 +1,17 @@
-"""The book's remedies on the demo data: nodule recall per epoch of a plain run and of a
-``--balanced --augmented`` run, side by side (chapter 12's comparison, in the terminal).
+"""The book's remedies on the demo data: per epoch, LUNA16's CPM (with its 95 % interval) and
+the nodule recall of a plain run, a ``--balanced`` run and a ``--balanced --augmented`` run,
+side by side (chapter 12's comparison, in the terminal).
 
     .venv/bin/python benchmarks/remedies.py [--data-dir DIR] [--epochs 3] [--work DIR]
+        [--arm "--balanced" --arm "--balanced --augmented"] [--no-plain]
 
 Writes the demo set (``luna-tui synth`` defaults) if ``--data-dir`` has none, then runs
-``--headless --epochs N`` twice in one runs folder, with the same seed: plain, and ``--balanced
---augmented --epoch-samples <training set size>`` (the book's 200,000 samples an epoch would
-take hours on a CPU), and prints ``luna-tui compare`` of the two plus, per epoch, whether the
-validation recall was at most 0.10 (with ~96 % of the demo's samples negative, that is the
-cockpit's NODULES MISSED alarm). Results, not timings: the machine's load does not change them.
+``--headless --epochs N`` once per arm in one runs folder, with the same seed: plain, and each
+``--arm`` with ``--epoch-samples <training set size>`` (the book's 200,000 samples an epoch
+would take hours on a CPU), and prints ``luna-tui compare`` of the runs plus, per run and
+epoch, the CPM and whether the validation recall was at most 0.10 (with ~96 % of the demo's
+samples negative, that is the cockpit's NODULES MISSED alarm). Results, not timings: the
+machine's load does not change them.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--work", default=None, help="runs folder (default: a temporary one)")
-    p.add_argument("--remedy", default="--balanced --augmented",
-                   help="the options of the second run (--epoch-samples is added)")
+    p.add_argument("--arm", action="append", default=None, metavar="OPTIONS",
+                   help="the options of a remedy run (--epoch-samples is added); repeat for "
+                        "more (default: '--balanced' and '--balanced --augmented')")
     p.add_argument("--no-plain", action="store_true",
-                   help="only the remedy run (compared with the newest plain run in --work)")
+                   help="only the remedy runs (compared with the runs already in --work)")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
     print_machine(machine_info())
@@ -50,9 +54,11 @@ def main(argv=None) -> int:
     from luna_core.data.dsets import LunaDataset
 
     trn = LunaDataset(val_stride=10, is_val=False, data_dir=args.data_dir, cache_dir=cache)
-    remedy = args.remedy.split()
     arms = [] if args.no_plain else [("plain", ["plain"])]
-    arms.append((" ".join(remedy), remedy + ["--epoch-samples", str(len(trn)), "remedies"]))
+    for arm in args.arm or ["--balanced", "--balanced --augmented"]:
+        options = arm.split()
+        name = "+".join(o.lstrip("-") for o in options)
+        arms.append((arm, options + ["--epoch-samples", str(len(trn)), name]))
     for name, extra in arms:
         t0 = time.perf_counter()
         code = subprocess.run(exe + common + extra, stdout=subprocess.DEVNULL).returncode
@@ -62,13 +68,21 @@ def main(argv=None) -> int:
     histories = [read_history(r.run_dir) for r in list_runs(work)]
     print()
     print(compare_text(histories))
+    print("run                               epoch  CPM [95% CI]          sens@1FP  AUC    "
+          "recall")
     for h in histories:
-        missed = []
         for row in h.epochs:
-            recall = row.values.get("pr/recall") or 0.0
-            missed.append(f"E{row.epoch} recall {recall:.3f}"
-                          + (" NODULES MISSED" if recall <= 0.10 else ""))
-        print(f"{os.path.basename(h.run_dir):32s} " + " · ".join(missed))
+            v = row.values
+            recall = v.get("pr/recall") or 0.0
+            cpm = "-" if v.get("froc/cpm") is None else (
+                f"{v['froc/cpm']:.3f} [{v.get('froc/cpm_low', 0):.2f}–"
+                f"{v.get('froc/cpm_high', 0):.2f}]")
+            sens = v.get("froc/sens_at_1fp")
+            auc = v.get("roc/auc")
+            print(f"{os.path.basename(h.run_dir):33s} E{row.epoch:<5d} {cpm:21s} "
+                  f"{'-' if sens is None else f'{sens:.2f}':8s}  "
+                  f"{'-' if auc is None else f'{auc:.3f}':6s} {recall:.3f}"
+                  + (" NODULES MISSED" if recall <= 0.10 else ""))
     print_footer(t_start)
     return 0
 

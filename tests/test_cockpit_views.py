@@ -261,7 +261,7 @@ async def test_plot_keys_toggle_smoothing_log_scale_and_the_x_axis():
         tick_rows = [line for line in text.splitlines() if re.search(r"\b5k\b", line)]
         assert tick_rows and not any(re.search(r"\d\.\d", row) for row in tick_rows)
         # best-so-far in the titles
-        await on_screen(pilot, app, "loss per epoch", "· best ", "% of nodules correct · val")
+        await on_screen(pilot, app, "loss per epoch", "· best ", "CPM x100, nodules % · val")
 
 
 def test_palette_gives_each_series_its_own_marker():

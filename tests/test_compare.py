@@ -137,3 +137,57 @@ def test_runs_fits_the_terminal_and_wide_keeps_everything(two_runs, capsys, monk
     wide = capsys.readouterr().out.splitlines()
     assert max(len(line) for line in wide) > columns or columns >= 120
     assert all(run_dir in line for line, run_dir in zip(wide[1:], dirs, strict=True))
+
+
+def _write_run(runs, name, cpms, split=None, t0=1e9):
+    """An event file with validations whose LUNA16 score the test sets."""
+    import json
+
+    run_dir = runs / "luna" / name
+    (run_dir / "checkpoints").mkdir(parents=True)
+    options = {"lr": 0.001} if split is None else {"lr": 0.001, "split": split}
+    events = [ev.RunStarted(run_dir=str(run_dir), options=options, epochs=len(cpms),
+                            start_epoch=1, trn_samples=100, val_samples=10, trn_pos=5,
+                            val_pos=1, device="cpu", pid=1, host="elsewhere", t=t0)]
+    for epoch, cpm in enumerate(cpms, 1):
+        metrics = {"loss/all": 0.5 / epoch, "pr/recall": 0.1 * epoch, "correct/pos": 0.0,
+                   "pr/precision": 0.1, "pr/f1_score": 0.1}
+        if cpm is not None:
+            metrics.update({"froc/cpm": cpm, "froc/cpm_low": cpm - 0.1,
+                            "froc/cpm_high": cpm + 0.1, "froc/sens_at_1fp": cpm + 0.05})
+        events.append(ev.EpochMetrics(phase="val", epoch=epoch, total_samples=100 * epoch,
+                                      metrics=metrics, neg_correct=9, neg_count=9,
+                                      pos_correct=0, pos_count=1, t=t0 + epoch))
+    events.append(ev.RunFinished(state=ev.FINISHED, exit_code=0, t=t0 + 10))
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(ev.event_to_dict(e)) + "\n"
+                                                  for e in events))
+    return str(run_dir)
+
+
+def test_runs_and_compare_show_the_best_cpm_and_sort_by_it(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    a = _write_run(runs, "2026-01-01_00.00.00-a", [0.3, 0.5, 0.4], t0=1e9)
+    b = _write_run(runs, "2026-01-02_00.00.00-b", [0.6, 0.7], split="series", t0=2e9)
+    c = _write_run(runs, "2026-01-03_00.00.00-c", [None, None], t0=3e9)
+    assert cli_main(["runs", "--runs-dir", str(runs), "--wide", "--sort", "cpm"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "BEST CPM [95% CI]" in out[0] and "SPLIT" in out[0]
+    assert [next(d for d in (a, b, c) if d in line) for line in out[1:]] == [b, a, c]
+    assert "[split=series]" in out[1] and "[split=candidates]" in out[2]   # best CPM first
+    assert "0.700 [0.60–0.80] E2" in out[1] and "series" in out[1]
+    assert "0.500 [0.40–0.60] E2" in out[2] and "candidates" in out[2]
+
+    assert cli_main(["compare", a, b, "--runs-dir", str(runs), "--sort", "cpm"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"#1  {b}\n#2  {a}\n")
+    assert "warning: the runs split validation differently (candidates / series)" in text
+    assert any(line.split()[:3] == ["#1", "best", "CPM"] and "0.700 [0.60–0.80] E2" in line
+               for line in text.splitlines())
+
+    assert cli_main(["compare", a, c, "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    first = rows[0]
+    assert first["split"] == "candidates" and float(first["froc/cpm"]) == 0.3
+    assert float(first["froc/sens_at_1fp"]) == pytest.approx(0.35)
+    assert "froc/sens_at_0.125fp" in first and "froc/cpm_low" in first
+    assert [r["froc/cpm"] for r in rows if r["run_dir"] == c][:2] == ["", ""]

@@ -21,6 +21,22 @@ def _metrics(epoch, loss, recall, precision, f1, t):
                            neg_correct=0, neg_count=9, pos_correct=0, pos_count=1)
 
 
+def test_the_best_epoch_by_cpm_comes_first_with_its_interval(tmp_path):
+    run = str(tmp_path / "run")
+    events = [ev.RunStarted(run_dir=run, options={}, epochs=2, start_epoch=1, trn_samples=8,
+                            val_samples=2, trn_pos=1, val_pos=1, device="cpu", pid=1, host="h",
+                            t=0.0)]
+    for epoch, cpm, loss in ((1, 0.62, 0.3), (2, 0.55, 0.2)):
+        m = _metrics(epoch, loss, 0.5, 0.1, 0.2, float(epoch))
+        m.metrics.update({"froc/cpm": cpm, "froc/cpm_low": cpm - 0.05,
+                          "froc/cpm_high": cpm + 0.04})
+        events.append(m)
+    lines = summarise(run, events).lines()
+    assert lines[1] == ("  best epoch: CPM 0.620 [0.57–0.66] at E1; validation loss 0.2000 at "
+                        "E2; F1 0.200 at E1")
+    assert lines[2].startswith("  last validation (E2): CPM 0.550 (best 0.620 at E1), recall")
+
+
 def _batch(phase, ndx, active_s, t, data_s=0.03, compute_s=0.01):
     return ev.BatchDone(phase=phase, epoch=1, batch_ndx=ndx, batch_count=10, samples=8,
                         total_samples=8 * ndx, loss=0.5, data_s=data_s, compute_s=compute_s,

@@ -85,8 +85,9 @@ def history_from_events(run_dir: str, events: list[ev.Event]) -> RunHistory:
     for e in events:                       # a resumed epoch's later row replaces the earlier
         if isinstance(e, ev.EpochMetrics) and e.phase == "val":
             by_epoch[e.epoch] = EpochRow(e.epoch, e.total_samples, dict(e.metrics))
-    return RunHistory(run_dir, dict(starts[0].options),
-                      [by_epoch[k] for k in sorted(by_epoch)])
+    options = dict(starts[0].options)
+    options.setdefault("split", BOOK_SPLIT)        # runs from before --split: the book's
+    return RunHistory(run_dir, options, [by_epoch[k] for k in sorted(by_epoch)])
 
 
 def split_of(history: RunHistory) -> str:
