@@ -37,6 +37,7 @@ from luna_core.run import events as ev
 from luna_core.run.alerts import NotifySink
 from luna_core.run.commands import CommandChannel
 from luna_core.run.control import ControlServer
+from luna_core.score import examples
 from luna_core.score.validation import ValidationScorer
 from luna_core.train import runtime
 from luna_core.train.augment import Augmentation, augment
@@ -267,7 +268,7 @@ class LunaTrainingApp:
         log.info("E%d %s", epoch, type(self).__name__)
         for line in format_metric_lines(epoch, phase, result):
             log.info(line)
-        score = None
+        score = rows = None
         if phase == "val" and self.scorer is not None and self.dist.is_main:
             # LUNA16's FROC / CPM and the ranking metrics: the samples in the columns' order
             rows = dl.sampler.gathered_indices(metrics_g.shape[1])
@@ -279,6 +280,13 @@ class LunaTrainingApp:
             phase=phase, epoch=epoch, total_samples=self.loop.total_samples, **result,
             score=score,
             per_sample=(metrics_a[METRICS_LABEL_NDX], metrics_a[METRICS_PRED_NDX])))
+        if rows is not None and self.cli_args.examples:
+            # the worst misses, false alarms and best hits, with their chunks, for a person
+            path, counts = examples.save(
+                self.run_dir, epoch, self.val_ds, rows, metrics_a[METRICS_PRED_NDX],
+                metrics_a[METRICS_LOSS_NDX], self.cli_args.examples,
+                self.cli_args.keep_examples)
+            self.bus.emit(ev.ExamplesSaved(epoch=epoch, path=path, **counts))
         return result["metrics"]["loss/all"]
 
     # ------------------------------------------------------------------ one phase

@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "ctl": "command a running run (pause, resume, checkpoint, stop, set lr=X)",
     "runs": "list runs with their state and best values",
     "compare": "runs side by side, per epoch",
+    "examples": "a run's worst misses, false alarms and best hits (a table; --png slices)",
 }
 
 
@@ -225,6 +226,29 @@ def run_ctl(argv: list[str]) -> int:
         return 2
 
 
+def run_examples(argv: list[str]) -> int:
+    from luna_core.train.options import add_runs_dir
+
+    parser = _parser(
+        "examples",
+        "The candidates a run's validation got most wrong (and most right): the worst "
+        "misses, the false alarms and the best hits of an epoch, with their probability, "
+        "loss, diameter and where they are; --png writes their axial, coronal and sagittal "
+        "slices (lung window, the nodule's diameter as a circle) for a report or a browser.")
+    parser.add_argument("run", metavar="RUN_DIR|latest")
+    add_runs_dir(parser)
+    parser.add_argument("--epoch", type=int, default=None,
+                        help="which validation (default: the newest kept)")
+    parser.add_argument("--kind", choices=("misses", "false-alarms", "best", "all"),
+                        default="all")
+    parser.add_argument("--png", default=None, metavar="DIR",
+                        help="write each example's slices through its centre as PNG files")
+    args = parser.parse_args(argv)
+    from luna_tui.examples_cli import examples_command
+
+    return examples_command(args.run, args.runs_dir, args.epoch, args.kind, args.png)
+
+
 _SUBCOMMAND_RUNNERS = {   # tests/test_cli.py: the same names as SUBCOMMANDS
     "synth": run_synth,
     "prepcache": run_prepcache,
@@ -233,4 +257,5 @@ _SUBCOMMAND_RUNNERS = {   # tests/test_cli.py: the same names as SUBCOMMANDS
     "compare": run_compare,
     "check": run_check,
     "ctl": run_ctl,
+    "examples": run_examples,
 }

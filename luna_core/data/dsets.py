@@ -31,7 +31,7 @@ from .candidates import (
     split_indices,
 )
 from .chunkstore import ChunkStore, group_centres, read_chunk, read_chunk_into
-from .ct import CHUNK_WIDTH_IRC
+from .ct import CHUNK_WIDTH_IRC, window_starts_array
 from .geometry import XyzTuple
 from .layout import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
 
@@ -232,6 +232,19 @@ class LunaDataset(Dataset):
         if chunks is None:
             chunks = self._open_series(s)
         return read_chunk(chunks, self._chunk_list[ndx])
+
+    def example_of(self, ndx: int) -> dict:
+        """What a person looking at sample ``ndx`` needs: its chunk (int16 HU, index row col,
+        as the model sees it before augmentation), its centre irc in the volume and in the
+        chunk (the window is shifted inside the volume near an edge), and the voxel size."""
+        s = self._series_list[ndx]
+        chunks = self._chunks[s] or self._open_series(s)
+        k = self._chunk_list[ndx]
+        irc = chunks.center_irc[k]
+        starts, _ = window_starts_array(irc, chunks.shape_irc, chunks.width_irc)
+        return {"chunk": read_chunk(chunks, k), "center_irc": [int(v) for v in irc],
+                "irc_in_chunk": [int(v) for v in irc - starts[0]],
+                "vx_size_xyz": [float(v) for v in chunks.vx_size_xyz]}
 
     # ---------------------------------------------------------------- samples
     def __getitem__(self, ndx: int):

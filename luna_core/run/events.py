@@ -166,10 +166,23 @@ class RunFinished(Event):
     last_checkpoint: str | None = None
 
 
+@dataclass
+class ExamplesSaved(Event):
+    """A validation's examples (worst misses, false alarms, best hits) are in ``path``
+    (luna_core.run.examples has the format)."""
+    kind: ClassVar[str] = "examples"
+    epoch: int
+    path: str
+    misses: int
+    false_alarms: int
+    best: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (RunStarted, PhaseStarted, BatchDone, EpochMetrics, StatusChanged,
-                CheckpointSaved, NonFiniteLoss, LogRecord, RunFinished, OptimizerChanged)
+                CheckpointSaved, NonFiniteLoss, LogRecord, RunFinished, OptimizerChanged,
+                ExamplesSaved)
 }
 
 

@@ -80,6 +80,11 @@ def build_parser(prog: str = "luna-tui", commands: str = "") -> argparse.Argumen
                         help="candidates: the book's split, every N-th candidate (a scan, "
                              "often a nodule, on both sides); series: every N-th series "
                              "(sorted by uid) wholly in validation, no scan on both sides")
+    parser.add_argument("--examples", type=int, default=8, metavar="K",
+                        help="after each validation keep the K worst misses, K false alarms "
+                             "and K best hits with their chunks in RUN_DIR/examples/ (0: none)")
+    parser.add_argument("--keep-examples", type=int, default=5, metavar="N",
+                        help="keep the examples of the newest N validations")
     parser.add_argument("--froc-bootstrap", type=int, default=1000, metavar="N",
                         help="resamples of the validation scans for the CPM's 95 %% interval "
                              "(0: no interval)")
@@ -154,7 +159,7 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, set[str]]:
              if value is not _NOT_GIVEN}
     for name, minimum in (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("threads", 0),
                           ("val_stride", 2), ("keep_checkpoints", 1), ("balanced", 0),
-                          ("froc_bootstrap", 0),
+                          ("froc_bootstrap", 0), ("examples", 0), ("keep_examples", 1),
                           ("epoch_samples", 1), ("augment_offset", 0.0),
                           ("augment_scale", 0.0), ("augment_noise", 0.0)):
         value = getattr(options, name)

@@ -1,0 +1,85 @@
+"""`luna-tui examples RUN`: a validation's worst misses, false alarms and best hits as a table,
+and with ``--png DIR`` their slices as pictures, for someone without a graphics terminal."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from luna_core.errors import LunaInputError
+from luna_core.run.examples import (
+    KIND_TITLE,
+    KINDS,
+    examples_path,
+    read_examples,
+    saved_epochs,
+)
+
+PNG_UPSAMPLE = 4
+COLUMNS = ("#", "prob", "loss", "diam mm", "series", "centre xyz (mm)", "centre irc")
+
+
+def _rows(examples, kind: str) -> list[tuple[str, ...]]:
+    return [(str(e.rank), f"{e.probability:.3f}", f"{e.loss:.3f}",
+             f"{e.diameter_mm:.1f}" if e.diameter_mm > 0 else "-", e.short_uid,
+             "(" + ", ".join(f"{v:.1f}" for v in e.center_xyz) + ")",
+             "(" + ", ".join(str(v) for v in e.center_irc) + ")")
+            for e in examples.of_kind(kind)]
+
+
+def table(examples, kinds) -> str:
+    out = []
+    for kind in kinds:
+        rows = _rows(examples, kind)
+        out.append(f"E{examples.epoch} {KIND_TITLE[kind]}: {len(rows)}")
+        if not rows:
+            continue
+        widths = [max(len(r[k]) for r in [COLUMNS, *rows]) for k in range(len(COLUMNS))]
+        for r in [COLUMNS, *rows]:
+            out.append("  " + "  ".join(cell.rjust(w) if k < 4 else cell.ljust(w)
+                                        for k, (cell, w) in enumerate(zip(r, widths))).rstrip())
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write_pngs(examples, kinds, out_dir: str) -> list[str]:
+    from luna_tui.model.ct_image import VIEWS, example_image
+
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for kind in kinds:
+        for e in examples.of_kind(kind):
+            for view in VIEWS:
+                path = os.path.join(out_dir, f"E{examples.epoch:03d}-{kind}-{e.rank:02d}-"
+                                             f"{view}.png")
+                fine = min(e.vx_size_xyz) / PNG_UPSAMPLE       # square pixels, 4 a voxel
+                example_image(examples, e, view, mm_per_px=fine).save(path)
+                written.append(path)
+    return written
+
+
+def examples_command(target: str, runs_dir: str, epoch: int | None, kind: str,
+                     png: str | None) -> int:
+    from luna_core.run.runs import resolve_run_dir
+
+    try:
+        run_dir = resolve_run_dir(target, runs_dir)
+        epochs = saved_epochs(run_dir)
+        if not epochs:
+            raise LunaInputError("no examples in this run (a validation keeps them; "
+                                 "--examples 0 turns them off)", run_dir)
+        if epoch is None:
+            epoch = epochs[-1]
+        elif epoch not in epochs:
+            raise LunaInputError(f"no examples of E{epoch} (kept: "
+                                 f"{', '.join(f'E{e}' for e in epochs)})", run_dir)
+        examples = read_examples(examples_path(run_dir, epoch))
+    except LunaInputError as exc:
+        print(f"luna-tui examples: {exc}", file=sys.stderr)
+        return 2
+    kinds = KINDS if kind == "all" else (kind.replace("-", "_"),)
+    sys.stdout.write(table(examples, kinds))
+    if png:
+        written = write_pngs(examples, kinds, png)
+        print(f"wrote {len(written)} PNG files to {png} (axial, coronal, sagittal each)")
+    return 0

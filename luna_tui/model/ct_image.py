@@ -1,0 +1,52 @@
+"""A CT slice of an example as a picture: the lung window (-1000 ... 400 HU), square pixels in
+millimetres (the slice spacing is often 3x the in-plane one), and the annotated nodule's
+diameter drawn as a circle. Pillow only (no numpy), so the cockpit can draw it."""
+
+from __future__ import annotations
+
+from PIL import Image, ImageDraw
+
+from luna_core.run.examples import Example, ExampleSet, lung_window
+
+VIEWS = ("axial", "coronal", "sagittal")
+CIRCLE = (255, 176, 0)          # amber: visible on grey, colour-blind safe
+
+
+def plane(examples: ExampleSet, ex: Example, view: str, offset: int = 0):
+    """(rows of HU, (row mm, col mm), centre (row, col) in the slice) of ``view`` through the
+    candidate's centre, ``offset`` slices (voxels along the view's axis) away."""
+    i, r, c = ex.irc_in_chunk
+    x_mm, y_mm, z_mm = ex.vx_size_xyz
+    if view == "axial":
+        return examples.axial(ex, i + offset), (y_mm, x_mm), (r, c)
+    d = examples.width_irc[0]       # coronal and sagittal: the last slice on top (head up
+    if view == "coronal":           # for the usual slice order)
+        return examples.coronal(ex, r + offset)[::-1], (z_mm, x_mm), (d - 1 - i, c)
+    return examples.sagittal(ex, c + offset)[::-1], (z_mm, y_mm), (d - 1 - i, r)
+
+
+def slice_image(rows: list[list[int]], pixel_mm: tuple[float, float],
+                centre: tuple[int, int] | None = None, diameter_mm: float = 0.0,
+                mm_per_px: float | None = None) -> Image.Image:
+    """RGB picture of ``rows`` (HU) with square pixels of ``mm_per_px`` (default: the finer of
+    the two spacings, halved), a circle of ``diameter_mm`` round ``centre`` when given."""
+    h, w = len(rows), len(rows[0]) if rows else 0
+    grey = Image.frombytes("L", (w, h), bytes(lung_window(v) for row in rows for v in row))
+    row_mm, col_mm = pixel_mm
+    step = mm_per_px or min(row_mm, col_mm) / 2
+    size = (max(1, round(w * col_mm / step)), max(1, round(h * row_mm / step)))
+    img = grey.resize(size, Image.Resampling.BILINEAR).convert("RGB")
+    if centre is not None and diameter_mm > 0:
+        cy = (centre[0] + 0.5) * row_mm / step
+        cx = (centre[1] + 0.5) * col_mm / step
+        radius = diameter_mm / 2 / step
+        ImageDraw.Draw(img).ellipse((cx - radius, cy - radius, cx + radius, cy + radius),
+                                    outline=CIRCLE, width=max(1, round(size[0] / 96)))
+    return img
+
+
+def example_image(examples: ExampleSet, ex: Example, view: str = "axial", offset: int = 0,
+                  mm_per_px: float | None = None) -> Image.Image:
+    rows, pixel_mm, centre = plane(examples, ex, view, offset)
+    return slice_image(rows, pixel_mm, centre if offset == 0 else None, ex.diameter_mm,
+                       mm_per_px)
