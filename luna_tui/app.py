@@ -64,7 +64,7 @@ class CockpitApp(App[int]):
                  plot_interval: float = 1.0, handle_signals: bool = False,
                  own_probe: bool | None = None, baseline=None,
                  runs_dir: str | None = None, quiet: bool = False,
-                 preflight: Callable[[], str] | None = None) -> None:
+                 preflight: Callable[[], str] | None = None, image_class=None) -> None:
         super().__init__()
         self.link = link
         self.title = link.title
@@ -76,7 +76,9 @@ class CockpitApp(App[int]):
         self.system_interval = system_interval
         self.handle_signals = handle_signals
         self.cockpit = CockpitScreen(clock=self.clock, plot_interval=plot_interval,
-                                     baseline=baseline, runs_dir=runs_dir, preflight=preflight)
+                                     baseline=baseline, runs_dir=runs_dir, preflight=preflight,
+                                     image_class=image_class,
+                                     run_dir_here=getattr(link.source, "run_dir", None))
         self.controls = RunControls(link.attached)
         self.notifier = Notifier(self, quiet)
         self.leaving = Leaving(self)

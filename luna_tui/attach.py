@@ -19,6 +19,8 @@ from luna_core.errors import LunaInputError
 from luna_core.run.compare import load_baseline
 from luna_core.run.runs import resolve_run_dir
 from luna_tui.app import Clock, CockpitApp
+from luna_tui.images import MODES, image_widget
+from luna_tui.images import resolve as resolve_images
 from luna_tui.link.remote import RemoteCommands, RunFileSource, open_remote_link, open_run
 from luna_tui.link.system_probe import RunProcessProbe, SystemReading
 from luna_tui.model.endings import attach_closing_line
@@ -52,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_runs_dir(parser, "where 'latest' looks for runs")
     parser.add_argument("--quiet", action="store_true",
                         help="no terminal bell or desktop notification")
+    parser.add_argument("--images", choices=MODES, default="auto",
+                        help="how CT examples are drawn; auto = half-blocks in tmux or screen "
+                             "or when unsure, else what the terminal supports")
     parser.add_argument("--baseline", default=None, metavar="RUN",
                         help="a run whose validation curves show beside this one's (b picks "
                              "one)")
@@ -70,8 +75,10 @@ def run_attach(argv: list[str]) -> int:
     try:
         run_dir = resolve_run_dir(args.run, args.runs_dir)
         baseline = load_baseline(args.baseline, args.runs_dir)
+        image_class = image_widget(resolve_images(args.images))   # before Textual starts
         app = build_attach_app(run_dir, handle_signals=True, baseline=baseline,
-                               runs_dir=args.runs_dir, quiet=args.quiet)
+                               runs_dir=args.runs_dir, quiet=args.quiet,
+                               image_class=image_class)
     except LunaInputError as exc:
         print(f"luna-tui attach: {exc}", file=sys.stderr)
         return 2

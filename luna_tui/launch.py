@@ -9,6 +9,8 @@ from typing import Any
 
 from luna_core.run.commands import CommandChannel
 from luna_tui.app import Clock, CockpitApp
+from luna_tui.images import image_widget
+from luna_tui.images import resolve as resolve_images
 from luna_tui.link.local import LocalLink
 from luna_tui.link.system_probe import SystemReading
 from luna_tui.model.collector import EventCollector
@@ -53,6 +55,8 @@ def run_cockpit(sys_argv: list[str]) -> int:
         print(f"luna-tui: --baseline: {exc}", file=sys.stderr)
         return 2
     prepare_worker_processes()
+    image_class = image_widget(resolve_images(options.images))   # before Textual starts
+
     def preflight() -> str:
         from luna_core.data.preflight import check
 
@@ -60,7 +64,8 @@ def run_cockpit(sys_argv: list[str]) -> int:
                      options.val_stride).text()
 
     app = build_cockpit(sys_argv, handle_signals=True, baseline=baseline,
-                        runs_dir=options.runs_dir, quiet=options.quiet, preflight=preflight)
+                        runs_dir=options.runs_dir, quiet=options.quiet, preflight=preflight,
+                        image_class=image_class)
     app.run()
     code = app.exit_code() if app.return_code is None else app.return_code
     if app.failure_traceback:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import html
 import itertools
+import math
 import re
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 
@@ -115,3 +117,38 @@ def position(snap) -> tuple[int, int, int]:
     """Where a run is, as a tuple that only grows over the run: (epoch, 0 for training or 1
     for validation, batches done in the phase). ``batches_done`` alone restarts each phase."""
     return (snap.epoch or 0, 1 if snap.phase == "val" else 0, snap.batches_done)
+
+
+def write_fake_examples(path: str, epoch: int, k: int = 8) -> str:
+    """An examples file (luna_core.run.examples) whose chunks are drawn, not read: lung at
+    -850 HU with a soft-tissue sphere (40 HU) at the centre of each, its size by rank."""
+    from luna_core.run.examples import KINDS, write_examples
+
+    d, h, w = 32, 48, 48
+    entries, chunks = [], []
+    for kind in KINDS:
+        for rank in range(1, k + 1):
+            radius = 2 + (rank % 4)                       # voxels in-plane
+            centre = (16, 24, 24)
+            voxels = array("h", [-850]) * (d * h * w)
+            for i in range(d):
+                for r in range(h):
+                    for c in range(w):
+                        dz = (i - centre[0]) * 2.5 / 0.7
+                        if (dz * dz + (r - centre[1]) ** 2 + (c - centre[2]) ** 2
+                                <= radius * radius):
+                            voxels[(i * h + r) * w + c] = 40
+            nodule = kind != "false_alarms"
+            p = {"misses": 0.01 * rank, "false_alarms": 0.99 - 0.01 * rank,
+                 "best": 0.99 - 0.02 * rank}[kind]
+            entries.append({
+                "kind": kind, "rank": rank, "sample": len(entries), "series_uid":
+                f"1.3.6.1.4.1.14519.5.2.1.6279.6001.{100000 + len(entries):012d}",
+                "center_xyz": [10.0 * rank, -20.0, -300.0 + rank], "center_irc": [60, 200, 250],
+                "irc_in_chunk": list(centre), "vx_size_xyz": [0.7, 0.7, 2.5],
+                "diameter_mm": 2 * radius * 0.7 if nodule else 0.0, "is_nodule": nodule,
+                "probability": p, "loss": round(-math.log(p if nodule else 1 - p), 4),
+                "chunk": len(chunks)})
+            chunks.append(voxels.tobytes())
+    write_examples(path, epoch, (d, h, w), entries, chunks)
+    return path

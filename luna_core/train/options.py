@@ -117,6 +117,10 @@ def build_parser(prog: str = "luna-tui", commands: str = "") -> argparse.Argumen
                              "LUNA_EVENT, LUNA_RUN_DIR and LUNA_MESSAGE are in its environment")
     parser.add_argument("--notify-timeout", type=float, default=30.0, metavar="S",
                         help="a --notify-cmd still running after S seconds is killed")
+    parser.add_argument("--images", choices=("auto", "halfblock", "sixel", "kitty", "off"),
+                        default="auto",
+                        help="cockpit: how CT examples are drawn; auto = half-blocks in tmux "
+                             "or screen or when unsure, else what the terminal supports")
     parser.add_argument("--quiet", action="store_true",
                         help="cockpit: no terminal bell or desktop notification on alarms and "
                              "at the end of the run")

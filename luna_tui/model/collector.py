@@ -27,6 +27,7 @@ from luna_core.run.events import (
     CheckpointSaved,
     EpochMetrics,
     Event,
+    ExamplesSaved,
     LogRecord,
     NonFiniteLoss,
     OptimizerChanged,
@@ -170,6 +171,7 @@ class EventCollector:
         self._history: dict[str, list[EpochPoint]] = {"trn": [], "val": []}
         self._metrics_version = 0
         self._scores: list[tuple[int, Mapping]] = []
+        self._examples: dict[int, str] = {}
         self._loss = DecimatingSeries(max_loss_points)
         self._loss_version = 0
         self._nonfinite_count = 0
@@ -259,6 +261,7 @@ class EventCollector:
             history=MappingProxyType({k: tuple(v) for k, v in self._history.items()}),
             metrics_version=self._metrics_version,
             scores=tuple(self._scores),
+            examples=tuple(sorted(self._examples.items())),
             batch_loss=self._loss.points(),
             batch_loss_version=self._loss_version,
             nonfinite_count=self._nonfinite_count,
@@ -283,6 +286,9 @@ class EventCollector:
             self._on_phase(event)
         elif isinstance(event, EpochMetrics):
             self._on_metrics(event)
+        elif isinstance(event, ExamplesSaved):
+            self._examples[event.epoch] = event.path
+            self._metrics_version += 1
         elif isinstance(event, LogRecord):
             self._add_log(event.t, event.level, event.message)
             if event.level.upper() in ("ERROR", "CRITICAL"):

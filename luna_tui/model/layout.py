@@ -1,7 +1,7 @@
 """Where each pane goes, for a terminal size and a view: pure arithmetic, no Textual.
 
-The cockpit has five views (``1`` overview, ``2`` trends, ``3`` log, ``4`` system, ``5``
-diagnostics) and a zoom
+The cockpit has six views (``1`` overview, ``2`` trends, ``3`` log, ``4`` system, ``5``
+diagnostics, ``6`` examples) and a zoom
 (``z``: the focused pane alone). Every view fits the screen without scrolling: a pane gets its
 natural height or, in the overview, collapses to a one-line summary when it does not fit; a
 pane is never given zero rows. A trend plot is only drawn with at least ``MIN_PLOT_ROWS`` rows
@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 OVERVIEW, TRENDS, LOG, SYSTEM = "overview", "trends", "log", "system"
-DIAGNOSTICS = "diagnostics"
-VIEWS = {"1": OVERVIEW, "2": TRENDS, "3": LOG, "4": SYSTEM, "5": DIAGNOSTICS}
+DIAGNOSTICS, EXAMPLES = "diagnostics", "examples"
+VIEWS = {"1": OVERVIEW, "2": TRENDS, "3": LOG, "4": SYSTEM, "5": DIAGNOSTICS, "6": EXAMPLES}
 PANES = ("progress", "classes", "system", "bottleneck", "trends", "log")   # the overview's
-ALL_PANES = (*PANES, DIAGNOSTICS)              # the diagnostics pane has its own view only
+ALL_PANES = (*PANES, DIAGNOSTICS, EXAMPLES)    # these two have their own views only
 
 FOOTER_ROWS = 1
 STATUS_ROWS = 1            # the one-line status above views 2-4 and a zoomed pane

@@ -157,6 +157,8 @@ class RunSnapshot:
     metrics_version: int = 0
     # the latest validations' scores, oldest first, at most two: (epoch, score)
     scores: tuple[tuple[int, Mapping], ...] = ()
+    # validations whose examples were saved, oldest first: (epoch, path)
+    examples: tuple[tuple[int, str], ...] = ()
     batch_loss: tuple[tuple[float, float], ...] = ()   # (fractional epoch, mean loss)
     batch_loss_version: int = 0
     nonfinite_count: int = 0

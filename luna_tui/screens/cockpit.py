@@ -1,7 +1,7 @@
 """The cockpit screen: the panes in their slots, the views (1 overview, 2 trends, 3 log,
-4 system, 5 diagnostics), the zoom, the plot keys and the baseline. What is on screen and
-where; the rows come from luna_tui.model.layout. The app (luna_tui.app) polls the run and
-hands each snapshot to ``show``; this screen never talks to the run."""
+4 system, 5 diagnostics, 6 examples), the zoom, the plot keys and the baseline. What is on
+screen and where; the rows come from luna_tui.model.layout. The app (luna_tui.app) polls the
+run and hands each snapshot to ``show``; this screen never talks to the run."""
 
 from __future__ import annotations
 
@@ -27,11 +27,13 @@ from luna_tui.widgets import (
     BottleneckPane,
     ClassTablePane,
     DiagnosticsPane,
+    ExamplesPane,
     LogPane,
     ProgressPane,
     SystemPane,
     TrendsPane,
 )
+from luna_tui.widgets.examples import ExampleCell
 
 _P_HELP = ("pause / resume the run at its next batch boundary (attached: every cockpit on the "
            "run sees it)")
@@ -59,16 +61,19 @@ RUN_KEYS = [
 
 _VIEWS_HELP = ("views: 1 all panes (those that do not fit show one line), 2 the trend plots, "
                "3 the log, 4 system and GPU, 5 diagnostics (FROC, PR curve, histograms, "
-               "confusion of the latest validation)")
+               "confusion of the latest validation), 6 examples (its worst misses and false "
+               "alarms as CT images)")
 
 #: The screen's keys: views, zoom, focus, baseline, and the trend plots' own keys.
 VIEW_KEYS = [
-    Binding("1", "view('overview')", "Views", key_display="1-5", tooltip=_VIEWS_HELP),
+    Binding("1", "view('overview')", "Views", key_display="1-6", tooltip=_VIEWS_HELP),
     Binding("2", "view('trends')", "Trends", show=False, tooltip=_VIEWS_HELP),
     Binding("3", "view('log')", "Log", show=False, tooltip=_VIEWS_HELP),
     Binding("4", "view('system')", "System", show=False, tooltip=_VIEWS_HELP),
     Binding("5", "view('diagnostics')", "Diagnostics", show=False, tooltip=_VIEWS_HELP),
+    Binding("6", "view('examples')", "Examples", show=False, tooltip=_VIEWS_HELP),
     *DiagnosticsPane.KEYS,
+    *ExamplesPane.KEYS,
     Binding("z", "zoom", "Zoom", tooltip="zoom the focused pane to the whole screen (the "
                                          "trend plots if none); z again goes back"),
     *TrendsPane.KEYS,
@@ -91,8 +96,11 @@ class CockpitScreen(Screen):
 
     def __init__(self, *, clock: Callable[[], datetime], plot_interval: float = 1.0,
                  baseline=None, runs_dir: str | None = None,
-                 preflight: Callable[[], str] | None = None) -> None:
+                 preflight: Callable[[], str] | None = None, image_class=None,
+                 run_dir_here: str | None = None) -> None:
         super().__init__()
+        self.image_class = image_class    # textual-image's widget for CT slices (None: off)
+        self.run_dir_here = run_dir_here  # the run folder as this process sees it
         self.preflight = preflight        # `luna-tui check`'s report, shown while loading
         self.clock = clock
         self.plot_interval = plot_interval
@@ -120,6 +128,9 @@ class CockpitScreen(Screen):
                 yield from self._slot("log", LogPane(id="log", tz=lambda: self.clock().tzinfo))
             with Container(id="band-diagnostics", classes="band"):
                 yield from self._slot("diagnostics", DiagnosticsPane(id="diagnostics"))
+            with Container(id="band-examples", classes="band"):
+                yield from self._slot("examples", ExamplesPane(
+                    self.image_class, self.locate_examples, id="examples"))
         yield Footer()
 
     @staticmethod
@@ -161,6 +172,8 @@ class CockpitScreen(Screen):
             self.query_one(BottleneckPane).show(snap)
             self.query_one(LogPane).show(snap)
             self.query_one(DiagnosticsPane).show(snap)
+            if self.view == plan.EXAMPLES or self.zoomed == plan.EXAMPLES:
+                self.query_one(ExamplesPane).show(snap)
         self.query_one(TrendsPane).show(snap)
         if relayout:
             self.relayout()
@@ -186,6 +199,15 @@ class CockpitScreen(Screen):
     def action_view(self, view: str) -> None:
         self.view, self.zoomed = view, None
         self.relayout()
+        if view == plan.EXAMPLES:
+            pane = self.query_one(ExamplesPane)
+            pane.show(self.snap)
+            self.call_after_refresh(self._focus_first_example)
+
+    def _focus_first_example(self) -> None:
+        cells = self.query(ExampleCell)
+        if cells:
+            cells.first().focus()
 
     def action_zoom(self) -> None:
         """The focused pane alone on the screen (the trend plots when no pane has focus);
@@ -199,6 +221,40 @@ class CockpitScreen(Screen):
             self.zoomed = (focused.id if focused is not None and focused.id in plan.ALL_PANES
                            else "trends")
         self.relayout()
+
+    def locate_examples(self, path: str, epoch: int) -> str:
+        """An examples file named by the run: as written, else under the run folder this
+        cockpit knows (an attached run written from another working directory)."""
+        if os.path.exists(path) or not self.run_dir_here:
+            return path
+        from luna_core.run.examples import examples_path
+
+        return examples_path(self.run_dir_here, epoch)
+
+    def _examples_view(self) -> ExamplesPane:
+        pane = self.query_one(ExamplesPane)
+        if self.view != plan.EXAMPLES and self.zoomed != plan.EXAMPLES:
+            self.action_view(plan.EXAMPLES)
+        pane.show(self.snap)
+        return pane
+
+    def action_examples_kind(self) -> None:
+        """`k`: the examples view, then its next kind (misses, false alarms, best hits)."""
+        showing = self.view == plan.EXAMPLES or self.zoomed == plan.EXAMPLES
+        pane = self._examples_view()
+        if showing:
+            pane.next_kind()
+
+    def action_examples_epoch(self, step: int) -> None:
+        """`,` / `.`: the examples of the validation before / after."""
+        self._examples_view().step_epoch(step)
+
+    def on_example_cell_opened(self, message: ExampleCell.Opened) -> None:
+        from luna_tui.screens.example_detail import ExampleDetail
+
+        pane = self.query_one(ExamplesPane)
+        if pane.loaded is not None:
+            self.app.push_screen(ExampleDetail(pane.loaded, message.example, self.image_class))
 
     def action_next_diagnostic(self) -> None:
         """`n`: the diagnostics view, or its next plot when it shows one at a time."""

@@ -1,0 +1,191 @@
+"""Examples (view 6): the candidates the latest validation got most wrong, as CT images: the
+worst misses (nodules scored lowest), the false alarms (non-nodules scored highest) or the
+best hits, a cell each with the central axial slice (lung window, the annotated diameter as a
+circle) and its numbers. `k` switches the kind, `,` / `.` step to the validation before / after
+(is a miss still missed?), PageUp / PageDown page through the cells, Enter opens the focused
+one in three planes. The file is read (stdlib, no numpy) only when the epoch or kind changes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.message import Message
+from textual.widgets import Static
+
+from luna_core.errors import LunaInputError
+from luna_core.run.examples import KIND_TITLE, KINDS, Example, ExampleSet, read_examples
+from luna_tui.model.ct_image import example_image
+from luna_tui.model.snapshot import RunSnapshot
+
+_KEYS_HELP = ("examples view (6): k worst misses / false alarms / best hits, , and . the "
+              "validation before / after, PgUp PgDn more cells, Enter the focused one in "
+              "three planes")
+CELL_COLS, IMAGE_ROWS, CAPTION_ROWS = 24, 11, 2
+CELL_ROWS = IMAGE_ROWS + CAPTION_ROWS
+
+
+def caption(ex: Example) -> Text:
+    text = Text(f"#{ex.rank} p {ex.probability:.3f}", style="bold")
+    text.append(f" · loss {ex.loss:.2f}")
+    diameter = f"⌀ {ex.diameter_mm:.1f} mm" if ex.diameter_mm > 0 else "no annotation"
+    text.append(f"\n{diameter} · {ex.short_uid}", style="dim")
+    return text
+
+
+class ExampleCell(Container):
+    """One candidate: its central axial slice and its numbers. Enter opens it."""
+
+    can_focus = True
+    BINDINGS = [Binding("enter", "open", "Open", show=False)]
+
+    class Opened(Message):
+        def __init__(self, example: Example) -> None:
+            super().__init__()
+            self.example = example
+
+    def __init__(self, examples: ExampleSet, example: Example, image_class, **kwargs) -> None:
+        super().__init__(classes="example-cell", **kwargs)
+        self.examples, self.example, self.image_class = examples, example, image_class
+
+    def compose(self) -> ComposeResult:
+        if self.image_class is not None:
+            yield self.image_class(example_image(self.examples, self.example),
+                                   classes="example-image")
+        else:
+            yield Static(Text("(images off)", style="dim"), classes="example-image")
+        yield Static(caption(self.example), classes="example-caption")
+
+    def action_open(self) -> None:
+        self.post_message(self.Opened(self.example))
+
+
+class ExamplesPane(Container):
+    can_focus = True
+
+    KEYS = [Binding("k", "examples_kind", "Kind", show=False, tooltip=_KEYS_HELP),
+            Binding("comma", "examples_epoch(-1)", "Earlier", show=False, tooltip=_KEYS_HELP),
+            Binding("full_stop", "examples_epoch(1)", "Later", show=False,
+                    tooltip=_KEYS_HELP)]
+    BINDINGS = [Binding("pagedown", "page(1)", "More", show=False),
+                Binding("pageup", "page(-1)", "Back", show=False)]
+
+    def __init__(self, image_class=None, locate: Callable[[str, int], str] | None = None,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.border_title = "Examples · latest validation"
+        self.image_class = image_class
+        self.locate = locate or (lambda path, _epoch: path)
+        self.kind = KINDS[0]
+        self.epoch: int | None = None        # None: follow the newest
+        self.page = 0
+        self.loaded: ExampleSet | None = None
+        self._cache: dict[str, ExampleSet | str] = {}
+        self._shown: tuple | None = None
+        self._snap: RunSnapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="examples-head")
+        yield Container(id="examples-grid")
+
+    # -- what to show ----------------------------------------------------------------------
+
+    def _epochs(self) -> list[int]:
+        return [e for e, _p in self._snap.examples] if self._snap else []
+
+    def current_epoch(self) -> int | None:
+        epochs = self._epochs()
+        if not epochs:
+            return None
+        return self.epoch if self.epoch in epochs else epochs[-1]
+
+    def next_kind(self) -> str:
+        self.kind = KINDS[(KINDS.index(self.kind) + 1) % len(KINDS)]
+        self.page = 0
+        self.refresh_cells()
+        return self.kind
+
+    def step_epoch(self, step: int) -> int | None:
+        epochs = self._epochs()
+        current = self.current_epoch()
+        if current is None:
+            return None
+        k = max(0, min(len(epochs) - 1, epochs.index(current) + step))
+        self.epoch = None if k == len(epochs) - 1 else epochs[k]
+        self.page = 0
+        self.refresh_cells()
+        return epochs[k]
+
+    def action_page(self, step: int) -> None:
+        self.page = max(0, self.page + step)
+        self.refresh_cells()
+
+    def show(self, snap: RunSnapshot) -> None:
+        self._snap = snap
+        self.refresh_cells()
+
+    def on_resize(self) -> None:
+        if self._snap is not None:
+            self.call_after_refresh(self.refresh_cells, True)
+
+    def _load(self, epoch: int) -> ExampleSet | str:
+        path = dict(self._snap.examples)[epoch]
+        if path not in self._cache:
+            try:
+                self._cache = {path: read_examples(self.locate(path, epoch))}
+            except LunaInputError as exc:
+                gone = not os.path.exists(self.locate(path, epoch))
+                self._cache = {path: ("no longer kept (--keep-examples)" if gone
+                                      else str(exc))}
+        return self._cache[path]
+
+    def capacity(self) -> tuple[int, int]:
+        """(cells a row, rows of cells) that fit the pane."""
+        width, height = self.content_size
+        per_row = max(1, (width or 80) // (CELL_COLS + 1))
+        rows = max(1, ((height or 20) - 2) // (CELL_ROWS + 1))
+        return per_row, rows
+
+    def refresh_cells(self, force: bool = False) -> None:
+        if self._snap is None:
+            return
+        epoch = self.current_epoch()
+        per_row, rows = self.capacity()
+        key = (epoch, self.kind, self.page, per_row, rows)
+        if key == self._shown and not force:
+            return
+        self._shown = key
+        head = self.query_one("#examples-head", Static)
+        grid = self.query_one("#examples-grid", Container)
+        grid.remove_children()
+        if epoch is None:
+            self.loaded = None
+            head.update(Text("no examples yet: they are kept after each validation "
+                             "(--examples K)", style="dim"))
+            return
+        found = self._load(epoch)
+        if isinstance(found, str):
+            self.loaded = None
+            head.update(Text(f"E{epoch}: {found}", style="yellow"))
+            return
+        self.loaded = found
+        chosen = found.of_kind(self.kind)
+        fits = per_row * rows
+        pages = max(1, -(-len(chosen) // fits))
+        self.page = min(self.page, pages - 1)
+        shown = chosen[self.page * fits:(self.page + 1) * fits]
+        epochs = self._epochs()
+        title = Text(f"val E{epoch} ", style="bold")
+        title.append(f"{KIND_TITLE[self.kind]}: {len(chosen)}")
+        if len(shown) < len(chosen):
+            title.append(f" · {self.page * fits + 1}–{self.page * fits + len(shown)} shown, "
+                         "PgDn more")
+        title.append(f" · k kind · , . epoch ({epochs.index(epoch) + 1}/{len(epochs)}) · "
+                     "Enter open", style="dim")
+        head.update(title)
+        grid.styles.grid_size_columns = per_row
+        grid.mount_all(ExampleCell(found, ex, self.image_class) for ex in shown)
