@@ -199,15 +199,11 @@ class CockpitScreen(Screen):
     def action_view(self, view: str) -> None:
         self.view, self.zoomed = view, None
         self.relayout()
-        if view == plan.EXAMPLES:
+        if view == plan.EXAMPLES:        # the pane, then (once drawn) its first cell
             pane = self.query_one(ExamplesPane)
+            pane.focus()
             pane.show(self.snap)
-            self.call_after_refresh(self._focus_first_example)
-
-    def _focus_first_example(self) -> None:
-        cells = self.query(ExampleCell)
-        if cells:
-            cells.first().focus()
+            self.call_after_refresh(pane.focus_first_cell)
 
     def action_zoom(self) -> None:
         """The focused pane alone on the screen (the trend plots when no pane has focus);
@@ -248,6 +244,12 @@ class CockpitScreen(Screen):
     def action_examples_epoch(self, step: int) -> None:
         """`,` / `.`: the examples of the validation before / after."""
         self._examples_view().step_epoch(step)
+
+    def action_examples_page(self, step: int) -> None:
+        """PgDn / PgUp in the examples view: the next / previous cells (elsewhere nothing:
+        a focused pane that scrolls has the keys first)."""
+        if self.view == plan.EXAMPLES or self.zoomed == plan.EXAMPLES:
+            self.query_one(ExamplesPane).step_page(step)
 
     def on_example_cell_opened(self, message: ExampleCell.Opened) -> None:
         from luna_tui.screens.example_detail import ExampleDetail

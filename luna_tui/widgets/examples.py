@@ -70,9 +70,9 @@ class ExamplesPane(Container):
     KEYS = [Binding("k", "examples_kind", "Kind", show=False, tooltip=_KEYS_HELP),
             Binding("comma", "examples_epoch(-1)", "Earlier", show=False, tooltip=_KEYS_HELP),
             Binding("full_stop", "examples_epoch(1)", "Later", show=False,
-                    tooltip=_KEYS_HELP)]
-    BINDINGS = [Binding("pagedown", "page(1)", "More", show=False),
-                Binding("pageup", "page(-1)", "Back", show=False)]
+                    tooltip=_KEYS_HELP),
+            Binding("pagedown", "examples_page(1)", "More", show=False, tooltip=_KEYS_HELP),
+            Binding("pageup", "examples_page(-1)", "Back", show=False, tooltip=_KEYS_HELP)]
 
     def __init__(self, image_class=None, locate: Callable[[str, int], str] | None = None,
                  **kwargs) -> None:
@@ -120,7 +120,15 @@ class ExamplesPane(Container):
         self.refresh_cells()
         return epochs[k]
 
-    def action_page(self, step: int) -> None:
+    def focus_first_cell(self) -> None:
+        """The first cell gets the focus (Enter opens it) unless a cell has it already."""
+        if isinstance(self.screen.focused, ExampleCell):
+            return
+        cells = self.query(ExampleCell)
+        if cells:
+            cells.first().focus()
+
+    def step_page(self, step: int) -> None:
         self.page = max(0, self.page + step)
         self.refresh_cells()
 
@@ -161,6 +169,8 @@ class ExamplesPane(Container):
         self._shown = key
         head = self.query_one("#examples-head", Static)
         grid = self.query_one("#examples-grid", Container)
+        focused = self.screen.focused if self.is_attached else None
+        refocus = isinstance(focused, ExampleCell) or focused is self
         grid.remove_children()
         if epoch is None:
             self.loaded = None
@@ -188,4 +198,7 @@ class ExamplesPane(Container):
                      "Enter open", style="dim")
         head.update(title)
         grid.styles.grid_size_columns = per_row
-        grid.mount_all(ExampleCell(found, ex, self.image_class) for ex in shown)
+        cells = [ExampleCell(found, ex, self.image_class) for ex in shown]
+        grid.mount_all(cells)
+        if cells and refocus:             # the cell that had the focus has gone: the first
+            self.call_after_refresh(cells[0].focus)
