@@ -32,6 +32,9 @@ PANES = [
                     "the prediction histograms of nodules and non-nodules with one line that "
                     "reads them, and the confusion counts at 0.5. n: the next plot when the "
                     "screen shows one at a time."),
+    ("Examples", "view 6: the latest validation's worst misses, false alarms or best hits "
+                 "as CT slices (lung window, the annotated diameter as a circle) with their "
+                 "probability and loss. k kind, , . epoch, PgDn more, Enter three planes."),
     ("System", "CPU, RAM, this process and its loader workers; GPUs through NVML."),
     ("Bottleneck", "share of recent batch time spent waiting for data vs computing."),
     ("Log", "the training loop's log lines."),
