@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "runs": "list runs with their state and best values",
     "compare": "runs side by side, per epoch",
     "examples": "a run's worst misses, false alarms and best hits (a table; --png slices)",
+    "queue": "an experiment queue: add runs (a grid, ch. 12's preset), run them one by one",
 }
 
 
@@ -249,6 +250,12 @@ def run_examples(argv: list[str]) -> int:
     return examples_command(args.run, args.runs_dir, args.epoch, args.kind, args.png)
 
 
+def run_queue(argv: list[str]) -> int:
+    from luna_tui.queue_cli import queue_command
+
+    return queue_command(argv)
+
+
 _SUBCOMMAND_RUNNERS = {   # tests/test_cli.py: the same names as SUBCOMMANDS
     "synth": run_synth,
     "prepcache": run_prepcache,
@@ -258,4 +265,5 @@ _SUBCOMMAND_RUNNERS = {   # tests/test_cli.py: the same names as SUBCOMMANDS
     "check": run_check,
     "ctl": run_ctl,
     "examples": run_examples,
+    "queue": run_queue,
 }

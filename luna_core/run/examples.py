@@ -3,7 +3,8 @@ scores lowest (misses first), the non-nodules it scores highest (false alarms) a
 it scores best, each with its chunk as the model saw it.
 
 File: ``RUN_DIR/examples/E003.zip`` (epoch 3), written atomically, the last ``--keep-examples``
-epochs kept. A zip (stored with deflate) of ``examples.json`` (format, epoch, the chunk's
+epochs kept. A zip (stored, not deflated: deflating 24 chunks took 200 ms, 6 % of a demo
+validation, storing them 8 ms) of ``examples.json`` (format, epoch, the chunk's
 width, one object per example: kind, rank, sample index, series uid, centre xyz and irc, the
 centre inside the chunk, voxel size, diameter, label, probability, loss, which chunk) and
 ``chunks.i16`` (the chunks, little-endian int16 HU, (index, row, col) each, one after the
@@ -120,7 +121,7 @@ def write_examples(path: str, epoch: int, width_irc, examples: list[dict],
     os.makedirs(os.path.dirname(path), exist_ok=True)
     meta = {"format": FORMAT, "epoch": epoch, "width_irc": list(width_irc),
             "examples": examples}
-    with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+    with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
         z.writestr("examples.json", json.dumps(meta))
         z.writestr("chunks.i16", b"".join(chunks))
 
