@@ -97,7 +97,12 @@ def run_runs(argv: list[str]) -> int:
     parser.add_argument("--sort", choices=("started", "cpm"), default="started",
                         help="order: when each run started, or its best CPM (best first; "
                              "runs without one last)")
+    parser.add_argument("--tui", action="store_true",
+                        help="the runs screen: filter, sort, mark and overlay runs, open one "
+                             "in the cockpit, and the queue")
     args = parser.parse_args(argv)
+    if args.tui:
+        return _runs_screen(args.runs_dir)
     import os
     import shutil
 
@@ -122,6 +127,25 @@ def run_runs(argv: list[str]) -> int:
     width = shutil.get_terminal_size().columns if fitted else None
     print("\n".join(runs_lines(found, histories, width)))
     return 0
+
+
+def _runs_screen(runs_dir: str) -> int:
+    from luna_tui.terminal import terminal_problem
+
+    problem = terminal_problem()
+    if problem is not None:
+        print(f"luna-tui runs --tui: needs an interactive terminal ({problem}); "
+              f"'luna-tui runs' prints the list", file=sys.stderr)
+        return 2
+    from luna_tui.runs_app import RunsApp
+
+    chosen = RunsApp(runs_dir).run()
+    if chosen is None:
+        return 0
+    _how, run_dir = chosen            # live: attached; ended: its history, read-only
+    from luna_tui.attach import run_attach
+
+    return run_attach([run_dir, "--runs-dir", runs_dir])
 
 
 def _print_summary(target: str, runs_dir: str) -> int:

@@ -118,11 +118,14 @@ def find_run_dirs(runs_dir: str) -> list[str]:
 
 
 def list_runs_with_events(runs_dir: str) -> list[tuple[RunInfo, list[ev.Event]]]:
-    """Each run with its events, oldest first: one read of each event file."""
+    """Each run with its events but the batch and log lines, oldest first: its index
+    (luna_core.run.index), else one read of its event file."""
+    from luna_core.run.index import read_run_events
+
     found = []
     for run_dir in find_run_dirs(runs_dir):
         try:
-            events = read_events(run_event_file(run_dir))
+            events = read_run_events(run_dir)
             found.append((summarize(run_dir, events), events))
         except LunaInputError:
             continue  # an empty or foreign events.jsonl: not ours to list

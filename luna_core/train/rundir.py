@@ -11,6 +11,7 @@ from luna_core.run import events as ev
 from luna_core.run.commands import Command, CommandChannel
 from luna_core.run.control import ControlServer, socket_path_for
 from luna_core.run.eventfile import EVENT_FILE_NAME
+from luna_core.run.index import IndexSink
 from luna_core.run.sinks import JsonlSink
 from luna_core.train.checkpoint import checkpoint_dir
 from luna_core.train.tensorboard import TensorBoardSink
@@ -29,6 +30,7 @@ def add_run_dir_sinks(bus: ev.EventBus, args: Namespace, run_dir: str, time_str:
     bus.add(TensorBoardSink(args.runs_dir, args.tb_prefix, time_str, args.comment,
                             purge_step=purge_step))
     bus.add(JsonlSink(os.path.join(run_dir, EVENT_FILE_NAME)))
+    bus.add(IndexSink(run_dir))          # what `runs` reads: the event file less its batches
 
 
 def start_control_server(run_dir: str, commands: CommandChannel) -> ControlServer:

@@ -1,0 +1,126 @@
+"""The runs screen's rows, as plain values: every run under a runs folder (from its index:
+luna_core.run.index) and every queued entry, with its state, best validation score, epochs and
+the options that tell the runs apart; filtering, sorting, a stable colour per run, and a
+run's options as the argv that repeats it. No Textual here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from luna_core.run import events as ev
+from luna_core.run.compare import (
+    OPERATIONAL,
+    RunHistory,
+    best_cpm_text,
+    best_text,
+    differing_options,
+    history_from_events,
+    options_text,
+)
+from luna_core.run.queue import Entry
+from luna_core.run.runs import RUNNING, RunInfo
+
+LIVE, PAUSED, QUEUED = "live", "paused", "queued"
+#: Okabe & Ito, then more: one stable colour per run in the overlay
+PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
+           (213, 94, 0), (204, 121, 167), (150, 150, 150))
+COLUMNS = ("state", "run", "epoch", "best", "options")
+#: Options a copied run leaves out: where it ran and how it was told to go on.
+NOT_COPIED = OPERATIONAL | {"comment"}
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str                   # the run folder, or 'queue:N'
+    state: str
+    run: str                   # the folder's name, or the queued entry's options
+    epoch: str
+    best: str                  # best CPM [interval] E, else best F1 E
+    best_value: float | None   # for sorting
+    options: str
+    started: float
+    history: RunHistory | None = None
+
+
+def run_state(info: RunInfo, events: list[ev.Event]) -> str:
+    if info.state != RUNNING:
+        return info.state
+    last = next((e for e in reversed(events) if isinstance(e, ev.StatusChanged)), None)
+    return PAUSED if last is not None and last.state == ev.PAUSED else LIVE
+
+
+def best_of(h: RunHistory) -> tuple[str, float | None]:
+    cpm = h.best("froc/cpm", True)
+    if cpm is not None:
+        return "CPM " + best_cpm_text(h), cpm[1]
+    f1 = h.best("pr/f1_score", True)
+    return ("F1 " + best_text(h, "pr/f1_score", True, 3)) if f1 else "-", \
+        (f1[1] if f1 else None)
+
+
+def rows(found: list[tuple[RunInfo, list[ev.Event]]], queue: list[Entry]) -> list[Row]:
+    histories = [history_from_events(info.run_dir, events) for info, events in found]
+    differ = differing_options(histories)
+    out = []
+    for (info, events), h in zip(found, histories, strict=True):
+        best, value = best_of(h)
+        name = info.run_dir.rstrip("/").split("/")[-1]
+        out.append(Row(info.run_dir, run_state(info, events), name,
+                       f"{info.epoch or 0}/{info.epochs}", best, value,
+                       options_text(h, differ) if differ else "", info.started, h))
+    for e in queue:
+        if e.state == "queued":
+            out.append(Row(f"queue:{e.id}", QUEUED, f"#{e.id} " + e.describe(), "-", "-",
+                           None, "", float("inf")))
+    return out
+
+
+def matches(row: Row, text: str) -> bool:
+    text = text.lower().strip()
+    return not text or any(text in str(v).lower() for v in (row.state, row.run, row.best,
+                                                             row.options, row.key))
+
+
+def sort_rows(found: list[Row], column: str, descending: bool = False) -> list[Row]:
+    """By ``column``; 'best' by the score itself (runs without one last)."""
+    if column == "best":       # CPM before F1 (not the same scale), each best first
+        def rank(r: Row) -> tuple:
+            return (0 if r.best.startswith("CPM") else 1,
+                    -r.best_value if not descending else r.best_value)
+        scored = sorted((r for r in found if r.best_value is not None), key=rank)
+        return scored + [r for r in found if r.best_value is None]
+    if column == "run":
+        return sorted(found, key=lambda r: r.started, reverse=descending)
+    return sorted(found, key=lambda r: str(getattr(r, column)), reverse=descending)
+
+
+def free_colour(taken: dict[str, int]) -> int:
+    """A marked run keeps its colour while it is marked (sorting, filtering and marking
+    others do not change it); a new mark takes the first colour no marked run has."""
+    used = set(taken.values())
+    return next((k for k in range(len(PALETTE)) if k not in used), len(taken) % len(PALETTE))
+
+
+def overlay_key(histories: list[RunHistory]) -> tuple[str, str]:
+    """(metric key, its name): the CPM when every marked run has one, else the loss."""
+    if histories and all(h.best("froc/cpm", True) for h in histories):
+        return "froc/cpm", "validation CPM"
+    return "loss/all", "validation loss"
+
+
+def options_argv(options: dict) -> list[str]:
+    """A run's options as the argv that makes the same run again (`queue add`)."""
+    from luna_core.train.options import build_parser
+
+    defaults = vars(build_parser().parse_args([]))
+    argv: list[str] = []
+    for name, value in options.items():
+        if name in NOT_COPIED or name not in defaults or value == defaults[name]:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is not False and value is not None:
+            argv += [flag, str(value)]
+    comment = options.get("comment")
+    return ([comment] if comment and comment != defaults.get("comment") else []) + argv

@@ -1,0 +1,243 @@
+"""`luna-tui runs --tui`: one screen over every run in a runs folder, and the queue.
+
+The table lists each run (state, name, epochs, best validation score — CPM with its interval
+where the run has it, else F1 — and the options that differ between the listed runs) and each
+queued entry. `/` filters by text, `s` sorts by the next column (again: the other way), space
+marks a run, `o` overlays the marked runs' validation curves in one plot (one stable colour per
+run), Enter opens the run under the cursor in the cockpit (attached when it is live, its history
+when it has ended). Below, the queue: `a` adds a copy of the selected run's options to it, `x`
+removes the selected queued entry. The app returns what Enter chose; the command opens it.
+Rows come from luna_tui.model.workspace (the runs' indexes, not their whole event files).
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Footer, Input, Static
+from textual_plotext import PlotextPlot
+
+from luna_core.errors import LunaInputError
+from luna_core.run import queue as qu
+from luna_core.run.runs import list_runs_with_events
+from luna_tui.model import workspace as ws
+
+CSS = """
+#filter { display: none; height: 3; }
+#filter.-shown { display: block; }
+#runs { height: 1fr; }
+#overlay { display: none; height: 1fr; }
+#overlay.-shown { display: block; }
+#queue-title { height: 1; background: $primary 30%; }
+#queue { height: auto; max-height: 8; }
+#runs-status { height: 1; }
+"""
+
+
+class RunsApp(App[tuple[str, str] | None]):
+    CSS = CSS
+    TITLE = "luna-tui runs"
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort", "Sort"),
+        Binding("space", "mark", "Mark"),
+        Binding("o", "overlay", "Overlay"),
+        Binding("enter", "open", "Open", show=False),
+        Binding("a", "queue_add", "Queue a copy"),
+        Binding("x", "queue_remove", "Remove queued"),
+        Binding("r", "reload", "Reload", show=False),
+        Binding("q", "quit", "Quit"),
+        Binding("escape", "clear", "Clear", show=False),
+    ]
+
+    def __init__(self, runs_dir: str) -> None:
+        super().__init__()
+        self.runs_dir = runs_dir
+        self.all_rows: list[ws.Row] = []
+        self.shown: list[ws.Row] = []
+        self.marked: list[str] = []
+        self.colours: dict[str, int] = {}       # marked run -> its colour in the overlay
+        self.filter_text = ""
+        self.sort_column, self.sort_descending = "run", False
+        self.queue: qu.Queue = qu.Queue()
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter: text in a run's state, name, score or options",
+                    id="filter")
+        with Vertical():
+            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+            yield PlotextPlot(id="overlay")
+            yield Static("", id="queue-title")
+            yield DataTable(id="queue", cursor_type="row")
+        yield Static("", id="runs-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        table.add_columns(" ", "STATE", "RUN", "EPOCH", "BEST VALIDATION", "OPTIONS THAT DIFFER")
+        self.query_one("#queue", DataTable).add_columns("#", "STATE", "OPTIONS", "RUN / WHY")
+        self.action_reload()
+        table.focus()
+
+    # -- data -------------------------------------------------------------------------------
+
+    def action_reload(self) -> None:
+        try:
+            self.queue = qu.load(self.runs_dir)
+        except LunaInputError as exc:
+            self.say(str(exc))
+            self.queue = qu.Queue()
+        self.all_rows = ws.rows(list_runs_with_events(self.runs_dir), self.queue.entries)
+        self.refill()
+        self.fill_queue()
+
+    def refill(self) -> None:
+        rows = [r for r in self.all_rows if ws.matches(r, self.filter_text)]
+        self.shown = ws.sort_rows(rows, self.sort_column, self.sort_descending)
+        table = self.query_one("#runs", DataTable)
+        table.clear()
+        for r in self.shown:
+            mark = Text("●", style=f"rgb{self.colour(r.key)}") if r.key in self.marked \
+                else Text(" ")
+            table.add_row(mark, r.state, r.run, r.epoch, r.best, r.options, key=r.key)
+        arrow = "↓" if self.sort_descending else "↑"
+        self.say(f"{len(self.shown)} of {len(self.all_rows)} · sorted by {self.sort_column} "
+                 f"{arrow}" + (f" · filter '{self.filter_text}'" if self.filter_text else "")
+                 + (f" · {len(self.marked)} marked" if self.marked else ""))
+
+    def fill_queue(self) -> None:
+        table = self.query_one("#queue", DataTable)
+        table.clear()
+        for e in self.queue.entries:
+            table.add_row(str(e.id), e.state, e.describe(), e.reason or e.run_dir or "",
+                          key=str(e.id))
+        waiting = sum(1 for e in self.queue.entries if e.state == qu.QUEUED)
+        self.query_one("#queue-title", Static).update(
+            f" Queue: {len(self.queue.entries)} entries, {waiting} waiting"
+            + (" · halted" if self.queue.halt else "") + " · 'luna-tui queue run' works "
+            "through it")
+
+    def say(self, text: str) -> None:
+        self.query_one("#runs-status", Static).update(text)
+
+    def colour(self, key: str) -> tuple[int, int, int]:
+        return ws.PALETTE[self.colours.get(key, 0)]
+
+    def current(self) -> ws.Row | None:
+        table = self.query_one("#runs", DataTable)
+        if not self.shown or table.cursor_row is None:
+            return None
+        return self.shown[min(table.cursor_row, len(self.shown) - 1)]
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("-shown")
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.filter_text = event.value
+        self.refill()
+        self.query_one("#runs", DataTable).focus()
+
+    def action_clear(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value, self.filter_text = "", ""
+        box.remove_class("-shown")
+        self.refill()
+        self.query_one("#runs", DataTable).focus()
+
+    def action_sort(self) -> None:
+        """The next column; the same one again: the other way round."""
+        k = ws.COLUMNS.index(self.sort_column)
+        if self.sort_descending:
+            self.sort_column, self.sort_descending = ws.COLUMNS[(k + 1) % len(ws.COLUMNS)], \
+                False
+        else:
+            self.sort_descending = True
+        self.refill()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        columns = (None, "state", "run", "epoch", "best", "options")
+        column = columns[event.column_index]
+        if column is not None:
+            same = column == self.sort_column
+            self.sort_column = column
+            self.sort_descending = not self.sort_descending if same else False
+            self.refill()
+
+    def action_mark(self) -> None:
+        row = self.current()
+        if row is None or row.history is None:
+            return
+        if row.key in self.marked:
+            self.marked.remove(row.key)
+            del self.colours[row.key]
+        else:
+            self.colours[row.key] = ws.free_colour(self.colours)
+            self.marked.append(row.key)
+        cursor = self.query_one("#runs", DataTable).cursor_row
+        self.refill()
+        self.query_one("#runs", DataTable).move_cursor(row=min(cursor + 1,
+                                                               len(self.shown) - 1))
+
+    def action_overlay(self) -> None:
+        plot = self.query_one("#overlay", PlotextPlot)
+        if plot.has_class("-shown"):
+            plot.remove_class("-shown")
+            return
+        rows = [r for r in self.all_rows if r.key in self.marked and r.history is not None]
+        if not rows:
+            self.say("mark runs with space first (o overlays their validation curves)")
+            return
+        key, name = ws.overlay_key([r.history for r in rows])
+        plt = plot.plt
+        plt.clear_figure()
+        plt.frame(False)
+        for r in rows:
+            pts = [(e.epoch, e.values.get(key)) for e in r.history.epochs
+                   if e.values.get(key) is not None]
+            if pts:
+                plt.plot([p[0] for p in pts], [p[1] for p in pts], marker="braille",
+                         color=self.colour(r.key), label=r.run[-28:])
+        plt.title(f"{name} per epoch · {len(rows)} runs")
+        plt.xlabel("epoch")
+        plot.add_class("-shown")
+        plot.refresh()
+
+    def action_open(self) -> None:
+        row = self.current()
+        if row is None or row.history is None:
+            return
+        self.exit(("attach" if row.state in (ws.LIVE, ws.PAUSED) else "history", row.key))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "runs":
+            self.action_open()
+
+    def action_queue_add(self) -> None:
+        row = self.current()
+        if row is None or row.history is None:
+            self.say("select a run to queue a copy of its options")
+            return
+        argv = ws.options_argv(row.history.options)
+        with qu.editing(self.runs_dir) as q:
+            entry = q.add(argv)
+        self.say(f"queued #{entry.id}: {entry.describe()}")
+        self.action_reload()
+
+    def action_queue_remove(self) -> None:
+        table = self.query_one("#queue", DataTable)
+        if not self.queue.entries or table.cursor_row is None:
+            return
+        entry = self.queue.entries[min(table.cursor_row, len(self.queue.entries) - 1)]
+        if entry.state == qu.RUNNING:
+            self.say(f"#{entry.id} is running: 'luna-tui queue stop' first")
+            return
+        with qu.editing(self.runs_dir) as q:
+            q.entries = [e for e in q.entries if e.id != entry.id]
+        self.say(f"removed #{entry.id}")
+        self.action_reload()

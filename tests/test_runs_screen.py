@@ -1,0 +1,135 @@
+"""The runs screen (`luna-tui runs --tui`) and the runs' index: every run with its state and
+best score, filter, sort, marks and the overlay, Enter on a live run attaches, a run's options
+queued again; and the index lists a run as its whole event file does.
+
+Machine-independent by construction: the runs are event files the test writes (and one real
+tiny run, compared with itself)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from luna_core.run import events as ev
+from luna_core.run import queue as qu
+from luna_core.run.eventfile import read_events
+from luna_core.run.index import IndexSink, read_index
+from luna_core.run.runs import summarize, this_host
+from luna_core.run.sinks import JsonlSink
+from luna_tui.runs_app import RunsApp
+from tests.cockpit_helpers import on_screen, wait_for
+from tests.trainhelpers import run_dirs, run_loop
+
+
+def write_run(runs, name, cpms, *, options=None, live=False, t0=1e9):
+    run_dir = runs / "luna" / name
+    (run_dir / "checkpoints").mkdir(parents=True)
+    sinks = [JsonlSink(str(run_dir / "events.jsonl")), IndexSink(str(run_dir))]
+
+    def emit(e):
+        for s in sinks:
+            s(e)
+    emit(ev.RunStarted(run_dir=str(run_dir), options={"lr": 0.001, "balanced": 0,
+                                                      "comment": name.split("-")[-1],
+                                                      **(options or {})},
+                       epochs=3, start_epoch=1, trn_samples=100, val_samples=10, trn_pos=5,
+                       val_pos=1, device="cpu", pid=os.getpid() if live else 999_999,
+                       host=this_host() if live else "elsewhere", t=t0))
+    for epoch, cpm in enumerate(cpms, 1):
+        metrics = {"loss/all": 0.5 / epoch, "correct/pos": 0.0, "pr/recall": 0.1,
+                   "pr/precision": 0.1, "pr/f1_score": 0.1 * epoch}
+        if cpm is not None:
+            metrics.update({"froc/cpm": cpm, "froc/cpm_low": cpm - 0.1,
+                            "froc/cpm_high": cpm + 0.1})
+        emit(ev.PhaseStarted(phase="trn", epoch=epoch, batch_count=10, sample_count=100,
+                             t=t0 + epoch))
+        emit(ev.EpochMetrics(phase="val", epoch=epoch, total_samples=100 * epoch,
+                             metrics=metrics, neg_correct=9, neg_count=9, pos_correct=0,
+                             pos_count=1, t=t0 + epoch + 0.5))
+    if not live:
+        emit(ev.RunFinished(state=ev.FINISHED, exit_code=0, t=t0 + 10))
+    return str(run_dir)
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    runs = tmp_path / "runs"
+    dirs = {
+        "plain": write_run(runs, "2026-01-01_00.00.00-plain", [0.2, 0.3, 0.25], t0=1e9),
+        "balanced": write_run(runs, "2026-01-02_00.00.00-balanced", [0.4, 0.6, 0.5],
+                              options={"balanced": 1}, t0=1.1e9),
+        "old": write_run(runs, "2026-01-03_00.00.00-old", [None, None], t0=1.2e9),
+        # started now: a run's pid is its process only if that started before the run
+        "live": write_run(runs, "2026-01-04_00.00.00-live", [0.1], live=True, t0=time.time()),
+    }
+    with qu.editing(str(runs)) as q:
+        q.add(["--epochs", "3", "--augmented", "next"])
+    return runs, dirs
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+def test_runs_screen(snap_compare, workspace, size):
+    runs, _dirs = workspace
+    assert snap_compare(RunsApp(str(runs)), terminal_size=size)
+
+
+async def test_mark_two_runs_and_overlay_them_and_enter_attaches_a_live_one(workspace):
+    runs, dirs = workspace
+    app = RunsApp(str(runs))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await on_screen(pilot, app, "live", "queued", "CPM 0.600 [0.50–0.70] E2", "F1 0.200")
+        assert [r.key for r in app.shown][:4] == [dirs["plain"], dirs["balanced"],
+                                                  dirs["old"], dirs["live"]]
+        await pilot.press("space", "space")               # plain, then balanced
+        assert app.marked == [dirs["plain"], dirs["balanced"]]
+        await pilot.press("o")
+        plot = app.query_one("#overlay")
+        await wait_for(pilot, lambda: plot.has_class("-shown"))
+        await on_screen(pilot, app, "validation CPM per epoch · 2 runs")
+        plain = app.colour(dirs["plain"])
+        assert plain != app.colour(dirs["balanced"])      # one colour per run...
+        await pilot.press("s", "s")                        # ...and it stays when re-sorted
+        assert app.colour(dirs["plain"]) == plain
+        await pilot.press("s", "s", "s", "s", "s", "s", "s", "s")   # back to run order
+        table = app.query_one("#runs")
+        table.move_cursor(row=[r.key for r in app.shown].index(dirs["live"]))
+        await pilot.pause()
+        assert app.current().key == dirs["live"]
+        await pilot.press("enter")
+    assert app.return_value == ("attach", dirs["live"])
+
+
+async def test_filter_sort_and_queue_a_copy(workspace):
+    runs, dirs = workspace
+    app = RunsApp(str(runs))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("slash", "minus", *"balanced", "enter")     # "-balanced"
+        await wait_for(pilot, lambda: [r.key for r in app.shown] == [dirs["balanced"]])
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: len(app.shown) == 5)
+        for _ in range(4):        # run ↓, epoch ↑ ↓: then best, highest first
+            await pilot.press("s")
+        assert app.sort_column == "best" and not app.sort_descending
+        assert [r.key for r in app.shown][:3] == [dirs["balanced"], dirs["plain"],
+                                                  dirs["live"]]
+        await pilot.press("a")                              # a copy of the balanced run
+        await wait_for(pilot, lambda: len(app.queue.entries) == 2)
+    entry = qu.load(str(runs)).entries[-1]
+    assert entry.argv == ["balanced", "--balanced", "1"]
+
+
+def test_a_run_listed_from_its_index_is_the_run_its_event_file_tells(train_argv, tmp_path):
+    code, _rec, _ = run_loop(train_argv("--epochs", "2", "--max-batches", "2"))
+    assert code == 0
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    whole = read_events(os.path.join(run_dir, "events.jsonl"))
+    indexed = read_index(run_dir)
+    assert not any(isinstance(e, (ev.BatchDone, ev.LogRecord)) for e in indexed)
+    assert len(indexed) < len(whole) / 2
+    assert summarize(run_dir, indexed) == summarize(run_dir, whole)
+    from luna_core.run.compare import history_from_events
+
+    a, b = history_from_events(run_dir, indexed), history_from_events(run_dir, whole)
+    assert a.epochs == b.epochs and a.options == b.options
