@@ -74,7 +74,8 @@ def test_luna_tui_attach_opens_and_shows_a_run_without_torch(tmp_path):
     result = _python(
         "import asyncio, sys\nfrom luna_tui.cli import main\n"
         # the command line: reads the run, builds the app, then wants a terminal (exit 2)
-        f"code = main(['attach', {str(run_dir)!r}])\n"
+        # (--images off: textual-image's sixel encoder loads numpy when images are on)
+        f"code = main(['attach', {str(run_dir)!r}, '--images', 'off'])\n"
         "from luna_tui.attach import build_attach_app\n"
         f"app = build_attach_app({str(run_dir)!r}, poll_interval=0.1)\n"
         "async def show():\n"
@@ -200,10 +201,13 @@ def test_one_cockpit_app_over_either_link():
     where the run lives (luna_tui.link), the screen lays out the panes."""
     from luna_tui.link.local import LocalLink
     from luna_tui.link.remote import RemoteLink
+    from luna_tui.runs_app import RunsApp
     from luna_tui.screens.cockpit import CockpitScreen
 
     classes = _textual_classes_of_luna_tui()
-    assert [c for c in classes if issubclass(c, App)] == [CockpitApp]
+    # the cockpit (in process or attached) and the runs screen, a different app
+    assert sorted((c for c in classes if issubclass(c, App)), key=lambda c: c.__name__) == [
+        CockpitApp, RunsApp]
     assert CockpitApp.__bases__ == (App,)
     assert LocalLink.attached is False and RemoteLink.attached is True
     assert CockpitScreen in classes

@@ -44,7 +44,9 @@ PANES = [
 ]
 
 _KEY_NAMES = {"left_square_bracket": "[", "right_square_bracket": "]", "question_mark": "?",
-              "tab": "Tab", "escape": "Esc", "enter": "Enter"}
+              "tab": "Tab", "escape": "Esc", "enter": "Enter", "comma": ",",
+              "full_stop": ".", "pagedown": "PgDn", "pageup": "PgUp", "slash": "/",
+              "space": "Space"}
 
 
 def key_name(key: str) -> str:
