@@ -16,6 +16,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual_plotext import PlotextPlot
 
@@ -24,7 +25,7 @@ from luna_core.run import queue as qu
 from luna_core.run.runs import list_runs_with_events
 from luna_tui.model import workspace as ws
 
-CSS = """
+RUNS_CSS = """
 #filter { display: none; height: 3; }
 #filter.-shown { display: block; }
 #runs { height: 1fr; }
@@ -36,9 +37,10 @@ CSS = """
 """
 
 
-class RunsApp(App[tuple[str, str] | None]):
-    CSS = CSS
-    TITLE = "luna-tui runs"
+class RunsScreen(Screen[tuple[str, str] | None]):
+    """The runs and the queue; dismissed with what Enter chose (None: nothing)."""
+
+    DEFAULT_CSS = RUNS_CSS
     BINDINGS = [
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
@@ -48,13 +50,14 @@ class RunsApp(App[tuple[str, str] | None]):
         Binding("a", "queue_add", "Queue a copy"),
         Binding("x", "queue_remove", "Remove queued"),
         Binding("r", "reload", "Reload", show=False),
-        Binding("q", "quit", "Quit"),
+        Binding("q", "leave", "Back"),
         Binding("escape", "clear", "Clear", show=False),
     ]
 
-    def __init__(self, runs_dir: str) -> None:
+    def __init__(self, runs_dir: str, this_run: str | None = None) -> None:
         super().__init__()
         self.runs_dir = runs_dir
+        self.this_run = this_run          # opened from a cockpit: the run it shows
         self.all_rows: list[ws.Row] = []
         self.shown: list[ws.Row] = []
         self.marked: list[str] = []
@@ -212,7 +215,10 @@ class RunsApp(App[tuple[str, str] | None]):
         row = self.current()
         if row is None or row.history is None:
             return
-        self.exit(("attach" if row.state in (ws.LIVE, ws.PAUSED) else "history", row.key))
+        self.dismiss(("attach" if row.state in (ws.LIVE, ws.PAUSED) else "history", row.key))
+
+    def action_leave(self) -> None:
+        self.dismiss(None)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "runs":
@@ -241,3 +247,17 @@ class RunsApp(App[tuple[str, str] | None]):
             q.entries = [e for e in q.entries if e.id != entry.id]
         self.say(f"removed #{entry.id}")
         self.action_reload()
+
+
+class RunsApp(App[tuple[str, str] | None]):
+    """`luna-tui runs --tui`: the runs screen on its own; returns what Enter chose."""
+
+    TITLE = "luna-tui runs"
+
+    def __init__(self, runs_dir: str) -> None:
+        super().__init__()
+        self.runs_dir = runs_dir
+        self.runs = RunsScreen(runs_dir)
+
+    def on_mount(self) -> None:
+        self.push_screen(self.runs, callback=self.exit)

@@ -150,6 +150,8 @@ def test_a_validation_carries_the_hand_worked_froc_everywhere(scored_set, tmp_pa
     assert {"froc/cpm", "froc/sens_at_0.125fp", "froc/sens_at_1fp", "froc/sens_at_8fp",
             "roc/auc", "pr/average_precision"} <= tags
     assert math.isclose(acc.Scalars("froc/cpm")[0].value, 4 / 7, rel_tol=1e-6)
+    assert [acc.Scalars(f"confusion/{k}")[0].value for k in ("tp", "fp", "tn", "fn")] == [
+        0, 3, 2, 1]
     assert acc.Scalars("froc/sens_at_1fp")[0].value == 1.0
 
 

@@ -80,23 +80,23 @@ async def test_mark_two_runs_and_overlay_them_and_enter_attaches_a_live_one(work
     app = RunsApp(str(runs))
     async with app.run_test(size=(160, 48)) as pilot:
         await on_screen(pilot, app, "live", "queued", "CPM 0.600 [0.50–0.70] E2", "F1 0.200")
-        assert [r.key for r in app.shown][:4] == [dirs["plain"], dirs["balanced"],
+        assert [r.key for r in app.runs.shown][:4] == [dirs["plain"], dirs["balanced"],
                                                   dirs["old"], dirs["live"]]
         await pilot.press("space", "space")               # plain, then balanced
-        assert app.marked == [dirs["plain"], dirs["balanced"]]
+        assert app.runs.marked == [dirs["plain"], dirs["balanced"]]
         await pilot.press("o")
-        plot = app.query_one("#overlay")
+        plot = app.screen.query_one("#overlay")
         await wait_for(pilot, lambda: plot.has_class("-shown"))
         await on_screen(pilot, app, "validation CPM per epoch · 2 runs")
-        plain = app.colour(dirs["plain"])
-        assert plain != app.colour(dirs["balanced"])      # one colour per run...
+        plain = app.runs.colour(dirs["plain"])
+        assert plain != app.runs.colour(dirs["balanced"])      # one colour per run...
         await pilot.press("s", "s")                        # ...and it stays when re-sorted
-        assert app.colour(dirs["plain"]) == plain
+        assert app.runs.colour(dirs["plain"]) == plain
         await pilot.press("s", "s", "s", "s", "s", "s", "s", "s")   # back to run order
-        table = app.query_one("#runs")
-        table.move_cursor(row=[r.key for r in app.shown].index(dirs["live"]))
+        table = app.screen.query_one("#runs")
+        table.move_cursor(row=[r.key for r in app.runs.shown].index(dirs["live"]))
         await pilot.pause()
-        assert app.current().key == dirs["live"]
+        assert app.runs.current().key == dirs["live"]
         await pilot.press("enter")
     assert app.return_value == ("attach", dirs["live"])
 
@@ -106,16 +106,16 @@ async def test_filter_sort_and_queue_a_copy(workspace):
     app = RunsApp(str(runs))
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("slash", "minus", *"balanced", "enter")     # "-balanced"
-        await wait_for(pilot, lambda: [r.key for r in app.shown] == [dirs["balanced"]])
+        await wait_for(pilot, lambda: [r.key for r in app.runs.shown] == [dirs["balanced"]])
         await pilot.press("escape")
-        await wait_for(pilot, lambda: len(app.shown) == 5)
+        await wait_for(pilot, lambda: len(app.runs.shown) == 5)
         for _ in range(4):        # run ↓, epoch ↑ ↓: then best, highest first
             await pilot.press("s")
-        assert app.sort_column == "best" and not app.sort_descending
-        assert [r.key for r in app.shown][:3] == [dirs["balanced"], dirs["plain"],
+        assert app.runs.sort_column == "best" and not app.runs.sort_descending
+        assert [r.key for r in app.runs.shown][:3] == [dirs["balanced"], dirs["plain"],
                                                   dirs["live"]]
         await pilot.press("a")                              # a copy of the balanced run
-        await wait_for(pilot, lambda: len(app.queue.entries) == 2)
+        await wait_for(pilot, lambda: len(app.runs.queue.entries) == 2)
     entry = qu.load(str(runs)).entries[-1]
     assert entry.argv == ["balanced", "--balanced", "1"]
 
@@ -133,3 +133,46 @@ def test_a_run_listed_from_its_index_is_the_run_its_event_file_tells(train_argv,
 
     a, b = history_from_events(run_dir, indexed), history_from_events(run_dir, whole)
     assert a.epochs == b.epochs and a.options == b.options
+
+
+async def test_the_cockpit_opens_the_runs_screen_with_w_and_names_a_chosen_run(workspace):
+    from luna_core.run.commands import CommandChannel
+    from luna_tui.app import CockpitApp
+    from luna_tui.link.local import LocalLink
+    from luna_tui.runs_app import RunsScreen
+    from tests.cockpit_helpers import FROZEN_READING, frozen_clock, scripted_run
+
+    runs, dirs = workspace
+    collector = scripted_run(lambda e: isinstance(e, ev.BatchDone) and e.batch_ndx == 5)
+    app = CockpitApp(LocalLink(collector, CommandChannel()), clock=frozen_clock(),
+                     system_probe=lambda: FROZEN_READING, runs_dir=str(runs))
+    async with app.run_test(size=(120, 36), notifications=True) as pilot:
+        await on_screen(pilot, app, "? Help")
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await on_screen(pilot, app, "CPM 0.600 [0.50–0.70] E2", "Queue: 1 entries")
+        await pilot.press("q")                               # back, the cockpit still on
+        await wait_for(pilot, lambda: not isinstance(app.screen, RunsScreen))
+        assert app.is_running
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await pilot.press("enter")                            # the first run: plain
+        await wait_for(pilot, lambda: not isinstance(app.screen, RunsScreen))
+        await wait_for(pilot, lambda: any(f"luna-tui attach {dirs['plain']}" in str(args)
+                                          for _t, args in app.notifier.toasts))
+
+
+def test_runs_tui_opens_the_chosen_run_in_the_cockpit(workspace, monkeypatch):
+    import luna_tui.attach
+    import luna_tui.runs_app
+    import luna_tui.terminal
+    from luna_tui import cli
+
+    runs, dirs = workspace
+    opened = []
+    monkeypatch.setattr(luna_tui.terminal, "terminal_problem", lambda: None)
+    monkeypatch.setattr(luna_tui.runs_app.RunsApp, "run",
+                        lambda self: ("attach", dirs["live"]))
+    monkeypatch.setattr(luna_tui.attach, "run_attach", lambda argv: opened.append(argv) or 0)
+    assert cli.main(["runs", "--tui", "--runs-dir", str(runs)]) == 0
+    assert opened == [[dirs["live"], "--runs-dir", str(runs)]]

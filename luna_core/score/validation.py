@@ -55,6 +55,8 @@ class ValidationScore:
             out["roc/auc"] = self.auc
         if self.average_precision is not None:
             out["pr/average_precision"] = self.average_precision
+        for key, count in self.confusion.items():     # at THRESHOLD: tp, fp, tn, fn
+            out[f"confusion/{key}"] = float(count)
         return out
 
     def to_dict(self) -> dict:

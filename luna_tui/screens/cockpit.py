@@ -81,6 +81,9 @@ VIEW_KEYS = [
             tooltip="pick a baseline run: its validation curves beside this run's, and in the "
                     "class table whether this run is ahead at the same number of training "
                     "samples"),
+    Binding("w", "runs", "Runs", show=False,
+            tooltip="the runs screen: every run under the runs folder with its best score, "
+                    "marks and an overlay of their curves, and the queue (q goes back)"),
     Binding("tab", "app.focus_next", "Next pane", show=False,
             tooltip="move the focus between the panes"),
     Binding("l", "focus_log", "Log", show=False,
@@ -257,6 +260,23 @@ class CockpitScreen(Screen):
         pane = self.query_one(ExamplesPane)
         if pane.loaded is not None:
             self.app.push_screen(ExampleDetail(pane.loaded, message.example, self.image_class))
+
+    def action_runs(self) -> None:
+        from luna_tui.runs_app import RunsScreen
+
+        self.app.push_screen(RunsScreen(self.runs_dir or "runs", self.snap.run_dir or None),
+                             self._on_run_chosen)
+
+    def _on_run_chosen(self, chosen: tuple[str, str] | None) -> None:
+        """Enter on a run in the runs screen: this cockpit shows one run; the other one
+        opens in another terminal."""
+        if chosen is None:
+            return
+        _how, run_dir = chosen
+        if os.path.abspath(run_dir) == os.path.abspath(self.snap.run_dir or ""):
+            return
+        self.app.toast(f"luna-tui attach {run_dir}", title="Open it in another terminal",
+                       timeout=12)
 
     def action_next_diagnostic(self) -> None:
         """`n`: the diagnostics view, or its next plot when it shows one at a time."""
