@@ -187,3 +187,20 @@ def test_a_resample_summed_over_the_head_of_the_order_reads_off_as_the_whole_cur
             continue
         whole = _read_off(*curve.points(weight), levels)
         assert curve.levels(weight, levels) == pytest.approx(whole, abs=1e-12)
+
+
+def test_many_resamples_at_once_read_off_as_each_one_alone():
+    """The bootstrap's batched read-off equals the one-resample-at-a-time one."""
+    from luna_core.score.froc import _Curve
+
+    rng = np.random.default_rng(8)
+    scans = 7
+    fp_probs, fp_scan = np.round(rng.random(900), 2), rng.integers(0, scans, 900)
+    nod_scores, nod_scan = np.round(rng.random(12), 2), rng.integers(0, scans, 12)
+    curve = _Curve(fp_probs, fp_scan, nod_scores, nod_scan, scans)
+    levels = np.asarray(FP_LEVELS)
+    weights = rng.multinomial(scans, np.full(scans, 1 / scans), size=60).astype(float)
+    weights = weights[weights[:, nod_scan].sum(axis=1) > 0]
+    many = curve.levels_many(weights, levels)
+    one = np.array([curve.levels(w, levels) for w in weights])
+    assert many == pytest.approx(one, abs=1e-12)

@@ -36,6 +36,9 @@ import numpy as np
 FP_LEVELS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 EXCLUDED_UNKNOWN_DIAMETER_MM = 10.0
 BOOTSTRAP_RESAMPLES = 1000
+#: Curves with at most this many points are bootstrapped all resamples at once (numpy), longer
+#: ones a resample at a time (the batched read-off compares every point with every level).
+BATCHED_POINTS = 2000
 CURVE_POINTS = 64           # points of the FROC curve kept for plots (plus the seven levels)
 
 
@@ -208,6 +211,39 @@ class _Curve:
         sens = np.concatenate([[0.0], found / nodules if nodules else found * 0])
         return fps, sens
 
+    def levels_many(self, weights: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """``levels`` for many weightings at once (rows of ``weights``): (rows, levels).
+        The same numbers as ``levels`` row by row, without a Python loop per resample."""
+        out = np.empty((len(weights), len(levels)))
+        block = max(1, int(2_000_000 // max(1, min(self.head, len(self.fp_upto)) + 1)))
+        for start in range(0, len(weights), block):
+            w = weights[start:start + block]
+            fps, sens = self._points_many(w, self.head)
+            short = fps[:, -1] <= levels[-1]
+            if short.any() and self.head < len(self.fp_upto):
+                full_fps, full_sens = self._points_many(w[short])
+                rows = np.flatnonzero(short)
+                out[start + rows] = _read_off_many(full_fps, full_sens, levels)
+                keep = np.flatnonzero(~short)
+                out[start + keep] = _read_off_many(fps[keep], sens[keep], levels)
+            else:
+                out[start:start + len(w)] = _read_off_many(fps, sens, levels)
+        return out
+
+    def _points_many(self, w: np.ndarray, head: int | None = None):
+        fp_upto, nod_upto = self.fp_upto[:head], self.nod_upto[:head]
+        n_fp = int(fp_upto[-1]) if len(fp_upto) else 0
+        zero = np.zeros((len(w), 1))
+        fp = np.concatenate([zero, np.cumsum(w[:, self.fp_scan[:n_fp]], axis=1)],
+                            axis=1)[:, fp_upto]
+        found = np.concatenate([zero, np.cumsum(w[:, self.nod_scan], axis=1)],
+                               axis=1)[:, nod_upto]
+        nodules = w[:, self.nodule_scan].sum(axis=1, keepdims=True)
+        fps = np.concatenate([zero, fp / w.sum(axis=1, keepdims=True)], axis=1)
+        sens = np.concatenate([zero, np.divide(found, nodules, out=np.zeros_like(found),
+                                               where=nodules > 0)], axis=1)
+        return fps, sens
+
     def levels(self, scan_weight: np.ndarray, levels: np.ndarray) -> np.ndarray:
         """The sensitivity at ``levels`` (at most the last of FP_LEVELS) for this weighting."""
         fps, sens = self.points(scan_weight, self.head)
@@ -226,22 +262,33 @@ def _read_off(fps: np.ndarray, sens: np.ndarray, levels: np.ndarray) -> np.ndarr
     return sens[k] + frac * (sens[nxt] - sens[k])
 
 
+def _read_off_many(fps: np.ndarray, sens: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """``_read_off`` for each row (each row's FPs per scan non-decreasing)."""
+    rows = np.arange(len(fps))[:, None]
+    k = (fps[:, :, None] <= levels[None, None, :]).sum(axis=1) - 1       # (rows, levels)
+    nxt = np.minimum(k + 1, fps.shape[1] - 1)
+    f0, f1, s0, s1 = fps[rows, k], fps[rows, nxt], sens[rows, k], sens[rows, nxt]
+    span = f1 - f0
+    frac = np.divide(levels[None, :] - f0, span, out=np.zeros_like(span), where=span > 0)
+    return s0 + frac * (s1 - s0)
+
+
 def _bootstrap(curve: _Curve, scans: int, resamples: int,
                seed: int | Sequence[int]) -> tuple[float | None, float | None]:
     if resamples <= 0:
         return None, None
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(scans, np.full(scans, 1.0 / scans), size=resamples)
-    levels = np.asarray(FP_LEVELS)
-    cpms = np.full(resamples, np.nan)
-    for b in range(resamples):
-        weight = counts[b].astype(np.float64)
-        if not weight[curve.nodule_scan].any():
-            continue                                 # no nodule drawn: no CPM
-        cpms[b] = curve.levels(weight, levels).mean()
-    if np.isnan(cpms).all():
+    weights = counts.astype(np.float64)
+    drawn = weights[:, curve.nodule_scan].sum(axis=1) > 0     # no nodule drawn: no CPM
+    if not drawn.any():
         return None, None
-    low, high = np.nanpercentile(cpms, [2.5, 97.5])
+    levels = np.asarray(FP_LEVELS)
+    if min(curve.head, len(curve.fp_upto)) <= BATCHED_POINTS:    # small sets: all at once
+        cpms = curve.levels_many(weights[drawn], levels).mean(axis=1)
+    else:                                   # large ones: a resample at a time is quicker
+        cpms = np.array([curve.levels(w, levels).mean() for w in weights[drawn]])
+    low, high = np.percentile(cpms, [2.5, 97.5])
     return float(low), float(high)
 
 
