@@ -25,7 +25,7 @@ import time
 
 from _common import machine_info, print_footer, print_machine
 
-from luna_core.run.compare import compare_text, read_history
+from luna_core.run.compare import compare_text, cpm_of, read_history
 from luna_core.run.runs import list_runs
 
 
@@ -74,9 +74,7 @@ def main(argv=None) -> int:
         for row in h.epochs:
             v = row.values
             recall = v.get("pr/recall") or 0.0
-            cpm = "-" if v.get("froc/cpm") is None else (
-                f"{v['froc/cpm']:.3f} [{v.get('froc/cpm_low', 0):.2f}–"
-                f"{v.get('froc/cpm_high', 0):.2f}]")
+            cpm = cpm_of(v)
             sens = v.get("froc/sens_at_1fp")
             auc = v.get("roc/auc")
             print(f"{os.path.basename(h.run_dir):33s} E{row.epoch:<5d} {cpm:21s} "

@@ -124,7 +124,8 @@ def cmd_stop(runs_dir: str) -> int:
 
 def find_run_dir(runs_dir: str, pid: int) -> str | None:
     """The run folder whose run_started names process ``pid``."""
-    from luna_core.run.eventfile import EVENT_FILE_NAME
+    from luna_core.run import events as ev
+    from luna_core.run.eventfile import EVENT_FILE_NAME, decode_line
     from luna_core.run.runs import find_run_dirs
 
     for d in find_run_dirs(runs_dir):
@@ -133,7 +134,11 @@ def find_run_dir(runs_dir: str, pid: int) -> str | None:
                 first = f.readline()
         except OSError:
             continue
-        if f'"pid": {pid},' in first or f'"pid": {pid}}}' in first:
+        try:
+            started = decode_line(first)
+        except LunaInputError:
+            continue
+        if isinstance(started, ev.RunStarted) and started.pid == pid:
             return d
     return None
 
@@ -180,26 +185,22 @@ def launcher(runs_dir: str):
     return launch
 
 
-def teller(command: str | None):
-    def tell(event: str, message: str) -> None:
-        if not command:
-            return
-        env = {**os.environ, "LUNA_EVENT": event, "LUNA_MESSAGE": message}
-        try:
-            subprocess.run(command, shell=True, env=env, timeout=30, check=False)
-        except (OSError, subprocess.SubprocessError) as exc:
-            print(f"luna-tui queue: --notify-cmd failed: {exc}", file=sys.stderr)
-    return tell
-
-
 def cmd_run(runs_dir: str, argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="luna-tui queue run")
     parser.add_argument("--notify-cmd", default=None, metavar="CMD",
                         help="run CMD through the shell at each run's end and when the queue "
                              "is done (LUNA_EVENT, LUNA_MESSAGE in its environment)")
     args = parser.parse_args(argv)
-    failures = qu.run_queue(runs_dir, launcher(runs_dir), teller(args.notify_cmd),
-                            say=lambda line: print(line, flush=True))
+    from luna_core.run.alerts import NotifySink
+
+    notify = NotifySink(args.notify_cmd) if args.notify_cmd else None
+    tell = notify.notify if notify else (lambda _event, _message: None)
+    try:
+        failures = qu.run_queue(runs_dir, launcher(runs_dir), tell,
+                                say=lambda line: print(line, flush=True))
+    finally:
+        if notify is not None:
+            notify.close()                # the last one ("queue_done") heard before exit
     return 1 if failures else 0
 
 

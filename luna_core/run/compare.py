@@ -94,15 +94,28 @@ def split_of(history: RunHistory) -> str:
     return history.options.get("split") or BOOK_SPLIT
 
 
+def cpm_text(value: float | None, low: float | None = None, high: float | None = None) -> str:
+    """'0.612 [0.55–0.67]': LUNA16's CPM with its 95 % interval ('-' when there is none)."""
+    if value is None or value != value:
+        return "-"
+    if low is None or high is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.2f}–{high:.2f}]"
+
+
+def cpm_of(values: dict) -> str:
+    """``cpm_text`` of a validation's metrics."""
+    return cpm_text(values.get("froc/cpm"), values.get("froc/cpm_low"),
+                    values.get("froc/cpm_high"))
+
+
 def best_cpm_text(history: RunHistory) -> str:
     """'0.612 [0.55–0.67] E3': the best CPM, its interval and its epoch ('-': none)."""
     b = history.best("froc/cpm", True)
     if b is None:
         return "-"
     row = next(r for r in history.epochs if r.epoch == b[0])
-    low, high = row.values.get("froc/cpm_low"), row.values.get("froc/cpm_high")
-    ci = "" if low is None or high is None else f" [{low:.2f}–{high:.2f}]"
-    return f"{b[1]:.3f}{ci} E{b[0]}"
+    return f"{cpm_of(row.values)} E{b[0]}"
 
 
 def by_best_cpm(histories: list[RunHistory]) -> list[RunHistory]:

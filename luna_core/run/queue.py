@@ -208,12 +208,15 @@ Launcher = Callable[[list[str], Callable[[int], None]], RunResult]
 def resume_argv(entry: Entry) -> list[str] | None:
     """How to go on with an interrupted entry: ``--resume RUN_DIR`` with its options, when
     the run got as far as a checkpoint; None to start it (again) from scratch."""
-    if not entry.run_dir or not os.path.isdir(os.path.join(entry.run_dir, "checkpoints")):
+    from luna_core.run.runs import read_run
+
+    if not entry.run_dir:
         return None
-    if not any(name.endswith(".pt") and name != "best.pt"
-               for name in os.listdir(os.path.join(entry.run_dir, "checkpoints"))):
+    try:
+        saved = read_run(entry.run_dir).last_checkpoint    # what the run says it saved
+    except LunaInputError:
         return None
-    return [*entry.argv, "--resume", entry.run_dir]
+    return [*entry.argv, "--resume", entry.run_dir] if saved else None
 
 
 def run_queue(runs_dir: str, launch: Launcher,

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from luna_core.run import events as ev
+from luna_core.run.compare import cpm_of
 from luna_core.run.estimate import format_duration
 
 
@@ -126,10 +127,7 @@ class RunSummary:
             cpm = self.best("froc/cpm", True)
             cpm_text = ""
             if cpm is not None:
-                row = self.val_rows[cpm[0]]
-                low, high = row.get("froc/cpm_low"), row.get("froc/cpm_high")
-                ci = "" if low is None or high is None else f" [{low:.2f}–{high:.2f}]"
-                cpm_text = f"CPM {cpm[1]:.3f}{ci} at E{cpm[0]}; "
+                cpm_text = f"CPM {cpm_of(self.val_rows[cpm[0]])} at E{cpm[0]}; "
             out.append(f"  best epoch: {cpm_text}validation loss {loss[1]:.4f} at E{loss[0]}; "
                        f"{f1_text}")
             last_epoch = max(self.val_rows)

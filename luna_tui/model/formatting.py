@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from luna_core.run.compare import cpm_text
 from luna_core.run.estimate import format_duration
 
 BAR_FULL = "━"
@@ -113,8 +114,4 @@ def wrap_parts(parts: list[str], width: int, sep: str = " · ", first: int = 0) 
 
 def cpm(value: float | None, low: float | None = None, high: float | None = None) -> str:
     """'0.612 [0.55–0.67]': LUNA16's CPM with its 95 % interval ('-' when there is none)."""
-    if not is_num(value):
-        return "-"
-    if is_num(low) and is_num(high):
-        return f"{value:.3f} [{low:.2f}–{high:.2f}]"
-    return f"{value:.3f}"
+    return cpm_text(value if is_num(value) else None, low, high)

@@ -59,10 +59,8 @@ def state_of(snap: RunSnapshot, ui: UiStatus) -> str:
     return snap.state
 
 
-def render_progress(snap: RunSnapshot, now: datetime, width: int, ui: UiStatus,
-                    detail_rows: int = 0) -> Text:
-    """The pane's lines at ``width``; ``detail_rows``: rows to spare for what the run is and
-    how far it got (shown only where the band has rows the pane does not need)."""
+def render_progress(snap: RunSnapshot, now: datetime, width: int, ui: UiStatus) -> Text:
+    """The pane's own lines at ``width`` (``add_details`` fills rows to spare)."""
     width = max(20, width)
     state = state_of(snap, ui)
     out = Text(no_wrap=False, overflow="fold")
@@ -108,10 +106,16 @@ def render_progress(snap: RunSnapshot, now: datetime, width: int, ui: UiStatus,
     if note is not None:
         out.append("\n")
         out.append_text(note)
-    details = _details(snap, width)
-    if detail_rows >= 2:                    # one row is the blank line before them
-        out.append("\n\n" + "\n".join(details[:detail_rows - 1]), style="dim")
     return out
+
+
+def add_details(text: Text, snap: RunSnapshot, width: int, spare_rows: int) -> Text:
+    """What the run is and how far it got, in the ``spare_rows`` the band has beyond the
+    pane's own lines (one of them the blank line before)."""
+    if spare_rows >= 2:
+        details = _details(snap, width)
+        text.append("\n\n" + "\n".join(details[:spare_rows - 1]), style="dim")
+    return text
 
 
 def _score_line(snap: RunSnapshot, width: int) -> Text | None:
@@ -255,21 +259,16 @@ class ProgressPane(MemoPane):
             title = f"{ui.title} · …{snap.run_dir[-keep:]}"
         return title
 
-    def _spare_rows(self, width: int, snap: RunSnapshot, now: datetime, ui: UiStatus) -> int:
-        """Rows the pane has beyond its own lines (the band is as tall as its taller pane)."""
-        rows = self.content_size.height
-        if not rows:
-            return 0
-        return max(0, rows - _line_count(render_progress(snap, now, width, ui), width))
-
     def memo_key(self, width: int, snap: RunSnapshot, now: datetime, ui: UiStatus) -> tuple:
         self.border_title = self._title(snap, ui, width)
         return (snap.version, now.replace(second=0, microsecond=0), ui, width,
                 self.content_size.height)
 
     def draw(self, width: int, snap: RunSnapshot, now: datetime, ui: UiStatus) -> None:
-        spare = self._spare_rows(width, snap, now, ui)
-        self.show_text(render_progress(snap, now, width, ui, detail_rows=spare))
+        text = render_progress(snap, now, width, ui)
+        rows = self.content_size.height        # the band is as tall as its taller pane
+        spare = max(0, rows - _line_count(text, width)) if rows else 0
+        self.show_text(add_details(text, snap, width, spare))
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         """The rows the pane needs: its lines without the details, which only fill rows
