@@ -208,15 +208,14 @@ Launcher = Callable[[list[str], Callable[[int], None]], RunResult]
 def resume_argv(entry: Entry) -> list[str] | None:
     """How to go on with an interrupted entry: ``--resume RUN_DIR`` with its options, when
     the run got as far as a checkpoint; None to start it (again) from scratch."""
-    from luna_core.run.runs import read_run
-
-    if not entry.run_dir:
+    # the files, not the event file: a run killed between writing a checkpoint and its
+    # event has the checkpoint (--resume takes the newest file there)
+    ckpt_dir = os.path.join(entry.run_dir or "", "checkpoints")
+    if not entry.run_dir or not os.path.isdir(ckpt_dir):
         return None
-    try:
-        saved = read_run(entry.run_dir).last_checkpoint    # what the run says it saved
-    except LunaInputError:
+    if not any(name.endswith(".pt") and name != "best.pt" for name in os.listdir(ckpt_dir)):
         return None
-    return [*entry.argv, "--resume", entry.run_dir] if saved else None
+    return [*entry.argv, "--resume", entry.run_dir]
 
 
 def run_queue(runs_dir: str, launch: Launcher,
