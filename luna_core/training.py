@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 import time
+import uuid
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,7 @@ from luna_core.run import events as ev
 from luna_core.run.alerts import NotifySink
 from luna_core.run.commands import CommandChannel
 from luna_core.run.control import ControlServer
+from luna_core.run.runlock import RunLock
 from luna_core.score import examples
 from luna_core.score.validation import ValidationScorer
 from luna_core.train import runtime
@@ -70,7 +72,12 @@ from luna_core.train.runcontrol import (
     EXIT_OK,
     RunControl,
 )
-from luna_core.train.rundir import add_run_dir_sinks, new_run_dir, start_control_server
+from luna_core.train.rundir import (
+    add_run_dir_sinks,
+    new_run_dir,
+    run_dir_path,
+    start_control_server,
+)
 from luna_core.train.state import LoopState
 from luna_core.train.step import guarded_step, make_optimizer
 
@@ -97,6 +104,9 @@ class LunaTrainingApp:
             self.bus.add(NotifySink(self.cli_args.notify_cmd, self.cli_args.notify_timeout))
         self.interactive = interactive
         self.time_str = datetime.datetime.now().strftime("%Y-%m-%d_%H.%M.%S")
+        # this process of the run, in its run_started (a queue finds its child's folder by it)
+        self.run_id = os.environ.get("LUNA_RUN_ID") or uuid.uuid4().hex[:16]
+        self.run_lock: RunLock | None = None      # rank 0: this process owns the run folder
         self.dist = DistContext()
         self.loop = LoopState(clock=_monotonic)
         self.run_control = RunControl(self.bus, self.commands, self.loop,
@@ -129,11 +139,15 @@ class LunaTrainingApp:
                 if hasattr(sink, "close"):
                     sink.close()
             shutdown(self.dist)
+            if self.run_lock is not None:
+                self.run_lock.release()
 
     def _main(self) -> int:
         args = self.cli_args
         self.device = self._start_runtime(args.device)
         resume = resume_from(args.resume)
+        if resume.path and self.dist.is_main:     # a live run's folder is not ours to write
+            self.run_lock = RunLock.acquire(resume.run_dir, self.run_id)
         resume.merge_options(args, self.given_options)
         self.augmentation = Augmentation.from_options(args)
         if self.augmentation.enabled:
@@ -154,9 +168,12 @@ class LunaTrainingApp:
         if resume.path:       # the run goes on in its directory, under its name
             self.loop.total_samples, self.time_str = resume.total_samples, resume.time_str
             self.run_dir = resume.run_dir
-        else:
-            self.time_str = broadcast_object(self.dist, self.time_str)  # one name, all ranks
-            self.run_dir = new_run_dir(args, self.time_str)
+        else:   # rank 0 makes the folder (a unique name) and owns it; one name, all ranks
+            if self.dist.is_main:
+                _dir, self.time_str, self.run_lock = new_run_dir(args, self.time_str,
+                                                                 self.run_id)
+            self.time_str = broadcast_object(self.dist, self.time_str)
+            self.run_dir = run_dir_path(args, self.time_str)
         self.checkpointer = Checkpointer(
             self.run_dir, self.time_str, self.trn_ds, self.val_ds, bus=self.bus, dist=self.dist,
             model=self.model, optimizer=self.optimizer, cli_args=args,
@@ -172,7 +189,7 @@ class LunaTrainingApp:
             world_size=self.dist.world_size,
             trn_pos=self.trn_ds.pos_count, val_pos=self.val_ds.pos_count,
             device=str(self.device), pid=os.getpid(), host=socket.gethostname(),
-            resumed_from=resume.path,
+            resumed_from=resume.path, run_id=self.run_id,
             control_socket=getattr(self.control_server, "path", None)))
         # the options in the run's log (and on the console) once there is a run to speak of
         log.info("Starting %s, %s", type(self).__name__, args)
@@ -281,13 +298,23 @@ class LunaTrainingApp:
             score=score,
             per_sample=(metrics_a[METRICS_LABEL_NDX], metrics_a[METRICS_PRED_NDX])))
         if rows is not None and self.cli_args.examples:
-            # the worst misses, false alarms and best hits, with their chunks, for a person
+            self._save_examples(epoch, rows, metrics_a)
+        return result["metrics"]["loss/all"]
+
+    def _save_examples(self, epoch: int, rows, metrics_a) -> None:
+        """The worst misses, false alarms and best hits, with their chunks, for a person. A
+        side output: a failure to write them (disk full, folder unwritable) is logged and
+        alerted, and the epoch's checkpoint is still written."""
+        try:
             path, counts = examples.save(
                 self.run_dir, epoch, self.val_ds, rows, metrics_a[METRICS_PRED_NDX],
                 metrics_a[METRICS_LOSS_NDX], self.cli_args.examples,
                 self.cli_args.keep_examples)
-            self.bus.emit(ev.ExamplesSaved(epoch=epoch, path=path, **counts))
-        return result["metrics"]["loss/all"]
+        except OSError as exc:
+            log.error("%s: the examples of E%d were not written (%s); training goes on",
+                      ev.SIDE_OUTPUT_FAILED, epoch, exc)
+            return
+        self.bus.emit(ev.ExamplesSaved(epoch=epoch, path=path, **counts))
 
     # ------------------------------------------------------------------ one phase
     def _start_phase(self, phase: str, epoch: int, dl: DataLoader, start_batch: int):

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 from luna_core.errors import LunaInputError
@@ -34,12 +37,29 @@ def _runs_dir(argv: list[str]) -> tuple[str, list[str]]:
 
 
 def check_options(argv: list[str]) -> None:
-    """The run's own parser, at once: a bad option is refused when queued (argparse's
-    message, exit 2), not when the run would start."""
-    from luna_core.train.options import build_parser
+    """The run's own parser and the run's own checks after parsing (one function, shared
+    with the run: luna_core.train.options), at once: a bad option is refused when queued
+    (argparse's message, exit 2), not when the run would start."""
+    from luna_core.train.options import parse_options
 
-    parser = build_parser(prog="luna-tui queue add")
-    parser.parse_args(argv)
+    parse_options(argv, prog="luna-tui queue add")
+
+
+def _asks_resume(argv: list[str]) -> bool:
+    """--resume in any spelling argparse takes (--resume=X, --resu X ...)."""
+    from luna_core.train.options import given_resume
+
+    return given_resume(argv)
+
+
+def _with_preset(argv: list[str], extra: list[str]) -> list[str]:
+    """A preset entry's options after the user's; an option the user gave keeps the user's
+    value (the preset's own is left out). The presets' options are single tokens."""
+    from luna_core.train.options import build_parser, parse_options
+
+    _options, given = parse_options(argv)       # the names given, in any spelling
+    dest = {o: a.dest for a in build_parser()._actions for o in a.option_strings}
+    return [*argv, *(t for t in extra if dest.get(t.split("=", 1)[0]) not in given)]
 
 
 def cmd_add(runs_dir: str, argv: list[str]) -> int:
@@ -57,9 +77,12 @@ def cmd_add(runs_dir: str, argv: list[str]) -> int:
     grid = qu.expand_sweep(argv) if sweep else [argv]
     if preset:
         # the comment (each run's name) first: "--balanced NAME" would read NAME as a ratio
-        grid = [[name, *a, *extra] for a in grid for name, extra in qu.PRESETS[preset]]
+        grid = [[name, *_with_preset(a, extra)] for a in grid
+                for name, extra in qu.PRESETS[preset]]
+    if not grid:
+        raise LunaInputError("nothing to queue (an empty --sweep)")
     for a in grid:
-        if "--headless" in a or "--resume" in a:
+        if "--headless" in a or _asks_resume(a):
             print("luna-tui queue add: queued runs are headless and start fresh: leave out "
                   "--headless and --resume", file=sys.stderr)
             return 2
@@ -87,11 +110,7 @@ def cmd_ls(runs_dir: str) -> int:
 
 
 def cmd_rm(runs_dir: str, entry_id: int) -> int:
-    with qu.editing(runs_dir) as q:
-        e = q.get(entry_id)
-        if e.state == qu.RUNNING:
-            raise LunaInputError(f"#{entry_id} is running: 'luna-tui queue stop' first")
-        q.entries.remove(e)
+    qu.remove(runs_dir, entry_id)
     print(f"removed #{entry_id}")
     return 0
 
@@ -107,41 +126,25 @@ def cmd_move(runs_dir: str, entry_id: int, where: str) -> int:
 
 
 def cmd_stop(runs_dir: str) -> int:
-    """Halt the queue; the run in progress checkpoints and stops (resumed by the next run)."""
-    from luna_core.run.ctl import ctl
-
+    """Halt the queue: its runner stops the run in progress (SIGTERM: a checkpoint at the
+    next batch boundary, even while the run starts up) and ends; the next 'queue run' resumes
+    it. With no runner working there is nothing to stop, and nothing is written."""
+    if not qu.runner_alive(runs_dir):
+        print(f"no 'luna-tui queue run' is working on {runs_dir}: nothing to stop")
+        return 0
     with qu.editing(runs_dir) as q:
         q.halt = True
         current = next((e for e in q.entries if e.state == qu.RUNNING), None)
-    if current is None or not current.run_dir:
-        print("queue halted: no run in progress")
-        return 0
-    print(f"queue halted; stopping #{current.id} ({current.run_dir})")
-    return ctl(current.run_dir, "stop", runs_dir)
+    if current is None:
+        print("queue halted: it starts no further run")
+    else:
+        where = f" ({current.run_dir})" if current.run_dir else " (starting up)"
+        print(f"queue halted; #{current.id}{where} stops at its next batch boundary with a "
+              f"checkpoint ('luna-tui queue run' resumes it)")
+    return 0
 
 
 # --------------------------------------------------------------------------- running
-
-def find_run_dir(runs_dir: str, pid: int) -> str | None:
-    """The run folder whose run_started names process ``pid``."""
-    from luna_core.run import events as ev
-    from luna_core.run.eventfile import EVENT_FILE_NAME, decode_line
-    from luna_core.run.runs import find_run_dirs
-
-    for d in find_run_dirs(runs_dir):
-        try:
-            with open(os.path.join(d, EVENT_FILE_NAME), encoding="utf-8") as f:
-                first = f.readline()
-        except OSError:
-            continue
-        try:
-            started = decode_line(first)
-        except LunaInputError:
-            continue
-        if isinstance(started, ev.RunStarted) and started.pid == pid:
-            return d
-    return None
-
 
 def _reason(run_dir: str | None, log_path: str) -> str:
     """Why a run failed, in one line: its final event's error, else its last log line."""
@@ -162,63 +165,150 @@ def _reason(run_dir: str | None, log_path: str) -> str:
         return ""
 
 
-def launcher(runs_dir: str):
-    def launch(argv: list[str], started) -> qu.RunResult:
+def _created(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def launcher(runs_dir: str, stopping: threading.Event | None = None, poll: float = 0.2):
+    """Runs each entry as ``luna-tui --headless`` with its run id, and stops it (SIGTERM: a
+    checkpoint, then exit 143) when the queue is halted or the runner is told to stop."""
+    stopping = stopping or threading.Event()
+
+    def launch(argv: list[str], run_id: str, started) -> qu.RunResult:
+        from luna_core.run.parentwatch import PARENT_ENV
+
         logs = os.path.join(runs_dir, "queue-logs")
-        os.makedirs(logs, exist_ok=True)
+        try:
+            os.makedirs(logs, exist_ok=True)
+        except OSError as exc:
+            raise LunaInputError(f"cannot create the queue's log folder: "
+                                 f"{exc.strerror or exc}", logs) from None
         log_path = os.path.join(logs, f"{int(time.time() * 1000)}.log")
         cmd = [sys.executable, "-m", "luna_tui", "--headless", *argv, "--runs-dir", runs_dir]
+        env = {**os.environ, "LUNA_RUN_ID": run_id, PARENT_ENV: str(os.getpid())}
         with open(log_path, "w") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
-        started(proc.pid)
-        run_dir = None
+                                    stdin=subprocess.DEVNULL, env=env)
+        started(proc.pid, _created(proc.pid))
+        run_dir, told = None, False
         while proc.poll() is None:
             if run_dir is None:
-                run_dir = find_run_dir(runs_dir, proc.pid)
+                run_dir = qu.find_run_dir(runs_dir, run_id)
                 if run_dir:
-                    started(proc.pid, run_dir)
-            time.sleep(0.2)
-        run_dir = run_dir or find_run_dir(runs_dir, proc.pid)
+                    started(proc.pid, _created(proc.pid), run_dir)
+            if not told and (stopping.is_set() or _halted(runs_dir)):
+                proc.send_signal(signal.SIGTERM)   # a clean stop, also while it starts up
+                told = True
+            stopping.wait(poll) if not told else time.sleep(poll)
+        run_dir = run_dir or qu.find_run_dir(runs_dir, run_id)
         code = proc.returncode
         return qu.RunResult(code, run_dir, "" if code == 0 else _reason(run_dir, log_path))
     return launch
 
 
+def _halted(runs_dir: str) -> bool:
+    try:
+        return qu.load(runs_dir).halt
+    except LunaInputError:
+        return False
+
+
 def cmd_run(runs_dir: str, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="luna-tui queue run")
-    parser.add_argument("--notify-cmd", default=None, metavar="CMD",
-                        help="run CMD through the shell at each run's end and when the queue "
-                             "is done (LUNA_EVENT, LUNA_MESSAGE in its environment)")
-    args = parser.parse_args(argv)
+    args = _verb_parser("run").parse_args(argv)
     from luna_core.run.alerts import NotifySink
 
     notify = NotifySink(args.notify_cmd) if args.notify_cmd else None
     tell = notify.notify if notify else (lambda _event, _message: None)
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        # the run in progress is stopped with a checkpoint and marked stopped; the queue halts
+        if not stopping.is_set():
+            os.write(2, f"{signal.Signals(signum).name}: stopping the run in progress with a "
+                        f"checkpoint; 'luna-tui queue run' resumes it\n".encode())
+        stopping.set()
+
+    previous = {signum: signal.signal(signum, on_signal)
+                for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                if signum != signal.SIGHUP or signal.getsignal(signum) is signal.SIG_DFL}
     try:
-        failures = qu.run_queue(runs_dir, launcher(runs_dir), tell,
+        failures = qu.run_queue(runs_dir, launcher(runs_dir, stopping), tell,
                                 say=lambda line: print(line, flush=True))
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if notify is not None:
             notify.close()                # the last one ("queue_done") heard before exit
     return 1 if failures else 0
+
+
+# --------------------------------------------------------------------------- the verbs
+
+VERB_HELP = {
+    "add": "queue runs: the options of a run (luna-tui --help), checked at once",
+    "ls": "list the queue's entries with their state, run folder and reason",
+    "rm": "remove entry N (not while it runs: 'queue stop' first)",
+    "move": "move entry N up or down",
+    "run": "work through the queue, one headless run at a time (resumes an interrupted "
+           "entry first)",
+    "stop": "halt the queue: the run in progress stops with a checkpoint (resumed by the "
+            "next 'queue run')",
+}
+
+
+def _verb_parser(verb: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"luna-tui queue {verb}",
+                                     description=VERB_HELP[verb].capitalize() + ".")
+    parser.add_argument("--runs-dir", default="runs",
+                        help="the runs folder that holds the queue (default: runs)")
+    if verb in ("rm", "move"):
+        parser.add_argument("entry", type=int, metavar="N")
+    if verb == "move":
+        parser.add_argument("where", choices=("up", "down"))
+    if verb == "run":
+        parser.add_argument("--notify-cmd", default=None, metavar="CMD",
+                            help="run CMD through the shell at each run's end and when the "
+                                 "queue is done (LUNA_EVENT, LUNA_MESSAGE in its environment)")
+    return parser
+
+
+def _add_help() -> str:
+    from luna_core.train.options import build_parser
+
+    text = build_parser(prog="luna-tui queue add").format_help()
+    return (text + "\nqueue add also takes:\n  --sweep          comma lists become a grid "
+            "(--lr 0.001,0.0003 --balanced 1,2: four runs)\n  --preset ch12    chapter 12's "
+            "experiments, each with the options given (an option you give keeps your "
+            "value)\n  --runs-dir DIR   the runs folder that holds the queue\n"
+            "Queued runs are headless and start fresh: --headless and --resume are refused.\n")
+
+
+def _wants_help(argv: list[str]) -> bool:
+    return any(a in ("-h", "--help") for a in argv)
 
 
 def queue_command(argv: list[str]) -> int:
     runs_dir, argv = _runs_dir(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
-        print("\nThe queue's file: RUNS_DIR/queue.json. 'add' takes the options of a run "
-              "(luna-tui --help), checked at once; --sweep turns comma lists into a grid "
-              "(--lr 0.001,0.0003 --balanced 1,2: four runs); --preset ch12 queues chapter "
-              "12's experiments with the options given.")
+        print("\n" + "\n".join(f"  {verb:<5} {what}" for verb, what in VERB_HELP.items()))
+        print("\nThe queue's file: RUNS_DIR/queue.json. 'luna-tui queue VERB --help' for a "
+              "verb's options.")
         return 0 if argv else 2
     what, rest = argv[0], argv[1:]
+    if what in VERB_HELP and _wants_help(rest):      # --help never acts
+        print(_add_help() if what == "add" else _verb_parser(what).format_help(), end="")
+        return 0
     try:
         if what == "add":
             return cmd_add(runs_dir, rest)
-        if what == "ls":
-            return cmd_ls(runs_dir)
+        if what in ("ls", "stop") and not rest:
+            return cmd_ls(runs_dir) if what == "ls" else cmd_stop(runs_dir)
         if what == "rm" and len(rest) == 1 and rest[0].isdigit():
             return cmd_rm(runs_dir, int(rest[0]))
         if what == "move" and len(rest) == 2 and rest[0].isdigit() and rest[1] in ("up",
@@ -226,11 +316,9 @@ def queue_command(argv: list[str]) -> int:
             return cmd_move(runs_dir, int(rest[0]), rest[1])
         if what == "run":
             return cmd_run(runs_dir, rest)
-        if what == "stop":
-            return cmd_stop(runs_dir)
     except LunaInputError as exc:
         print(f"luna-tui queue: {exc}", file=sys.stderr)
         return 2
-    print(f"luna-tui queue: unknown or incomplete command {' '.join(argv)!r}\n{USAGE}",
+    print(f"luna-tui queue: unknown or incomplete command {shlex.join(argv)!r}\n{USAGE}",
           file=sys.stderr)
     return 2

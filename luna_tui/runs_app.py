@@ -22,7 +22,7 @@ from textual_plotext import PlotextPlot
 
 from luna_core.errors import LunaInputError
 from luna_core.run import queue as qu
-from luna_core.run.runs import list_runs_with_events
+from luna_core.run.runs import check_runs_dir, list_runs_with_events
 from luna_tui.model import workspace as ws
 
 RUNS_CSS = """
@@ -65,6 +65,7 @@ class RunsScreen(Screen[tuple[str, str] | None]):
         self.filter_text = ""
         self.sort_column, self.sort_descending = "run", False
         self.queue: qu.Queue = qu.Queue()
+        self.unlisted: list[str] = []          # what could not be read, one line each
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter: text in a run's state, name, score or options",
@@ -92,7 +93,13 @@ class RunsScreen(Screen[tuple[str, str] | None]):
         except LunaInputError as exc:
             self.say(str(exc))
             self.queue = qu.Queue()
-        self.all_rows = ws.rows(list_runs_with_events(self.runs_dir), self.queue.entries)
+        self.unlisted = []        # a run whose files cannot be read hides no other
+        try:
+            check_runs_dir(self.runs_dir)
+        except LunaInputError as exc:
+            self.unlisted.append(str(exc))
+        found = list_runs_with_events(self.runs_dir, self.unlisted)
+        self.all_rows = ws.rows(found, self.queue.entries)
         self.refill()
         self.fill_queue()
 
@@ -108,7 +115,9 @@ class RunsScreen(Screen[tuple[str, str] | None]):
         arrow = "↓" if self.sort_descending else "↑"
         self.say(f"{len(self.shown)} of {len(self.all_rows)} · sorted by {self.sort_column} "
                  f"{arrow}" + (f" · filter '{self.filter_text}'" if self.filter_text else "")
-                 + (f" · {len(self.marked)} marked" if self.marked else ""))
+                 + (f" · {len(self.marked)} marked" if self.marked else "")
+                 + (f" · not listed: {self.unlisted[0]}" if self.unlisted else "")
+                 + (f" (and {len(self.unlisted) - 1} more)" if len(self.unlisted) > 1 else ""))
 
     def fill_queue(self) -> None:
         table = self.query_one("#queue", DataTable)
@@ -230,8 +239,12 @@ class RunsScreen(Screen[tuple[str, str] | None]):
             self.say("select a run to queue a copy of its options")
             return
         argv = ws.options_argv(row.history.options)
-        with qu.editing(self.runs_dir) as q:
-            entry = q.add(argv)
+        try:
+            with qu.editing(self.runs_dir) as q:
+                entry = q.add(argv)
+        except LunaInputError as exc:
+            self.say(str(exc))
+            return
         self.say(f"queued #{entry.id}: {entry.describe()}")
         self.action_reload()
 
@@ -240,12 +253,12 @@ class RunsScreen(Screen[tuple[str, str] | None]):
         if not self.queue.entries or table.cursor_row is None:
             return
         entry = self.queue.entries[min(table.cursor_row, len(self.queue.entries) - 1)]
-        if entry.state == qu.RUNNING:
-            self.say(f"#{entry.id} is running: 'luna-tui queue stop' first")
-            return
-        with qu.editing(self.runs_dir) as q:
-            q.entries = [e for e in q.entries if e.id != entry.id]
-        self.say(f"removed #{entry.id}")
+        try:    # the queue as it is now, not as shown: the entry may have started since
+            qu.remove(self.runs_dir, entry.id)
+        except LunaInputError as exc:
+            self.say(str(exc))
+        else:
+            self.say(f"removed #{entry.id}")
         self.action_reload()
 
 

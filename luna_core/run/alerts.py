@@ -63,6 +63,9 @@ class NotifySink:
         elif isinstance(event, ev.RunFinished):
             what = event.error or f"exit status {event.exit_code}"
             self.notify(event.state, f"run {event.state}: {what}")
+        elif isinstance(event, ev.LogRecord) and event.level == "ERROR" \
+                and event.message.startswith(ev.SIDE_OUTPUT_FAILED):
+            self.notify("side_output_failed", event.message)
         elif isinstance(event, ev.NonFiniteLoss):
             self.notify("nonfinite", f"non-finite loss at E{event.epoch} {event.phase} batch "
                                      f"{event.batch_ndx}: {event.action}")

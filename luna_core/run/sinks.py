@@ -64,6 +64,7 @@ class JsonlSink:
         self._last_batch = 0.0
         self._lock = threading.Lock()
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self.dropped_partial = drop_partial_last_line(path) if mode == "a" else 0
         self._file = open(path, mode, encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
@@ -88,6 +89,37 @@ class JsonlSink:
         with self._lock:
             if not self._file.closed:
                 self._file.close()
+
+
+def drop_partial_last_line(path: str) -> int:
+    """Before a resumed run appends to its event file: cut an incomplete last line (the
+    process before was killed in the middle of writing it), so that the new events do not
+    glue onto it. Returns how many bytes were cut (0: the file ended with a newline)."""
+    try:
+        with open(path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return 0
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return 0
+            # the last newline: read back in blocks (a partial line is at most one event)
+            end, block = size, 1 << 16
+            keep = 0
+            while end > 0:
+                start = max(0, end - block)
+                f.seek(start)
+                k = f.read(end - start).rfind(b"\n")
+                if k >= 0:
+                    keep = start + k + 1
+                    break
+                end = start
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+            return size - keep
+    except FileNotFoundError:
+        return 0
 
 
 def _jsonable(value: Any) -> Any:

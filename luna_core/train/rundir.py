@@ -12,6 +12,7 @@ from luna_core.run.commands import Command, CommandChannel
 from luna_core.run.control import ControlServer, socket_path_for
 from luna_core.run.eventfile import EVENT_FILE_NAME
 from luna_core.run.index import IndexSink
+from luna_core.run.runlock import RunLock, make_unique_run_dir
 from luna_core.run.sinks import JsonlSink
 from luna_core.train.checkpoint import checkpoint_dir
 from luna_core.train.tensorboard import TensorBoardSink
@@ -19,8 +20,18 @@ from luna_core.train.tensorboard import TensorBoardSink
 log = logging.getLogger(__name__)
 
 
-def new_run_dir(args: Namespace, time_str: str) -> str:
+def run_dir_path(args: Namespace, time_str: str) -> str:
+    """RUNS_DIR/TB_PREFIX/TIME-COMMENT: where the run named by ``time_str`` lives."""
     return os.path.join(args.runs_dir, args.tb_prefix, f"{time_str}-{args.comment}")
+
+
+def new_run_dir(args: Namespace, time_str: str,
+                run_id: str) -> tuple[str, str, RunLock]:
+    """A new run's folder, made unique atomically and locked for this process's life:
+    (folder, the time string it is named by, its lock). Rank 0 calls it."""
+    run_dir, time_str = make_unique_run_dir(os.path.join(args.runs_dir, args.tb_prefix),
+                                            time_str, args.comment)
+    return run_dir, time_str, RunLock.acquire(run_dir, run_id)
 
 
 def add_run_dir_sinks(bus: ev.EventBus, args: Namespace, run_dir: str, time_str: str,
@@ -29,7 +40,11 @@ def add_run_dir_sinks(bus: ev.EventBus, args: Namespace, run_dir: str, time_str:
     os.makedirs(checkpoint_dir(run_dir), exist_ok=True)
     bus.add(TensorBoardSink(args.runs_dir, args.tb_prefix, time_str, args.comment,
                             purge_step=purge_step))
-    bus.add(JsonlSink(os.path.join(run_dir, EVENT_FILE_NAME)))
+    events = JsonlSink(os.path.join(run_dir, EVENT_FILE_NAME))
+    if events.dropped_partial:      # a resume after a kill in the middle of a line
+        log.warning("%s: cut an incomplete last line (%d bytes) left by the process before",
+                    events.path, events.dropped_partial)
+    bus.add(events)
     bus.add(IndexSink(run_dir))          # what `runs` reads: the event file less its batches
 
 
