@@ -36,13 +36,13 @@ def _runs_dir(argv: list[str]) -> tuple[str, list[str]]:
     return runs_dir, rest
 
 
-def check_options(argv: list[str]) -> None:
+def check_options(argv: list[str], runs_dir: str) -> None:
     """The run's own parser and the run's own checks after parsing (one function, shared
-    with the run: luna_core.train.options), at once: a bad option is refused when queued
-    (argparse's message, exit 2), not when the run would start."""
+    with the run: luna_core.train.options.validate_options), at once: a bad option is
+    refused when queued (argparse's message, exit 2), not when the run would start."""
     from luna_core.train.options import parse_options
 
-    parse_options(argv, prog="luna-tui queue add")
+    parse_options([*argv, "--runs-dir", runs_dir], prog="luna-tui queue add")
 
 
 def _asks_resume(argv: list[str]) -> bool:
@@ -57,7 +57,7 @@ def _with_preset(argv: list[str], extra: list[str]) -> list[str]:
     value (the preset's own is left out). The presets' options are single tokens."""
     from luna_core.train.options import build_parser, parse_options
 
-    _options, given = parse_options(argv)       # the names given, in any spelling
+    _options, given = parse_options(argv, disk=False)   # the names given, any spelling
     dest = {o: a.dest for a in build_parser()._actions for o in a.option_strings}
     return [*argv, *(t for t in extra if dest.get(t.split("=", 1)[0]) not in given)]
 
@@ -86,7 +86,7 @@ def cmd_add(runs_dir: str, argv: list[str]) -> int:
             print("luna-tui queue add: queued runs are headless and start fresh: leave out "
                   "--headless and --resume", file=sys.stderr)
             return 2
-        check_options(a)                      # SystemExit(2) on a bad option: nothing added
+        check_options(a, runs_dir)            # SystemExit(2) on a bad option: nothing added
     with qu.editing(runs_dir) as q:
         added = [q.add(a) for a in grid]
     for e in added:

@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from luna_core.data.layout import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
 
 __all__ = ["DEFAULT_CACHE_DIR", "DEFAULT_DATA_DIR", "DEFAULT_RUNS_DIR", "RESUME_MUST_MATCH",
            "add_data_dirs", "add_runs_dir", "build_parser", "default_num_workers",
-           "parse_options"]
+           "given_resume", "parse_options", "validate_options"]
 
 DEFAULT_RUNS_DIR = "runs"
 
@@ -150,23 +151,168 @@ def build_parser(prog: str = "luna-tui", commands: str = "") -> argparse.Argumen
 
 _NOT_GIVEN = object()
 
+# ---------------------------------------------------------------- validation after parsing
+# Each rule: (option, lowest, highest, highest included). A value that is None (an option
+# whose default is "not given") is not checked. Floats must also be finite: argparse's
+# ``float`` takes "nan" and "inf", and ``nan < 0`` is False, so a plain minimum lets nan by.
 
-def parse_options(argv: list[str]) -> tuple[argparse.Namespace, set[str]]:
-    """Parse argv; also return the names of the options given explicitly (so that a resumed
-    run can take the others from its checkpoint)."""
+#: Integer options: (name, minimum) — the run's minimums since the first release.
+_INT_MINIMUMS = (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("threads", 0),
+                 ("val_stride", 2), ("keep_checkpoints", 1), ("balanced", 0),
+                 ("froc_bootstrap", 0), ("examples", 0), ("keep_examples", 1),
+                 ("epoch_samples", 1), ("max_batches", 1))
+
+#: --seed seeds numpy's default_rng (refuses a negative seed) and torch generators with
+#: seed * 1_000_003 + epoch (64 bits at most): 0 .. 2**32 - 1 is safe everywhere.
+_SEED_RANGE = (0, 2**32 - 1)
+
+#: Float options: name -> (lowest, highest, highest included, what the message says).
+#: - lr, momentum: the rule live steering applies (luna_core.run.commands.Setting.check).
+#: - augment_offset: the shift is offset * U[-1, 1) in affine_grid's normalised coordinates,
+#:   which span 2 across the chunk (luna_core.train.augment.affine_params). 1.0 moves the
+#:   candidate's centre up to the chunk's edge; more pushes the nodule out of the chunk (and
+#:   past 2 the chunk is all border padding): at most 1.0.
+#: - augment_scale: each axis is scaled by 1 + scale * U[-1, 1); at 1.0 or more that factor
+#:   reaches 0 (the chunk collapses to one voxel) or flips sign: below 1.0.
+#: - augment_noise: a standard deviation in HU, any finite value from 0.
+#: - notify_timeout: seconds; the sink joins its thread with timeout + 5, and Thread.join
+#:   overflows past threading.TIMEOUT_MAX (~292 years): at most a day, plenty for a command.
+_FLOAT_RANGES = {
+    "lr": (0.0, math.inf, False, "a finite number above 0"),
+    "momentum": (0.0, 1.0, False, "a finite number in [0, 1)"),
+    "augment_offset": (0.0, 1.0, True, "a finite number from 0 to 1"),
+    "augment_scale": (0.0, 1.0, False, "a finite number from 0 to below 1"),
+    "augment_noise": (0.0, math.inf, False, "a finite number from 0"),
+    "notify_timeout": (0.0, 86400.0, True, "a finite number of seconds above 0, at most 86400"),
+}
+#: The float options whose lowest value is excluded (a zero lr or timeout does nothing).
+_ABOVE_LOWEST = {"lr", "notify_timeout"}
+
+#: --tb-prefix and the comment name directories: RUNS_DIR/TB_PREFIX/TIME-COMMENT.
+_NAME_MAX_CHARS = 100
+#: ... and the TensorBoard directory is TIME-trn_cls-COMMENT (28 bytes more), within the
+#: usual 255-byte limit on one file name.
+_NAME_MAX_BYTES = 200
+_NAME_RULE = (f"one directory name: 1 to {_NAME_MAX_CHARS} characters "
+              f"({_NAME_MAX_BYTES} bytes), no '/', '\\' or NUL, not starting with '.'")
+
+
+def _flag(name: str) -> str:
+    return "the comment" if name == "comment" else f"--{name.replace('_', '-')}"
+
+
+def _name_problem(name: str, value) -> str | None:
+    """A message if ``value`` is not one safe path component (nothing else is refused:
+    spaces, unicode, '-', '_', '=' ... all stay allowed)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        size = len(os.fsencode(value))
+    except UnicodeError:
+        size = len(value.encode("utf-8", "surrogatepass"))
+    if (not value or "/" in value or "\\" in value or "\0" in value or value.startswith(".")
+            or len(value) > _NAME_MAX_CHARS or size > _NAME_MAX_BYTES):
+        return f"{_flag(name)} {value!r} is not allowed: it must be {_NAME_RULE}"
+    return None
+
+
+def _runs_dir_problem(runs_dir) -> str | None:
+    """--runs-dir must be a directory we can write to, or be creatable: the nearest part of
+    it that exists must be a writable directory."""
+    if not isinstance(runs_dir, str):
+        return None
+    path = os.path.abspath(runs_dir)
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    # the path itself, or the nearest existing directory above it
+    where = runs_dir if path == os.path.abspath(runs_dir) else f"{runs_dir} (at {path})"
+    if not os.path.isdir(path):
+        return f"--runs-dir {where}: not a directory"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"--runs-dir {where}: not writable"
+    return None
+
+
+def validate_options(options: argparse.Namespace, *, disk: bool = True) -> str | None:
+    """The training options after parsing: None if they are fine, else a one-line message
+    naming the option and the value (e.g. "--lr must be a finite number above 0, not nan").
+
+    For the run (parse_options turns it into the parser's usage error, exit 2) and for
+    `luna-tui queue add` (before anything is queued). Options missing from ``options`` are
+    skipped. ``disk``: also check --runs-dir (exists as a non-directory, or not writable);
+    the only check that looks at the file system.
+    """
+    for name, minimum in _INT_MINIMUMS:
+        value = getattr(options, name, None)
+        if value is not None and value < minimum:
+            return f"{_flag(name)} must be at least {minimum}, not {value}"
+    seed = getattr(options, "seed", None)
+    if seed is not None and not _SEED_RANGE[0] <= seed <= _SEED_RANGE[1]:
+        return f"--seed must be from {_SEED_RANGE[0]} to {_SEED_RANGE[1]}, not {seed}"
+    for name, (low, high, high_included, what) in _FLOAT_RANGES.items():
+        value = getattr(options, name, None)
+        if value is None:
+            continue
+        ok = (math.isfinite(value)
+              and (value > low if name in _ABOVE_LOWEST else value >= low)
+              and (value <= high if high_included else value < high))
+        if not ok:
+            return f"{_flag(name)} must be {what}, not {value}"
+    for name in ("tb_prefix", "comment"):
+        problem = _name_problem(name, getattr(options, name, None))
+        if problem:
+            return problem
+    if disk:
+        return _runs_dir_problem(getattr(options, "runs_dir", None))
+    return None
+
+
+def given_resume(argv: list[str]) -> bool:
+    """Whether ``argv`` asks to resume, in any spelling argparse takes: ``--resume PATH``,
+    ``--resume=PATH``, abbreviations (``--resu PATH``, ``--res=PATH``). Parsed with the run's
+    own parser, so that a value that merely looks like --resume (``--notify-cmd=--resume``,
+    a comment after ``--``) does not count.
+
+    Argv that does not parse (or asks for --help) gives False, silently: nothing is printed
+    and nothing exits here; the caller's own parse (validate_options' parser) reports it.
+    """
     parser = build_parser()
+
+    class _Unparsable(Exception):
+        pass
+
+    def fail(*_args, **_kwargs):
+        raise _Unparsable
+
+    # every way out of parse_args: errors, --help, usage; none prints or exits
+    parser.error = fail
+    parser.exit = fail
+    parser.print_help = fail
+    parser.print_usage = fail
+    try:
+        options = parser.parse_args(list(argv))
+    except _Unparsable:
+        return False
+    return options.resume is not None
+
+
+def parse_options(argv: list[str], prog: str = "luna-tui", *,
+                  disk: bool = True) -> tuple[argparse.Namespace, set[str]]:
+    """Parse argv and check it (validate_options: a bad value is the parser's error, exit 2,
+    its usage headed ``prog``); also return the names of the options given explicitly (so
+    that a resumed run can take the others from its checkpoint). ``disk``: as
+    validate_options' (False: --runs-dir is not looked at)."""
+    parser = build_parser(prog=prog)
     options = parser.parse_args(argv)
+    problem = validate_options(options, disk=disk)
+    if problem:
+        parser.error(problem)
     # the same parser with a marker for every default: what is not the marker was given
     bare = build_parser()
     bare.set_defaults(**{name: _NOT_GIVEN for name in vars(options)})
     given = {name for name, value in vars(bare.parse_args(argv)).items()
              if value is not _NOT_GIVEN}
-    for name, minimum in (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("threads", 0),
-                          ("val_stride", 2), ("keep_checkpoints", 1), ("balanced", 0),
-                          ("froc_bootstrap", 0), ("examples", 0), ("keep_examples", 1),
-                          ("epoch_samples", 1), ("augment_offset", 0.0),
-                          ("augment_scale", 0.0), ("augment_noise", 0.0)):
-        value = getattr(options, name)
-        if value is not None and value < minimum:
-            parser.error(f"--{name.replace('_', '-')} must be at least {minimum}")
     return options, given
