@@ -41,6 +41,9 @@ def run_training(argv: list[str]) -> int:
     options = parser.parse_args(argv)  # --help and usage errors exit here, fast
     if options.headless:
         from luna_core.headless import run_headless
+        from luna_core.run.parentwatch import die_with_parent
+
+        die_with_parent()           # a queue's child: SIGTERM (a clean stop) if its runner dies
 
         return run_headless(argv)
     from luna_tui.launch import run_cockpit
@@ -106,13 +109,22 @@ def run_runs(argv: list[str]) -> int:
     import os
     import shutil
 
+    from luna_core.errors import LunaInputError
     from luna_core.run.compare import history_from_events
     from luna_core.run.listing import runs_lines
-    from luna_core.run.runs import list_runs_with_events
+    from luna_core.run.runs import check_runs_dir, list_runs_with_events
 
     if args.run is not None:
         return _print_summary(args.run, args.runs_dir)
-    found = list_runs_with_events(args.runs_dir)
+    try:
+        check_runs_dir(args.runs_dir)
+    except LunaInputError as exc:
+        print(f"luna-tui runs: {exc}", file=sys.stderr)
+        return 2
+    problems: list[str] = []
+    found = list_runs_with_events(args.runs_dir, problems)
+    for problem in problems:          # a run that cannot be read hides no other
+        print(f"luna-tui runs: warning: {problem}", file=sys.stderr)
     if not found:
         print(f"no runs under {args.runs_dir}")
         return 0
@@ -202,8 +214,13 @@ def run_compare(argv: list[str]) -> int:
     elif args.csv == "-":
         sys.stdout.write(compare_csv(histories))
     else:
-        with atomic_write(args.csv, text=True) as f:
-            f.write(compare_csv(histories))
+        try:
+            with atomic_write(args.csv, text=True) as f:
+                f.write(compare_csv(histories))
+        except OSError as exc:
+            why = LunaInputError(f"cannot write the CSV ({exc.strerror or exc})", args.csv)
+            print(f"luna-tui compare: {why}", file=sys.stderr)
+            return 2
         print(f"wrote {args.csv}")
     return 0
 

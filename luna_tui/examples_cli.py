@@ -74,12 +74,20 @@ def examples_command(target: str, runs_dir: str, epoch: int | None, kind: str,
             raise LunaInputError(f"no examples of E{epoch} (kept: "
                                  f"{', '.join(f'E{e}' for e in epochs)})", run_dir)
         examples = read_examples(examples_path(run_dir, epoch))
+        if png and os.path.exists(png) and not os.path.isdir(png):
+            raise LunaInputError("--png names a folder to write into; this is a file", png)
     except LunaInputError as exc:
         print(f"luna-tui examples: {exc}", file=sys.stderr)
         return 2
     kinds = KINDS if kind == "all" else (kind.replace("-", "_"),)
     sys.stdout.write(table(examples, kinds))
     if png:
-        written = write_pngs(examples, kinds, png)
+        try:
+            written = write_pngs(examples, kinds, png)
+        except OSError as exc:
+            why = LunaInputError(f"cannot write the PNG files ({exc.strerror or exc})",
+                                 exc.filename or png)
+            print(f"luna-tui examples: {why}", file=sys.stderr)
+            return 2
         print(f"wrote {len(written)} PNG files to {png} (axial, coronal, sagittal each)")
     return 0

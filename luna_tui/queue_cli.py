@@ -17,7 +17,7 @@ import time
 from luna_core.errors import LunaInputError
 from luna_core.run import queue as qu
 
-USAGE = """luna-tui queue add [--sweep] [--preset ch12] [OPTIONS] [comment]
+USAGE = """usage: luna-tui queue add [--sweep] [--preset ch12] [OPTIONS] [comment]
        luna-tui queue ls | rm N | move N up|down | run [--notify-cmd CMD] | stop
        (each with --runs-dir DIR; default: runs)"""
 
@@ -305,6 +305,8 @@ def queue_command(argv: list[str]) -> int:
         print(_add_help() if what == "add" else _verb_parser(what).format_help(), end="")
         return 0
     try:
+        if what in VERB_HELP:
+            qu.check_runs_dir(runs_dir, write=what != "ls")
         if what == "add":
             return cmd_add(runs_dir, rest)
         if what in ("ls", "stop") and not rest:

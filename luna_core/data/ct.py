@@ -63,11 +63,30 @@ def raw_path_of(mhd_path, fields: dict[str, str]) -> Path | None:
     return Path(mhd_path).parent / name
 
 
+def check_header(mhd_path, fields: dict[str, str]) -> None:
+    """Refuse a header that cannot be a CT's: not 3-D (NDims, three positive DimSize), an
+    element type MetaImage does not have, or no ElementDataFile (where the voxels are)."""
+    dims = fields.get("DimSize", "").split()
+    if fields.get("NDims", "3").strip() != "3" or len(dims) != 3 \
+            or not all(d.isdigit() and int(d) > 0 for d in dims):
+        raise LunaInputError(f"not a 3-D CT header (NDims {fields.get('NDims', '-')!r:.12}, "
+                             f"DimSize {fields.get('DimSize', '-')!r:.40})", path=mhd_path)
+    element = (fields.get("ElementType", "").split() or [""])[0]
+    if element not in _MET_ELEMENT_BYTES:
+        raise LunaInputError(f"unknown ElementType {element!r:.40} in CT header",
+                             path=mhd_path)
+    if not fields.get("ElementDataFile"):
+        raise LunaInputError("CT header names no ElementDataFile (where its voxels are)",
+                             path=mhd_path)
+
+
 def check_voxel_file(mhd_path, fields: dict[str, str] | None = None) -> Path | None:
-    """Refuse a missing voxel file, or one shorter than DimSize x element size says."""
+    """Refuse a header that cannot be a CT's, a missing voxel file, or one shorter than
+    DimSize x element size says."""
     mhd_path = Path(mhd_path)
     if fields is None:
         fields = read_mhd_header(mhd_path)
+    check_header(mhd_path, fields)
     raw = raw_path_of(mhd_path, fields)
     if raw is None:
         return None

@@ -112,7 +112,10 @@ def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10) -> Re
     states: dict[str, int] = {}
     centres = series_centres(used)
     for uid in sorted(centres):
-        state = store.state(uid, centres[uid])
+        try:
+            state = store.state(uid, centres[uid])
+        except LunaInputError:
+            state = "unreadable"         # its bad header is named among the problems
         states[state] = states.get(state, 0) + 1
     chunks = sum(len(c) for c in centres.values())
     full = chunks * store.chunk_nbytes
@@ -120,7 +123,9 @@ def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10) -> Re
     free = _free_bytes(cache_dir)
     report.say(f"store     {store_dir(cache_dir)}: {states.get('ready', 0):,} series ready, "
                f"{states.get('missing', 0):,} to build, "
-               f"{states.get('stale', 0) + states.get('truncated', 0):,} stale")
+               f"{states.get('stale', 0) + states.get('truncated', 0):,} stale"
+               + (f", {states['unreadable']:,} with a bad header" if 'unreadable' in states
+                  else ""))
     report.say(f"          {chunks:,} chunks = {_gb(full)} when built; {_gb(have)} on disk "
                f"now, {_gb(free)} free")
     if full - have > free:
@@ -171,6 +176,9 @@ def run_check(data_dir: str, cache_dir: str, candidates_file: str | None = None,
               val_stride: int = 10, stream=None) -> int:
     import sys
 
-    report = check(data_dir, cache_dir, candidates_file, val_stride)
+    try:
+        report = check(data_dir, cache_dir, candidates_file, val_stride)
+    except LunaInputError as exc:       # whatever the data holds: one line, never a traceback
+        report = Report(problems=[str(exc)])
     (stream or sys.stdout).write(report.text())
     return EXIT_CANNOT if report.problems else EXIT_OK

@@ -199,7 +199,7 @@ class ControlServer:
                 with self._lock:
                     record.handling = True
                 try:
-                    reply = _line(self._handle(line))
+                    reply = _line(self._answer(line))
                 finally:
                     with self._lock:
                         record.handling = False
@@ -222,17 +222,29 @@ class ControlServer:
         with record.send_lock:
             conn.sendall(reply)
 
+    def _answer(self, line: bytes) -> dict:
+        """The reply to one request line: whatever the line holds, this connection (and the
+        server) goes on serving."""
+        try:
+            return self._handle(line)
+        except Exception as exc:  # noqa: BLE001 - no request may end the connection's thread
+            return {"ok": False, "error": f"could not handle the request: "
+                                          f"{type(exc).__name__}: {exc}"}
+
     def _handle(self, line: bytes) -> dict:
         try:
             request = json.loads(line)
+            if not isinstance(request, dict):
+                raise TypeError(f"a request is a JSON object, not {type(request).__name__}")
             if request["command"] == Setting.value:
                 command = Setting(_number(request.get("lr")), _number(request.get("momentum")),
                                   source="control socket")
                 command.check()
             else:
                 command = Command(request["command"])
-        # RecursionError: deeply nested JSON ("[[[[..."), which fits well within max_line
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        # RecursionError: deeply nested JSON ("[[[[..."), which fits well within max_line;
+        # OverflowError: a number too large for a float (lr=1 followed by 400 digits)
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
             return {"ok": False, "error": f"bad request: {exc}"}
         self.commands.put(command)
         if self.on_command is not None:
@@ -244,8 +256,12 @@ def _number(value) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"not a number: {value!r}")
-    return float(value)
+        raise ValueError(f"not a number: {value!r:.40}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"not a number a float can hold: {str(value)[:20]}… "
+                         f"({len(str(value))} digits)") from None
 
 
 class ControlClient(CommandMethods):

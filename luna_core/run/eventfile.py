@@ -6,7 +6,9 @@ nonfinite, log, run_finished, optimizer_changed, examples) and ``"t"`` (Unix tim
 fields of that event's dataclass in luna_core/run/events.py. A resumed run appends a new
 ``run_started`` (with ``resumed_from``) to the same file. The last line may be incomplete
 while the run writes it; readers keep it until its newline arrives. Unknown kinds and fields
-are skipped, so readers survive newer writers of the same major version.
+are skipped, so readers survive newer writers of the same major version; a line that is not
+a JSON object with a "kind", or an event of a known kind with a field missing or of the wrong
+type, is a LunaInputError naming the file and the line.
 """
 
 from __future__ import annotations
@@ -29,15 +31,24 @@ def decode_line(line: bytes | str, path: str = "", line_no: int | None = None) -
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise LunaInputError(f"not a JSON event line ({exc.msg})", path, line_no) from exc
-    if not isinstance(data, dict) or data.get("kind") not in EVENT_TYPES:
+    if not isinstance(data, dict):
+        raise LunaInputError(f"not an event (a JSON {type(data).__name__}, not an object)",
+                             path, line_no)
+    kind, version = data.get("kind"), data.get("v", 1)
+    if not isinstance(kind, str):
+        raise LunaInputError("not an event (no \"kind\" string)", path, line_no)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise LunaInputError(f"not an event (its \"v\" is {version!r:.20}, not a version "
+                             "number)", path, line_no)
+    if kind not in EVENT_TYPES:
         return None
-    if int(data.get("v", 1)) > EVENT_FORMAT_VERSION:
-        raise LunaInputError(f"event format version {data['v']} is newer than this "
+    if version > EVENT_FORMAT_VERSION:
+        raise LunaInputError(f"event format version {version} is newer than this "
                              f"luna-tui reads ({EVENT_FORMAT_VERSION})", path, line_no)
     try:
         return event_from_dict(data)
-    except TypeError as exc:
-        raise LunaInputError(f"bad {data['kind']} event ({exc})", path, line_no) from exc
+    except (TypeError, ValueError, KeyError) as exc:
+        raise LunaInputError(f"bad {kind} event ({exc})", path, line_no) from exc
 
 
 class EventFileFollower:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -62,6 +64,7 @@ class RunStarted(Event):
     host: str = ""
     world_size: int = 1                 # processes under torchrun (DDP)
     control_socket: str | None = None   # Unix socket that takes commands (luna-tui attach)
+    run_id: str = ""                    # unique to this process of the run (the queue's key)
 
 
 @dataclass
@@ -194,15 +197,90 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     return data
 
 
+_ANY: frozenset = frozenset()
+
+
+def _types(hint) -> frozenset:
+    """The types of value JSON gives back that a field annotated ``hint`` takes (exact types:
+    an int field takes no bool, a float field takes an int); empty: anything."""
+    if hint is Any:
+        return _ANY
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        parts = [_types(a) for a in typing.get_args(hint)]
+        return _ANY if _ANY in parts else frozenset().union(*parts)
+    if hint is float:
+        return frozenset({int, float})
+    if hint is type(None):
+        return frozenset({type(None)})
+    return frozenset({typing.get_origin(hint) or hint})
+
+
+def _numbers_by_name(hint) -> bool:
+    """Is ``hint`` dict[str, float] (a metrics dict: numbers or null by name)?"""
+    return typing.get_origin(hint) is dict and typing.get_args(hint) == (str, float)
+
+
+_SCHEMAS: dict[type, tuple[dict[str, frozenset], frozenset[str], frozenset[str]]] = {}
+
+
+def _schema(cls: type[Event]) -> tuple[dict[str, frozenset], frozenset[str], frozenset[str]]:
+    """(the types each field takes, the fields without a default, the dict[str, float]
+    fields) of an event class."""
+    if cls not in _SCHEMAS:
+        hints = typing.get_type_hints(cls)
+        fields = dataclasses.fields(cls)
+        _SCHEMAS[cls] = ({f.name: _types(hints[f.name]) for f in fields},
+                         frozenset(f.name for f in fields
+                                   if f.default is dataclasses.MISSING
+                                   and f.default_factory is dataclasses.MISSING),
+                         frozenset(f.name for f in fields if _numbers_by_name(hints[f.name])))
+    return _SCHEMAS[cls]
+
+
+_NUMBER_OR_NULL = frozenset({int, float, type(None)})
+
+
 def event_from_dict(data: dict[str, Any]) -> Event:
+    """The event a dict of ``event_to_dict`` stands for. Fields this version does not know are
+    skipped; a missing field, or one of the wrong type, raises TypeError naming it (a reader
+    never gets an event it would trip over later)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"an event is a JSON object, not {type(data).__name__}")
     data = dict(data)
     cls = EVENT_TYPES[data.pop("kind")]
     data.pop("v", None)
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    checks, required, by_name = _schema(cls)
+    missing = sorted(required - data.keys())
+    if missing:
+        raise TypeError(f"missing field{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(missing)}")
+    known = {}
+    for name, value in data.items():
+        allowed = checks.get(name)
+        if allowed is None:
+            continue                            # a field of a newer version: skipped
+        if allowed and type(value) not in allowed:
+            raise TypeError(f"field {name} is {_brief(value)}")
+        known[name] = value
+    for name in by_name:
+        value = known.get(name)
+        if value is not None and not all(type(k) is str and type(v) in _NUMBER_OR_NULL
+                                         for k, v in value.items()):
+            raise TypeError(f"field {name} is {_brief(value)}")
+    return cls(**known)
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:39] + '…'}"
 
 
 Sink = Callable[[Event], None]
+
+
+#: How an ERROR log line about a side output (TensorBoard, the index, examples) starts: the
+#: run goes on without it, and --notify-cmd hears about it (LUNA_EVENT=side_output_failed).
+SIDE_OUTPUT_FAILED = "side output failed"
 
 
 class EventBus:
@@ -226,5 +304,6 @@ class EventBus:
                 sink(event)
             except Exception as exc:  # noqa: BLE001 - a broken sink must not stop training
                 self.sinks.remove(sink)
-                self._emit(LogRecord(level="ERROR",
-                                    message=f"event sink {sink!r} failed and was removed: {exc}"))
+                self._emit(LogRecord(level="ERROR", message=(
+                    f"{SIDE_OUTPUT_FAILED}: {type(sink).__name__} was removed ({exc}); "
+                    f"training goes on")))

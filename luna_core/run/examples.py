@@ -14,11 +14,13 @@ without numpy; slices and the lung window are plain lists.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import sys
 import zipfile
+import zlib
 from array import array
 from dataclasses import dataclass
 
@@ -112,6 +114,9 @@ def saved_epochs(run_dir: str) -> list[int]:
         names = os.listdir(examples_dir(run_dir))
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise LunaInputError(f"cannot read the examples folder ({exc.strerror or exc})",
+                             examples_dir(run_dir)) from None
     return sorted(int(m.group(1)) for m in map(_NAME.match, names) if m)
 
 
@@ -139,29 +144,120 @@ def prune_examples(run_dir: str, keep: int) -> list[str]:
     return removed
 
 
+#: examples.json's keys, and each example's (format 1): no more, no fewer
+META_KEYS = frozenset({"format", "epoch", "width_irc", "examples"})
+EXAMPLE_KEYS = frozenset(f.name for f in dataclasses.fields(Example))
+MAX_WIDTH = 1024                       # voxels along a chunk's axis: more is not a chunk
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _triple(v, test) -> bool:
+    return isinstance(v, list) and len(v) == 3 and all(test(x) for x in v)
+
+
+def _example(e, k: int, width: tuple[int, int, int], chunks: int) -> Example:
+    """Example ``k`` of examples.json, or ValueError saying what is wrong with it."""
+    if not isinstance(e, dict):
+        raise ValueError(f"example {k} is a {type(e).__name__}, not an object")
+    keys = e.keys()
+    if keys != EXAMPLE_KEYS:
+        extra, missing = sorted(keys - EXAMPLE_KEYS), sorted(EXAMPLE_KEYS - keys)
+        raise ValueError(f"example {k} " + "; ".join(
+            ([f"lacks {', '.join(missing)}"] if missing else [])
+            + ([f"has unknown {', '.join(map(str, extra))}"] if extra else [])))
+    checks = {
+        "kind": lambda v: v in KINDS, "rank": lambda v: _is_int(v) and v >= 1,
+        "sample": lambda v: _is_int(v) and v >= 0,
+        "series_uid": lambda v: isinstance(v, str) and 0 < len(v) <= 128,
+        "center_xyz": lambda v: _triple(v, _is_number),
+        "center_irc": lambda v: _triple(v, _is_int),
+        "irc_in_chunk": lambda v: _triple(v, _is_int) and all(
+            0 <= x < w for x, w in zip(v, width)),
+        "vx_size_xyz": lambda v: _triple(v, _is_number) and all(
+            0 < x < 1e6 for x in v),
+        "diameter_mm": lambda v: _is_number(v) and 0 <= v < 1e6,
+        "is_nodule": lambda v: isinstance(v, bool),
+        "probability": _is_number, "loss": _is_number,
+        "chunk": lambda v: _is_int(v) and v >= 0,
+    }
+    for name, ok in checks.items():
+        if not ok(e[name]):
+            text = repr(e[name])
+            raise ValueError(f"example {k}: bad {name} "
+                             f"{text if len(text) <= 40 else text[:39] + '…'}")
+    if e["chunk"] >= chunks:
+        raise ValueError(f"example {k}'s chunk {e['chunk']} is not there: chunks.i16 holds "
+                         f"{chunks} (cut short?)")
+    return Example(**{**e, "center_xyz": tuple(e["center_xyz"]),
+                      "center_irc": tuple(e["center_irc"]),
+                      "irc_in_chunk": tuple(e["irc_in_chunk"]),
+                      "vx_size_xyz": tuple(e["vx_size_xyz"])})
+
+
 def read_examples(path: str) -> ExampleSet:
+    """The examples file ``path``; LunaInputError (one line naming it) when it is missing,
+    not a zip, cut short, or not of the shape ``write_examples`` gives."""
     try:
         with zipfile.ZipFile(path) as z:
             meta = json.loads(z.read("examples.json"))
             raw = z.read("chunks.i16")
     except FileNotFoundError:
         raise LunaInputError("no such examples file", path) from None
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except IsADirectoryError:
+        raise LunaInputError("a folder, not an examples file", path) from None
+    except OSError as exc:
+        raise LunaInputError(f"cannot read the examples file ({exc.strerror or exc})",
+                             path) from None
+    # a zip is read lazily: a cut or garbled one fails as any of these
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, ValueError, EOFError,
+            RuntimeError, NotImplementedError, zlib.error) as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LunaInputError(f"not a luna-tui examples file ({why})", path) from None
+    try:
+        return _examples(meta, raw, path)
+    except ValueError as exc:
         raise LunaInputError(f"not a luna-tui examples file ({exc})", path) from None
-    if meta.get("format", 0) > FORMAT:
-        raise LunaInputError(f"examples format {meta['format']} is newer than this luna-tui "
+
+
+def _examples(meta, raw: bytes, path: str) -> ExampleSet:
+    if not isinstance(meta, dict):
+        raise ValueError(f"examples.json is a {type(meta).__name__}, not an object")
+    version = meta.get("format")
+    if not _is_int(version) or version < 1:
+        raise ValueError(f"no format version (format is {version!r:.20})")
+    if version > FORMAT:
+        raise LunaInputError(f"examples format {version} is newer than this luna-tui "
                              f"reads ({FORMAT})", path)
+    if meta.keys() != META_KEYS:
+        extra, missing = sorted(meta.keys() - META_KEYS), sorted(META_KEYS - meta.keys())
+        raise ValueError("examples.json " + "; ".join(
+            ([f"lacks {', '.join(missing)}"] if missing else [])
+            + ([f"has unknown {', '.join(map(str, extra))}"] if extra else [])))
+    if not _is_int(meta["epoch"]) or meta["epoch"] < 0:
+        raise ValueError(f"bad epoch {meta['epoch']!r:.20}")
+    width_irc = meta["width_irc"]
+    if not _triple(width_irc, lambda v: _is_int(v) and 0 < v <= MAX_WIDTH):
+        raise ValueError(f"bad width_irc {width_irc!r:.40}")
+    width = (width_irc[0], width_irc[1], width_irc[2])
+    if len(raw) % 2:
+        raise ValueError(f"chunks.i16 holds {len(raw)} bytes: not whole int16 voxels")
+    n = width[0] * width[1] * width[2]
     data = array("h")
     data.frombytes(raw)
+    if len(data) % n:
+        raise ValueError(f"chunks.i16 holds {len(data)} voxels: not whole chunks of "
+                         f"{'x'.join(map(str, width))}")
     if sys.byteorder != "little":
         data.byteswap()
-    width = tuple(int(v) for v in meta["width_irc"])
-    examples = [Example(**{**e, "center_xyz": tuple(e["center_xyz"]),
-                           "center_irc": tuple(e["center_irc"]),
-                           "irc_in_chunk": tuple(e["irc_in_chunk"]),
-                           "vx_size_xyz": tuple(e["vx_size_xyz"])})
-                for e in meta["examples"]]
-    n = width[0] * width[1] * width[2]
-    if any(e.chunk < 0 or (e.chunk + 1) * n > len(data) for e in examples):
-        raise LunaInputError("examples file is cut short (a chunk is missing)", path)
-    return ExampleSet(int(meta["epoch"]), width, examples, data)
+    if not isinstance(meta["examples"], list):
+        raise ValueError(f"examples is a {type(meta['examples']).__name__}, not a list")
+    examples = [_example(e, k, width, len(data) // n)
+                for k, e in enumerate(meta["examples"], 1)]
+    return ExampleSet(meta["epoch"], width, examples, data)

@@ -23,8 +23,15 @@ MIN_RUN = 24            # the run's name gets at least this many columns before 
 GAP = 2
 
 
+def _started(t: float) -> str:
+    try:
+        return datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):      # a time no clock gives (a bad file)
+        return "-"
+
+
 def _cells(run: RunInfo, h: RunHistory, differ: list[str]) -> dict[str, str]:
-    started = datetime.datetime.fromtimestamp(run.started).strftime("%Y-%m-%d %H:%M:%S")
+    started = _started(run.started)
     return {
         "state": run.state, "epoch": f"{run.epoch or 0}/{run.epochs}",
         "val_loss": "-" if run.val_loss is None else f"{run.val_loss:.4f}",

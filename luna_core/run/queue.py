@@ -186,6 +186,18 @@ def save(runs_dir: str, queue: Queue) -> None:
         f.write("\n")
 
 
+def check_runs_dir(runs_dir: str, write: bool = True) -> None:
+    """Before a queue command: the runs folder, where it exists, is a folder this process
+    can read (and write): LunaInputError naming it otherwise. Nothing is created."""
+    if not os.path.exists(runs_dir):
+        return
+    if not os.path.isdir(runs_dir):
+        raise LunaInputError("not a folder (the runs folder must be one)", runs_dir)
+    if not os.access(runs_dir, os.R_OK | os.X_OK | (os.W_OK if write else 0)):
+        raise LunaInputError(f"cannot {'write to' if write else 'read'} the runs folder "
+                             f"(permission denied)", runs_dir)
+
+
 def _runs_dir_ready(runs_dir: str) -> None:
     """The runs folder exists and is one (LunaInputError naming it otherwise)."""
     try:

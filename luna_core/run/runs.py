@@ -7,7 +7,6 @@ the ``crashed`` state)."""
 
 from __future__ import annotations
 
-import glob
 import os
 import socket
 from dataclasses import dataclass
@@ -92,10 +91,16 @@ def summarize(run_dir: str, events: list[ev.Event]) -> RunInfo:
     val_loss = val_pos = None
     for e in events:
         if isinstance(e, ev.EpochMetrics) and e.phase == "val":
-            epoch, val_loss, val_pos = e.epoch, e.metrics["loss/all"], e.metrics["correct/pos"]
+            epoch = e.epoch
+            val_loss, val_pos = e.metrics.get("loss/all"), e.metrics.get("correct/pos")
         elif isinstance(e, ev.PhaseStarted):
             epoch = e.epoch if epoch is None else max(epoch, e.epoch)
-    checkpoints = [e.path for e in events if isinstance(e, ev.CheckpointSaved)]
+    checkpoints, recorded = [], None
+    for e in events:                    # as recorded, moved to where the run is read from
+        if isinstance(e, ev.RunStarted):
+            recorded = e.run_dir
+        elif isinstance(e, ev.CheckpointSaved):
+            checkpoints.append(rebase(e.path, recorded, run_dir))
     return RunInfo(
         run_dir=run_dir, state=state, started=first.t, epoch=epoch, epochs=current.epochs,
         val_loss=val_loss, val_correct_pos=val_pos, pid=current.pid, host=current.host,
@@ -108,27 +113,102 @@ def read_run(run_dir: str) -> RunInfo:
     return summarize(run_dir, read_events(run_event_file(run_dir)))
 
 
-def find_run_dirs(runs_dir: str) -> list[str]:
-    """Run directories under runs_dir (any tb-prefix), oldest first by start time."""
-    found = glob.glob(os.path.join(runs_dir, "*", "*", EVENT_FILE_NAME))
-    found += glob.glob(os.path.join(runs_dir, "*", EVENT_FILE_NAME))
-    dirs = sorted({os.path.dirname(p) for p in found}, key=lambda d: (os.path.getmtime(
-        os.path.join(d, EVENT_FILE_NAME)), d))
-    return dirs
+def rebase(path: str | None, recorded_run_dir: str | None, run_dir: str) -> str | None:
+    """A path a run recorded (a checkpoint, its examples), moved to the run folder being
+    read: events hold the paths as the run saw them, so a run folder copied or moved
+    elsewhere would point at the original's files. Only a path under ``recorded_run_dir``
+    (the run_dir of the run_started before it) moves; any other is returned as it is."""
+    if not path or not recorded_run_dir or not run_dir:
+        return path
+    recorded = os.path.normpath(recorded_run_dir)
+    norm = os.path.normpath(path)
+    if norm == recorded:
+        return run_dir
+    if not norm.startswith(recorded.rstrip(os.sep) + os.sep):
+        return path
+    return os.path.join(run_dir, norm[len(recorded.rstrip(os.sep)) + 1:])
 
 
-def list_runs_with_events(runs_dir: str) -> list[tuple[RunInfo, list[ev.Event]]]:
+def check_runs_dir(runs_dir: str) -> None:
+    """LunaInputError when ``runs_dir`` exists but cannot be listed (not a folder, no
+    permission): such a folder must not read as "no runs". A folder that does not exist is
+    fine: it has no runs yet."""
+    try:
+        with os.scandir(runs_dir):
+            pass
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise LunaInputError("not a folder: cannot hold runs", runs_dir) from None
+    except OSError as exc:
+        raise LunaInputError(f"cannot read the runs folder ({exc.strerror or exc})",
+                             runs_dir) from None
+
+
+def _subdirs(folder: str, problems: list[str] | None) -> list[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return [e.path for e in entries if not e.name.startswith(".") and _is_dir(e)]
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        if problems is not None:
+            problems.append(str(LunaInputError(f"cannot read this folder "
+                                               f"({exc.strerror or exc}); its runs are not "
+                                               "listed", folder)))
+        return []
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return 0.0
+
+
+def find_run_dirs(runs_dir: str, problems: list[str] | None = None) -> list[str]:
+    """Run directories under runs_dir (any tb-prefix), oldest first by start time. A folder
+    that cannot be read is left out, and said in ``problems`` when given."""
+    found = set()
+    for first in _subdirs(runs_dir, problems):
+        if os.path.isfile(os.path.join(first, EVENT_FILE_NAME)):
+            found.add(first)
+        for second in _subdirs(first, problems):
+            if os.path.isfile(os.path.join(second, EVENT_FILE_NAME)):
+                found.add(second)
+    return sorted(found, key=lambda d: (_mtime(os.path.join(d, EVENT_FILE_NAME)), d))
+
+
+def list_runs_with_events(runs_dir: str, problems: list[str] | None = None
+                          ) -> list[tuple[RunInfo, list[ev.Event]]]:
     """Each run with its events but the batch and log lines, oldest first: its index
-    (luna_core.run.index), else one read of its event file."""
+    (luna_core.run.index), else one read of its event file. A run whose files cannot be read
+    is left out, and said in ``problems`` (one line naming the file) when given; the other
+    runs are listed all the same."""
     from luna_core.run.index import read_run_events
 
     found = []
-    for run_dir in find_run_dirs(runs_dir):
+    for run_dir in find_run_dirs(runs_dir, problems):
         try:
             events = read_run_events(run_dir)
+            if not events:
+                continue      # an empty event file: a run starting this very moment
             found.append((summarize(run_dir, events), events))
-        except LunaInputError:
-            continue  # an empty or foreign events.jsonl: not ours to list
+        except LunaInputError as exc:
+            if problems is not None:
+                problems.append(f"{exc} (not listed)")
+        except OSError as exc:
+            if problems is not None:
+                problems.append(str(LunaInputError(
+                    f"cannot read it ({exc.strerror or exc}); not listed",
+                    exc.filename or run_dir)))
     return sorted(found, key=lambda pair: pair[0].started)
 
 
@@ -142,6 +222,7 @@ def resolve_run_dir(target: str, runs_dir: str, validated: bool = False) -> str:
     nothing to compare)."""
     if target != "latest":
         return target
+    check_runs_dir(runs_dir)
     runs = list_runs(runs_dir)
     if not runs:
         raise LunaInputError("no runs here (start one with luna-tui --headless)", runs_dir)

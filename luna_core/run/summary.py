@@ -11,6 +11,7 @@ waiting for data from the batches that were kept.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 
 from luna_core.run import events as ev
@@ -44,6 +45,7 @@ class RunSummary:
     val_rows: dict[int, dict[str, float]] = field(default_factory=dict)   # epoch -> metrics
     last_checkpoint: str | None = None
     error: str | None = None
+    _recorded_run_dir: str | None = None     # the run folder as the run saw it (its events)
     _started_at: float | None = None
     _paused_at: float | None = None
     _last_batch: dict[str, ev.BatchDone] = field(default_factory=dict)
@@ -55,6 +57,7 @@ class RunSummary:
         if isinstance(e, ev.RunStarted):
             self._started_at, self.epochs = e.t, e.epochs
             self.run_dir = self.run_dir or e.run_dir
+            self._recorded_run_dir = e.run_dir
         elif isinstance(e, ev.RunFinished):
             if self._started_at is not None:
                 self.wall_s += e.t - self._started_at
@@ -63,7 +66,7 @@ class RunSummary:
                 self.paused_s += e.t - self._paused_at
                 self._paused_at = None
             self.state, self.error = e.state, e.error
-            self.last_checkpoint = e.last_checkpoint or self.last_checkpoint
+            self.last_checkpoint = self._here(e.last_checkpoint) or self.last_checkpoint
         elif isinstance(e, ev.StatusChanged):
             if e.state == ev.PAUSED and self._paused_at is None:
                 self._paused_at = e.t
@@ -80,11 +83,17 @@ class RunSummary:
             phase.busy_s += e.data_s + e.compute_s
             self._last_batch[e.phase] = e
         elif isinstance(e, ev.CheckpointSaved):
-            self.last_checkpoint = e.path
+            self.last_checkpoint = self._here(e.path)
             if e.reason == "epoch":
                 self.epochs_done = max(self.epochs_done, e.epoch)
         elif isinstance(e, ev.EpochMetrics) and e.phase == "val":
             self.val_rows[e.epoch] = dict(e.metrics)    # a resumed epoch replaces its row
+
+    def _here(self, path: str | None) -> str | None:
+        """A recorded path under the run folder the summary reads (a copied run's own)."""
+        from luna_core.run.runs import rebase
+
+        return rebase(path, self._recorded_run_dir, self.run_dir)
 
     def best(self, key: str, higher: bool) -> tuple[int, float] | None:
         pick = None
@@ -143,7 +152,8 @@ class RunSummary:
             out.append(f"  best weights: {best_ckpt}")
         if self.last_checkpoint:
             more = " --epochs N" if self.state == ev.FINISHED else ""
-            out.append(f"  go on with: luna-tui --headless --resume {self.run_dir}{more}")
+            out.append(f"  go on with: luna-tui --headless --resume "
+                       f"{shlex.quote(self.run_dir)}{more}")
         if previous_run:
             out.append(compare_line(previous_run, self.run_dir))
         return out
@@ -151,7 +161,8 @@ class RunSummary:
 
 def compare_line(previous_run: str, run_dir: str) -> str:
     """The summary's last line: how to compare a run with the one before it."""
-    return f"  compare with the run before: luna-tui compare {previous_run} {run_dir}"
+    return (f"  compare with the run before: luna-tui compare {shlex.quote(previous_run)} "
+            f"{shlex.quote(run_dir)}")
 
 
 def summarise(run_dir: str, events: list[ev.Event]) -> RunSummary:

@@ -36,17 +36,93 @@ def checkpoint_name(epoch: int, batch_ndx: int, epoch_done: bool) -> str:
     return f"e{epoch:03d}-end.pt" if epoch_done else f"e{epoch:03d}-b{batch_ndx:06d}.pt"
 
 
+class _RecordingWriter:
+    """The file torch.save writes to, keeping the first OSError of a write: torch turns a
+    failed write into a RuntimeError ("enforce fail at inline_container.cc ... unexpected
+    pos") that no longer says why (a full disk)."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+
 def atomic_torch_save(obj: dict, path: str) -> None:
+    """torch.save through ``atomic_write``; CheckpointError naming ``path`` and why (the
+    OS's words: "No space left on device") when it cannot be written."""
     try:
         with atomic_write(path) as f:
-            torch.save(obj, f)
+            writer = _RecordingWriter(f)
+            try:
+                torch.save(obj, writer)
+            except RuntimeError as exc:
+                if writer.error is not None:
+                    raise writer.error from exc
+                raise
     except OSError as exc:
         raise CheckpointError(f"{path}: could not write checkpoint: {exc.strerror or exc}") \
             from exc
+    except RuntimeError as exc:
+        first = (str(exc).strip().splitlines() or ["unknown error"])[0]
+        raise CheckpointError(f"{path}: could not write checkpoint: {first}") from exc
 
 
-def load_checkpoint(path: str) -> dict:
-    """Load with weights_only=True (never unpickles arbitrary objects)."""
+#: What a checkpoint of format 1 holds, and of what type (``trn_metrics``, ``val_loss`` and
+#: ``best_val_loss`` may be None, so only their presence is not required).
+REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
+    "model": dict, "optimizer": dict, "epoch": int, "batch_ndx": int, "epoch_done": bool,
+    "total_samples": int, "rng": dict, "options": dict, "run": dict,
+}
+
+
+class CheckpointState(dict):
+    """A loaded checkpoint: a key it lacks raises CheckpointError naming the file (not a
+    KeyError from deep inside resuming)."""
+
+    path: str = ""
+
+    def __missing__(self, key):
+        raise CheckpointError(f"{self.path}: not a complete luna-tui checkpoint (no {key!r})")
+
+
+def check_checkpoint(state: dict, path: str) -> None:
+    """CheckpointError naming ``path`` unless ``state`` holds every key of REQUIRED_KEYS, each
+    of its type (what resuming reads)."""
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a complete luna-tui checkpoint (no "
+                              f"{', '.join(missing)})")
+    _check_types(state, path)
+
+
+def _check_types(state: dict, path: str) -> None:
+    for key, kind in REQUIRED_KEYS.items():
+        value = state.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise CheckpointError(f"{path}: not a luna-tui checkpoint ({key} is "
+                                  f"{type(value).__name__})")
+
+
+def load_checkpoint(path: str) -> CheckpointState:
+    """Load with weights_only=True (never unpickles arbitrary objects). A key of
+    REQUIRED_KEYS that is there but of another type is refused here; one that is missing
+    raises CheckpointError naming the file when it is read (``check_checkpoint`` asks for
+    them all at once)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
@@ -56,7 +132,15 @@ def load_checkpoint(path: str) -> dict:
     if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a luna-tui checkpoint of format version "
                               f"{CHECKPOINT_FORMAT_VERSION}")
-    return state
+    _check_types(state, path)
+    loaded = CheckpointState(state)
+    loaded.path = path
+    for key in ("run", "rng"):               # what resuming reads a key of, in turn
+        if isinstance(loaded.get(key), dict):
+            inner = CheckpointState(loaded[key])
+            inner.path = path
+            loaded[key] = inner
+    return loaded
 
 
 def checkpoint_dir(run_dir: str) -> str:

@@ -12,6 +12,7 @@ import torch
 
 from luna_core.train.checkpoint import (
     CheckpointError,
+    check_checkpoint,
     load_checkpoint,
     resolve_resume_path,
     restore_rng_state,
@@ -31,6 +32,7 @@ class Resume:
     def load(cls, checkpoint_or_run_dir: str) -> Resume:
         path = resolve_resume_path(checkpoint_or_run_dir)
         state = load_checkpoint(path)
+        check_checkpoint(state, path)         # every key a resume reads, of its type
         log.info("Resuming from %s (epoch %d, batch %d%s)", path, state["epoch"],
                  state["batch_ndx"], ", epoch done" if state["epoch_done"] else "")
         return cls(path, state)

@@ -19,6 +19,7 @@ from textual.widgets import Static
 
 from luna_core.errors import LunaInputError
 from luna_core.run.examples import KIND_TITLE, KINDS, Example, ExampleSet, read_examples
+from luna_core.run.runs import rebase
 from luna_tui.model.ct_image import example_image
 from luna_tui.model.snapshot import RunSnapshot
 
@@ -27,6 +28,11 @@ _KEYS_HELP = ("examples view (6): k worst misses / false alarms / best hits, , a
               "three planes")
 CELL_COLS, IMAGE_ROWS, CAPTION_ROWS = 24, 11, 2
 CELL_ROWS = IMAGE_ROWS + CAPTION_ROWS
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def caption(ex: Example) -> Text:
@@ -140,15 +146,25 @@ class ExamplesPane(Container):
         if self._snap is not None:
             self.call_after_refresh(self.refresh_cells, True)
 
+    def _path(self, epoch: int) -> str:
+        """Where epoch ``epoch``'s examples are: the path the run recorded, moved under the
+        run folder this cockpit reads when the run was copied or moved (else a copy would
+        show the original's files), then as ``locate`` finds it."""
+        recorded = dict(self._snap.examples)[epoch]
+        here = getattr(self.screen, "run_dir_here", None) if self.is_attached else None
+        return self.locate(rebase(recorded, self._snap.run_dir, here) or recorded, epoch)
+
     def _load(self, epoch: int) -> ExampleSet | str:
-        path = dict(self._snap.examples)[epoch]
+        path = self._path(epoch)
         if path not in self._cache:
             try:
-                self._cache = {path: read_examples(self.locate(path, epoch))}
+                self._cache = {path: read_examples(path)}
             except LunaInputError as exc:
-                gone = not os.path.exists(self.locate(path, epoch))
+                gone = not os.path.exists(path)
                 self._cache = {path: ("no longer kept (--keep-examples)" if gone
-                                      else str(exc))}
+                                      else one_line(str(exc)))}
+            except Exception as exc:  # noqa: BLE001 - a bad file must not end the cockpit
+                self._cache = {path: one_line(f"{path}: cannot show it ({exc})")}
         return self._cache[path]
 
     def capacity(self) -> tuple[int, int]:
