@@ -31,6 +31,7 @@ import fcntl
 import itertools
 import json
 import os
+import shlex
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -501,7 +502,7 @@ def run_queue(runs_dir: str, launch: Launcher,
                 entry_id, run_id = entry.id, entry.run_id
             if argv is None:
                 continue
-            say(f"#{entry_id}: luna-tui --headless {' '.join(argv)}")
+            say(f"#{entry_id}: luna-tui --headless {shlex.join(argv)}")
 
             def started(pid: int, pid_created: float | None = None,
                         run_dir: str | None = None, _id=entry_id) -> None:

@@ -4,6 +4,8 @@ attached: ``attach_closing_line``). No Textual here."""
 
 from __future__ import annotations
 
+import shlex
+
 from luna_core.run import events as ev
 from luna_core.run.runs import CRASHED
 from luna_tui.model.snapshot import RunSnapshot
@@ -17,7 +19,7 @@ ENDED_WORDS = {
 
 
 def resume_command(run_dir: str) -> str:
-    return f"luna-tui --headless --resume {run_dir}"
+    return f"luna-tui --headless --resume {shlex.quote(run_dir)}"
 
 
 def ended_line(snap: RunSnapshot, run_dir: str | None = None) -> str | None:
@@ -47,4 +49,4 @@ def attach_closing_line(snap: RunSnapshot, run_dir: str, pid: int | str) -> str:
     if line is not None:
         return line
     return (f"detached; the run goes on (pid {pid}). Come back with: "
-            f"luna-tui attach {run_dir}")
+            f"luna-tui attach {shlex.quote(run_dir)}")

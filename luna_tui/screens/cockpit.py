@@ -6,6 +6,7 @@ run and hands each snapshot to ``show``; this screen never talks to the run."""
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable
 from datetime import datetime
 
@@ -275,8 +276,8 @@ class CockpitScreen(Screen):
         _how, run_dir = chosen
         if os.path.abspath(run_dir) == os.path.abspath(self.snap.run_dir or ""):
             return
-        self.app.toast(f"luna-tui attach {run_dir}", title="Open it in another terminal",
-                       timeout=12)
+        self.app.toast(f"luna-tui attach {shlex.quote(run_dir)}",
+                       title="Open it in another terminal", timeout=12)
 
     def action_next_diagnostic(self) -> None:
         """`n`: the diagnostics view, or its next plot when it shows one at a time."""
