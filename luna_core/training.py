@@ -64,7 +64,7 @@ from luna_core.train.metrics import (
 from luna_core.train.model import LunaModel
 from luna_core.train.options import parse_options
 from luna_core.train.reporter import BatchReporter
-from luna_core.train.resume import resume_from
+from luna_core.train.resume import resume_from, resumed_run_dir
 from luna_core.train.runcontrol import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -145,9 +145,11 @@ class LunaTrainingApp:
     def _main(self) -> int:
         args = self.cli_args
         self.device = self._start_runtime(args.device)
+        if args.resume and self.dist.is_main:     # a live run's folder is not ours to write
+            self.run_lock = self._lock_resumed_run(resumed_run_dir(args.resume))
         resume = resume_from(args.resume)
-        if resume.path and self.dist.is_main:     # a live run's folder is not ours to write
-            self.run_lock = RunLock.acquire(resume.run_dir, self.run_id)
+        if resume.path and self.dist.is_main:
+            self.run_lock = self._lock_resumed_run(resume.run_dir)
         resume.merge_options(args, self.given_options)
         self.augmentation = Augmentation.from_options(args)
         if self.augmentation.enabled:
@@ -369,6 +371,16 @@ class LunaTrainingApp:
 
     def _guarded_step(self, finite_g: torch.Tensor) -> torch.Tensor:
         return guarded_step(self.optimizer, finite_g)
+
+    def _lock_resumed_run(self, run_dir: str | None) -> RunLock | None:
+        """Own the folder a resume writes (refused while its run lives); once is enough."""
+        held = self.run_lock
+        if run_dir is None or (held is not None and
+                               os.path.abspath(held.run_dir) == os.path.abspath(run_dir)):
+            return held
+        if held is not None:                 # the checkpoint named another folder
+            held.release()
+        return RunLock.acquire(run_dir, self.run_id)
 
     def _checkpoint(self, reason: str) -> None:
         """A checkpoint at the loop's position, with the epoch's training metrics so far."""

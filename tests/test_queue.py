@@ -118,19 +118,26 @@ def _weights(run_dir):
     return load_checkpoint(os.path.join(run_dir, "checkpoints", "e002-end.pt"))["model"]
 
 
-def test_a_killed_runner_resumes_its_run_and_ends_with_the_uninterrupted_weights(
-        tiny_data, tmp_path):
+def reference_and_runner(tiny_data, tmp_path):
+    """(argv, the folder of its uninterrupted run made in this process, a `queue run` of it
+    in its own process group working on tmp_path/runs)."""
     argv = tiny_options(tiny_data, "--epochs", "2", "--max-batches", "3", "--seed", "5")
-    reference = tmp_path / "reference"            # uninterrupted, in this process
+    reference = tmp_path / "reference"
     code, _rec, console = run_loop([*argv, "--runs-dir", str(reference)])
     assert code == 0, console
-
     runs = tmp_path / "runs"
     assert cli_main(["queue", "add", "--runs-dir", str(runs), *argv]) == 0
     runner = subprocess.Popen([*PY, "queue", "run", "--runs-dir", str(runs)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     STARTED.append(runner)
+    return argv, run_dirs(reference)[0], runner
+
+
+def test_a_killed_runner_resumes_its_run_and_ends_with_the_uninterrupted_weights(
+        tiny_data, tmp_path):
+    _argv, reference, runner = reference_and_runner(tiny_data, tmp_path)
+    runs = tmp_path / "runs"
     deadline = time.monotonic() + 300
     while True:                                   # until the run has its epoch-1 checkpoint
         dirs = run_dirs(runs)
@@ -150,6 +157,6 @@ def test_a_killed_runner_resumes_its_run_and_ends_with_the_uninterrupted_weights
     assert entry["state"] == "done" and entry["attempts"] == 2
     assert run_dirs(runs) == dirs                 # resumed in its folder, not run twice
     assert "--resume" in again.stdout
-    mine, theirs = _weights(dirs[0]), _weights(run_dirs(reference)[0])
+    mine, theirs = _weights(dirs[0]), _weights(reference)
     assert mine.keys() == theirs.keys()
     assert all(torch.equal(mine[k], theirs[k]) for k in mine)

@@ -26,19 +26,10 @@ from luna_core.run.eventfile import read_events
 from luna_core.run.runlock import RunLock
 from luna_core.train.checkpoint import load_checkpoint
 from luna_tui.cli import main as cli_main
-from tests.trainhelpers import STARTED, run_dirs, run_loop
+from tests.test_queue import entries, reference_and_runner, tiny_options
+from tests.trainhelpers import STARTED, hold_run_lock, run_dirs
 
 PY = [sys.executable, "-m", "luna_tui"]
-
-
-def tiny_options(tiny_data, *extra):
-    return ["--data-dir", tiny_data["data_dir"], "--cache-dir", tiny_data["cache_dir"],
-            "--num-workers", "0", "--batch-size", "8", "--device", "cpu", "--threads", "1",
-            "--froc-bootstrap", "0", *extra]
-
-
-def entries(runs):
-    return json.loads((runs / "queue.json").read_text())["entries"]
 
 
 def wait_until(predicate, what, proc=None, timeout=300):
@@ -58,17 +49,8 @@ def run_started_and_finished(run_dir):
 # ----------------------------------------------------------------- a killed runner
 
 def test_a_runner_killed_with_sigkill_leaves_no_run_training_twice(tiny_data, tmp_path):
-    argv = tiny_options(tiny_data, "--epochs", "2", "--max-batches", "3", "--seed", "5")
-    reference = tmp_path / "reference"               # uninterrupted, in this process
-    code, _rec, console = run_loop([*argv, "--runs-dir", str(reference)])
-    assert code == 0, console
-
+    _argv, reference, runner = reference_and_runner(tiny_data, tmp_path)
     runs = tmp_path / "runs"
-    assert cli_main(["queue", "add", "--runs-dir", str(runs), *argv]) == 0
-    runner = subprocess.Popen([*PY, "queue", "run", "--runs-dir", str(runs)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    STARTED.append(runner)
     wait_until(lambda: entries(runs)[0].get("run_dir"), "the run folder", runner)
     run_dir = entries(runs)[0]["run_dir"]
     # hold the run at a batch boundary of epoch 1: paused, so the kill lands mid-run
@@ -96,8 +78,7 @@ def test_a_runner_killed_with_sigkill_leaves_no_run_training_twice(tiny_data, tm
     # one process at a time: each run_started is followed by its run_finished
     assert run_started_and_finished(run_dir) == ["run_started", "run_finished"] * 2
     mine = load_checkpoint(os.path.join(run_dir, "checkpoints", "e002-end.pt"))["model"]
-    theirs = load_checkpoint(os.path.join(run_dirs(reference)[0], "checkpoints",
-                                          "e002-end.pt"))["model"]
+    theirs = load_checkpoint(os.path.join(reference, "checkpoints", "e002-end.pt"))["model"]
     assert all(torch.equal(mine[k], theirs[k]) for k in mine)
 
 
@@ -134,12 +115,7 @@ def test_a_restarted_runner_waits_while_the_entrys_run_folder_is_held(tmp_path):
     run_dir = runs / "luna" / "2026-12-07_06.00.00-x"
     run_dir.mkdir(parents=True)
     _queue_with(runs, state=qu.RUNNING, run_dir=str(run_dir), attempts=1, started=1.0)
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from luna_core.run.runlock import RunLock\n"
-        f"lock = RunLock.acquire({str(run_dir)!r}); print('held', flush=True); "
-        "time.sleep(600)")], stdout=subprocess.PIPE, text=True, start_new_session=True)
-    STARTED.append(holder)
-    assert holder.stdout.readline().strip() == "held"
+    holder = hold_run_lock(run_dir)
     launch, said = FakeLaunch(), []
     thread, result = _run_in_thread(runs, launch, said)
     wait_until(lambda: any("waiting for its run" in s for s in said), "the wait")

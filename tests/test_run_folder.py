@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import types
 
@@ -19,7 +17,7 @@ from luna_core.run import events as ev
 from luna_core.run import runlock
 from luna_core.run.eventfile import read_events
 from luna_core.run.sinks import drop_partial_last_line
-from tests.trainhelpers import STARTED, run_dirs, run_loop
+from tests.trainhelpers import hold_run_lock, run_dirs, run_loop
 
 
 def test_runs_started_in_the_same_second_with_one_comment_get_their_own_folders(tmp_path):
@@ -101,12 +99,7 @@ def test_resume_of_a_live_run_is_refused_with_its_pid_and_host(train_argv, tmp_p
 def test_a_live_run_holds_its_folder_and_a_killed_one_leaves_no_lock(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from luna_core.run.runlock import RunLock\n"
-        f"lock = RunLock.acquire({str(run_dir)!r}, 'abc'); print('held', flush=True); "
-        "time.sleep(600)")], stdout=subprocess.PIPE, text=True, start_new_session=True)
-    STARTED.append(holder)
-    assert holder.stdout.readline().strip() == "held"
+    holder = hold_run_lock(run_dir)
     record = runlock.holder(str(run_dir))
     assert record["pid"] == holder.pid and record["run_id"] == "abc"
     assert f"pid {holder.pid}" in runlock.describe_holder(str(run_dir))
@@ -181,3 +174,16 @@ def test_drop_partial_last_line_keeps_whole_files_as_they_are(tmp_path):
     assert drop_partial_last_line(str(path)) == 170000
     assert path.read_bytes() == b""
     assert drop_partial_last_line(str(tmp_path / "missing")) == 0
+
+
+def test_resume_of_a_live_run_before_its_first_checkpoint_names_the_holder(train_argv,
+                                                                          tmp_path):
+    run_dir = tmp_path / "runs" / "luna" / "2026-12-07_06.00.00-young"
+    (run_dir / "checkpoints").mkdir(parents=True)         # started, no checkpoint yet
+    held = runlock.RunLock.acquire(str(run_dir))
+    try:
+        code, _rec, console = run_loop(train_argv("--resume", str(run_dir)))
+    finally:
+        held.release()
+    assert code == 2, console
+    assert f"pid {os.getpid()}" in console and "no checkpoints" not in console

@@ -72,6 +72,18 @@ def run_dirs(runs_dir) -> list[str]:
 STARTED: list[subprocess.Popen] = []   # killed after each test (tests/conftest.py)
 
 
+def hold_run_lock(run_dir) -> subprocess.Popen:
+    """Another process that holds ``run_dir``'s run.lock (as a live run does) until killed;
+    returns once it holds it."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from luna_core.run.runlock import RunLock\n"
+        f"lock = RunLock.acquire({str(run_dir)!r}, 'abc'); print('held', flush=True); "
+        "time.sleep(600)")], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    STARTED.append(holder)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
 def kill_leftover_runs() -> None:
     """A test that failed before ending its run must not leave it training for ever."""
     while STARTED:

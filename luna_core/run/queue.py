@@ -276,18 +276,9 @@ def runner_lock(runs_dir: str) -> Iterator[None]:
 
 def runner_alive(runs_dir: str) -> bool:
     """Is a ``queue run`` working on this queue now (its lock held)?"""
-    try:
-        f = open(os.path.join(runs_dir, LOCK_FILE), encoding="utf-8")
-    except OSError:
-        return False
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        return False
+    from luna_core.run.runlock import held_by
+
+    return held_by(os.path.join(runs_dir, LOCK_FILE)) is not None
 
 
 # --------------------------------------------------------------------------- adding

@@ -94,10 +94,9 @@ class RunLock:
             self._file.close()          # closing the file drops the flock
 
 
-def holder(run_dir: str) -> dict | None:
-    """Who holds ``run_dir`` now: the lock file's record ({} when it says nothing), or None
-    when no live process holds it."""
-    path = lock_path(run_dir)
+def held_by(path: str) -> dict | None:
+    """Who holds the ``flock`` on the file ``path`` now: its JSON record ({} when it says
+    nothing), or None when no live process holds it (or there is no such file)."""
     try:
         f = open(path, encoding="utf-8")
     except OSError:
@@ -110,6 +109,11 @@ def holder(run_dir: str) -> dict | None:
         except OSError:
             return None
         return None          # we got it: nobody holds it (closing the file drops ours)
+
+
+def holder(run_dir: str) -> dict | None:
+    """Who holds ``run_dir`` now (see ``held_by``)."""
+    return held_by(lock_path(run_dir))
 
 
 def in_use(run_dir: str) -> bool:

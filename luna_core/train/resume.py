@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from argparse import Namespace
 
 import torch
 
 from luna_core.train.checkpoint import (
+    CHECKPOINT_DIRNAME,
     CheckpointError,
     check_checkpoint,
     load_checkpoint,
@@ -132,6 +134,17 @@ class FreshStart:
 
     def apply(self, model, optimizer, world_size: int) -> tuple[int, int, None]:
         return 1, 0, None
+
+
+def resumed_run_dir(option: str) -> str | None:
+    """The run folder ``--resume`` names, told from the path alone (before any checkpoint
+    is read): a run folder, its checkpoints/ folder, or a file in that; None otherwise."""
+    path = os.path.abspath(option)
+    if os.path.isdir(path):
+        if os.path.basename(path) == CHECKPOINT_DIRNAME:
+            return os.path.dirname(path)
+        return path if os.path.isdir(os.path.join(path, CHECKPOINT_DIRNAME)) else None
+    return run_dir_of(path)
 
 
 def resume_from(option: str | None) -> Resume | FreshStart:
