@@ -34,6 +34,7 @@ from luna_core.data.loader import (
     shutdown_workers,
 )
 from luna_core.data.sampler import BalancedSampler, EpochSampler
+from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
 from luna_core.run.alerts import NotifySink
 from luna_core.run.commands import CommandChannel
@@ -145,11 +146,11 @@ class LunaTrainingApp:
     def _main(self) -> int:
         args = self.cli_args
         self.device = self._start_runtime(args.device)
-        if args.resume and self.dist.is_main:     # a live run's folder is not ours to write
-            self.run_lock = self._lock_resumed_run(resumed_run_dir(args.resume))
+        if args.resume:                        # a live run's folder is not ours to write
+            self._on_rank0(lambda: self._lock_resumed_run(resumed_run_dir(args.resume)))
         resume = resume_from(args.resume)
-        if resume.path and self.dist.is_main:
-            self.run_lock = self._lock_resumed_run(resume.run_dir)
+        if resume.path:
+            self._on_rank0(lambda: self._lock_resumed_run(resume.run_dir))
         resume.merge_options(args, self.given_options)
         self.augmentation = Augmentation.from_options(args)
         if self.augmentation.enabled:
@@ -171,10 +172,7 @@ class LunaTrainingApp:
             self.loop.total_samples, self.time_str = resume.total_samples, resume.time_str
             self.run_dir = resume.run_dir
         else:   # rank 0 makes the folder (a unique name) and owns it; one name, all ranks
-            if self.dist.is_main:
-                _dir, self.time_str, self.run_lock = new_run_dir(args, self.time_str,
-                                                                 self.run_id)
-            self.time_str = broadcast_object(self.dist, self.time_str)
+            self.time_str = self._on_rank0(self._new_run_dir)
             self.run_dir = run_dir_path(args, self.time_str)
         self.checkpointer = Checkpointer(
             self.run_dir, self.time_str, self.trn_ds, self.val_ds, bus=self.bus, dist=self.dist,
@@ -372,15 +370,37 @@ class LunaTrainingApp:
     def _guarded_step(self, finite_g: torch.Tensor) -> torch.Tensor:
         return guarded_step(self.optimizer, finite_g)
 
-    def _lock_resumed_run(self, run_dir: str | None) -> RunLock | None:
+    def _on_rank0(self, make):
+        """``make()`` on rank 0, its result on every rank. A LunaInputError of rank 0 (a live
+        run's folder, a folder that cannot be made) is raised on every rank at once: the
+        others never wait for a broadcast that does not come."""
+        result = error = None
+        if self.dist.is_main:
+            try:
+                result = make()
+            except LunaInputError as exc:
+                error = exc
+        shared = broadcast_object(self.dist, ("error", str(error)) if error else ("ok", result))
+        if error is not None:
+            raise error
+        if shared[0] == "error":
+            raise LunaInputError(f"rank 0: {shared[1]}")
+        return shared[1]
+
+    def _new_run_dir(self) -> str:
+        _dir, time_str, self.run_lock = new_run_dir(self.cli_args, self.time_str, self.run_id)
+        return time_str
+
+    def _lock_resumed_run(self, run_dir: str | None) -> None:
         """Own the folder a resume writes (refused while its run lives); once is enough."""
         held = self.run_lock
         if run_dir is None or (held is not None and
                                os.path.abspath(held.run_dir) == os.path.abspath(run_dir)):
-            return held
+            return
         if held is not None:                 # the checkpoint named another folder
             held.release()
-        return RunLock.acquire(run_dir, self.run_id)
+        os.makedirs(run_dir, exist_ok=True)  # a checkpoint copied away from a gone run
+        self.run_lock = RunLock.acquire(run_dir, self.run_id)
 
     def _checkpoint(self, reason: str) -> None:
         """A checkpoint at the loop's position, with the epoch's training metrics so far."""

@@ -179,7 +179,7 @@ def launcher(runs_dir: str, stopping: threading.Event | None = None, poll: float
     checkpoint, then exit 143) when the queue is halted or the runner is told to stop."""
     stopping = stopping or threading.Event()
 
-    def launch(argv: list[str], run_id: str, started) -> qu.RunResult:
+    def launch(argv: list[str], run_id: str, run_dir: str | None, started) -> qu.RunResult:
         from luna_core.run.parentwatch import PARENT_ENV
 
         logs = os.path.join(runs_dir, "queue-logs")
@@ -194,10 +194,10 @@ def launcher(runs_dir: str, stopping: threading.Event | None = None, poll: float
         with open(log_path, "w") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env)
-        started(proc.pid, _created(proc.pid))
-        run_dir, told = None, False
+        started(proc.pid, _created(proc.pid), run_dir)
+        told = False
         while proc.poll() is None:
-            if run_dir is None:
+            if run_dir is None:                 # a fresh run: found by its run id
                 run_dir = qu.find_run_dir(runs_dir, run_id)
                 if run_dir:
                     started(proc.pid, _created(proc.pid), run_dir)
@@ -238,7 +238,8 @@ def cmd_run(runs_dir: str, argv: list[str]) -> int:
                 if signum != signal.SIGHUP or signal.getsignal(signum) is signal.SIG_DFL}
     try:
         failures = qu.run_queue(runs_dir, launcher(runs_dir, stopping), tell,
-                                say=lambda line: print(line, flush=True))
+                                say=lambda line: print(line, flush=True),
+                                should_stop=stopping.is_set)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -58,9 +58,9 @@ BAD = [
     (["/../2026-01-01_00.00.00-other"], "the comment '/../2026-01-01_00.00.00-other' is not "
                                         "allowed: it " + NAME_RULE),
     (["../x"], "the comment '../x' is not allowed"),
-    ([".."], "the comment '..' is not allowed"),
-    (["."], "the comment '.' is not allowed"),
-    ([".hidden"], "the comment '.hidden' is not allowed"),
+    (["--tb-prefix", ".."], "--tb-prefix '..' is not allowed"),
+    (["--tb-prefix", "."], "--tb-prefix '.' is not allowed"),
+    (["--tb-prefix", ".hidden"], "--tb-prefix '.hidden' is not allowed: it " + NAME_RULE),
     (["a\\b"], "the comment 'a\\\\b' is not allowed"),
     (["a\0b"], "the comment 'a\\x00b' is not allowed"),
     ([""], "the comment '' is not allowed"),
@@ -98,7 +98,7 @@ GOOD = [
     [],
     ["my run = lr 0.01, Δ ünïcødé 🙂"],              # spaces, '=', ',', unicode
     ["lr=0.001_balanced-2"],
-    ["mine"], ["my-comment"], ["balanced-offset"], ["x" * 100], ["a..b"], ["x."],
+    ["mine"], ["my-comment"], ["balanced-offset"], ["x" * 100], ["a..b"], ["x."], [".5"], [".."],
     ["--tb-prefix", "luna ch12=x", "--momentum", "0", "--lr", "1e-5"],
     ["--augmented", "--augment-offset", "1", "--augment-scale", "0.99", "--augment-noise"],
     ["--augment-offset", "--augment-scale", "--balanced", "--epoch-samples", "10"],

@@ -97,7 +97,7 @@ class FakeLaunch:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, argv, run_id, started):
+    def __call__(self, argv, run_id, run_dir, started):
         self.calls.append((argv, run_id))
         return qu.RunResult(0, None, "")
 
@@ -198,7 +198,7 @@ def test_a_child_ended_by_a_signal_is_stopped_and_halts_the_queue(tmp_path, code
     qu.save(str(runs), q)
     calls = []
 
-    def launch(argv, run_id, started):
+    def launch(argv, run_id, run_dir, started):
         calls.append(argv)
         return qu.RunResult(code if len(calls) == 1 else 0, None, "")
 
@@ -370,3 +370,22 @@ def test_a_lock_on_a_run_folder_is_one_owner(tmp_path):
         RunLock.acquire(str(run_dir))
     lock.release()
     RunLock.acquire(str(run_dir)).release()
+
+
+def test_a_runner_told_to_stop_while_it_waits_stops_and_leaves_the_entry(tmp_path):
+    runs = tmp_path / "runs"
+    run_dir = runs / "luna" / "2026-12-07_06.00.00-x"
+    run_dir.mkdir(parents=True)
+    _queue_with(runs, state=qu.RUNNING, run_dir=str(run_dir), attempts=1, started=1.0)
+    hold_run_lock(run_dir)
+    launch, said, stop = FakeLaunch(), [], threading.Event()
+    thread = threading.Thread(target=lambda: qu.run_queue(
+        str(runs), launch, say=said.append, poll=0.05, should_stop=stop.is_set))
+    thread.start()
+    wait_until(lambda: any("waiting for its run" in s for s in said), "the wait")
+    stop.set()                                       # SIGTERM to the runner, say
+    thread.join(timeout=60)
+    assert not thread.is_alive() and launch.calls == []
+    (entry,) = entries(runs)
+    assert entry["state"] == "running" and entry["attempts"] == 1     # left as it was
+    assert json.loads((runs / "queue.json").read_text())["halt"] is True

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import types
 
@@ -17,7 +19,7 @@ from luna_core.run import events as ev
 from luna_core.run import runlock
 from luna_core.run.eventfile import read_events
 from luna_core.run.sinks import drop_partial_last_line
-from tests.trainhelpers import hold_run_lock, run_dirs, run_loop
+from tests.trainhelpers import STARTED, hold_run_lock, run_dirs, run_loop
 
 
 def test_runs_started_in_the_same_second_with_one_comment_get_their_own_folders(tmp_path):
@@ -187,3 +189,68 @@ def test_resume_of_a_live_run_before_its_first_checkpoint_names_the_holder(train
         held.release()
     assert code == 2, console
     assert f"pid {os.getpid()}" in console and "no checkpoints" not in console
+
+
+def test_a_forked_child_does_not_keep_a_dead_runs_lock(tmp_path):
+    """A DataLoader worker (forked) outliving its killed trainer must not hold the folder."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys, time; from luna_core.run.runlock import RunLock\n"
+        f"lock = RunLock.acquire({str(run_dir)!r}, 'abc')\n"
+        "child = os.fork()\n"
+        "if child == 0:\n    time.sleep(600); os._exit(0)\n"
+        "print(child, flush=True); time.sleep(600)")],
+        stdout=subprocess.PIPE, text=True, start_new_session=True)
+    STARTED.append(parent)
+    child = int(parent.stdout.readline())
+    assert runlock.holder(str(run_dir))["pid"] == parent.pid
+    parent.kill()                                 # the trainer dies; its "worker" lives on
+    parent.wait(timeout=30)
+    try:
+        assert os.path.exists(f"/proc/{child}") or sys.platform != "linux"
+        assert runlock.holder(str(run_dir)) is None
+    finally:
+        os.kill(child, 9)
+
+
+def test_a_file_system_without_flock_runs_unguarded_and_says_so(tmp_path, monkeypatch,
+                                                                 caplog):
+    import errno
+    import fcntl
+
+    def no_locks(_fd, _op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    lock = runlock.RunLock.acquire(str(tmp_path))
+    assert lock._fd is None
+    assert "cannot lock files" in caplog.text and "No locks available" in caplog.text
+    lock.release()
+
+
+def test_a_checkpoint_copied_away_from_its_deleted_run_resumes(train_argv, tmp_path):
+    import shutil
+
+    run_dir, _rec = _one_epoch_run(train_argv, tmp_path)
+    kept = tmp_path / "models" / "kept.pt"
+    kept.parent.mkdir()
+    shutil.copy(os.path.join(run_dir, "checkpoints", "e001-end.pt"), kept)
+    shutil.rmtree(run_dir)
+    code, _rec, console = run_loop(train_argv("--epochs", "2", "--resume", str(kept)))
+    assert code == 0, console
+    assert os.path.exists(os.path.join(run_dir, "checkpoints", "e002-end.pt"))
+
+
+def test_a_resume_does_not_check_the_default_runs_dir(tmp_path, monkeypatch):
+    import pytest
+
+    from luna_core.train.options import parse_options
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("a file where the default runs folder would be")
+    parse_options(["--resume", "/elsewhere/run"])     # its own folder, not ./runs
+    with pytest.raises(SystemExit):
+        parse_options(["--resume", "/elsewhere/run", "--runs-dir", "runs"])
+    with pytest.raises(SystemExit):
+        parse_options([])

@@ -322,9 +322,10 @@ class RunResult:
     reason: str
 
 
-#: launch(argv, run_id, started) runs one child to its end; it calls
-#: started(pid, pid_created, run_dir) when it knows the child's pid and again its run folder.
-Launcher = Callable[[list[str], str, Callable[..., None]], RunResult]
+#: launch(argv, run_id, run_dir, started) runs one child to its end (``run_dir``: the folder a
+#: resume goes on in; None: the child makes one); it calls started(pid, pid_created, run_dir)
+#: when it knows the child's pid and again its run folder.
+Launcher = Callable[[list[str], str, "str | None", Callable[..., None]], RunResult]
 
 #: A child's exit when it was stopped by a signal (SIGHUP, SIGINT, SIGTERM: 128 + N after its
 #: checkpoint; -N when the signal came before its handlers were in place).
@@ -388,15 +389,20 @@ def previous_process(runs_dir: str, entry: Entry) -> str | None:
 
 
 def wait_for_previous(runs_dir: str, entry: Entry, say: Callable[[str], None],
-                      poll: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> None:
+                      poll: float = 0.5, sleep: Callable[[float], None] = time.sleep,
+                      should_stop: Callable[[], bool] = lambda: False) -> bool:
     """Until the entry's previous process is gone: an orphan of a killed runner finishes (or
-    stops, told by its parent's death) before its entry goes on."""
+    stops, told by its parent's death) before its entry goes on. False: the runner was told
+    to stop while it waited (the entry is left as it is)."""
     told = False
     while (what := previous_process(runs_dir, entry)) is not None:
+        if should_stop():
+            return False
         if not told:
             say(f"#{entry.id}: waiting for {what} to end before going on with it")
             told = True
         sleep(poll)
+    return True
 
 
 def run_state(run_dir: str | None) -> str | None:
@@ -468,14 +474,18 @@ def _outcome(result: RunResult, run_dir: str | None) -> tuple[str, str]:
 
 def run_queue(runs_dir: str, launch: Launcher,
               tell: Callable[[str, str], None] = lambda event, message: None,
-              say: Callable[[str], None] = print, poll: float = 0.5) -> int:
-    """Work through the queue until it is empty or halted; returns how many runs failed."""
+              say: Callable[[str], None] = print, poll: float = 0.5,
+              should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Work through the queue until it is empty or halted (``queue stop``, or
+    ``should_stop()``: the runner was told to stop); returns how many runs failed."""
     failures = 0
     with runner_lock(runs_dir):
         with editing(runs_dir) as q:
             q.halt = False
         while True:
             with editing(runs_dir) as q:
+                if should_stop():
+                    q.halt = True
                 if q.halt:
                     say("queue halted ('luna-tui queue stop'); 'luna-tui queue run' goes on")
                     break
@@ -484,13 +494,14 @@ def run_queue(runs_dir: str, launch: Launcher,
                     break
                 seen = Entry(**asdict(entry))
             if seen.state in (RUNNING, STOPPED):    # never two processes for one entry
-                wait_for_previous(runs_dir, seen, say, poll)
+                wait_for_previous(runs_dir, seen, say, poll, should_stop=should_stop)
             with editing(runs_dir) as q:
                 entry = next((e for e in q.entries if e.id == seen.id), None)
-                if entry is None or entry.state != seen.state or q.halt:
+                if entry is None or entry.state != seen.state or q.halt or should_stop():
                     continue                # removed or changed meanwhile: look again
                 argv = _start(runs_dir, entry, say)
                 entry_id, run_id = entry.id, entry.run_id
+                resumed_dir = entry.run_dir if argv and "--resume" in argv else None
             if argv is None:
                 continue
             say(f"#{entry_id}: luna-tui --headless {shlex.join(argv)}")
@@ -505,7 +516,7 @@ def run_queue(runs_dir: str, launch: Launcher,
                     if run_dir:
                         e.run_dir = run_dir
 
-            result = launch(argv, run_id, started)
+            result = launch(argv, run_id, resumed_dir, started)
             with editing(runs_dir) as q:
                 e = next((e for e in q.entries if e.id == entry_id), None)
                 if e is None:             # removed by hand while it ran: keep going

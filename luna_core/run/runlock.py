@@ -17,15 +17,38 @@ get two folders (``TIME-COMMENT`` and ``TIME.2-COMMENT``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
+import weakref
 
 from luna_core.errors import LunaInputError
 
 LOCK_NAME = "run.lock"
+#: A lock held by another process is asked for again this often before refusing: a reader's
+#: brief probe (``held_by``) must not make a writer's start fail.
+ACQUIRE_TRIES, ACQUIRE_GAP = 5, 0.1
+
+log = logging.getLogger(__name__)
+_HELD: weakref.WeakSet = weakref.WeakSet()     # this process's held locks
+
+
+def _close_in_child() -> None:
+    """A forked child (a DataLoader worker) does not keep the run's lock alive after the run
+    dies: its copy of the descriptor is closed; the parent's lock stays."""
+    for held in list(_HELD):
+        if held._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(held._fd)
+            held._fd = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
 
 
 class RunInUse(LunaInputError):
@@ -56,42 +79,58 @@ def _read_holder(f) -> dict | None:
 
 
 class RunLock:
-    """Held for the life of the run's writer; ``release()`` (or the process's end) frees it."""
+    """Held for the life of the run's writer; ``release()`` (or the process's end) frees it.
+    The lock is on a raw descriptor, so that a forked child can drop its copy at once
+    (``_close_in_child``) without a file object that would close it again later."""
 
-    def __init__(self, run_dir: str, file) -> None:
-        self.run_dir, self._file = run_dir, file
+    def __init__(self, run_dir: str, fd: int | None) -> None:
+        self.run_dir, self._fd = run_dir, fd
 
     @classmethod
     def acquire(cls, run_dir: str, run_id: str = "") -> RunLock:
         """Take the run folder, or raise RunInUse naming the live holder."""
         path = lock_path(run_dir)
         try:
-            f = open(path, "a+", encoding="utf-8")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise LunaInputError(f"cannot open the run's lock file: {exc.strerror or exc}",
                                  path) from None
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(f)
-            f.close()
-            raise RunInUse(f"this run is in use by {_describe(holder)}: attach to it "
-                           f"('luna-tui attach') or stop it first", run_dir) from None
-        except OSError as exc:
-            f.close()
-            raise LunaInputError(f"cannot lock the run folder: {exc.strerror or exc}",
-                                 path) from None
+        for attempt in range(ACQUIRE_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt + 1 < ACQUIRE_TRIES:
+                    time.sleep(ACQUIRE_GAP)
+                    continue
+                os.close(fd)
+                raise RunInUse(f"this run is in use by {_describe(held_by(path))}: attach "
+                               f"to it ('luna-tui attach') or stop it first",
+                               run_dir) from None
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                    raise
+                # a file system without flock (some Lustre, FUSE, CIFS mounts): the run
+                # goes on, unguarded, and says so
+                log.warning("%s: this file system cannot lock files (%s): the run folder "
+                            "is not guarded against a second writer", path,
+                            exc.strerror or exc)
+                return cls(run_dir, None)
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "run_id": run_id, "since": time.time()}) + "\n"
         with contextlib.suppress(OSError):
-            f.seek(0)
-            f.truncate()
-            f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                "run_id": run_id, "since": time.time()}) + "\n")
-            f.flush()
-        return cls(run_dir, f)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record.encode(), 0)
+        lock = cls(run_dir, fd)
+        _HELD.add(lock)
+        return lock
 
     def release(self) -> None:
-        if self._file is not None and not self._file.closed:
-            self._file.close()          # closing the file drops the flock
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)          # the last descriptor closed drops the flock
+        self._fd = None
 
 
 def held_by(path: str) -> dict | None:

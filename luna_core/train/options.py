@@ -194,7 +194,10 @@ _NAME_MAX_CHARS = 100
 #: usual 255-byte limit on one file name.
 _NAME_MAX_BYTES = 200
 _NAME_RULE = (f"one directory name: 1 to {_NAME_MAX_CHARS} characters "
-              f"({_NAME_MAX_BYTES} bytes), no '/', '\\' or NUL, not starting with '.'")
+              f"({_NAME_MAX_BYTES} bytes), no '/', '\\' or NUL")
+#: --tb-prefix is a folder of its own ('..', '.', hidden): the comment always follows
+#: "TIME-", so a leading '.' there names no other folder.
+_PREFIX_RULE = _NAME_RULE + ", not starting with '.'"
 
 
 def _flag(name: str) -> str:
@@ -210,9 +213,11 @@ def _name_problem(name: str, value) -> str | None:
         size = len(os.fsencode(value))
     except UnicodeError:
         size = len(value.encode("utf-8", "surrogatepass"))
-    if (not value or "/" in value or "\\" in value or "\0" in value or value.startswith(".")
+    dot = name == "tb_prefix" and value.startswith(".")
+    if (not value or "/" in value or "\\" in value or "\0" in value or dot
             or len(value) > _NAME_MAX_CHARS or size > _NAME_MAX_BYTES):
-        return f"{_flag(name)} {value!r} is not allowed: it must be {_NAME_RULE}"
+        rule = _PREFIX_RULE if name == "tb_prefix" else _NAME_RULE
+        return f"{_flag(name)} {value!r} is not allowed: it must be {rule}"
     return None
 
 
@@ -307,12 +312,14 @@ def parse_options(argv: list[str], prog: str = "luna-tui", *,
     validate_options' (False: --runs-dir is not looked at)."""
     parser = build_parser(prog=prog)
     options = parser.parse_args(argv)
-    problem = validate_options(options, disk=disk)
-    if problem:
-        parser.error(problem)
     # the same parser with a marker for every default: what is not the marker was given
     bare = build_parser()
     bare.set_defaults(**{name: _NOT_GIVEN for name in vars(options)})
     given = {name for name, value in vars(bare.parse_args(argv)).items()
              if value is not _NOT_GIVEN}
+    # a resume writes in its run's folder, with the checkpoint's --runs-dir unless given
+    problem = validate_options(options, disk=disk and (options.resume is None
+                                                       or "runs_dir" in given))
+    if problem:
+        parser.error(problem)
     return options, given

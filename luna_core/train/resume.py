@@ -140,6 +140,8 @@ def resumed_run_dir(option: str) -> str | None:
     """The run folder ``--resume`` names, told from the path alone (before any checkpoint
     is read): a run folder, its checkpoints/ folder, or a file in that; None otherwise."""
     path = os.path.abspath(option)
+    if not os.path.exists(path):
+        return None                      # resume_from says what is missing
     if os.path.isdir(path):
         if os.path.basename(path) == CHECKPOINT_DIRNAME:
             return os.path.dirname(path)
