@@ -8,7 +8,7 @@ cut). On any error, or an exception such as KeyboardInterrupt, the temporary fil
 ``remove_orphaned_temps`` deletes those whose process is gone.
 
 Standard library only at import (every layer uses it); the orphan check asks
-``luna_core.run.runs.process_alive`` (psutil) when called.
+``luna_core.proc.process_alive`` (psutil) when called.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def fsync_dir(directory: str) -> None:
 
 def remove_orphaned_temps(directory: str) -> list[str]:
     """Delete the temporary files of writers whose process has exited; returns their paths."""
-    from luna_core.run.runs import process_alive
+    from luna_core.proc import process_alive
 
     removed = []
     for tmp in glob.glob(os.path.join(glob.escape(directory), f".*{TEMP_MARK}*")):

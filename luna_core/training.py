@@ -23,25 +23,16 @@ import time
 import uuid
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from luna_core.data.loader import (
-    make_datasets,
-    make_loader,
-    phase_batches,
-    phase_samples,
-    shutdown_workers,
-)
-from luna_core.data.sampler import BalancedSampler, EpochSampler
+from luna_core.data.loader import make_loader, phase_batches, phase_samples, shutdown_workers
+from luna_core.data.sampler import EpochSampler
 from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
 from luna_core.run.alerts import NotifySink
 from luna_core.run.commands import CommandChannel
 from luna_core.run.control import ControlServer
 from luna_core.run.runlock import RunLock
-from luna_core.score import examples
-from luna_core.score.validation import ValidationScorer
 from luna_core.train import runtime
 from luna_core.train.augment import Augmentation, augment
 from luna_core.train.checkpointer import Checkpointer
@@ -54,15 +45,6 @@ from luna_core.train.distributed import (
     shutdown,
 )
 from luna_core.train.logbridge import BusLogHandler
-from luna_core.train.metrics import (
-    METRICS_LABEL_NDX,
-    METRICS_LOSS_NDX,
-    METRICS_PRED_NDX,
-    METRICS_SIZE,
-    compute_metrics,
-    format_metric_lines,
-)
-from luna_core.train.model import LunaModel
 from luna_core.train.options import parse_options
 from luna_core.train.reporter import BatchReporter
 from luna_core.train.resume import resume_from, resumed_run_dir
@@ -81,6 +63,7 @@ from luna_core.train.rundir import (
 )
 from luna_core.train.state import LoopState
 from luna_core.train.step import guarded_step, make_optimizer
+from luna_core.train.task import Task, make_task
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_NONFINITE", "EXIT_OK", "EpochSampler",
            "LunaTrainingApp"]
@@ -104,6 +87,7 @@ class LunaTrainingApp:
         if self.cli_args.notify_cmd and os.environ.get("RANK", "0") == "0":   # rank 0 tells
             self.bus.add(NotifySink(self.cli_args.notify_cmd, self.cli_args.notify_timeout))
         self.interactive = interactive
+        self.task: Task = make_task(self.cli_args)   # what is trained: --task (the model...)
         self.time_str = datetime.datetime.now().strftime("%Y-%m-%d_%H.%M.%S")
         # this process of the run, in its run_started (a queue finds its child's folder by it)
         self.run_id = os.environ.get("LUNA_RUN_ID") or uuid.uuid4().hex[:16]
@@ -123,7 +107,6 @@ class LunaTrainingApp:
         self.checkpointer: Checkpointer | None = None
         self.control_server: ControlServer | None = None     # rank 0: the control socket
         self.augmentation = Augmentation()
-        self.scorer: ValidationScorer | None = None          # set by _main
 
     # ------------------------------------------------------------------ the loop
     def main(self) -> int:
@@ -158,7 +141,7 @@ class LunaTrainingApp:
 
         self.trn_ds, self.val_ds = self._init_datasets()
         resume.check_data(self.trn_ds, self.val_ds, args.data_dir)
-        self.scorer = ValidationScorer.for_dataset(self.val_ds, args.froc_bootstrap, args.seed)
+        self.task.start_scoring(self.val_ds)
         runtime.seed_rngs(args.seed)  # the initial weights, and every draw after them
         self.model, self.optimizer = self._build_model()
         self.ddp_model = runtime.wrap_model(self.model, self.dist, self.device, args.compile)
@@ -177,7 +160,7 @@ class LunaTrainingApp:
         self.checkpointer = Checkpointer(
             self.run_dir, self.time_str, self.trn_ds, self.val_ds, bus=self.bus, dist=self.dist,
             model=self.model, optimizer=self.optimizer, cli_args=args,
-            best_val_loss=resume.best_val_loss)
+            best_score=resume.best_score, best_metric=self.task.best_metric)
         if self.dist.is_main:  # rank 0 alone writes the run directory and serves commands
             add_run_dir_sinks(self.bus, args, self.run_dir, self.time_str,
                               purge_step=resume.purge_step)
@@ -207,17 +190,17 @@ class LunaTrainingApp:
             val_metrics = self.validate_epoch(epoch)
             if self.run_control.stop_requested:
                 return self._stop_run()
-            val_loss = self.log_metrics(epoch, "val", val_metrics)
+            val_loss, score = self.log_metrics(epoch, "val", val_metrics)
             self.checkpointer.save("epoch", epoch, self._batch_count(self.trn_dl),
                                    self.loop.total_samples, None, epoch_done=True,
-                                   val_loss=val_loss)
+                                   val_loss=val_loss, score=score)
 
         return self._finish(ev.FINISHED, EXIT_OK)
 
     def train_epoch(self, epoch: int, start_batch: int = 0,
                     resumed_metrics: torch.Tensor | None = None) -> torch.Tensor:
         self.model.train()
-        trn_metrics_g = torch.zeros(METRICS_SIZE, self._sample_count(self.trn_dl),
+        trn_metrics_g = torch.zeros(self.task.metrics_size, self._sample_count(self.trn_dl),
                                     device=self.device)
         if resumed_metrics is not None:
             trn_metrics_g.copy_(resumed_metrics[self.dist.rank] if self.dist.enabled
@@ -245,7 +228,7 @@ class LunaTrainingApp:
 
     def validate_epoch(self, epoch: int) -> torch.Tensor:
         self.model.eval()
-        val_metrics_g = torch.zeros(METRICS_SIZE, self._sample_count(self.val_dl),
+        val_metrics_g = torch.zeros(self.task.metrics_size, self._sample_count(self.val_dl),
                                     device=self.device)
         self.val_dl.sampler.set_epoch(epoch, 0)
         batch_iter = self._start_phase("val", epoch, self.val_dl, 0)
@@ -260,61 +243,60 @@ class LunaTrainingApp:
         return val_metrics_g
 
     def compute_batch_loss(self, batch_ndx: int, batch_tup, metrics_g: torch.Tensor):
-        input_t, label_t, _series_list, _center_list = batch_tup
-        input_g = input_t.to(self.device, non_blocking=True)   # int16 HU from the store
-        input_g = input_g.to(torch.float32, memory_format=torch.channels_last_3d)
+        """The task's loss of one batch (augmented when training), its per-sample metrics
+        in their columns of ``metrics_g``."""
+        augment = None
         if self.loop.phase == "trn" and self.augmentation.enabled:   # training only
-            input_g = self._augment(input_g, batch_ndx).contiguous(
-                memory_format=torch.channels_last_3d)
-        label_g = label_t.to(self.device, non_blocking=True)
-        with self._autocast():
-            logits_g, probability_g = self.ddp_model(input_g)
-        loss_g = F.cross_entropy(logits_g.float(), label_g[:, 1], reduction="none")
+            def augment(input_g):
+                return self._augment(input_g, batch_ndx)
 
-        start_ndx = batch_ndx * self.cli_args.batch_size
-        end_ndx = start_ndx + label_t.size(0)
-        metrics_g[METRICS_LABEL_NDX, start_ndx:end_ndx] = label_g[:, 1].detach()
-        metrics_g[METRICS_PRED_NDX, start_ndx:end_ndx] = probability_g[:, 1].detach().float()
-        metrics_g[METRICS_LOSS_NDX, start_ndx:end_ndx] = loss_g.detach()
-        return loss_g.mean()
+        def forward(input_g):           # the model, under autocast (bf16 on a GPU)
+            with self._autocast():
+                return self.ddp_model(input_g)
 
-    def log_metrics(self, epoch: int, phase: str, metrics_g: torch.Tensor) -> float:
+        return self.task.batch_loss(forward, batch_tup, self.device, augment, metrics_g,
+                                    batch_ndx * self.cli_args.batch_size)
+
+    def log_metrics(self, epoch: int, phase: str,
+                    metrics_g: torch.Tensor) -> tuple[float, float | None]:
+        """The phase's numbers, log lines and event (a validation's score with them), and a
+        validation's examples; returns (the loss, a validation's score that picks
+        best.pt)."""
         dl = self.trn_dl if phase == "trn" else self.val_dl
         metrics_a = self._gather_metrics(metrics_g, dl.sampler).numpy()
-        result = compute_metrics(metrics_a)
+        result = self.task.phase_result(metrics_a)
         log.info("E%d %s", epoch, type(self).__name__)
-        for line in format_metric_lines(epoch, phase, result):
+        for line in self.task.metric_lines(epoch, phase, result):
             log.info(line)
         score = rows = None
-        if phase == "val" and self.scorer is not None and self.dist.is_main:
-            # LUNA16's FROC / CPM and the ranking metrics: the samples in the columns' order
-            rows = dl.sampler.gathered_indices(metrics_g.shape[1])
-            scored = self.scorer.score(rows, metrics_a[METRICS_PRED_NDX], epoch)
-            log.info(scored.log_line(epoch))
-            result["metrics"].update(scored.scalars())
-            score = scored.to_dict()
+        if phase == "val" and self.dist.is_main:
+            rows = dl.sampler.gathered_indices(metrics_g.shape[1])  # the columns' samples
+            scored = self.task.score(epoch, rows, metrics_a)
+            if scored is not None:
+                score, scalars, line = scored
+                log.info(line)
+                result["metrics"].update(scalars)
         self.bus.emit(ev.EpochMetrics(
             phase=phase, epoch=epoch, total_samples=self.loop.total_samples, **result,
-            score=score,
-            per_sample=(metrics_a[METRICS_LABEL_NDX], metrics_a[METRICS_PRED_NDX])))
-        if rows is not None and self.cli_args.examples:
+            score=score, per_sample=self.task.per_sample(metrics_a)))
+        if rows is not None:
             self._save_examples(epoch, rows, metrics_a)
-        return result["metrics"]["loss/all"]
+        best = self.task.best_score(result) if phase == "val" else None
+        return result["metrics"]["loss/all"], best
 
     def _save_examples(self, epoch: int, rows, metrics_a) -> None:
-        """The worst misses, false alarms and best hits, with their chunks, for a person. A
-        side output: a failure to write them (disk full, folder unwritable) is logged and
-        alerted, and the epoch's checkpoint is still written."""
+        """What a person should look at after a validation (the task's). A side output: a
+        failure to write them (disk full, folder unwritable) is logged and alerted, and the
+        epoch's checkpoint is still written."""
         try:
-            path, counts = examples.save(
-                self.run_dir, epoch, self.val_ds, rows, metrics_a[METRICS_PRED_NDX],
-                metrics_a[METRICS_LOSS_NDX], self.cli_args.examples,
-                self.cli_args.keep_examples)
+            saved = self.task.save_examples(self.run_dir, epoch, self.val_ds, rows, metrics_a)
         except OSError as exc:
             log.error("%s: the examples of E%d were not written (%s); training goes on",
                       ev.SIDE_OUTPUT_FAILED, epoch, exc)
             return
-        self.bus.emit(ev.ExamplesSaved(epoch=epoch, path=path, **counts))
+        if saved is not None:
+            path, counts = saved
+            self.bus.emit(ev.ExamplesSaved(epoch=epoch, path=path, **counts))
 
     # ------------------------------------------------------------------ one phase
     def _start_phase(self, phase: str, epoch: int, dl: DataLoader, start_batch: int):
@@ -437,15 +419,13 @@ class LunaTrainingApp:
     _pick_device = _start_runtime  # the name tests and benchmarks call
 
     def _init_datasets(self):
-        args = self.cli_args
-        return make_datasets(args.val_stride, args.data_dir, args.cache_dir,
-                             args.candidates_file, args.split)
+        return self.task.datasets()
 
-    def _build_model(self) -> tuple[LunaModel, torch.optim.SGD]:
-        model = LunaModel().to(self.device, memory_format=torch.channels_last_3d)
+    def _build_model(self) -> tuple[torch.nn.Module, torch.optim.SGD]:
+        model = self.task.build_model(self.device)
         return model, make_optimizer(model, self.cli_args.lr, self.cli_args.momentum)
 
-    def _init_model(self) -> tuple[LunaModel, torch.optim.SGD]:
+    def _init_model(self) -> tuple[torch.nn.Module, torch.optim.SGD]:
         """Seed the RNGs, then _build_model, as _main does (tests and benchmarks call it)."""
         runtime.seed_rngs(self.cli_args.seed)
         return self._build_model()
@@ -463,14 +443,7 @@ class LunaTrainingApp:
         return runtime.autocast(self.device)
 
     def _init_dataloader(self, ds, shuffle: bool) -> DataLoader:
-        args, rank, world = self.cli_args, self.dist.rank, self.dist.world_size
-        if shuffle and args.balanced:              # training only: validation never is
-            sampler = BalancedSampler(ds.is_nodule, args.seed, args.balanced, rank, world,
-                                      args.epoch_samples)
-        else:
-            sampler = EpochSampler(len(ds), args.seed, shuffle=shuffle, rank=rank,
-                                   world_size=world,
-                                   epoch_samples=args.epoch_samples if shuffle else None)
+        sampler = self.task.sampler(ds, shuffle, self.dist.rank, self.dist.world_size)
         return make_loader(ds, sampler, self.cli_args.batch_size, self.cli_args.num_workers,
                            pin_memory=self.device.type == "cuda")
 

@@ -357,7 +357,7 @@ def pid_alive(pid: int | None, created: float | None, started: float | None) -> 
     if not pid:
         return False
     if created is None:
-        from luna_core.run.runs import process_alive
+        from luna_core.proc import process_alive
 
         return process_alive(pid, started)
     import psutil

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 class Checkpointer:
     def __init__(self, run_dir: str, time_str: str, trn_ds, val_ds, *, bus: ev.EventBus,
                  dist: DistContext, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 cli_args: Namespace, best_val_loss: float = math.inf) -> None:
+                 cli_args: Namespace, best_score: float = math.inf,
+                 best_metric: str = "loss/all") -> None:
         self.checkpoint_dir = checkpoint_dir(run_dir)
         self.bus, self.dist = bus, dist
         self.model, self.optimizer, self.cli_args = model, optimizer, cli_args
@@ -37,12 +38,13 @@ class Checkpointer:
         self.run = {"run_dir": run_dir, "time_str": time_str,
                     "data_fingerprint": trn_ds.fingerprint, "trn_samples": len(trn_ds),
                     "val_samples": len(val_ds), "world_size": dist.world_size}
-        self.best_val_loss = best_val_loss
+        # best.pt: the epoch with the lowest score (the task's best_metric, lower is better)
+        self.best_score, self.best_metric = best_score, best_metric
         self.last_checkpoint: str | None = None
 
     def save(self, reason: str, epoch: int, batch_ndx: int, total_samples: int,
              trn_metrics_g: torch.Tensor | None, epoch_done: bool = False,
-             val_loss: float | None = None) -> str | None:
+             val_loss: float | None = None, score: float | None = None) -> str | None:
         """Write a checkpoint; a write error is reported and training goes on.
 
         Under DDP every rank calls this at the same point (the partial training metrics of
@@ -51,8 +53,9 @@ class Checkpointer:
         if not epoch_done and trn_metrics_g is not None:
             rows = gather_rows(self.dist, trn_metrics_g.detach())
             trn_metrics = torch.stack(rows).cpu() if self.dist.enabled else rows[0].cpu()
-        if val_loss is not None and val_loss < self.best_val_loss:
-            self.best_val_loss, is_best = val_loss, True
+        score = val_loss if score is None else score
+        if score is not None and score < self.best_score:
+            self.best_score, is_best = score, True
         else:
             is_best = False
         if not self.dist.is_main:
@@ -70,7 +73,10 @@ class Checkpointer:
             "options": vars(self.cli_args).copy(),
             "run": dict(self.run),
             "val_loss": val_loss,
-            "best_val_loss": self.best_val_loss,
+            "best_val_loss": self.best_score,   # the name format 1 began with: best_score
+            "score": score,                     # the task's best_metric, lower is better
+            "best_score": self.best_score,
+            "best_metric": self.best_metric,
         }
         path = os.path.join(self.checkpoint_dir, checkpoint_name(epoch, batch_ndx, epoch_done))
         try:

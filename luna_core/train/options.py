@@ -9,6 +9,7 @@ import math
 import os
 
 from luna_core.data.layout import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
+from luna_core.train.task import DEFAULT_TASK, TASKS
 
 __all__ = ["DEFAULT_CACHE_DIR", "DEFAULT_DATA_DIR", "DEFAULT_RUNS_DIR", "RESUME_MUST_MATCH",
            "add_data_dirs", "add_runs_dir", "build_parser", "default_num_workers",
@@ -18,8 +19,8 @@ DEFAULT_RUNS_DIR = "runs"
 
 # Options a resumed run must share with its checkpoint: they decide the model, the data or
 # the order of samples. Anything else (workers, epochs, device, sinks) may change on resume.
-RESUME_MUST_MATCH = ("batch_size", "val_stride", "split", "seed", "candidates_file", "balanced",
-                     "epoch_samples", "augmented", "augment_flip", "augment_offset",
+RESUME_MUST_MATCH = ("task", "batch_size", "val_stride", "split", "seed", "candidates_file",
+                     "balanced", "epoch_samples", "augmented", "augment_flip", "augment_offset",
                      "augment_scale", "augment_rotate", "augment_noise")
 
 
@@ -63,6 +64,9 @@ def build_parser(prog: str = "luna-tui", commands: str = "") -> argparse.Argumen
     )
     parser.add_argument("--headless", action="store_true",
                         help="train without the cockpit; one log line per event on stderr")
+    parser.add_argument("--task", choices=list(TASKS), default=DEFAULT_TASK,
+                        help="what to train: " + "; ".join(f"{name}: {what}" for name, (
+                            _where, what) in TASKS.items()))
     parser.add_argument("--epochs", type=int, default=1, help="number of epochs to train for")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="samples per batch (per process under torchrun)")

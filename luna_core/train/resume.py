@@ -22,6 +22,7 @@ from luna_core.train.checkpoint import (
 )
 from luna_core.train.options import RESUME_MUST_MATCH
 from luna_core.train.step import FUSED
+from luna_core.train.task import DEFAULT_TASK
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class Resume:
     def merge_options(self, cli_args: Namespace, given_options: set[str]) -> None:
         """Options not given on this command line come from the checkpoint; given ones that
         must match it are refused if they differ."""
-        for name, value in self.state["options"].items():
+        # a checkpoint from before tasks is the candidate classifier's
+        for name, value in {"task": DEFAULT_TASK, **self.state["options"]}.items():
             if name in ("resume", "headless"):
                 continue
             if name not in given_options:
@@ -95,8 +97,9 @@ class Resume:
         return self.state["total_samples"]
 
     @property
-    def best_val_loss(self) -> float:
-        best = self.state.get("best_val_loss")
+    def best_score(self) -> float:
+        """The lowest score so far (the task's best_metric; older checkpoints: the loss)."""
+        best = self.state.get("best_score", self.state.get("best_val_loss"))
         return math.inf if best is None else best
 
     @property
@@ -123,7 +126,7 @@ class FreshStart:
     epoch 1 (so the loop asks "resuming?" once, where the run directory is chosen)."""
 
     path = None
-    best_val_loss = math.inf
+    best_score = math.inf
     purge_step = None
 
     def merge_options(self, cli_args: Namespace, given_options: set[str]) -> None:
