@@ -4,9 +4,11 @@ One loop, read top to bottom in ``_main`` -> ``train_epoch`` / ``validate_epoch`
 typed events (luna_core.run.events) to sinks and takes commands (luna_core.run.commands) at
 batch boundaries. The cockpit, the headless runner and `attach` all drive this same loop.
 
-Its collaborators, in luna_core.train: ``runtime`` (device, CPU threads, sinks per DDP rank,
-seeds, autocast, the DDP/compiled wrapper), ``resume``, ``rundir`` (the run's name, files
-and control socket), ``checkpointer``, ``runcontrol`` (pause, stop, checkpoint-now, the
+Its collaborators, in luna_core.train: ``task`` (what is trained: ``--task``), ``setup``
+(the device, the task's data sets, model and loaders: the base class ``LoopSetup``),
+``runtime`` (device, CPU threads, sinks per DDP rank, seeds, autocast, the DDP/compiled
+wrapper), ``resume``, ``rundir`` (the run's name, its folder held, files and control
+socket), ``checkpointer``, ``runcontrol`` (pause, stop, checkpoint-now, the
 non-finite policy, exit codes), ``reporter`` (batch events, ETA lines), ``step`` (the
 optimizer and its guarded step), ``state`` (where the loop is) and ``logbridge`` (log records
 as events); the sampler, the data sets and the loaders are in luna_core.data.
@@ -25,23 +27,19 @@ import uuid
 import torch
 from torch.utils.data import DataLoader
 
-from luna_core.data.loader import make_loader, phase_batches, phase_samples, shutdown_workers
+from luna_core.data.loader import shutdown_workers
 from luna_core.data.sampler import EpochSampler
-from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
 from luna_core.run.alerts import NotifySink
 from luna_core.run.commands import CommandChannel
 from luna_core.run.control import ControlServer
-from luna_core.run.runlock import RunLock
 from luna_core.train import runtime
 from luna_core.train.augment import Augmentation, augment
 from luna_core.train.checkpointer import Checkpointer
 from luna_core.train.distributed import (
     DistContext,
     all_ranks_finite,
-    broadcast_object,
-    gather_samples,
-    init_distributed,
+    on_rank0,
     shutdown,
 )
 from luna_core.train.logbridge import BusLogHandler
@@ -56,13 +54,14 @@ from luna_core.train.runcontrol import (
     RunControl,
 )
 from luna_core.train.rundir import (
+    RunFolderOwner,
     add_run_dir_sinks,
-    new_run_dir,
     run_dir_path,
     start_control_server,
 )
+from luna_core.train.setup import LoopSetup
 from luna_core.train.state import LoopState
-from luna_core.train.step import guarded_step, make_optimizer
+from luna_core.train.step import apply_setting, guarded_step
 from luna_core.train.task import Task, make_task
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_NONFINITE", "EXIT_OK", "EpochSampler",
@@ -77,7 +76,7 @@ def _monotonic() -> float:
     return time.monotonic()
 
 
-class LunaTrainingApp:
+class LunaTrainingApp(LoopSetup):
     def __init__(self, sys_argv: list[str] | None = None, *, sinks=None,
                  commands: CommandChannel | None = None, interactive: bool = False) -> None:
         self.cli_args, self.given_options = parse_options(
@@ -91,7 +90,7 @@ class LunaTrainingApp:
         self.time_str = datetime.datetime.now().strftime("%Y-%m-%d_%H.%M.%S")
         # this process of the run, in its run_started (a queue finds its child's folder by it)
         self.run_id = os.environ.get("LUNA_RUN_ID") or uuid.uuid4().hex[:16]
-        self.run_lock: RunLock | None = None      # rank 0: this process owns the run folder
+        self.run_folder = RunFolderOwner(self.run_id)   # rank 0 holds the run folder
         self.dist = DistContext()
         self.loop = LoopState(clock=_monotonic)
         self.run_control = RunControl(self.bus, self.commands, self.loop,
@@ -123,17 +122,16 @@ class LunaTrainingApp:
                 if hasattr(sink, "close"):
                     sink.close()
             shutdown(self.dist)
-            if self.run_lock is not None:
-                self.run_lock.release()
+            self.run_folder.release()
 
     def _main(self) -> int:
         args = self.cli_args
         self.device = self._start_runtime(args.device)
         if args.resume:                        # a live run's folder is not ours to write
-            self._on_rank0(lambda: self._lock_resumed_run(resumed_run_dir(args.resume)))
+            on_rank0(self.dist, lambda: self.run_folder.take(resumed_run_dir(args.resume)))
         resume = resume_from(args.resume)
         if resume.path:
-            self._on_rank0(lambda: self._lock_resumed_run(resume.run_dir))
+            on_rank0(self.dist, lambda: self.run_folder.take(resume.run_dir))
         resume.merge_options(args, self.given_options)
         self.augmentation = Augmentation.from_options(args)
         if self.augmentation.enabled:
@@ -155,7 +153,8 @@ class LunaTrainingApp:
             self.loop.total_samples, self.time_str = resume.total_samples, resume.time_str
             self.run_dir = resume.run_dir
         else:   # rank 0 makes the folder (a unique name) and owns it; one name, all ranks
-            self.time_str = self._on_rank0(self._new_run_dir)
+            self.time_str = on_rank0(self.dist, lambda: self.run_folder.new(args,
+                                                                             self.time_str))
             self.run_dir = run_dir_path(args, self.time_str)
         self.checkpointer = Checkpointer(
             self.run_dir, self.time_str, self.trn_ds, self.val_ds, bus=self.bus, dist=self.dist,
@@ -328,12 +327,8 @@ class LunaTrainingApp:
     def _change_optimizer(self, setting) -> None:
         """A new learning rate / momentum from now on (every rank, same batch boundary):
         an event, a TensorBoard scalar, and in every checkpoint from here (optimizer state)."""
-        group = self.optimizer.param_groups[0]
-        old_lr, old_momentum = group["lr"], group["momentum"]
-        lr = old_lr if setting.lr is None else setting.lr
-        momentum = old_momentum if setting.momentum is None else setting.momentum
-        for group in self.optimizer.param_groups:
-            group["lr"], group["momentum"] = lr, momentum
+        old_lr, old_momentum, lr, momentum = apply_setting(self.optimizer, setting.lr,
+                                                           setting.momentum)
         epoch, batch_ndx = self.loop.position
         log.info("lr %g -> %g, momentum %g -> %g at E%d batch %d (from the %s)", old_lr, lr,
                  old_momentum, momentum, epoch, batch_ndx, setting.source or "commands")
@@ -351,38 +346,6 @@ class LunaTrainingApp:
 
     def _guarded_step(self, finite_g: torch.Tensor) -> torch.Tensor:
         return guarded_step(self.optimizer, finite_g)
-
-    def _on_rank0(self, make):
-        """``make()`` on rank 0, its result on every rank. A LunaInputError of rank 0 (a live
-        run's folder, a folder that cannot be made) is raised on every rank at once: the
-        others never wait for a broadcast that does not come."""
-        result = error = None
-        if self.dist.is_main:
-            try:
-                result = make()
-            except LunaInputError as exc:
-                error = exc
-        shared = broadcast_object(self.dist, ("error", str(error)) if error else ("ok", result))
-        if error is not None:
-            raise error
-        if shared[0] == "error":
-            raise LunaInputError(f"rank 0: {shared[1]}")
-        return shared[1]
-
-    def _new_run_dir(self) -> str:
-        _dir, time_str, self.run_lock = new_run_dir(self.cli_args, self.time_str, self.run_id)
-        return time_str
-
-    def _lock_resumed_run(self, run_dir: str | None) -> None:
-        """Own the folder a resume writes (refused while its run lives); once is enough."""
-        held = self.run_lock
-        if run_dir is None or (held is not None and
-                               os.path.abspath(held.run_dir) == os.path.abspath(run_dir)):
-            return
-        if held is not None:                 # the checkpoint named another folder
-            held.release()
-        os.makedirs(run_dir, exist_ok=True)  # a checkpoint copied away from a gone run
-        self.run_lock = RunLock.acquire(run_dir, self.run_id)
 
     def _checkpoint(self, reason: str) -> None:
         """A checkpoint at the loop's position, with the epoch's training metrics so far."""
@@ -403,61 +366,3 @@ class LunaTrainingApp:
             shutdown_workers(dl)
         return exit_code
 
-    # ------------------------------------------------------------------ setup
-    def _start_runtime(self, choice: str) -> torch.device:
-        """The device; under torchrun the process group, after which ranks other than 0 send
-        their sinks warnings and errors only; cudnn autotuning, or the CPU thread count."""
-        use_cuda = runtime.wants_cuda(choice)
-        self.dist = init_distributed(use_cuda)
-        self.bus.sinks = runtime.sinks_for_rank(self.bus.sinks, self.dist)
-        runtime.log_rank(self.dist, use_cuda)
-        if use_cuda:
-            return runtime.cuda_device(self.dist)
-        runtime.set_cpu_threads(self.cli_args, self.dist.world_size)
-        return torch.device("cpu")
-
-    _pick_device = _start_runtime  # the name tests and benchmarks call
-
-    def _init_datasets(self):
-        return self.task.datasets()
-
-    def _build_model(self) -> tuple[torch.nn.Module, torch.optim.SGD]:
-        model = self.task.build_model(self.device)
-        return model, make_optimizer(model, self.cli_args.lr, self.cli_args.momentum)
-
-    def _init_model(self) -> tuple[torch.nn.Module, torch.optim.SGD]:
-        """Seed the RNGs, then _build_model, as _main does (tests and benchmarks call it)."""
-        runtime.seed_rngs(self.cli_args.seed)
-        return self._build_model()
-
-    @property
-    def ddp_model(self) -> torch.nn.Module:
-        """What the loop calls: ``model``, DDP-wrapped and/or compiled once _main set it."""
-        return self.model if self._wrapped_model is None else self._wrapped_model
-
-    @ddp_model.setter
-    def ddp_model(self, module: torch.nn.Module) -> None:
-        self._wrapped_model = module
-
-    def _autocast(self):
-        return runtime.autocast(self.device)
-
-    def _init_dataloader(self, ds, shuffle: bool) -> DataLoader:
-        sampler = self.task.sampler(ds, shuffle, self.dist.rank, self.dist.world_size)
-        return make_loader(ds, sampler, self.cli_args.batch_size, self.cli_args.num_workers,
-                           pin_memory=self.device.type == "cuda")
-
-    def _batch_count(self, dl: DataLoader) -> int:
-        return phase_batches(dl, self.cli_args.batch_size, self.cli_args.max_batches)
-
-    def _sample_count(self, dl: DataLoader) -> int:
-        return phase_samples(dl, self.cli_args.batch_size, self.cli_args.max_batches)
-
-    def _gather_metrics(self, metrics_g: torch.Tensor, sampler: EpochSampler) -> torch.Tensor:
-        """(3, N) per-sample metrics of every rank, each sample once, on the CPU."""
-        return gather_samples(self.dist, metrics_g, sampler)
-
-    @property
-    def epoch(self) -> int:
-        """The epoch under way (read by subclasses that override compute_batch_loss)."""
-        return self.loop.epoch

@@ -94,6 +94,26 @@ def broadcast_object(ctx: DistContext, value):
     return box[0]
 
 
+def on_rank0(ctx: DistContext, make):
+    """``make()`` on rank 0, its result on every rank. A LunaInputError of rank 0 (a live
+    run's folder, a folder that cannot be made) is raised on every rank at once: the others
+    never wait for a broadcast that does not come."""
+    from luna_core.errors import LunaInputError
+
+    result = error = None
+    if ctx.is_main:
+        try:
+            result = make()
+        except LunaInputError as exc:
+            error = exc
+    shared = broadcast_object(ctx, ("error", str(error)) if error else ("ok", result))
+    if error is not None:
+        raise error
+    if shared[0] == "error":
+        raise LunaInputError(f"rank 0: {shared[1]}")
+    return shared[1]
+
+
 #: How long a rank waits at the end for the others before tearing the process group down.
 SHUTDOWN_WAIT = datetime.timedelta(seconds=60)
 

@@ -34,6 +34,35 @@ def new_run_dir(args: Namespace, time_str: str,
     return run_dir, time_str, RunLock.acquire(run_dir, run_id)
 
 
+class RunFolderOwner:
+    """This process's hold on the run folder (rank 0): a new folder made unique and locked,
+    or a resumed run's folder locked (refused while its run lives); released at the end."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.lock: RunLock | None = None
+
+    def new(self, args: Namespace, time_str: str) -> str:
+        """Make and take a new run's folder; returns the time string it is named by."""
+        _dir, time_str, self.lock = new_run_dir(args, time_str, self.run_id)
+        return time_str
+
+    def take(self, run_dir: str | None) -> None:
+        """Take the folder a resume writes in; once is enough (None: not known yet)."""
+        held = self.lock
+        if run_dir is None or (held is not None and
+                               os.path.abspath(held.run_dir) == os.path.abspath(run_dir)):
+            return
+        if held is not None:                 # the checkpoint named another folder
+            held.release()
+        os.makedirs(run_dir, exist_ok=True)  # a checkpoint copied away from a gone run
+        self.lock = RunLock.acquire(run_dir, self.run_id)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
 def add_run_dir_sinks(bus: ev.EventBus, args: Namespace, run_dir: str, time_str: str,
                       purge_step: int | None) -> None:
     """Create the run directory; add its TensorBoard and event-file sinks to ``bus``."""

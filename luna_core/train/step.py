@@ -21,6 +21,19 @@ def make_optimizer(model: torch.nn.Module, lr: float, momentum: float) -> torch.
     return optimizer
 
 
+def apply_setting(optimizer: torch.optim.Optimizer, lr: float | None,
+                  momentum: float | None) -> tuple[float, float, float, float]:
+    """A new learning rate and/or momentum (None keeps it) for every parameter group;
+    returns (old lr, old momentum, lr, momentum)."""
+    group = optimizer.param_groups[0]
+    old_lr, old_momentum = group["lr"], group["momentum"]
+    lr = old_lr if lr is None else lr
+    momentum = old_momentum if momentum is None else momentum
+    for group in optimizer.param_groups:
+        group["lr"], group["momentum"] = lr, momentum
+    return old_lr, old_momentum, lr, momentum
+
+
 def guarded_step(optimizer: torch.optim.Optimizer, finite_g: torch.Tensor) -> torch.Tensor:
     """optimizer.step(), skipped whole when the loss (``finite_g`` False) or a gradient was
     not finite.
