@@ -62,6 +62,15 @@ def build_parser(prog: str = "luna-tui", commands: str = "") -> argparse.Argumen
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _add_run_options(parser)
+    _add_validation_options(parser)
+    _add_watching_options(parser)
+    _add_control_options(parser)
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The run: what is trained, for how long, on what data split and where it is written."""
     parser.add_argument("--headless", action="store_true",
                         help="train without the cockpit; one log line per event on stderr")
     parser.add_argument("--task", choices=list(TASKS), default=DEFAULT_TASK,
@@ -85,6 +94,11 @@ def build_parser(prog: str = "luna-tui", commands: str = "") -> argparse.Argumen
                         help="candidates: the book's split, every N-th candidate (a scan, "
                              "often a nodule, on both sides); series: every N-th series "
                              "(sorted by uid) wholly in validation, no scan on both sides")
+
+
+def _add_validation_options(parser: argparse.ArgumentParser) -> None:
+    """What each validation keeps and scores, and the book's ch. 12 remedies (balanced
+    order, augmentation)."""
     parser.add_argument("--examples", type=int, default=8, metavar="K",
                         help="after each validation keep the K worst misses, K false alarms "
                              "and K best hits with their chunks in RUN_DIR/examples/ (0: none)")
@@ -113,6 +127,10 @@ def build_parser(prog: str = "luna-tui", commands: str = "") -> argparse.Argumen
                         help="rotate about the slice axis by a random angle")
     parser.add_argument("--augment-noise", type=float, nargs="?", const=25.0, default=0.0,
                         metavar="HU", help="add Gaussian noise of HU (25 if not given)")
+
+
+def _add_watching_options(parser: argparse.ArgumentParser) -> None:
+    """How the run is watched: the cockpit's baseline, notifications, images."""
     parser.add_argument("--baseline", default=None, metavar="RUN",
                         help="cockpit: a run (directory, or 'latest' under --runs-dir) whose "
                              "validation curves show beside this run's (b picks one)")
@@ -129,6 +147,11 @@ def build_parser(prog: str = "luna-tui", commands: str = "") -> argparse.Argumen
     parser.add_argument("--quiet", action="store_true",
                         help="cockpit: no terminal bell or desktop notification on alarms and "
                              "at the end of the run")
+
+
+def _add_control_options(parser: argparse.ArgumentParser) -> None:
+    """The device, resuming, checkpoints, the non-finite policy, threads and smoke tests;
+    the run's name (comment)."""
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto picks CUDA when available")
     parser.add_argument("--resume", default=None, metavar="PATH",
@@ -150,7 +173,6 @@ def build_parser(prog: str = "luna-tui", commands: str = "") -> argparse.Argumen
                         help="cut every training phase after N batches (smoke tests)")
     parser.add_argument("comment", nargs="?", default="dlwpt",
                         help="suffix of the run and TensorBoard directory names")
-    return parser
 
 
 _NOT_GIVEN = object()
