@@ -94,6 +94,64 @@ def validate(series, size_xy, slices, negatives_per_series, nodules_per_series, 
         raise ValueError("flip_every and missing_series must be non-negative")
 
 
+def _clear_for_writing(out: Path, overwrite: bool) -> None:
+    """``out`` ready for a new set: a finished set there is refused (unless ``overwrite``),
+    an interrupted one's volumes removed."""
+    if (out / CANDIDATES_CSV).exists():
+        if not overwrite:
+            raise FileExistsError(
+                f"{out / CANDIDATES_CSV} already exists: refusing to write a synthetic data set "
+                f"over it (choose another folder, or overwrite=True / --overwrite)")
+        remove_previous(out)
+    elif (out / MANIFEST_JSON).exists():      # an interrupted synth run: replace its volumes
+        remove_previous(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _series_record(geom, s, wanted: int) -> dict:
+    """What synth.json says of one written series."""
+    info = geom.to_json()
+    info["nodules"] = [{"xyz": [round(float(v), 4) for v in xyz], "diameter_mm": d,
+                        "touches_vessel": n.touches_vessel}
+                       for (xyz, d), n in zip(s.annotations, s.nodules)]
+    info["nodules_wanted"] = wanted
+    info["candidates"] = len(s.candidates)
+    info["vessel_negatives"] = s.vessel_negatives
+    return info
+
+
+def _series_line(which: str, geom, s, wanted: int, seconds: float) -> str:
+    nx, ny, nz = geom.size
+    return (f"series {which} subset{geom.subset} {geom.uid[-8:]}: "
+            f"{nx}x{ny}x{nz} spacing {geom.spacing[0]:.2f}/{geom.spacing[2]:.2f} mm"
+            f"{' flipped' if geom.flipped else ''}, {len(s.nodules)} nodule(s)"
+            f"{'' if len(s.nodules) == wanted else f' of {wanted} (no room)'}, "
+            f"{len(s.candidates)} candidates ({seconds:.2f} s)")
+
+
+def _missing_series(master, uid: str, nodules: int, negatives: int, cand_rows: list,
+                    ann_rows: list) -> dict:
+    """A series listed in the CSVs but not written: its rows added; what synth.json says."""
+    cands, anns = make_missing_series(master, uid, nodules, negatives)
+    cand_rows += [(uid, xyz, cls) for xyz, cls in cands]
+    ann_rows += [(uid, xyz, d) for xyz, d in anns]
+    return {"uid": uid, "candidates": len(cands), "annotations": len(anns)}
+
+
+def _write_csvs(out: Path, cand_rows: list, ann_rows: list) -> int:
+    """annotations.csv and candidates.csv, grouped by series uid (as in the release), stable
+    inside a series; returns their bytes."""
+    cand_rows.sort(key=lambda row: row[0])
+    ann_rows.sort(key=lambda row: row[0])
+    ann_text = ANNOTATIONS_HEADER + "\n" + "".join(
+        f"{uid},{fmt(x)},{fmt(y)},{fmt(z)},{d:.3f}\n" for uid, (x, y, z), d in ann_rows)
+    cand_text = CANDIDATES_HEADER + "\n" + "".join(
+        f"{uid},{fmt(x)},{fmt(y)},{fmt(z)},{cls}\n" for uid, (x, y, z), cls in cand_rows)
+    write_text_atomic(out / ANNOTATIONS_CSV, ann_text)
+    write_text_atomic(out / CANDIDATES_CSV, cand_text)
+    return len(ann_text) + len(cand_text)
+
+
 def write_synthetic_dataset(out_dir, series: int = 10, seed: int = 0, *,
                             size_xy: int = 160, slices: tuple[int, int] = (48, 72),
                             negatives_per_series: int = 150,
@@ -116,15 +174,7 @@ def write_synthetic_dataset(out_dir, series: int = 10, seed: int = 0, *,
               flip_every, missing_series, seed)
     say = log or (lambda _line: None)
     out = Path(out_dir)
-    if (out / CANDIDATES_CSV).exists():
-        if not overwrite:
-            raise FileExistsError(
-                f"{out / CANDIDATES_CSV} already exists: refusing to write a synthetic data set "
-                f"over it (choose another folder, or overwrite=True / --overwrite)")
-        remove_previous(out)
-    elif (out / MANIFEST_JSON).exists():      # an interrupted synth run: replace its volumes
-        remove_previous(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _clear_for_writing(out, overwrite)
 
     master = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     counts = nodule_counts(master, series, *nodules_per_series)
@@ -137,7 +187,6 @@ def write_synthetic_dataset(out_dir, series: int = 10, seed: int = 0, *,
         geoms.append(make_geometry(rng, make_uid(rng, taken), i % subsets, size_xy,
                                     tuple(slices), flipped))
     missing_uids = [make_uid(master, taken) for _ in range(missing_series)]
-    files = [f"subset{g.subset}/{g.uid}.{ext}" for g in geoms for ext in ("raw", "mhd")]
     manifest = {
         "format": MANIFEST_FORMAT, "generator": "luna_core.synth", "complete": False,
         "seed": seed,
@@ -145,7 +194,7 @@ def write_synthetic_dataset(out_dir, series: int = 10, seed: int = 0, *,
                     "negatives_per_series": negatives_per_series,
                     "nodules_per_series": list(nodules_per_series), "subsets": subsets,
                     "flip_every": flip_every, "missing_series": missing_series},
-        "files": files,
+        "files": [f"subset{g.subset}/{g.uid}.{ext}" for g in geoms for ext in ("raw", "mhd")],
     }
     write_text_atomic(out / MANIFEST_JSON, json.dumps(manifest, indent=1) + "\n")
 
@@ -163,41 +212,17 @@ def write_synthetic_dataset(out_dir, series: int = 10, seed: int = 0, *,
                 nbytes += (out / rel).stat().st_size
             cand_rows += [(geom.uid, xyz, cls) for xyz, cls in s.candidates]
             ann_rows += [(geom.uid, xyz, d) for xyz, d in s.annotations]
-            info = geom.to_json()
-            info["nodules"] = [{"xyz": [round(float(v), 4) for v in xyz], "diameter_mm": d,
-                                "touches_vessel": n.touches_vessel}
-                               for (xyz, d), n in zip(s.annotations, s.nodules)]
-            info["nodules_wanted"] = counts[i]
-            info["candidates"] = len(s.candidates)
-            info["vessel_negatives"] = s.vessel_negatives
-            series_info.append(info)
-            nx, ny, nz = geom.size
-            say(f"series {i + 1}/{series} subset{geom.subset} {geom.uid[-8:]}: "
-                f"{nx}x{ny}x{nz} spacing {geom.spacing[0]:.2f}/{geom.spacing[2]:.2f} mm"
-                f"{' flipped' if geom.flipped else ''}, {len(s.nodules)} nodule(s)"
-                f"{'' if len(s.nodules) == counts[i] else f' of {counts[i]} (no room)'}, "
-                f"{len(s.candidates)} candidates ({time.perf_counter() - t0:.2f} s)")
-        missing_info = []
-        for uid in missing_uids:
-            cands, anns = make_missing_series(master, uid, min(1, nodules_per_series[1]),
-                                          negatives_per_series)
-            cand_rows += [(uid, xyz, cls) for xyz, cls in cands]
-            ann_rows += [(uid, xyz, d) for xyz, d in anns]
-            missing_info.append({"uid": uid, "candidates": len(cands), "annotations": len(anns)})
+            series_info.append(_series_record(geom, s, counts[i]))
+            say(_series_line(f"{i + 1}/{series}", geom, s, counts[i],
+                             time.perf_counter() - t0))
+        missing_info = [_missing_series(master, uid, min(1, nodules_per_series[1]),
+                                        negatives_per_series, cand_rows, ann_rows)
+                        for uid in missing_uids]
         if missing_uids:
             say(f"{len(missing_uids)} series listed in the CSVs but not written "
                 f"(as when only some subsets are downloaded)")
 
-        # CSVs last: grouped by series uid (as in the release), stable inside a series.
-        cand_rows.sort(key=lambda row: row[0])
-        ann_rows.sort(key=lambda row: row[0])
-        ann_text = ANNOTATIONS_HEADER + "\n" + "".join(
-            f"{uid},{fmt(x)},{fmt(y)},{fmt(z)},{d:.3f}\n" for uid, (x, y, z), d in ann_rows)
-        cand_text = CANDIDATES_HEADER + "\n" + "".join(
-            f"{uid},{fmt(x)},{fmt(y)},{fmt(z)},{cls}\n" for uid, (x, y, z), cls in cand_rows)
-        write_text_atomic(out / ANNOTATIONS_CSV, ann_text)
-        write_text_atomic(out / CANDIDATES_CSV, cand_text)
-        nbytes += len(ann_text) + len(cand_text)
+        nbytes += _write_csvs(out, cand_rows, ann_rows)     # last: they mark it complete
         manifest.update(complete=True, series=series_info, missing=missing_info)
         write_text_atomic(out / MANIFEST_JSON, json.dumps(manifest, indent=1) + "\n")
     finally:
