@@ -18,6 +18,7 @@ import threading
 import time
 
 from luna_core.run import events as ev
+from luna_core.run.metric_catalog import CORRECT, CORRECT_POS
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def missed(pos_percent: float | None, all_percent: float | None, pos_count: int)
 
 
 def nodules_missed(m: ev.EpochMetrics) -> bool:
-    return missed(m.metrics.get("correct/pos"), m.metrics.get("correct/all"), m.pos_count)
+    return missed(m.metrics.get(CORRECT_POS.key), m.metrics.get(CORRECT.key), m.pos_count)
 
 
 class NotifySink:

@@ -10,19 +10,30 @@ from dataclasses import dataclass, field
 
 from luna_core.run import events as ev
 from luna_core.run.eventfile import read_events, run_event_file
+from luna_core.run.metric_catalog import (
+    AUC,
+    CPM,
+    F1,
+    LOSS,
+    PRECISION,
+    RECALL,
+    SENS_AT,
+    Metric,
+    best_point,
+    metric,
+)
 from luna_core.run.runs import not_a_run
 
 #: Options that change how a run is operated, not what it learns: never "a difference".
 OPERATIONAL = frozenset({"resume", "headless", "runs_dir", "num_workers", "threads",
                          "keep_checkpoints", "on_nonfinite", "tb_prefix", "baseline",
                          "notify_cmd", "notify_timeout", "quiet"})
-#: (column, metric key, higher is better)
-METRICS = (("val loss", "loss/all", False), ("CPM", "froc/cpm", True), ("AUC", "roc/auc", True),
-           ("recall", "pr/recall", True), ("precision", "pr/precision", True),
-           ("F1", "pr/f1_score", True))
+#: The comparison's columns, in order (names, digits and which way is better: the catalog's).
+METRICS: tuple[Metric, ...] = (LOSS, CPM, AUC, RECALL, PRECISION, F1)
+#: A column whose title says more than the metric's name (the others are validation's too).
+TITLES = {LOSS.key: "val " + LOSS.name}
 #: The FROC's points, in --csv: the sensitivity at 1/8 ... 8 false positives per scan.
-FROC_KEYS = tuple(f"froc/sens_at_{fps}fp" for fps in ("0.125", "0.25", "0.5", "1", "2", "4",
-                                                       "8"))
+FROC_KEYS = tuple(m.key for m in SENS_AT.values())
 BOOK_SPLIT = "candidates"      # runs from before --split used the book's split
 
 
@@ -39,16 +50,11 @@ class RunHistory:
     options: dict = field(default_factory=dict)
     epochs: list[EpochRow] = field(default_factory=list)   # validation, one row an epoch
 
-    def best(self, key: str, higher: bool) -> tuple[int, float] | None:
-        """(epoch, value) of the best validation value of ``key`` (the first epoch on a tie)."""
-        pick = None
-        for row in self.epochs:
-            v = row.values.get(key)
-            if v is None or v != v:
-                continue
-            if pick is None or (v > pick[1] if higher else v < pick[1]):
-                pick = (row.epoch, v)
-        return pick
+    def best(self, key: str, higher: bool | None = None) -> tuple[int, float] | None:
+        """(epoch, value) of the best validation value of ``key`` (the first epoch on a tie),
+        better being the catalog's direction of ``key``."""
+        return best_point(((r.epoch, r.values.get(key)) for r in self.epochs),
+                          direction(key, higher))
 
     def rows_around(self, total_samples: int) -> tuple[EpochRow, EpochRow] | None:
         """The validations either side of ``total_samples`` training samples (the same row
@@ -90,6 +96,15 @@ def history_from_events(run_dir: str, events: list[ev.Event]) -> RunHistory:
     return RunHistory(run_dir, options, [by_epoch[k] for k in sorted(by_epoch)])
 
 
+def direction(key: str, higher: bool | None = None) -> bool:
+    """Higher is better for ``key``: the catalog says. ``higher``, from callers written before
+    the catalog, must agree with it."""
+    said = metric(key).higher
+    if higher is not None and bool(higher) != said:
+        raise ValueError(f"{key}: the catalog says {'higher' if said else 'lower'} is better")
+    return said
+
+
 def split_of(history: RunHistory) -> str:
     return history.options.get("split") or BOOK_SPLIT
 
@@ -105,13 +120,13 @@ def cpm_text(value: float | None, low: float | None = None, high: float | None =
 
 def cpm_of(values: dict) -> str:
     """``cpm_text`` of a validation's metrics."""
-    return cpm_text(values.get("froc/cpm"), values.get("froc/cpm_low"),
-                    values.get("froc/cpm_high"))
+    low, high = CPM.interval
+    return cpm_text(values.get(CPM.key), values.get(low), values.get(high))
 
 
 def best_cpm_text(history: RunHistory) -> str:
     """'0.612 [0.55–0.67] E3': the best CPM, its interval and its epoch ('-': none)."""
-    b = history.best("froc/cpm", True)
+    b = history.best(CPM.key)
     if b is None:
         return "-"
     row = next(r for r in history.epochs if r.epoch == b[0])
@@ -121,8 +136,8 @@ def best_cpm_text(history: RunHistory) -> str:
 def by_best_cpm(histories: list[RunHistory]) -> list[RunHistory]:
     """Best CPM first; runs without one last, in their order."""
     def key(h: RunHistory) -> float:
-        b = h.best("froc/cpm", True)
-        return -b[1] if b else float("inf")
+        b = h.best(CPM.key)
+        return CPM.order(b[1]) if b else float("inf")
     return sorted(histories, key=key)
 
 
@@ -141,31 +156,28 @@ def options_text(history: RunHistory, names: list[str]) -> str:
     return " ".join(f"{n}={history.options.get(n)}" for n in names) or "-"
 
 
-def best_text(history: RunHistory, key: str, higher: bool, digits: int) -> str:
+def best_text(history: RunHistory, key: str, higher: bool | None = None,
+              digits: int | None = None) -> str:
+    """'0.0123 E3': the best value of ``key`` and its epoch ('-': none); the catalog's
+    digits unless ``digits``."""
     b = history.best(key, higher)
-    return "-" if b is None else f"{b[1]:.{digits}f} E{b[0]}"
-
-
-def _fmt(v, digits: int = 4) -> str:
-    return "-" if v is None or v != v else f"{v:.{digits}f}"
+    return "-" if b is None else f"{metric(key).number(b[1], digits)} E{b[0]}"
 
 
 def compare_rows(histories: list[RunHistory]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the comparison: per run its differing options, then per epoch its
     validation metrics, then its best values with their epochs."""
     differ = differing_options(histories)
-    header = ["run", "epoch", "samples"] + [c for c, _k, _h in METRICS]
+    header = ["run", "epoch", "samples"] + [TITLES.get(m.key, m.name) for m in METRICS]
     rows: list[list[str]] = []
     for i, h in enumerate(histories, 1):
         name = f"#{i}"
         rows.append([name, "options", options_text(h, differ)] + [""] * len(METRICS))
         for r in h.epochs:
             rows.append([name, str(r.epoch), str(r.total_samples)]
-                        + [_fmt(r.values.get(k), 4 if k == "loss/all" else 3)
-                           for _c, k, _h in METRICS])
-        rows.append([name, "best", ""] + [best_text(h, k, hi, 4 if k == "loss/all" else 3)
-                                          for _c, k, hi in METRICS])
-        if h.best("froc/cpm", True):
+                        + [m.text(r.values.get(m.key)) for m in METRICS])
+        rows.append([name, "best", ""] + [best_text(h, m.key) for m in METRICS])
+        if h.best(CPM.key):
             rows.append([name, "best CPM", best_cpm_text(h)] + [""] * len(METRICS))
     return header, rows
 
@@ -210,16 +222,16 @@ def compare_csv(histories: list[RunHistory]) -> str:
     differ = differing_options(histories)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    extra = ("froc/cpm_low", "froc/cpm_high", *FROC_KEYS)
+    extra = (*CPM.interval, *FROC_KEYS)
     w.writerow(["run_dir", "split", *differ, "epoch", "total_samples"]
-               + [k for _c, k, _h in METRICS] + list(extra))
+               + [m.key for m in METRICS] + list(extra))
     for h in histories:
         opts = [split_of(h), *(h.options.get(n) for n in differ)]
         for r in h.epochs:
             w.writerow([h.run_dir, *opts, r.epoch, r.total_samples]
-                       + [r.values.get(k) for _c, k, _h in METRICS]
+                       + [r.values.get(m.key) for m in METRICS]
                        + [r.values.get(k) for k in extra])
-        bests = [h.best(k, hi) for _c, k, hi in METRICS]
+        bests = [h.best(m.key) for m in METRICS]
         w.writerow([h.run_dir, *opts, "best", ""] + ["" if b is None else b[1] for b in bests])
         w.writerow([h.run_dir, *opts, "best_epoch", ""]
                    + ["" if b is None else b[0] for b in bests])

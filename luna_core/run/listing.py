@@ -14,6 +14,7 @@ from luna_core.run.compare import (
     options_text,
     split_of,
 )
+from luna_core.run.metric_catalog import CORRECT_POS, F1, LOSS, RECALL
 from luna_core.run.runs import RunInfo
 
 #: Columns left out, first to last, when the terminal is too narrow for all of them.
@@ -34,11 +35,11 @@ def _cells(run: RunInfo, h: RunHistory, differ: list[str]) -> dict[str, str]:
     started = _started(run.started)
     return {
         "state": run.state, "epoch": f"{run.epoch or 0}/{run.epochs}",
-        "val_loss": "-" if run.val_loss is None else f"{run.val_loss:.4f}",
-        "val_pos": "-" if run.val_correct_pos is None else f"{run.val_correct_pos:.1f}",
-        "best_loss": best_text(h, "loss/all", False, 4),
-        "best_recall": best_text(h, "pr/recall", True, 3),
-        "best_f1": best_text(h, "pr/f1_score", True, 3),
+        "val_loss": "-" if run.val_loss is None else LOSS.number(run.val_loss),
+        "val_pos": "-" if run.val_correct_pos is None else CORRECT_POS.number(run.val_correct_pos),
+        "best_loss": best_text(h, LOSS.key),
+        "best_recall": best_text(h, RECALL.key),
+        "best_f1": best_text(h, F1.key),
         "best_cpm": best_cpm_text(h), "split": split_of(h),
         "started": started, "run": run.run_dir,
         "options": f"[{options_text(h, differ)}]" if differ else "",

@@ -12,8 +12,10 @@ import socket
 from dataclasses import dataclass
 
 from luna_core.errors import LunaInputError
+from luna_core.proc import process_alive
 from luna_core.run import events as ev
 from luna_core.run.eventfile import EVENT_FILE_NAME, read_events, run_event_file
+from luna_core.run.metric_catalog import CORRECT_POS, LOSS
 
 RUNNING = "running"
 CRASHED = "crashed"          # no final event, and its process is gone: ended unexpectedly
@@ -38,22 +40,6 @@ class RunInfo:
     control_socket: str | None
     last_checkpoint: str | None
     error: str | None
-
-
-def process_alive(pid: int, started_at: float | None = None) -> bool:
-    """Is ``pid`` still the run's process? A zombie is not, and neither is a newer process
-    that got the same pid (it started after the run did)."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started_at is None or proc.create_time() <= started_at + 1.0
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True
 
 
 def this_host() -> str:
@@ -92,7 +78,7 @@ def summarize(run_dir: str, events: list[ev.Event]) -> RunInfo:
     for e in events:
         if isinstance(e, ev.EpochMetrics) and e.phase == "val":
             epoch = e.epoch
-            val_loss, val_pos = e.metrics.get("loss/all"), e.metrics.get("correct/pos")
+            val_loss, val_pos = e.metrics.get(LOSS.key), e.metrics.get(CORRECT_POS.key)
         elif isinstance(e, ev.PhaseStarted):
             epoch = e.epoch if epoch is None else max(epoch, e.epoch)
     checkpoints, recorded = [], None

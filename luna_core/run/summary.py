@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from luna_core.run import events as ev
 from luna_core.run.compare import cpm_of
 from luna_core.run.estimate import format_duration
+from luna_core.run.metric_catalog import CPM, F1, LOSS, PRECISION, RECALL, best_point, metric
 
 
 @dataclass
@@ -26,8 +27,8 @@ class _Phase:
     busy_s: float = 0.0        # of the batches seen, data + compute
 
 
-METRIC_KEYS = (("loss/all", False), ("pr/recall", True), ("pr/precision", True),
-               ("pr/f1_score", True))
+#: The last validation's line: each of these, last and best.
+LAST_VALIDATION = (CPM, RECALL, PRECISION, F1)
 
 
 @dataclass
@@ -95,15 +96,11 @@ class RunSummary:
 
         return rebase(path, self._recorded_run_dir, self.run_dir)
 
-    def best(self, key: str, higher: bool) -> tuple[int, float] | None:
-        pick = None
-        for epoch in sorted(self.val_rows):
-            v = self.val_rows[epoch].get(key)
-            if v is None or v != v:
-                continue
-            if pick is None or (v > pick[1] if higher else v < pick[1]):
-                pick = (epoch, v)
-        return pick
+    def best(self, key: str) -> tuple[int, float] | None:
+        """(epoch, value) of the best validation of ``key`` (the catalog's better; the
+        first epoch on a tie)."""
+        return best_point(((epoch, self.val_rows[epoch].get(key))
+                           for epoch in sorted(self.val_rows)), metric(key).higher)
 
     def data_wait_s(self) -> float:
         total = 0.0
@@ -128,24 +125,25 @@ class RunSummary:
                + (f" ({self.epochs_done} of {self.epochs} epochs)" if self.epochs else "")]
         if self.error:
             out.append(f"  why: {self.error}")
-        loss, f1 = self.best("loss/all", False), self.best("pr/f1_score", True)
+        loss, f1 = self.best(LOSS.key), self.best(F1.key)
         if loss is None:
             out.append("  no validation finished: no best epoch")
         else:
-            f1_text = f"F1 {f1[1]:.3f} at E{f1[0]}" if f1 else "F1 -"
-            cpm = self.best("froc/cpm", True)
+            f1_text = (f"{F1.name} {F1.number(f1[1])} at E{f1[0]}" if f1
+                       else f"{F1.name} -")
+            cpm = self.best(CPM.key)
             cpm_text = ""
             if cpm is not None:
-                cpm_text = f"CPM {cpm_of(self.val_rows[cpm[0]])} at E{cpm[0]}; "
-            out.append(f"  best epoch: {cpm_text}validation loss {loss[1]:.4f} at E{loss[0]}; "
-                       f"{f1_text}")
+                cpm_text = f"{CPM.name} {cpm_of(self.val_rows[cpm[0]])} at E{cpm[0]}; "
+            out.append(f"  best epoch: {cpm_text}validation {LOSS.name} "
+                       f"{LOSS.number(loss[1])} at E{loss[0]}; {f1_text}")
             last_epoch = max(self.val_rows)
             parts = []
-            for key, name in (("froc/cpm", "CPM"), ("pr/recall", "recall"),
-                              ("pr/precision", "precision"), ("pr/f1_score", "F1")):
-                last, best = self.val_rows[last_epoch].get(key), self.best(key, True)
+            for m in LAST_VALIDATION:
+                last, best = self.val_rows[last_epoch].get(m.key), self.best(m.key)
                 if last is not None and best is not None:
-                    parts.append(f"{name} {last:.3f} (best {best[1]:.3f} at E{best[0]})")
+                    parts.append(f"{m.name} {m.number(last)} (best "
+                                 f"{m.number(best[1])} at E{best[0]})")
             out.append(f"  last validation (E{last_epoch}): " + ", ".join(parts))
         best_ckpt = self.best_checkpoint()
         if best_ckpt:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from luna_core.run import metric_catalog as mc
 from luna_core.score.froc import BOOTSTRAP_RESAMPLES, FP_LEVELS, Findings, FrocResult, FrocScorer
 
 log = logging.getLogger(__name__)
@@ -23,11 +24,6 @@ EXCLUDED_CSV = "annotations_excluded.csv"
 HISTOGRAM_BINS = 20
 PR_POINTS = 64
 THRESHOLD = 0.5
-
-
-def level_name(fps: float) -> str:
-    """'0.125', '1', '8': an FP level as the tags and the event file write it."""
-    return f"{fps:g}"
 
 
 @dataclass(frozen=True)
@@ -46,17 +42,18 @@ class ValidationScore:
         out: dict[str, float] = {}
         f = self.froc
         if f.cpm is not None:
-            out["froc/cpm"] = f.cpm
+            out[mc.CPM.key] = f.cpm
             for fps, sens in zip(FP_LEVELS, f.sensitivity):
-                out[f"froc/sens_at_{level_name(fps)}fp"] = sens
+                out[mc.SENS_AT[fps].key] = sens
         if f.cpm_low is not None:
-            out["froc/cpm_low"], out["froc/cpm_high"] = f.cpm_low, f.cpm_high
+            low, high = mc.CPM.interval
+            out[low], out[high] = f.cpm_low, f.cpm_high
         if self.auc is not None:
-            out["roc/auc"] = self.auc
+            out[mc.AUC.key] = self.auc
         if self.average_precision is not None:
-            out["pr/average_precision"] = self.average_precision
+            out[mc.AVERAGE_PRECISION.key] = self.average_precision
         for key, count in self.confusion.items():     # at THRESHOLD: tp, fp, tn, fn
-            out[f"confusion/{key}"] = float(count)
+            out[mc.CONFUSION[key].key] = float(count)
         return out
 
     def to_dict(self) -> dict:

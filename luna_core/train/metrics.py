@@ -8,6 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from luna_core.run.metric_catalog import (
+    CORRECT,
+    CORRECT_NEG,
+    CORRECT_POS,
+    F1,
+    LOSS,
+    LOSS_NEG,
+    LOSS_POS,
+    PRECISION,
+    RECALL,
+)
+
 METRICS_LABEL_NDX = 0
 METRICS_PRED_NDX = 1
 METRICS_LOSS_NDX = 2
@@ -52,15 +64,15 @@ def compute_metrics(metrics_a: np.ndarray, threshold: float = CLASSIFICATION_THR
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
     scalars = {
-        "loss/all": _mean(losses),
-        "loss/neg": _mean(losses[neg_label]),
-        "loss/pos": _mean(losses[pos_label]),
-        "correct/all": _percent(true_pos + true_neg, labels.size),
-        "correct/neg": _percent(true_neg, neg_count),
-        "correct/pos": _percent(true_pos, pos_count),
-        "pr/precision": precision,
-        "pr/recall": recall,
-        "pr/f1_score": f1,
+        LOSS.key: _mean(losses),
+        LOSS_NEG.key: _mean(losses[neg_label]),
+        LOSS_POS.key: _mean(losses[pos_label]),
+        CORRECT.key: _percent(true_pos + true_neg, labels.size),
+        CORRECT_NEG.key: _percent(true_neg, neg_count),
+        CORRECT_POS.key: _percent(true_pos, pos_count),
+        PRECISION.key: precision,
+        RECALL.key: recall,
+        F1.key: f1,
     }
     return {
         "metrics": scalars,
@@ -75,11 +87,11 @@ def format_metric_lines(epoch: int, phase: str, m: dict) -> list[str]:
     """The book's three log lines (plus precision/recall/F1 on the first, as in ch. 12)."""
     s = m["metrics"]
     return [
-        f"E{epoch} {phase:8} {s['loss/all']:.4f} loss, {s['correct/all']:-5.1f}% correct, "
-        f"{s['pr/precision']:.4f} precision, {s['pr/recall']:.4f} recall, "
-        f"{s['pr/f1_score']:.4f} f1 score",
-        f"E{epoch} {phase + '_neg':8} {s['loss/neg']:.4f} loss, {s['correct/neg']:-5.1f}% correct "
-        f"({m['neg_correct']} of {m['neg_count']})",
-        f"E{epoch} {phase + '_pos':8} {s['loss/pos']:.4f} loss, {s['correct/pos']:-5.1f}% correct "
-        f"({m['pos_correct']} of {m['pos_count']})",
+        f"E{epoch} {phase:8} {s[LOSS.key]:.4f} loss, {s[CORRECT.key]:-5.1f}% correct, "
+        f"{s[PRECISION.key]:.4f} precision, {s[RECALL.key]:.4f} recall, "
+        f"{s[F1.key]:.4f} f1 score",
+        f"E{epoch} {phase + '_neg':8} {s[LOSS_NEG.key]:.4f} loss, "
+        f"{s[CORRECT_NEG.key]:-5.1f}% correct ({m['neg_correct']} of {m['neg_count']})",
+        f"E{epoch} {phase + '_pos':8} {s[LOSS_POS.key]:.4f} loss, "
+        f"{s[CORRECT_POS.key]:-5.1f}% correct ({m['pos_correct']} of {m['pos_count']})",
     ]

@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from luna_core.run.events import EpochMetrics, Event, OptimizerChanged, RunFinished
+from luna_core.run.metric_catalog import LR, MOMENTUM, tag_of
 
 
 class TensorBoardSink:
@@ -37,8 +38,8 @@ class TensorBoardSink:
             self._write_epoch(event)
         elif isinstance(event, OptimizerChanged):     # a steered run: when and to what
             writer = self.writer("trn")
-            writer.add_scalar("optim/lr", event.lr, event.total_samples)
-            writer.add_scalar("optim/momentum", event.momentum, event.total_samples)
+            writer.add_scalar(LR.tag, event.lr, event.total_samples)
+            writer.add_scalar(MOMENTUM.tag, event.momentum, event.total_samples)
             writer.flush()
         elif isinstance(event, RunFinished):
             self.close()
@@ -48,8 +49,8 @@ class TensorBoardSink:
 
         writer = self.writer(event.phase)
         step = event.total_samples
-        for tag, value in event.metrics.items():
-            writer.add_scalar(tag, value, step)
+        for key, value in event.metrics.items():
+            writer.add_scalar(tag_of(key), value, step)
         if event.per_sample is not None:
             labels, preds = event.per_sample
             labels = np.asarray(labels)

@@ -37,6 +37,7 @@ from luna_core.run.events import (
     StatusChanged,
     working_state,
 )
+from luna_core.run.metric_catalog import CORRECT, CORRECT_POS, CPM, LOSS, LOSS_POS
 from luna_core.run.runs import ENDED_STATES
 from luna_core.run.summary import RunSummary
 from luna_tui.model.snapshot import (
@@ -387,12 +388,12 @@ class EventCollector:
             self._scores.append((ev.epoch, pm.score))
         point = EpochPoint(
             epoch=ev.epoch,
-            loss_all=_opt_float(ev.metrics, "loss/all"),
-            loss_pos=_opt_float(ev.metrics, "loss/pos"),
-            correct_pos=_opt_float(ev.metrics, "correct/pos"),
-            correct_all=_opt_float(ev.metrics, "correct/all"),
+            loss_all=_opt_float(ev.metrics, LOSS.key),
+            loss_pos=_opt_float(ev.metrics, LOSS_POS.key),
+            correct_pos=_opt_float(ev.metrics, CORRECT_POS.key),
+            correct_all=_opt_float(ev.metrics, CORRECT.key),
             total_samples=ev.total_samples,
-            cpm=_opt_float(ev.metrics, "froc/cpm"))
+            cpm=_opt_float(ev.metrics, CPM.key))
         hist = self._history.setdefault(ev.phase, [])
         # a resumed run may repeat an epoch: the newest numbers win
         hist[:] = [p for p in hist if p.epoch != ev.epoch]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from luna_core.run.metric_catalog import best_point
+
 #: The smoothing the `s` key turns on (TensorBoard's slider; 0 = off).
 SMOOTHING = 0.9
 #: Colour-blind-safe (Okabe & Ito): one colour per phase, one marker per series, so lines stay
@@ -73,13 +75,10 @@ def clipped(xs: list[float], ys: list[float], limit: float | None):
     return [min(y, limit) for y in ys], cx, [limit] * len(cx)
 
 
-def best(points: list[tuple[int, float]], lowest: bool = True) -> tuple[int, float] | None:
-    """(epoch, value) of the best point: the lowest loss, the highest % correct."""
-    pick = None
-    for e, v in points:
-        if finite(v) and (pick is None or (v < pick[1] if lowest else v > pick[1])):
-            pick = (e, v)
-    return pick
+def best(points: list[tuple[int, float]], lowest: bool) -> tuple[int, float] | None:
+    """(epoch, value) of the best finite point, ``lowest`` the metric's ``lower`` in the
+    catalog (the lowest loss, the highest % correct)."""
+    return best_point(((e, v) for e, v in points if finite(v)), not lowest)
 
 
 def value_title(name: str, phase: str, points: list[tuple[int, float]], lowest: bool,

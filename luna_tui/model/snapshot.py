@@ -12,6 +12,7 @@ from typing import Protocol
 
 from luna_core.run.alerts import missed
 from luna_core.run.events import STARTING, CheckpointSaved, NonFiniteLoss, RunFinished
+from luna_core.run.metric_catalog import CORRECT, CORRECT_POS
 from luna_core.run.runs import ENDED_STATES
 
 #: Data-wait share at or above which the loop is called loader-bound, and at or below which
@@ -55,10 +56,10 @@ class PhaseMetrics:
     @property
     def pos_alarm(self) -> bool:
         """True when "all" looks excellent but the positive class is almost never right."""
-        pos = self.get("correct/pos")
+        pos = self.get(CORRECT_POS.key)
         if pos is None and self.pos_count:
             pos = 100.0 * self.pos_correct / self.pos_count
-        every = self.get("correct/all")
+        every = self.get(CORRECT.key)
         if every is None and self.all_count:
             every = 100.0 * self.all_correct / self.all_count
         return missed(pos, every, self.pos_count)

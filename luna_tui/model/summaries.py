@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from luna_core.run.alerts import MISSED
+from luna_core.run.metric_catalog import CORRECT_POS, CPM, F1, LOSS, RECALL
 from luna_tui.model import formatting as fmt
 from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.model.system import SystemReading
@@ -55,9 +56,9 @@ def classes_line(snap: RunSnapshot) -> str:
     val = snap.metrics.get("val") or snap.metrics.get("trn")
     if val is None:
         return "per class: after the first epoch"
-    text = (f"{val.phase} E{val.epoch}: loss {fmt.num(val.get('loss/all'))} · nodules "
-            f"{fmt.pct(val.get('correct/pos'))} correct · recall "
-            f"{fmt.num(val.get('pr/recall'), 3)}")
+    text = (f"{val.phase} E{val.epoch}: {LOSS.name} {fmt.num(val.get(LOSS.key), LOSS.digits)}"
+            f" · nodules {fmt.pct(val.get(CORRECT_POS.key), CORRECT_POS.digits)} correct · "
+            f"{RECALL.name} {fmt.num(val.get(RECALL.key), RECALL.digits)}")
     return (f"!! {MISSED} · " + text) if alarms else text
 
 
@@ -134,20 +135,20 @@ def baseline_line(snap: RunSnapshot, baseline) -> str | None:
     where = (f"its E{a.epoch} at {a.total_samples:,} samples" if a is b or a.epoch == b.epoch
              else f"between its E{a.epoch} and E{b.epoch}, at {n:,} samples")
     parts = []
-    keys = (("pr/recall", "recall", True, 3), ("loss/all", "loss", False, 4),
-            ("pr/f1_score", "F1", True, 3))
-    if pm.get("froc/cpm") is not None and baseline.value_at_samples("froc/cpm", n) is not None:
-        keys = (("froc/cpm", "CPM", True, 3), ("loss/all", "loss", False, 4))   # LUNA16's own
-    for key, name, higher, digits in keys:
-        mine, theirs = pm.get(key), baseline.value_at_samples(key, n)
+    metrics = (RECALL, LOSS, F1)
+    if pm.get(CPM.key) is not None and baseline.value_at_samples(CPM.key, n) is not None:
+        metrics = (CPM, LOSS)   # LUNA16's own
+    for m in metrics:
+        mine, theirs = pm.get(m.key), baseline.value_at_samples(m.key, n)
         if mine is None or theirs is None:
             continue
         diff = mine - theirs
+        digits = m.digits
         if abs(diff) < 10 ** -digits:
-            parts.append(f"{name} level")
+            parts.append(f"{m.name} level")
         else:
-            better = diff > 0 if higher else diff < 0
-            word = ("ahead" if better else "behind") if higher else \
+            better = m.is_better(mine, theirs)
+            word = ("ahead" if better else "behind") if m.higher else \
                 ("better" if better else "worse")
-            parts.append(f"{name} {diff:+.{digits}f} {word}")
+            parts.append(f"{m.name} {diff:+.{digits}f} {word}")
     return f"vs baseline ({where}): " + ", ".join(parts)

@@ -17,6 +17,7 @@ from luna_core.run.compare import (
     history_from_events,
     options_text,
 )
+from luna_core.run.metric_catalog import CPM, F1, LOSS, Metric, metric
 from luna_core.run.queue import Entry
 from luna_core.run.runs import RUNNING, RunInfo
 
@@ -27,6 +28,8 @@ PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114
 COLUMNS = ("state", "run", "epoch", "best", "options")
 #: Options a copied run leaves out: where it ran and how it was told to go on.
 NOT_COPIED = OPERATIONAL | {"comment"}
+#: A run's 'best': its best CPM, else its best F1 (not the same scale: sorted in this order).
+BEST_ORDER: tuple[Metric, ...] = (CPM, F1)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Row:
     options: str
     started: float
     history: RunHistory | None = None
+    best_key: str | None = None    # the metric of ``best`` (one of BEST_ORDER's)
 
 
 def run_state(info: RunInfo, events: list[ev.Event]) -> str:
@@ -49,13 +53,18 @@ def run_state(info: RunInfo, events: list[ev.Event]) -> str:
     return PAUSED if last is not None and last.state == ev.PAUSED else LIVE
 
 
+def best_metric(h: RunHistory) -> Metric | None:
+    """The first of BEST_ORDER the run has a value of."""
+    return next((m for m in BEST_ORDER if h.best(m.key) is not None), None)
+
+
 def best_of(h: RunHistory) -> tuple[str, float | None]:
-    cpm = h.best("froc/cpm", True)
-    if cpm is not None:
-        return "CPM " + best_cpm_text(h), cpm[1]
-    f1 = h.best("pr/f1_score", True)
-    return ("F1 " + best_text(h, "pr/f1_score", True, 3)) if f1 else "-", \
-        (f1[1] if f1 else None)
+    """('CPM 0.612 [0.55–0.67] E3', 0.612), else its best F1 the same way; ('-', None)."""
+    m = best_metric(h)
+    if m is None:
+        return "-", None
+    text = best_cpm_text(h) if m is CPM else best_text(h, m.key)
+    return f"{m.name} {text}", h.best(m.key)[1]
 
 
 def rows(found: list[tuple[RunInfo, list[ev.Event]]], queue: list[Entry]) -> list[Row]:
@@ -64,10 +73,12 @@ def rows(found: list[tuple[RunInfo, list[ev.Event]]], queue: list[Entry]) -> lis
     out = []
     for (info, events), h in zip(found, histories, strict=True):
         best, value = best_of(h)
+        m = best_metric(h)
         name = info.run_dir.rstrip("/").split("/")[-1]
         out.append(Row(info.run_dir, run_state(info, events), name,
                        f"{info.epoch or 0}/{info.epochs}", best, value,
-                       options_text(h, differ) if differ else "", info.started, h))
+                       options_text(h, differ) if differ else "", info.started, h,
+                       None if m is None else m.key))
     for e in queue:
         if e.state == "queued":
             out.append(Row(f"queue:{e.id}", QUEUED, f"#{e.id} " + e.describe(), "-", "-",
@@ -84,9 +95,12 @@ def matches(row: Row, text: str) -> bool:
 def sort_rows(found: list[Row], column: str, descending: bool = False) -> list[Row]:
     """By ``column``; 'best' by the score itself (runs without one last)."""
     if column == "best":       # CPM before F1 (not the same scale), each best first
+        order = [m.key for m in BEST_ORDER]
+
         def rank(r: Row) -> tuple:
-            return (0 if r.best.startswith("CPM") else 1,
-                    -r.best_value if not descending else r.best_value)
+            m = metric(r.best_key)
+            return (order.index(r.best_key),
+                    m.order(r.best_value) if not descending else -m.order(r.best_value))
         scored = sorted((r for r in found if r.best_value is not None), key=rank)
         return scored + [r for r in found if r.best_value is None]
     if column == "run":
@@ -103,9 +117,8 @@ def free_colour(taken: dict[str, int]) -> int:
 
 def overlay_key(histories: list[RunHistory]) -> tuple[str, str]:
     """(metric key, its name): the CPM when every marked run has one, else the loss."""
-    if histories and all(h.best("froc/cpm", True) for h in histories):
-        return "froc/cpm", "validation CPM"
-    return "loss/all", "validation loss"
+    m = CPM if histories and all(h.best(CPM.key) for h in histories) else LOSS
+    return m.key, f"validation {m.name}"
 
 
 def options_argv(options: dict) -> list[str]:

@@ -13,6 +13,21 @@ from rich.table import Table
 from rich.text import Text
 
 from luna_core.run.alerts import MISSED
+from luna_core.run.metric_catalog import (
+    AUC,
+    AVERAGE_PRECISION,
+    CORRECT,
+    CORRECT_NEG,
+    CORRECT_POS,
+    CPM,
+    F1,
+    LOSS,
+    LOSS_NEG,
+    LOSS_POS,
+    PRECISION,
+    RECALL,
+    SENS_AT_1FP,
+)
 from luna_tui.model import formatting as fmt
 from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.widgets.pane import MemoPane
@@ -29,8 +44,8 @@ def alarm_lines(snap: RunSnapshot, compact: bool = False) -> list[str]:
         pm = snap.metrics.get(phase)
         if pm is None or not pm.pos_alarm:
             continue
-        pos = pm.get("correct/pos")
-        every = pm.get("correct/all")
+        pos = pm.get(CORRECT_POS.key)
+        every = pm.get(CORRECT.key)
         counts = f"{fmt.count(pm.pos_correct)} of {fmt.count(pm.pos_count)}"
         if compact:
             lines.append(f"{phase} E{pm.epoch}: {counts} nodules right, all {fmt.pct(every)}")
@@ -44,19 +59,15 @@ def score_line(snap: RunSnapshot, compact: bool = False) -> Text | None:
     """'val E3  LUNA16 CPM 0.612 [0.55–0.67] · sens@1FP 0.70 · AUC 0.93 · AP 0.41' under the
     table: how well the latest validation ranks nodules above the rest."""
     pm = snap.metrics.get("val")
-    if pm is None or pm.get("froc/cpm") is None:
+    if pm is None or pm.get(CPM.key) is None:
         return None
     text = Text(f"val E{pm.epoch}  ", style="bold")
-    text.append("CPM " if compact else "LUNA16 CPM ")
-    text.append(fmt.cpm(pm.get("froc/cpm"), pm.get("froc/cpm_low"), pm.get("froc/cpm_high")),
-                style="bold")
+    text.append(f"{CPM.short if compact else CPM.label} ")
+    text.append(fmt.cpm(pm.get(CPM.key), *(pm.get(k) for k in CPM.interval)), style="bold")
     parts = []
-    if pm.get("froc/sens_at_1fp") is not None:
-        parts.append(f"{'@1FP' if compact else 'sens@1FP'} {pm.get('froc/sens_at_1fp'):.2f}")
-    if pm.get("roc/auc") is not None:
-        parts.append(f"AUC {pm.get('roc/auc'):.2f}")
-    if pm.get("pr/average_precision") is not None and not compact:
-        parts.append(f"AP {pm.get('pr/average_precision'):.2f}")
+    for m, shown in ((SENS_AT_1FP, True), (AUC, True), (AVERAGE_PRECISION, not compact)):
+        if shown and pm.get(m.key) is not None:
+            parts.append(f"{m.short if compact else m.name} {m.number(pm.get(m.key), 2)}")
     if parts:
         text.append(" · " + " · ".join(parts))
     return text
@@ -76,9 +87,8 @@ def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = Fals
     table.add_column("loss", justify="right", no_wrap=True)
     table.add_column("correct", justify="right", no_wrap=True)
     table.add_column("k of n", justify="right", no_wrap=True)
-    table.add_column("prec" if compact else "precision", justify="right", no_wrap=True)
-    table.add_column("recall", justify="right", no_wrap=True)
-    table.add_column("F1", justify="right", no_wrap=True)
+    for m in (PRECISION, RECALL, F1):
+        table.add_column(m.short if compact else m.name, justify="right", no_wrap=True)
     first = True
     for phase in ("trn", "val"):
         pm = snap.metrics.get(phase)
@@ -89,15 +99,16 @@ def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = Fals
         first = False
         alarm = pm.pos_alarm
         rows = (
-            ("all", pm.get("loss/all"), pm.get("correct/all"), pm.all_correct, pm.all_count),
-            ("neg", pm.get("loss/neg"), pm.get("correct/neg"), pm.neg_correct, pm.neg_count),
-            ("pos", pm.get("loss/pos"), pm.get("correct/pos"), pm.pos_correct, pm.pos_count),
+            ("all", pm.get(LOSS.key), pm.get(CORRECT.key), pm.all_correct, pm.all_count),
+            ("neg", pm.get(LOSS_NEG.key), pm.get(CORRECT_NEG.key), pm.neg_correct,
+             pm.neg_count),
+            ("pos", pm.get(LOSS_POS.key), pm.get(CORRECT_POS.key), pm.pos_correct,
+             pm.pos_count),
         )
         for i, (cls, loss, correct, k, n) in enumerate(rows):
             label = f"{phase} E{pm.epoch}" if i == 0 else ""
             if cls == "pos":
-                extra = [fmt.num(pm.get("pr/precision"), 3), fmt.num(pm.get("pr/recall"), 3),
-                         fmt.num(pm.get("pr/f1_score"), 3)]
+                extra = [fmt.num(pm.get(m.key), m.digits) for m in (PRECISION, RECALL, F1)]
             else:
                 extra = ["", "", ""]
             style = None

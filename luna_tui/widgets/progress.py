@@ -19,6 +19,7 @@ from luna_core.run.events import (
     TRAINING,
     VALIDATING,
 )
+from luna_core.run.metric_catalog import CPM
 from luna_core.run.runs import CRASHED, ENDED_STATES
 from luna_tui.model import formatting as fmt
 from luna_tui.model.controls import UiStatus
@@ -121,16 +122,15 @@ def add_details(text: Text, snap: RunSnapshot, width: int, spare_rows: int) -> T
 def _score_line(snap: RunSnapshot, width: int) -> Text | None:
     """'CPM 0.612 [0.55–0.67] val E3 · best 0.640 E2' (nothing before a scored validation)."""
     pm = snap.metrics.get("val")
-    if pm is None or pm.get("froc/cpm") is None:
+    if pm is None or pm.get(CPM.key) is None:
         return None
-    text = Text("CPM ")
-    text.append(fmt.cpm(pm.get("froc/cpm"), pm.get("froc/cpm_low"), pm.get("froc/cpm_high")),
-                style="bold")
+    text = Text(f"{CPM.name} ")
+    text.append(fmt.cpm(pm.get(CPM.key), *(pm.get(k) for k in CPM.interval)), style="bold")
     parts = [f"val E{pm.epoch}"]
     points = [(p.epoch, p.cpm) for p in snap.history.get("val", ()) if fmt.is_num(p.cpm)]
     if len(points) > 1:
-        best = max(points, key=lambda p: (p[1], -p[0]))
-        parts.append(f"best {best[1]:.3f} E{best[0]}")
+        best = CPM.best(points)
+        parts.append(f"best {CPM.number(best[1])} E{best[0]}")
     lines = fmt.wrap_parts(parts, width, first=len(text.plain) + 1)
     text.append(" " + "\n".join(lines))
     return text

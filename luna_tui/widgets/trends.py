@@ -21,6 +21,7 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual_plotext import PlotextPlot
 
+from luna_core.run.metric_catalog import CORRECT_POS, CPM, LOSS, RECALL
 from luna_tui.model import plotdata as pd
 from luna_tui.model.plotdata import PlotOptions
 from luna_tui.model.snapshot import EpochPoint, RunSnapshot
@@ -246,7 +247,7 @@ class TrendsPane(Container):
                         color, marker = pd.SERIES[(name, what)]
                         plt.plot([x(e) for e, _ in pts], [v for _, v in pts], marker=marker,
                                  color=color, label=f"{name} {what}")
-            base = self._baseline_points("loss/all")
+            base = self._baseline_points(LOSS.key)
             if base:
                 values += [v for _x, v in base if v > 0]
                 pts = [(x, math.log10(v) if log else v) for x, v in base if v > 0 or not log]
@@ -259,9 +260,9 @@ class TrendsPane(Container):
                 plt.ylim(lo, hi)
             series = _epochs(val or trn, "loss_all")
             scale = " (log)" if log else ""
-            title = (pd.value_title("loss per epoch" + scale, title_phase, series, True,
-                                    ".4f"),
-                     pd.value_title("loss" + scale, title_phase, series, True, ".3f"),
+            title = (pd.value_title("loss per epoch" + scale, title_phase, series, LOSS.lower,
+                                    LOSS.spec),
+                     pd.value_title("loss" + scale, title_phase, series, LOSS.lower, ".3f"),
                      "epoch loss")
             self._epoch_axis(w, epoch_ticks, last, bool(values), title, snap)
 
@@ -282,24 +283,25 @@ class TrendsPane(Container):
                 plt.plot([x(e) for e, _ in cpm], [100 * v for _, v in cpm], marker=marker,
                          color=color, label="val CPM")
             # the baseline's CPM when both runs have one, else its recall (= % of nodules right)
-            key = "froc/cpm" if cpm and self._baseline_points("froc/cpm") else "pr/recall"
-            base = self._baseline_points(key, 100.0)
+            shown = CPM if cpm and self._baseline_points(CPM.key) else RECALL
+            base = self._baseline_points(shown.key, 100.0)
             if base:
                 any_data = True
                 plt.plot([x for x, _ in base], [v for _, v in base], marker=pd.BASE_MARKER,
                          color=pd.BASE_COLOR,
-                         label="base CPM" if key == "froc/cpm" else "base val")
+                         label=f"base {CPM.name}" if shown is CPM else "base val")
             plt.ylim(0, 100)
             if cpm:
-                title = (pd.value_title("CPM x100, nodules %", "val", cpm, False, ".3f"),
-                         pd.value_title("CPM", "val", cpm, False, ".3f"),
-                         pd.value_title("CPM", "val", cpm, False, ".2f"), "CPM")
+                title = (pd.value_title(f"{CPM.name} x100, nodules %", "val", cpm, CPM.lower,
+                                        CPM.spec),
+                         pd.value_title(CPM.name, "val", cpm, CPM.lower, CPM.spec),
+                         pd.value_title(CPM.name, "val", cpm, CPM.lower, ".2f"), CPM.name)
             else:
                 series = _epochs(val or trn, "correct_pos")
-                title = (pd.value_title("% of nodules correct", title_phase, series, False,
-                                        ".1f"),
-                         pd.value_title("nodules %", title_phase, series, False, ".0f"),
-                         "nodules %")
+                m = CORRECT_POS
+                title = (pd.value_title(m.label, title_phase, series, m.lower, m.spec),
+                         pd.value_title(m.short, title_phase, series, m.lower, ".0f"),
+                         m.short)
             self._epoch_axis(w, epoch_ticks, last, any_data or bool(cpm), title, snap)
 
         self.query_one("#plot-loss", TrendPlot).redraw(loss)
