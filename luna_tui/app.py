@@ -3,9 +3,10 @@
 The link says where the run lives: in this process (``LocalLink``: the app runs the trainer in
 a thread worker) or in another (``RemoteLink``, `luna-tui attach`; it may be read-only). The
 app is a few parts put together: the cockpit screen lays out the panes (luna_tui.screens);
-``RunControls`` says which keys act (luna_tui.model.controls); the ``Notifier`` turns what is
-new into notifications; ``Leaving`` is every way out (luna_tui.leaving). The app polls the
-link's snapshot a few times a second and hands it to them.
+``Steering`` says which keys act (luna_tui.model.controls, from the commands' table,
+luna_core.run.commands.COMMANDS); the ``Notifier`` turns what is new into notifications;
+``Leaving`` is every way out (luna_tui.leaving). The app polls the link's snapshot a few times
+a second and hands it to them.
 
 The trainer thread never touches widgets or the app's state: it only feeds the collector, and
 its worker returns a ``TrainerResult`` that the app reads when the worker's state changes.
@@ -22,14 +23,14 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState
 
-from luna_core.run.commands import Command
+from luna_core.run.commands import Command, command_spec
 from luna_core.run.failure import describe_exception
 from luna_tui.leaving import DETACH_KEY, QUIT_KEYS, Leaving
 from luna_tui.link import RunLink
 from luna_tui.link.local import TrainerResult
 from luna_tui.link.system_probe import SystemProbe, SystemReading
 from luna_tui.messages import CheckpointArrived, CommandFailed, RunEnded
-from luna_tui.model.controls import RunControls
+from luna_tui.model.controls import Steering
 from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.notify import Notifier
 from luna_tui.screens.cockpit import CockpitScreen
@@ -79,7 +80,7 @@ class CockpitApp(App[int]):
                                      baseline=baseline, runs_dir=runs_dir, preflight=preflight,
                                      image_class=image_class,
                                      run_dir_here=getattr(link.source, "run_dir", None))
-        self.controls = RunControls(link.attached)
+        self.controls = Steering(link.attached)
         self.notifier = Notifier(self, quiet)
         self.leaving = Leaving(self)
         self.snap: RunSnapshot = RunSnapshot()
@@ -250,25 +251,27 @@ class CockpitApp(App[int]):
     # -- the keys ------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return self.controls.allowed(action, self.snap, self.run_over)
+        return self.controls.allowed(action, parameters, self.snap, self.run_over)
 
-    def _send(self, command: str) -> None:
-        getattr(self.commands, command)()
-        self.controls.request = command
-        self.poll()
+    def action_command(self, name: str, argument: float | None = None) -> None:
+        """A key that steers the run (luna_core.run.commands.COMMANDS): on a read-only link it
+        says why; the lr's keys ask first; any other sends its command."""
+        spec = command_spec(name)
+        if self.controls.refuses(spec):
+            self.toast(spec.refusal(self.controls.read_only), title="Read-only",
+                       severity="warning", timeout=6)
+        elif spec.takes_values:                 # set: [ and ] halve and double the lr
+            self._steer_lr(argument)
+        else:
+            if spec.notice is not None:
+                title, text = spec.notice
+                self.toast(text, title=title, timeout=4)
+            self.commands.put(Command(name))
+            if spec.request is not None:            # said until the run acts on it
+                self.controls.request = name
+            self.poll()
 
-    def action_pause(self) -> None:
-        self._send("pause")
-
-    def action_resume(self) -> None:
-        self._send("resume")
-
-    def action_checkpoint(self) -> None:
-        self.toast("Saved at the next batch boundary.", title="Checkpoint requested",
-                   timeout=4)
-        self._send("checkpoint")
-
-    def action_steer_lr(self, factor: float) -> None:
+    def _steer_lr(self, factor: float) -> None:
         """`[` halves, `]` doubles the learning rate, once confirmed."""
         old = self.snap.lr
         if old is None:
@@ -283,10 +286,6 @@ class CockpitApp(App[int]):
                            timeout=4)
 
         self.push_screen(ConfirmSetting(old, new, self.snap.momentum), answered)
-
-    def action_read_only(self, what: str) -> None:
-        self.toast(f"Cannot {what}: {self.controls.read_only}.", title="Read-only",
-                   severity="warning", timeout=6)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

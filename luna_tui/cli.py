@@ -242,17 +242,17 @@ def run_check(argv: list[str]) -> int:
 
 def run_ctl(argv: list[str]) -> int:
     from luna_core.errors import LunaInputError
+    from luna_core.run.commands import COMMANDS, commands_said
     from luna_core.train.options import add_runs_dir
 
     parser = _parser(
         "ctl",
-        "Command a running run (pause, resume, checkpoint, stop, set lr=X "
-        "momentum=Y) and print what "
-        "it acknowledged. Exit 0 when it did; 2 when the run is not running or "
-        "refuses the command; 1 when no acknowledgement came in time.")
+        f"Command a running run ({commands_said()}) and print what it acknowledged. Exit 0 "
+        f"when it did; 2 when the run is not running or refuses the command; 1 when no "
+        f"acknowledgement came in time.")
     parser.add_argument("run", metavar="RUN_DIR|latest")
-    parser.add_argument("command", metavar="COMMAND",
-                        help="pause, resume, checkpoint, stop, or set (lr=X momentum=Y)")
+    parser.add_argument("command", metavar="COMMAND",       # every command of the table
+                        help="; ".join(f"{spec.name}: {spec.help}" for spec in COMMANDS))
     parser.add_argument("values", nargs="*", metavar="KEY=VALUE",
                         help="for set: lr=X and/or momentum=Y")
     add_runs_dir(parser)

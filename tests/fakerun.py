@@ -225,11 +225,11 @@ class FakeTrainer:
                     yield RunFinished(state=STOPPED, exit_code=0,
                                       last_checkpoint=self._last_ckpt, t=self._t())
                     return True
-                elif cmd is Command.PAUSE or (cmd is Command.TOGGLE_PAUSE and not paused):
+                elif cmd is Command.PAUSE:
                     if not paused:
                         paused = True
                         yield StatusChanged(state=PAUSED, t=self._t())
-                elif cmd is Command.RESUME or cmd is Command.TOGGLE_PAUSE:
+                elif cmd is Command.RESUME:
                     if paused:
                         paused = False
                         yield StatusChanged(state=working_state(self._phase), detail="resumed",

@@ -2,9 +2,10 @@
 
 A Unix domain socket (never a TCP port), mode 0600, normally ``RUN_DIR/control.sock``. The
 protocol is one JSON object per line each way: the client sends ``{"command": "pause"}``
-(any luna_core.run.commands.Command value) and gets ``{"ok": true, "command": "pause"}`` or
-``{"ok": false, "error": ...}``. The command's effect is acknowledged by the loop's own events
-(status, checkpoint), which every attached cockpit sees in the event file.
+(any word of luna_core.run.commands.COMMANDS; ``set`` with ``lr`` and/or ``momentum``) and
+gets ``{"ok": true, "command": "pause"}`` or ``{"ok": false, "error": ...}``. The command's
+effect is acknowledged by the loop's own events (status, checkpoint), which every attached
+cockpit sees in the event file.
 
 The server lives inside the training process, so no client may hurt it: request lines are
 bounded, a connection that sends nothing for ``idle_timeout`` seconds is closed, and so is the
@@ -241,7 +242,7 @@ class ControlServer:
                                   source="control socket")
                 command.check()
             else:
-                command = Command(request["command"])
+                command = Command(request["command"])     # a word of the table without values
         # RecursionError: deeply nested JSON ("[[[[..."), which fits well within max_line;
         # OverflowError: a number too large for a float (lr=1 followed by 400 digits)
         except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:

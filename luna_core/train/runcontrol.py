@@ -1,6 +1,7 @@
 """The run's flags and status: pause, stop, checkpoint-now and the non-finite policy, the
-commands that set them (taken at batch boundaries), and the exit codes. It decides; the loop
-acts: ``between_batches`` returns a ``Boundary`` saying what to do (no callbacks).
+commands that set them (taken at batch boundaries; luna_core.run.commands.COMMANDS names each
+one's handler here), and the exit codes. It decides; the loop acts: ``between_batches``
+returns a ``Boundary`` saying what to do (no callbacks).
 
 Under DDP the flags are combined over all ranks before they act, so every rank pauses,
 checkpoints and stops at the same batch boundary.
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
-from luna_core.run.commands import Command, CommandChannel, Setting
+from luna_core.run.commands import Command, CommandChannel, Setting, command_spec
 from luna_core.run.failure import exception_at
 from luna_core.train.checkpoint import CheckpointError
 from luna_core.train.distributed import DistContext, broadcast_object, combine_flags
@@ -89,25 +90,34 @@ class RunControl:
         return commands
 
     def _apply(self, command: Command | Setting) -> None:
-        if isinstance(command, Setting):
-            self.setting = command        # the newest wins if several wait
-            return
-        if command is Command.TOGGLE_PAUSE:
-            command = Command.RESUME if self.paused else Command.PAUSE
-        if command is Command.PAUSE and not self.paused:
+        """Act on one command: the table names the method (luna_core.run.commands)."""
+        getattr(self, command_spec(command.value).handler)(command)
+
+    # -- the commands' handlers (COMMANDS' ``handler``): each takes its command ------------
+
+    def pause(self, _command: Command | None = None) -> None:
+        if not self.paused:
             self.paused = True
             self.set_state(ev.PAUSED)
             log.info("paused at E%d %s batch %d", self.loop.epoch, self.loop.phase,
                      self.loop.batch_ndx + 1)
-        elif command is Command.RESUME and self.paused:
+
+    def resume(self, _command: Command | None = None) -> None:
+        if self.paused:
             self.paused = False
             self.set_state(ev.working_state(self.loop.phase))
             log.info("resumed")
-        elif command is Command.CHECKPOINT:
-            self.checkpoint_requested = True
-        elif command is Command.STOP and not self.stop_requested:
+
+    def request_checkpoint(self, _command: Command | None = None) -> None:
+        self.checkpoint_requested = True
+
+    def request_stop(self, _command: Command | None = None) -> None:
+        if not self.stop_requested:
             self.stop_requested = True
             self.set_state(ev.STOPPING)
+
+    def take_setting(self, setting: Setting) -> None:
+        self.setting = setting            # the newest wins if several wait
 
     def on_nonfinite(self, epoch: int, batch_ndx: int, gradient_only: bool = False) -> None:
         """A batch whose update was skipped: a non-finite loss, or a finite loss with a

@@ -16,15 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from luna_core.run.commands import command_spec
 from luna_tui.model.snapshot import RunSnapshot
 
 
 class Commands(Protocol):
-    """What the cockpit sends a run (luna_core.run.commands.CommandMethods has them all)."""
+    """What the cockpit sends a run (luna_core.run.commands.CommandMethods has them all):
+    ``put`` takes any command of luna_core.run.commands.COMMANDS by its word."""
 
+    def put(self, command) -> None: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
-    def toggle_pause(self) -> None: ...
     def checkpoint(self) -> None: ...
     def stop(self) -> None: ...
     def set(self, lr: float | None = None, momentum: float | None = None,
@@ -52,6 +54,14 @@ class RunLink:
     def read_only_reason(self, snap: RunSnapshot) -> str | None:
         """Why the keys that steer the run cannot act now, or None when they can."""
         return None
+
+    def refusal(self, command: str, snap: RunSnapshot) -> str | None:
+        """What this link says instead of sending ``command`` (a word of
+        luna_core.run.commands.COMMANDS) now: its table's wording and why the link is
+        read-only; None when it may send it."""
+        spec = command_spec(command)
+        why = self.read_only_reason(snap)
+        return None if why is None or spec.read_only_ok else spec.refusal(why)
 
     def start(self, on_command_failed: Callable[[str, str], None]) -> None:
         """The app is up: start following the run. ``on_command_failed(command, error)`` is

@@ -7,10 +7,10 @@ snapshot source (``RunFileSource``), its control socket as the cockpit's command
   run's own host it also watches the run's process; one that is gone without a final event
   (crash, SIGKILL, reboot: luna_core.run.runs.process_gone) is folded in as the ``crashed``
   state ("ended unexpectedly").
-- ``RemoteCommands`` sends p / c / stop over the run's control socket from a sender thread,
-  so a run that hangs cannot freeze the UI; a run that does not answer goes to
-  ``on_error``, never raises. The run acknowledges every command with events (a log line,
-  status, checkpoint) that every attached cockpit sees in the file.
+- ``RemoteCommands`` sends the commands (luna_core.run.commands.COMMANDS) over the run's
+  control socket from a sender thread, so a run that hangs cannot freeze the UI; a run that
+  does not answer goes to ``on_error``, never raises. The run acknowledges every command
+  with events (a log line, status, checkpoint) that every attached cockpit sees in the file.
 - ``RemoteLink`` is the two as the cockpit's ``RunLink``, with the reason the run cannot be
   steered from here (read-only) when there is one.
 """
@@ -166,7 +166,7 @@ class RemoteCommands(CommandMethods):
         self.on_error = on_error
         self.timeout = timeout
         self.sent: list[tuple[str, bool]] = []    # (command, delivered), for tests and logs
-        self._queue: queue.Queue[Command | None] = queue.Queue()
+        self._queue: queue.Queue[Command | Setting | None] = queue.Queue()
         self._client: ControlClient | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()

@@ -1,23 +1,26 @@
 """What the cockpit's keys may do now, and the command that waits for the run to act on it.
-No Textual here: the app asks ``allowed`` for each key, and shows ``ui_status``."""
+No Textual here: the app asks ``allowed`` for each key, and shows ``ui_status``.
+
+The keys that steer the run are bound once each, from luna_core.run.commands.COMMANDS, as the
+action ``command(NAME[, ARGUMENT])``; their gate comes from the same table: on a read-only
+link a command that must not be sent from one still acts, to say why (the footer does not
+offer it); otherwise it acts while the run goes on and, for pause / resume, only while the run
+is not paused / paused."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from luna_core.run import events as ev
+from luna_core.run.commands import COMMANDS, CommandSpec, command_spec
 from luna_tui.model import summaries
 from luna_tui.model.snapshot import RunSnapshot
 
-#: Keys that steer the run: refused (with the reason) while the link is read-only.
-STEERING = ("pause", "resume", "checkpoint", "steer_lr")
+#: The action of every key that sends a command: ``command('pause')``, ``command('set', 2.0)``.
+COMMAND_ACTION = "command"
 #: Actions of one kind of link only.
 LOCAL_ONLY = ("request_quit", "quit_now")
 ATTACHED_ONLY = ("leave", "detach")
-
-REQUEST_WORDS = {"pause": "pause requested — the loop pauses after the current batch",
-                 "resume": "resume requested",
-                 "checkpoint": "checkpoint requested — saved after the current batch"}
 
 
 @dataclass(frozen=True)
@@ -31,13 +34,14 @@ class UiStatus:
     title: str = "LUNA cockpit"      # the pane's title, before the run directory
 
 
-class RunControls:
+class Steering:
     """The keys' state over one link: a command sent and not yet acted on (``request``), why
-    the run cannot be steered from here (``read_only``), and whether a stop was asked for."""
+    the run cannot be steered from here (``read_only``), and whether a stop was asked for.
+    (Not luna_core.train.runcontrol.RunControl: that one is the loop's side.)"""
 
     def __init__(self, attached: bool) -> None:
         self.attached = attached
-        self.request: str | None = None      # "pause" / "resume" / "checkpoint"
+        self.request: str | None = None      # a command's word: "pause", "checkpoint", ...
         self.read_only: str | None = None
         self.quitting = False
 
@@ -50,47 +54,60 @@ class RunControls:
             return self.attached
         return True
 
+    def _pending(self) -> bool | None:
+        """Whether the run is paused once it acts on the request waiting: a command that means
+        something only while (not) paused changes just that (pause, resume); None: no request
+        that does."""
+        spec = command_spec(self.request) if self.request else None
+        return None if spec is None or spec.paused is None else not spec.paused
+
     def paused(self, snap: RunSnapshot) -> bool:
         """Paused, or about to be: a request counts before the run acts on it."""
-        if self.request == "pause":
-            return True
-        if self.request == "resume":
-            return False
-        return snap.state == ev.PAUSED
+        pending = self._pending()
+        return snap.state == ev.PAUSED if pending is None else pending
 
-    def allowed(self, action: str, snap: RunSnapshot, run_over: bool) -> bool:
+    def refuses(self, spec: CommandSpec) -> bool:
+        """The link is read-only and ``spec`` is a command it must not send."""
+        return self.read_only is not None and not spec.read_only_ok
+
+    def acts(self, spec: CommandSpec, snap: RunSnapshot, run_over: bool) -> bool:
+        """Whether the key of ``spec`` acts now: refused, it says why (unless the cockpit is
+        quitting); else while the run goes on and the command means something (the table's
+        ``paused``)."""
+        if self.refuses(spec):
+            return not self.quitting
+        if run_over or self.quitting:
+            return False
+        return spec.means_something(self.paused(snap))
+
+    def allowed(self, action: str, parameters: tuple, snap: RunSnapshot,
+                run_over: bool) -> bool:
+        """Textual's ``check_action``: whether the key bound to ``action`` acts now."""
         if not self.applies(action):
             return False
-        if action == "read_only":
-            return self.read_only is not None and not self.quitting
-        if action in STEERING and self.read_only is not None:
-            return False
-        active = not run_over and not self.quitting
-        if action == "pause":
-            return active and not self.paused(snap)
-        if action == "resume":
-            return active and self.paused(snap)
-        if action in ("checkpoint", "steer_lr"):
-            return active
+        if action == COMMAND_ACTION:
+            return self.acts(command_spec(str(parameters[0])), snap, run_over)
         return True
 
     def settle(self, snap: RunSnapshot) -> str | None:
-        """Forget a request the run has acted on; returns what to tell (a pause taken)."""
-        told = None
-        if self.request == "pause" and (snap.state == ev.PAUSED or snap.ended):
-            if snap.state == ev.PAUSED:
-                told = f"at {summaries.position(snap)} · p resumes"
-            self.request = None
-        elif self.request == "resume" and snap.state != ev.PAUSED:
-            self.request = None
-        elif self.request is not None and snap.ended:
-            self.request = None
-        return told
+        """Forget a request the run has acted on (or can no longer act on: it ended); returns
+        what to tell (a pause taken). A checkpoint's request is settled by its checkpoint."""
+        if self.request is None:
+            return None
+        pending, paused = self._pending(), snap.state == ev.PAUSED
+        if not snap.ended and (pending is None or pending != paused):
+            return None
+        self.request = None
+        if pending and paused:
+            resume_key = next(spec.keys[0] for spec in COMMANDS if spec.paused)
+            return (f"at {summaries.position(snap)} · {resume_key.display or resume_key.key} "
+                    f"resumes")
+        return None
 
     def ui_status(self, run_over: bool, failure: str | None, title: str) -> UiStatus:
-        return UiStatus(request=REQUEST_WORDS.get(self.request or ""),
-                        quitting=self.quitting and not run_over, failure=failure,
-                        read_only=self.read_only, title=title)
+        request = command_spec(self.request).request if self.request else None
+        return UiStatus(request=request, quitting=self.quitting and not run_over,
+                        failure=failure, read_only=self.read_only, title=title)
 
     def key(self, snap: RunSnapshot, run_over: bool) -> tuple:
         """Changes whenever the keys that act may have changed."""

@@ -11,16 +11,17 @@ from collections.abc import Callable
 from datetime import datetime
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import ActiveBinding, Binding
 from textual.containers import Container
 from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from luna_core.run.commands import COMMANDS, CockpitKey, CommandSpec
 from luna_tui.model import diagnostics as dg
 from luna_tui.model import layout as plan
 from luna_tui.model import summaries
-from luna_tui.model.controls import UiStatus
+from luna_tui.model.controls import COMMAND_ACTION, UiStatus
 from luna_tui.model.formatting import short_path
 from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.model.system import SystemReading
@@ -36,29 +37,20 @@ from luna_tui.widgets import (
 )
 from luna_tui.widgets.examples import ExampleCell
 
-_P_HELP = ("pause / resume the run at its next batch boundary (attached: every cockpit on the "
-           "run sees it)")
-_C_HELP = "save a checkpoint now; a notification names the file"
-_LR_HELP = ("halve / double the learning rate (asks first, shows old and new); the progress "
-            "pane shows the current lr and momentum")
 
-#: The keys that steer the run. Their actions are the app's (it holds the run's link and
-#: refuses them, with the reason, while the run is read-only); the screen places them first.
-RUN_KEYS = [
-    Binding("p", "app.pause", "Pause", tooltip=_P_HELP),
-    Binding("p", "app.resume", "Resume", tooltip=_P_HELP),
-    Binding("p", "app.read_only('pause or resume')", "Pause", show=False),
-    Binding("c", "app.checkpoint", "Checkpoint", tooltip=_C_HELP),
-    Binding("c", "app.read_only('checkpoint')", "Checkpoint", show=False),
-    Binding("left_square_bracket", "app.steer_lr(0.5)", "lr ÷2", show=False, key_display="[",
-            tooltip=_LR_HELP),
-    Binding("right_square_bracket", "app.steer_lr(2.0)", "lr ×2", show=False, key_display="]",
-            tooltip=_LR_HELP),
-    Binding("left_square_bracket", "app.read_only('change the learning rate')", "lr ÷2",
-            show=False),
-    Binding("right_square_bracket", "app.read_only('change the learning rate')", "lr ×2",
-            show=False),
-]
+def _command_binding(spec: CommandSpec, key: CockpitKey) -> Binding:
+    argument = "" if key.argument is None else f", {key.argument!r}"
+    return Binding(key.key, f"app.{COMMAND_ACTION}({spec.name!r}{argument})", key.label,
+                   show=key.show, key_display=key.display, tooltip=spec.key_help)
+
+
+#: The keys that steer the run, one binding each, from the commands' table (its order, its
+#: labels, its help lines). Their action is the app's (it holds the run's link); the app's
+#: ``check_action`` gates them from the same table, and ``active_bindings`` below keeps out
+#: of the footer a key that only says why the run cannot be steered from here.
+_BOUND = [(spec, _command_binding(spec, key)) for spec in COMMANDS for key in spec.keys]
+RUN_KEYS = [binding for _spec, binding in _BOUND]
+_KEY_COMMANDS = {binding.action: spec for spec, binding in _BOUND}
 
 _VIEWS_HELP = ("views: 1 all panes (those that do not fit show one line), 2 the trend plots, "
                "3 the log, 4 system and GPU, 5 diagnostics (FROC, PR curve, histograms, "
@@ -97,6 +89,18 @@ class CockpitScreen(Screen):
     """The panes, laid out for the terminal's size and the view."""
 
     BINDINGS = [*RUN_KEYS, *VIEW_KEYS]
+
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        """Textual's, less a steering key the link refuses (read-only): such a key acts, to
+        say why, but the footer does not offer it."""
+        active = super().active_bindings
+        controls = getattr(self.app, "controls", None)
+        if controls is None:
+            return active
+        return {key: shown for key, shown in active.items()
+                if not ((spec := _KEY_COMMANDS.get(shown.binding.action)) is not None
+                        and controls.refuses(spec))}
 
     def __init__(self, *, clock: Callable[[], datetime], plot_interval: float = 1.0,
                  baseline=None, runs_dir: str | None = None,
