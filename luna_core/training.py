@@ -33,6 +33,7 @@ from luna_core.run import events as ev
 from luna_core.run.alerts import NotifySink
 from luna_core.run.commands import CommandChannel
 from luna_core.run.control import ControlServer
+from luna_core.run.metric_catalog import LOSS
 from luna_core.train import runtime
 from luna_core.train.augment import Augmentation, augment
 from luna_core.train.checkpointer import Checkpointer
@@ -159,7 +160,7 @@ class LunaTrainingApp(LoopSetup):
         self.checkpointer = Checkpointer(
             self.run_dir, self.time_str, self.trn_ds, self.val_ds, bus=self.bus, dist=self.dist,
             model=self.model, optimizer=self.optimizer, cli_args=args,
-            best_score=resume.best_score, best_metric=self.task.best_metric)
+            best_score=resume.best_score, best_metric=self.task.best_metric.key)
         if self.dist.is_main:  # rank 0 alone writes the run directory and serves commands
             add_run_dir_sinks(self.bus, args, self.run_dir, self.time_str,
                               purge_step=resume.purge_step)
@@ -281,7 +282,7 @@ class LunaTrainingApp(LoopSetup):
         if rows is not None:
             self._save_examples(epoch, rows, metrics_a)
         best = self.task.best_score(result) if phase == "val" else None
-        return result["metrics"]["loss/all"], best
+        return result["metrics"][LOSS.key], best
 
     def _save_examples(self, epoch: int, rows, metrics_a) -> None:
         """What a person should look at after a validation (the task's). A side output: a

@@ -17,7 +17,7 @@ from luna_tui.screens.confirm import AttachQuit, ConfirmQuit, ConfirmSetting
 from luna_tui.screens.help import HelpScreen
 from luna_tui.terminal import stdio_to_devnull_for_good
 
-#: The keys out: each kind of link has its own q and Ctrl+C (RunControls.applies).
+#: The keys out: each kind of link has its own q and Ctrl+C (Steering.applies).
 QUIT_KEYS = [
     Binding("q", "request_quit", "Quit",
             tooltip="quit: asks first (y or Enter); the loop stops at a batch boundary, "

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from luna_core.run.metric_catalog import RECALL
 from luna_core.tasks.nodule import NoduleTask
 from luna_core.train import task as task_module
 from luna_core.train.options import build_parser
@@ -77,14 +78,14 @@ class ByRecall(NoduleTask):
     """best.pt by the highest recall, from validation losses the test sets."""
 
     name = "by-recall"
-    best_metric = "pr/recall"
+    best_metric = RECALL
 
     def __init__(self, args):
         super().__init__(args)
         self.recalls = iter([0.75, 0.25, 0.5])
 
     def best_score(self, result):
-        return -next(self.recalls)        # lower is better: the highest recall
+        return next(self.recalls)         # the catalog: the higher recall is better
 
 
 def test_best_pt_follows_the_tasks_own_metric(train_argv, tmp_path, monkeypatch):
@@ -97,7 +98,7 @@ def test_best_pt_follows_the_tasks_own_metric(train_argv, tmp_path, monkeypatch)
     (run_dir,) = run_dirs(tmp_path / "runs")
     best = torch.load(os.path.join(run_dir, "checkpoints", "best.pt"), weights_only=True)
     assert best["epoch"] == 1 and best["best_metric"] == "pr/recall"
-    assert best["best_score"] == pytest.approx(-0.75)
+    assert best["best_score"] == pytest.approx(0.75)
 
 
 def test_an_unknown_task_is_named():

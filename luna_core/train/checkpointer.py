@@ -4,13 +4,13 @@ improves, retention, and a CheckpointSaved event for each file written."""
 from __future__ import annotations
 
 import logging
-import math
 import os
 from argparse import Namespace
 
 import torch
 
 from luna_core.run import events as ev
+from luna_core.run.metric_catalog import LOSS, metric
 from luna_core.train.checkpoint import (
     BEST_NAME,
     CHECKPOINT_FORMAT_VERSION,
@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 class Checkpointer:
     def __init__(self, run_dir: str, time_str: str, trn_ds, val_ds, *, bus: ev.EventBus,
                  dist: DistContext, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 cli_args: Namespace, best_score: float = math.inf,
-                 best_metric: str = "loss/all") -> None:
+                 cli_args: Namespace, best_score: float | None = None,
+                 best_metric: str = LOSS.key) -> None:
         self.checkpoint_dir = checkpoint_dir(run_dir)
         self.bus, self.dist = bus, dist
         self.model, self.optimizer, self.cli_args = model, optimizer, cli_args
@@ -38,8 +38,9 @@ class Checkpointer:
         self.run = {"run_dir": run_dir, "time_str": time_str,
                     "data_fingerprint": trn_ds.fingerprint, "trn_samples": len(trn_ds),
                     "val_samples": len(val_ds), "world_size": dist.world_size}
-        # best.pt: the epoch with the lowest score (the task's best_metric, lower is better)
-        self.best_score, self.best_metric = best_score, best_metric
+        # best.pt: the epoch with the best score (the task's best_metric, better as the
+        # metric catalog says)
+        self.best_score, self.best_metric = best_score, metric(best_metric)
         self.last_checkpoint: str | None = None
 
     def save(self, reason: str, epoch: int, batch_ndx: int, total_samples: int,
@@ -54,7 +55,8 @@ class Checkpointer:
             rows = gather_rows(self.dist, trn_metrics_g.detach())
             trn_metrics = torch.stack(rows).cpu() if self.dist.enabled else rows[0].cpu()
         score = val_loss if score is None else score
-        if score is not None and score < self.best_score:
+        if score is not None and (self.best_score is None
+                                  or self.best_metric.is_better(score, self.best_score)):
             self.best_score, is_best = score, True
         else:
             is_best = False
@@ -74,9 +76,9 @@ class Checkpointer:
             "run": dict(self.run),
             "val_loss": val_loss,
             "best_val_loss": self.best_score,   # the name format 1 began with: best_score
-            "score": score,                     # the task's best_metric, lower is better
+            "score": score,                     # the task's best_metric's value
             "best_score": self.best_score,
-            "best_metric": self.best_metric,
+            "best_metric": self.best_metric.key,
         }
         path = os.path.join(self.checkpoint_dir, checkpoint_name(epoch, batch_ndx, epoch_done))
         try:

@@ -5,7 +5,6 @@ a mid-epoch checkpoint under another number of processes), and its state applied
 from __future__ import annotations
 
 import logging
-import math
 import os
 from argparse import Namespace
 
@@ -97,10 +96,9 @@ class Resume:
         return self.state["total_samples"]
 
     @property
-    def best_score(self) -> float:
-        """The lowest score so far (the task's best_metric; older checkpoints: the loss)."""
-        best = self.state.get("best_score", self.state.get("best_val_loss"))
-        return math.inf if best is None else best
+    def best_score(self) -> float | None:
+        """The best score so far (the task's best_metric; older checkpoints: the loss)."""
+        return self.state.get("best_score", self.state.get("best_val_loss"))
 
     @property
     def time_str(self) -> str:
@@ -126,7 +124,7 @@ class FreshStart:
     epoch 1 (so the loop asks "resuming?" once, where the run directory is chosen)."""
 
     path = None
-    best_score = math.inf
+    best_score = None
     purge_step = None
 
     def merge_options(self, cli_args: Namespace, given_options: set[str]) -> None:

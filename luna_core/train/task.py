@@ -18,8 +18,8 @@ a class index or a score itself. A task says:
   beyond the per-phase numbers (None when the task has none), with its log line;
 - ``save_examples(...)``: what a person should look at after a validation;
 - ``per_sample(metrics_a)``: (labels, probabilities) for the PR curve and histograms;
-- ``best_metric``: the metric key that picks best.pt, and ``best_score(result)``: its value
-  oriented so that lower is better.
+- ``best_metric``: the metric (luna_core.run.metric_catalog) that picks best.pt, better as
+  the catalog says; ``best_score(result)``: its value in a validation's result.
 
 Tasks register by name in ``TASKS`` (name -> "module:Class", imported when asked for), so that
 the option parser lists them without importing torch. ``luna_core.tasks.nodule`` is the first:
@@ -31,6 +31,8 @@ from __future__ import annotations
 import importlib
 from argparse import Namespace
 from typing import Any, ClassVar
+
+from luna_core.run.metric_catalog import LOSS, Metric
 
 #: name -> (where its class is, what it trains). The first is the default.
 TASKS: dict[str, tuple[str, str]] = {
@@ -45,7 +47,7 @@ class Task:
 
     name: ClassVar[str] = ""
     metrics_size: ClassVar[int] = 0
-    best_metric: ClassVar[str] = "loss/all"
+    best_metric: ClassVar[Metric] = LOSS
 
     def __init__(self, args: Namespace) -> None:
         self.args = args
@@ -75,7 +77,7 @@ class Task:
         return None
 
     def best_score(self, result: dict) -> float:
-        return result["metrics"][self.best_metric]
+        return result["metrics"][self.best_metric.key]
 
     # a validation's score and examples
     def start_scoring(self, val_ds) -> None:

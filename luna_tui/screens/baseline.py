@@ -11,6 +11,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from luna_core.run.compare import best_cpm_text, best_text, history_from_events
+from luna_core.run.metric_catalog import CPM, RECALL
 from luna_core.run.runs import list_runs_with_events
 
 NONE = "__none__"
@@ -33,8 +34,8 @@ class BaselinePicker(ModalScreen[str | None]):
             if run.run_dir == self.this_run or not run.run_dir:
                 continue
             h = history_from_events(run.run_dir, events)
-            best = (f"best CPM {best_cpm_text(h)}" if h.best("froc/cpm", True)
-                    else f"best recall {best_text(h, 'pr/recall', True, 3)}")
+            best = (f"best CPM {best_cpm_text(h)}" if h.best(CPM.key)
+                    else f"best recall {best_text(h, RECALL.key, digits=3)}")
             options.append(Option(f"{run.run_dir}  {run.state}  {len(h.epochs)} epoch(s)  "
                                   f"{best}", id=run.run_dir))
         with Vertical(id="baseline-box") as box:
