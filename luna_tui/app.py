@@ -46,8 +46,7 @@ def local_now() -> datetime:
 
 
 class CockpitApp(App[int]):
-    """Shows a training run and sends it commands, over ``link``. (The steering keys are the
-    cockpit screen's; their actions are here.)"""
+    """Shows a run and steers it over ``link`` (the keys are the screen's, the actions here)."""
 
     CSS_PATH = Path(__file__).with_name("cockpit.tcss")
     ENABLE_COMMAND_PALETTE = False
@@ -73,8 +72,7 @@ class CockpitApp(App[int]):
         # the probe is closed with the app when the app made it (or, own_probe, was given it)
         self.own_probe = system_probe is None if own_probe is None else own_probe
         self.system_probe = system_probe or SystemProbe()
-        self.poll_interval = poll_interval
-        self.system_interval = system_interval
+        self.poll_interval, self.system_interval = poll_interval, system_interval
         self.handle_signals = handle_signals
         self.cockpit = CockpitScreen(clock=self.clock, plot_interval=plot_interval,
                                      baseline=baseline, runs_dir=runs_dir, preflight=preflight,
@@ -82,10 +80,9 @@ class CockpitApp(App[int]):
                                      run_dir_here=getattr(link.source, "run_dir", None))
         self.controls = Steering(link.attached)
         self.notifier = Notifier(self, quiet)
-        self.leaving = Leaving(self)
+        self.leaving = Leaving(self, link, self.controls)
         self.snap: RunSnapshot = RunSnapshot()
-        self.failure: str | None = None            # the trainer thread raised: what, where
-        self.failure_traceback: str | None = None
+        self.failure = self.failure_traceback = None   # the trainer raised: what, where; trace
         self.trainer_exit_code: int | None = None  # set when the in-process trainer returned
         self._worker: Worker[TrainerResult] | None = None
         self._seen_version = -1
@@ -98,9 +95,7 @@ class CockpitApp(App[int]):
         """The link's snapshot source (an EventCollector, or a RunFileSource)."""
         return self.link.source
 
-    @property
-    def commands(self):
-        return self.link.commands
+    commands = property(lambda self: self.link.commands)
 
     def get_default_screen(self) -> CockpitScreen:
         return self.cockpit
@@ -273,19 +268,11 @@ class CockpitApp(App[int]):
 
     def _steer_lr(self, factor: float) -> None:
         """`[` halves, `]` doubles the learning rate, once confirmed."""
-        old = self.snap.lr
-        if old is None:
+        if self.snap.lr is None:
             self.toast("The run has not said its learning rate yet.", title="lr", timeout=4)
-            return
-        new = old * factor
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.commands.set(lr=new, source="cockpit")
-                self.toast(f"lr {old:g} → {new:g} from the next batch", title="lr change sent",
-                           timeout=4)
-
-        self.push_screen(ConfirmSetting(old, new, self.snap.momentum), answered)
+        else:
+            ConfirmSetting.ask(self, self.snap.lr, self.snap.lr * factor, self.snap.momentum,
+                               send=lambda lr: self.commands.set(lr=lr, source="cockpit"))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -297,8 +284,7 @@ class CockpitApp(App[int]):
     def action_request_quit(self) -> None:
         self.leaving.ask()
 
-    def action_leave(self) -> None:
-        self.leaving.ask()
+    action_leave = action_request_quit          # q when attached: detach or stop
 
     def action_detach(self) -> None:
         self.leaving.detach()

@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Protocol
 
 from textual.binding import Binding
+from textual.screen import Screen
 
+from luna_tui.link import RunLink
+from luna_tui.model.controls import Steering
 from luna_tui.screens.confirm import AttachQuit, ConfirmQuit, ConfirmSetting
 from luna_tui.screens.help import HelpScreen
 from luna_tui.terminal import stdio_to_devnull_for_good
@@ -41,22 +45,40 @@ DETACH_KEY = Binding("d", "detach", "Detach",
 HANGUP_GRACE_S = 5.0
 
 
+class LeavingHost(Protocol):
+    """What Leaving needs of the app besides the link and the steering: its screens, its
+    end, and whether the run is over."""
+
+    run_over: bool
+    trainer_started: bool
+    screen: Screen
+    screen_stack: list[Screen]
+
+    def push_screen(self, screen: Screen, callback=None): ...
+
+    def pop_screen(self): ...
+
+    def exit(self, result=None, return_code: int = 0, message=None) -> None: ...
+
+    def exit_code(self) -> int: ...
+
+    def poll(self) -> None: ...
+
+    def toast(self, message: str, **kwargs) -> None: ...
+
+
 class Leaving:
     """The app's ways out. ``outcome`` (attached): "detached", "stopped" or "closed"."""
 
-    def __init__(self, app) -> None:
-        self.app = app                  # a CockpitApp
+    def __init__(self, app: LeavingHost, link: RunLink, controls: Steering) -> None:
+        self.app, self.link, self._controls = app, link, controls
         self.outcome: str | None = None
         self.hung_up = False
-
-    @property
-    def _controls(self):
-        return self.app.controls
 
     def ask(self) -> None:
         """`q`: in-process, confirm a stop; attached, detach or stop the run."""
         app = self.app
-        if app.link.attached:
+        if self.link.attached:
             if app.run_over or self._controls.read_only is not None:
                 self.detach()          # nothing this cockpit could stop: just leave
             elif self._controls.quitting:
@@ -91,7 +113,7 @@ class Leaving:
         stop the run at a batch boundary (it checkpoints) and exit once it has. Attached:
         detach; the run goes on."""
         app = self.app
-        if app.link.attached:
+        if self.link.attached:
             self.detach()
             return
         if self._controls.quitting:
@@ -101,7 +123,7 @@ class Leaving:
         if app.run_over:
             app.exit(return_code=app.exit_code())
             return
-        app.commands.stop()
+        self.link.commands.stop()
         if not app.trainer_started:
             # Nothing of ours to wait for (a run fed from elsewhere): the stop is sent, leave.
             app.exit(return_code=app.exit_code())
@@ -114,7 +136,7 @@ class Leaving:
             self.detach()
             return
         self._controls.quitting = True
-        self.app.commands.stop()
+        self.link.commands.stop()
         self.app.poll()
 
     def detach(self) -> None:
@@ -147,7 +169,7 @@ class Leaving:
 
     def _exit_after_hangup(self) -> None:
         # the trainer's result straight from its thread: the UI loop may hang
-        trainer = self.app.link.trainer
+        trainer = self.link.trainer
         result = None if trainer is None else trainer.wait()
         time.sleep(HANGUP_GRACE_S)
         os._exit(self.app.exit_code() if result is None else result.exit_code)

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-
-from textual.app import App
+from typing import Protocol
 
 from luna_core.run import events as ev
 from luna_core.run.runs import CRASHED
@@ -23,11 +22,21 @@ MAX_TOASTS = 2
 TOASTED_CHECKPOINTS = ("request", "nonfinite")
 
 
-class Notifier:
-    """Toasts and call-backs for one app."""
+class ToastHost(Protocol):
+    """All the Notifier needs of the app: Textual's toasts and a write to the terminal."""
 
-    def __init__(self, app: App, quiet: bool = False) -> None:
-        self.app = app
+    def notify(self, message: str, *, title: str, severity: str, timeout: float) -> None: ...
+
+    def clear_notifications(self) -> None: ...
+
+    def terminal_write(self, data: str) -> None: ...
+
+
+class Notifier:
+    """Toasts and call-backs for one app (its ``ToastHost`` side only)."""
+
+    def __init__(self, host: ToastHost, quiet: bool = False) -> None:
+        self.host = host
         self.quiet = quiet
         self.toasts: list[tuple[float, tuple[str, str, str]]] = []   # (expires, notify args)
         self._news = SnapshotNews()
@@ -39,14 +48,14 @@ class Notifier:
         now = time.monotonic()
         live = [t for t in self.toasts if t[0] > now]
         if len(live) >= MAX_TOASTS:
-            self.app.clear_notifications()
+            self.host.clear_notifications()
             live = live[len(live) - MAX_TOASTS + 1:]
             for expires, (text, head, level) in live:
-                self.app.notify(text, title=head, severity=level,
+                self.host.notify(text, title=head, severity=level,
                                 timeout=max(0.5, expires - now))
         live.append((now + timeout, (message, title, severity)))
         self.toasts = live
-        self.app.notify(message, title=title, severity=severity, timeout=timeout)
+        self.host.notify(message, title=title, severity=severity, timeout=timeout)
 
     def announce(self, snap: RunSnapshot, *, failure: str | None,
                  attached_end: bool) -> list:
@@ -81,5 +90,5 @@ class Notifier:
     def call_user(self, title: str, body: str) -> None:
         """The bell and a desktop notification (unless --quiet)."""
         if not self.quiet:
-            self.app.terminal_write(BEL + desktop_notification(
+            self.host.terminal_write(BEL + desktop_notification(
                 title, body, in_tmux=bool(os.environ.get("TMUX"))))

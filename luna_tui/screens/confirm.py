@@ -83,3 +83,14 @@ class ConfirmSetting(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+    @classmethod
+    def ask(cls, app, old_lr: float, new_lr: float, momentum: float | None, send) -> None:
+        """Ask on ``app``; once confirmed, ``send(new_lr)`` and say so."""
+        def answered(yes: bool | None) -> None:
+            if yes:
+                send(new_lr)
+                app.toast(f"lr {old_lr:g} → {new_lr:g} from the next batch",
+                          title="lr change sent", timeout=4)
+
+        app.push_screen(cls(old_lr, new_lr, momentum), answered)
