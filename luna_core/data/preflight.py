@@ -81,7 +81,19 @@ def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10) -> Re
         report.problems.append(f"none of the series listed in {cand.name} is under "
                                f"{data_dir}/subset*/")
         return report
+    _check_headers(report, data_dir, found)
+    used = [c for c in listed if c.series_uid in found]
+    _check_split(report, used, val_stride)
+    _check_store(report, data_dir, cache_dir, cand, used)
+    report.say(f"device    {_device()}")
+    cores = os.cpu_count() or 1
+    report.say(f"workers   --num-workers {max(1, min(cores - 1, 8))} suggested ({cores} cores; a "
+               "worker reads ~3,000 chunks/s from storage, ~30,000 from memory)")
+    return report
 
+
+def _check_headers(report: Report, data_dir: Path, found: set[str]) -> None:
+    """Every series' header read and its .raw's size matched (a bad one named)."""
     bad = []
     for uid in sorted(found):
         try:
@@ -93,7 +105,9 @@ def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10) -> Re
     report.say(f"headers   {len(found) - len(bad):,} read, .raw sizes match"
                + (f"; {len(bad)} bad (named above)" if bad else ""))
 
-    used = [c for c in listed if c.series_uid in found]
+
+def _check_split(report: Report, used: list, val_stride: int) -> None:
+    """The training and validation samples (and nodules) the split gives."""
     n = len(used)
     val = split_indices(n, val_stride, True)
     trn = split_indices(n, val_stride, False)
@@ -108,6 +122,9 @@ def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10) -> Re
     if not val_nod:
         report.say("          no nodule in validation: recall will mean nothing")
 
+
+def _check_store(report: Report, data_dir: Path, cache_dir: Path, cand, used: list) -> None:
+    """The chunk store: what is built, what it will take, whether it fits (disk, memory)."""
     store = ChunkStore(data_dir, cache_dir, CHUNK_WIDTH_IRC, cand)
     states: dict[str, int] = {}
     centres = series_centres(used)
@@ -141,11 +158,6 @@ def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10) -> Re
         report.say(f"          the store ({_gb(full)}) {fits} (RAM {_gb(ram)})")
     except ImportError:
         pass
-    report.say(f"device    {_device()}")
-    cores = os.cpu_count() or 1
-    report.say(f"workers   --num-workers {max(1, min(cores - 1, 8))} suggested ({cores} cores; a "
-               "worker reads ~3,000 chunks/s from storage, ~30,000 from memory)")
-    return report
 
 
 def check_sources(datasets) -> int:

@@ -120,6 +120,14 @@ def _series_record(geom, s, wanted: int) -> dict:
     return info
 
 
+def _options_record(given: dict) -> dict:
+    """The options a set was written with, as synth.json records them."""
+    names = ("series", "size_xy", "slices", "negatives_per_series", "nodules_per_series",
+             "subsets", "flip_every", "missing_series")
+    return {name: list(given[name]) if isinstance(given[name], tuple) else given[name]
+            for name in names}
+
+
 def _series_line(which: str, geom, s, wanted: int, seconds: float) -> str:
     nx, ny, nz = geom.size
     return (f"series {which} subset{geom.subset} {geom.uid[-8:]}: "
@@ -189,11 +197,7 @@ def write_synthetic_dataset(out_dir, series: int = 10, seed: int = 0, *,
     missing_uids = [make_uid(master, taken) for _ in range(missing_series)]
     manifest = {
         "format": MANIFEST_FORMAT, "generator": "luna_core.synth", "complete": False,
-        "seed": seed,
-        "options": {"series": series, "size_xy": size_xy, "slices": list(slices),
-                    "negatives_per_series": negatives_per_series,
-                    "nodules_per_series": list(nodules_per_series), "subsets": subsets,
-                    "flip_every": flip_every, "missing_series": missing_series},
+        "seed": seed, "options": _options_record(locals()),
         "files": [f"subset{g.subset}/{g.uid}.{ext}" for g in geoms for ext in ("raw", "mhd")],
     }
     write_text_atomic(out / MANIFEST_JSON, json.dumps(manifest, indent=1) + "\n")
@@ -221,19 +225,17 @@ def write_synthetic_dataset(out_dir, series: int = 10, seed: int = 0, *,
         if missing_uids:
             say(f"{len(missing_uids)} series listed in the CSVs but not written "
                 f"(as when only some subsets are downloaded)")
-
         nbytes += _write_csvs(out, cand_rows, ann_rows)     # last: they mark it complete
         manifest.update(complete=True, series=series_info, missing=missing_info)
         write_text_atomic(out / MANIFEST_JSON, json.dumps(manifest, indent=1) + "\n")
     finally:
         shutil.rmtree(partial, ignore_errors=True)
 
-    positives = sum(1 for row in cand_rows if row[2] == 1)
     summary = SynthSummary(
-        out_dir=str(out), series=series, candidates=len(cand_rows), positives=positives,
-        annotations=len(ann_rows), seconds=time.perf_counter() - started,
-        missing_series=len(missing_uids), flipped_series=sum(g.flipped for g in geoms),
-        bytes_on_disk=nbytes, seed=seed, series_uids=[g.uid for g in geoms],
-        missing_uids=missing_uids)
+        out_dir=str(out), series=series, candidates=len(cand_rows),
+        positives=sum(1 for row in cand_rows if row[2] == 1), annotations=len(ann_rows),
+        seconds=time.perf_counter() - started, missing_series=len(missing_uids),
+        flipped_series=sum(g.flipped for g in geoms), bytes_on_disk=nbytes, seed=seed,
+        series_uids=[g.uid for g in geoms], missing_uids=missing_uids)
     say(summary.describe())
     return summary
