@@ -33,7 +33,7 @@ from luna_tui.attach import build_attach_app, farewell, open_run
 from luna_tui.link.system_probe import RunProcessProbe, SystemProbe
 from luna_tui.screens.confirm import AttachQuit
 from luna_tui.screens.help import HelpScreen
-from luna_tui.widgets import ProgressPane
+from luna_tui.widgets.progress import ProgressPane
 from luna_tui.widgets.system import render_system
 from tests.cockpit_helpers import (
     FROZEN_READING,

@@ -18,6 +18,7 @@ from luna_tui.link.local import LocalLink
 from luna_tui.model import formatting as fmt
 from luna_tui.model import layout as plan
 from luna_tui.model import plotdata as pd
+from luna_tui.model import views
 from luna_tui.model.formatting import short_path
 from luna_tui.widgets.trends import TrendPlot
 from tests.cockpit_helpers import (
@@ -67,7 +68,7 @@ def plot_rows(app) -> dict[str, int]:
 
 
 def slot_rows(app) -> dict[str, int]:
-    return {name: app.query_one(f"#slot-{name}").region.height for name in plan.ALL_PANES
+    return {name: app.query_one(f"#slot-{name}").region.height for name in views.pane_names()
             if app.query_one(f"#slot-{name}").display}
 
 
@@ -86,7 +87,7 @@ async def test_overview_gives_every_pane_rows_and_plots_ten_or_none(size):
         await on_screen(pilot, app, "? Help")
         await settled(pilot, app)
         rows = slot_rows(app)
-        assert set(rows) == set(plan.PANES)                 # every pane is there...
+        assert set(rows) == set(views.dashboard().panes)                 # every pane is there...
         assert all(r >= 1 for r in rows.values()), rows    # ...with rows, never zero
         collapsed = app.cockpit.layout_plan.collapsed
         for name in collapsed:                             # a collapsed one says something
@@ -130,7 +131,7 @@ async def test_each_view_fills_the_screen_with_readable_plots(size):
 
         await pilot.press("1")
         await settled(pilot, app)
-        assert set(slot_rows(app)) == set(plan.PANES)
+        assert set(slot_rows(app)) == set(views.dashboard().panes)
 
 
 async def test_z_zooms_the_focused_pane_and_back():
@@ -144,7 +145,7 @@ async def test_z_zooms_the_focused_pane_and_back():
         await on_screen(pilot, app, "val E2", "view: classes")
         await pilot.press("z")
         await settled(pilot, app)
-        assert app.cockpit.zoomed is None and set(slot_rows(app)) == set(plan.PANES)
+        assert app.cockpit.zoomed is None and set(slot_rows(app)) == set(views.dashboard().panes)
         app.set_focus(None)
         await pilot.press("z")                       # nothing focused: the trend plots
         await settled(pilot, app)
@@ -198,10 +199,10 @@ def test_layout_plans_at_the_four_sizes():
     natural = {"progress": 8, "classes": 11, "system": 7, "bottleneck": 5}
     for width, height in SIZES:
         lay = plan.overview(width, height, natural)
-        assert sum(lay.rows[p] for p in plan.PANES if not (
+        assert sum(lay.rows[p] for p in views.dashboard().panes if not (
             lay.wide and p in ("classes", "bottleneck"))) <= height - plan.FOOTER_ROWS
         assert lay.plot_rows() == 0 or lay.plot_rows() >= plan.MIN_PLOT_ROWS
-        assert plan.fill_view(plan.TRENDS, width, height).plot_rows() >= plan.MIN_PLOT_ROWS
+        assert plan.fill_view("trends", width, height).plot_rows() >= plan.MIN_PLOT_ROWS
     assert "trends" in plan.overview(80, 24, natural).collapsed
     assert plan.overview(160, 48, natural).collapsed == frozenset()
 
@@ -508,7 +509,7 @@ def test_the_status_line_leaves_out_whole_parts_least_important_first():
 def pd_status(snap, width):
     from luna_tui.model.summaries import status_line
 
-    return status_line(snap, "trends", width)
+    return status_line(snap, "trends", width, overview_key="1")
 
 
 @pytest.mark.parametrize("reveal", ["3", "resize"])

@@ -1,25 +1,20 @@
 """Where each pane goes, for a terminal size and a view: pure arithmetic, no Textual.
 
-The cockpit has six views (``1`` overview, ``2`` trends, ``3`` log, ``4`` system, ``5``
-diagnostics, ``6`` examples) and a zoom
-(``z``: the focused pane alone). Every view fits the screen without scrolling: a pane gets its
-natural height or, in the overview, collapses to a one-line summary when it does not fit; a
-pane is never given zero rows. A trend plot is only drawn with at least ``MIN_PLOT_ROWS`` rows
-of plotting area: the trends pane collapses otherwise.
+The views and their panes are luna_tui.model.views' tables; there is a zoom too (``z``: the
+focused pane alone). Every view fits the screen without scrolling: a pane gets its natural
+height or, in the overview, collapses to a one-line summary when it does not fit; a pane is
+never given zero rows. A trend plot is only drawn with at least ``MIN_PLOT_ROWS`` rows of
+plotting area: the trends pane collapses otherwise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-OVERVIEW, TRENDS, LOG, SYSTEM = "overview", "trends", "log", "system"
-DIAGNOSTICS, EXAMPLES = "diagnostics", "examples"
-VIEWS = {"1": OVERVIEW, "2": TRENDS, "3": LOG, "4": SYSTEM, "5": DIAGNOSTICS, "6": EXAMPLES}
-PANES = ("progress", "classes", "system", "bottleneck", "trends", "log")   # the overview's
-ALL_PANES = (*PANES, DIAGNOSTICS, EXAMPLES)    # these two have their own views only
+from luna_tui.model import views
 
 FOOTER_ROWS = 1
-STATUS_ROWS = 1            # the one-line status above views 2-4 and a zoomed pane
+STATUS_ROWS = 1            # the one-line status above a view but the overview, a zoom
 BORDER_ROWS = 2
 COLLAPSED_ROWS = 1
 PLOTS = 3
@@ -94,33 +89,50 @@ def plot_arrangement(width: int, rows: int) -> str:
     return "row"
 
 
-def fill_view(view: str, width: int, height: int) -> Layout:
-    """Views 2-4 and a zoom: the status line, then the view's panes filling the screen."""
+def split_rows(room: int, panes: tuple[str, ...], shares: tuple[int, ...] = ()) -> dict[str, int]:
+    """``room`` rows between ``panes`` in proportion to ``shares`` (equal without), at least one
+    each; the first pane gets what the others leave."""
+    shares = shares or (1,) * len(panes)
+    total = sum(shares)
+    rest = {p: max(1, room * s // total) for p, s in zip(panes[1:], shares[1:])}
+    first = max(1, room - sum(room * s // total for s in shares[1:]))
+    return {panes[0]: first, **rest}
+
+
+def fill_view(name: str, width: int, height: int) -> Layout:
+    """A view but the overview, or a zoom (``name``: a view's, else a pane's, alone): the status
+    line, then the panes filling the screen as the view splits it."""
     room = max(1, height - FOOTER_ROWS - STATUS_ROWS)
-    if view == TRENDS:
-        return Layout({"trends": room}, plots=plot_arrangement(width, room), status_line=True)
-    if view == LOG:
-        return Layout({"log": room}, status_line=True)
-    if view == SYSTEM:
-        system = max(1, room - room // 3)
-        return Layout({"system": system, "bottleneck": max(1, room - system)},
-                      status_line=True)
-    return Layout({view: room}, plots=plot_arrangement(width, room), status_line=True)
+    view = views.find_view(name)
+    rows = split_rows(room, view.panes, view.shares) if view else {name: room}
+    plots = plot_arrangement(width, rows["trends"]) if "trends" in rows else "row"
+    return Layout(rows, plots=plots, status_line=True)
+
+
+def pane_cols(width: int) -> dict[str, int]:
+    """The overview's widths of the panes measured for their natural height: side by side in
+    pairs from ``WIDE_COLS`` on."""
+    if width < WIDE_COLS:
+        return dict.fromkeys(("progress", "classes", "system", "bottleneck"), width)
+    table, bottleneck = paired_side_cols(width), bottleneck_cols(width)
+    return {"progress": width - table, "classes": table,
+            "system": width - bottleneck, "bottleneck": bottleneck}
 
 
 def overview(width: int, height: int, natural: dict[str, int]) -> Layout:
     """The dashboard: panes in priority order at their natural heights (``natural``: rows
     with borders) while they fit, the rest collapsed to one line; spare rows go to the trend
     plots, then to the log. At ``WIDE_COLS`` and wider, progress|classes and
-    system|bottleneck share a band."""
+    system|bottleneck share a band (the panes' bands in luna_tui.model.views); narrower, the
+    panes are stacked and keep their rows in the overview's order."""
     wide = width >= WIDE_COLS
-    room = max(len(PANES), height - FOOTER_ROWS)
+    panes = views.dashboard().panes
+    room = max(len(panes), height - FOOTER_ROWS)
     if wide:
-        bands = [("progress", "classes"), ("trends",), ("system", "bottleneck"), ("log",)]
+        bands = [names for _band, names in views.bands(panes)]
     else:
-        bands = [("progress",), ("classes",), ("trends",), ("bottleneck",), ("system",),
-                 ("log",)]
-    need = {p: max(BORDER_ROWS + 1, natural.get(p, BORDER_ROWS + 1)) for p in PANES}
+        bands = [(p,) for p in panes]
+    need = {p: max(BORDER_ROWS + 1, natural.get(p, BORDER_ROWS + 1)) for p in panes}
     need["trends"] = trends_rows_needed("row")
     need["log"] = MIN_LOG_ROWS
     used = COLLAPSED_ROWS * len(bands)           # every band at least its summary line
@@ -143,6 +155,6 @@ def overview(width: int, height: int, natural: dict[str, int]) -> Layout:
         spare -= grow
     if "log" in full:
         rows["log"] += spare
-    collapsed = frozenset(p for p in PANES if p not in full)
+    collapsed = frozenset(p for p in panes if p not in full)
     plots = plot_arrangement(width, rows["trends"]) if "trends" in full else "row"
     return Layout(rows, collapsed, plots=plots, wide=wide)

@@ -1,5 +1,8 @@
-"""One-line summaries of the panes: what a collapsed pane says, and the status line above views
-2-4. No Textual here."""
+"""One-line summaries of the panes: what a collapsed pane says, and the status line above a
+view other than the overview. No Textual here.
+
+A pane's line (luna_tui.model.views names it) takes what the pane shows (the snapshot, or the
+system reading) and the key of the view that shows the pane whole, for its "press" hint."""
 
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ def _run_facts(snap: RunSnapshot) -> dict[str, str]:
     return facts
 
 
-def progress_line(snap: RunSnapshot) -> str:
+def progress_line(snap: RunSnapshot, view_key: str = "") -> str:
     facts = _run_facts(snap)
     return " · ".join([where(snap), *(facts[k] for k in ("speed", "ends", "lr") if k in facts)])
 
@@ -51,7 +54,7 @@ def latest_loss(snap: RunSnapshot) -> str:
     return "loss —"
 
 
-def classes_line(snap: RunSnapshot) -> str:
+def classes_line(snap: RunSnapshot, view_key: str = "") -> str:
     alarms = any(pm.pos_alarm for pm in snap.metrics.values())
     val = snap.metrics.get("val") or snap.metrics.get("trn")
     if val is None:
@@ -62,19 +65,19 @@ def classes_line(snap: RunSnapshot) -> str:
     return (f"!! {MISSED} · " + text) if alarms else text
 
 
-def trends_line(snap: RunSnapshot) -> str:
+def trends_line(snap: RunSnapshot, view_key: str) -> str:
     epochs = len(snap.history.get("val", ())) or len(snap.history.get("trn", ()))
-    return f"{latest_loss(snap)} · {epochs} epoch(s) of trends · press 2 for the plots"
+    return f"{latest_loss(snap)} · {epochs} epoch(s) of trends · press {view_key} for the plots"
 
 
-def bottleneck_line(snap: RunSnapshot) -> str:
+def bottleneck_line(snap: RunSnapshot, view_key: str = "") -> str:
     b = snap.bottleneck
     if b is None or b.batches == 0:
         return "bottleneck: measuring"
     return f"data wait {100 * b.data_share:.0f} % of batch time ({b.phase}, {b.batches} batches)"
 
 
-def system_line(reading: SystemReading | None) -> str:
+def system_line(reading: SystemReading | None, view_key: str) -> str:
     if reading is None:
         return "system: reading"
     parts = []
@@ -87,24 +90,26 @@ def system_line(reading: SystemReading | None) -> str:
         parts.append(f"GPU{gpu.index} {util:.0f} %" if fmt.is_num(util) else f"GPU{gpu.index}")
     if not reading.gpus:
         parts.append(reading.gpu_note)
-    return " · ".join(parts) + " · press 4 for details"
+    return " · ".join(parts) + f" · press {view_key} for details"
 
 
-def log_line(snap: RunSnapshot) -> str:
+def log_line(snap: RunSnapshot, view_key: str) -> str:
     if not snap.log:
-        return "log: nothing yet · press 3 for the log"
-    return f"{snap.log[-1].message} · press 3 for the log"
+        return f"log: nothing yet · press {view_key} for the log"
+    return f"{snap.log[-1].message} · press {view_key} for the log"
 
 
-def status_line(snap: RunSnapshot, view_name: str, width: int = 10_000) -> str:
-    """The line above views 2-4: where the run is, in at most ``width`` characters. What
-    matters most comes first (where, loss, time left); what does not fit is left out whole,
-    the least important first (lr, samples/s, the view's name), never cut mid-value."""
+def status_line(snap: RunSnapshot, view_name: str, width: int = 10_000, *,
+                overview_key: str) -> str:
+    """The line above a view other than the overview (whose key is ``overview_key``): where
+    the run is, in at most ``width`` characters. What matters most comes first (where, loss,
+    time left); what does not fit is left out whole, the least important first (lr,
+    samples/s, the view's name), never cut mid-value."""
     facts = _run_facts(snap)
     parts = [(0, where(snap)), (1, latest_loss(snap))]
     parts += [(rank, facts[k]) for k, rank in (("ends", 2), ("speed", 4), ("lr", 5))
               if k in facts]
-    parts.append((3, f"view: {view_name} (1: all)"))
+    parts.append((3, f"view: {view_name} ({overview_key}: all)"))
     while len(parts) > 1:
         line = " · ".join(text for _rank, text in parts)
         if len(line) <= width:

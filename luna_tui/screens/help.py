@@ -1,5 +1,6 @@
 """The help screen (`?`): the keys, built from the bindings themselves (each binding's tooltip
-is its help line; bindings with the same line share a row), and what each pane shows."""
+is its help line; bindings with the same line share a row), and what each pane shows (the
+views table's help of each pane)."""
 
 from __future__ import annotations
 
@@ -14,34 +15,20 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-PANES = [
-    ("Progress", "state, epoch, batch, samples/s; when the phase and the run end. ETAs use "
-                 "active time only (paused time never counts); ≈ marks a guess."),
-    ("Per class", "latest epoch for trn and val: loss, % correct, k of n; precision, recall "
-                  "and F1 of the positive class; under it LUNA16's CPM of the validation with "
-                  "its 95 % interval, sensitivity at 1 FP per scan, AUC and AP. A NODULES "
-                  "MISSED banner appears when 'all' looks excellent but nodules are almost "
-                  "never found."),
-    ("Trends", "live training loss per batch (smoothed, the raw values dotted behind; ▲ marks "
-               "values clipped at the top); loss/all, loss/pos and % of nodules correct per "
-               "epoch (orange trn, blue val; a marker per series). Titles: the latest value "
-               "and the best so far."),
-    ("Diagnostics", "view 5: the latest validation beside the one before it: LUNA16's FROC "
-                    "(sensitivity against false positives per scan; the CPM is the mean at "
-                    "the seven marked points, with its 95 % bootstrap interval), the PR curve, "
-                    "the prediction histograms of nodules and non-nodules with one line that "
-                    "reads them, and the confusion counts at 0.5. n: the next plot when the "
-                    "screen shows one at a time."),
-    ("Examples", "view 6: the latest validation's worst misses, false alarms or best hits "
-                 "as CT slices (lung window, the annotated diameter as a circle) with their "
-                 "probability and loss. k kind, , . epoch, PgDn more, Enter three planes."),
-    ("System", "CPU, RAM, this process and its loader workers; GPUs through NVML."),
-    ("Bottleneck", "share of recent batch time spent waiting for data vs computing."),
-    ("Log", "the training loop's log lines."),
-    ("Notifications", "only for what you asked for (a checkpoint, a pause) and for alarms "
-                      "(non-finite loss, a failure, nodules missed); at most two at a time. "
-                      "Epoch-end checkpoints are in the progress pane and the log."),
-]
+from luna_tui.model import views
+
+#: Not a pane, but said with them.
+NOTIFICATIONS = ("Notifications", "only for what you asked for (a checkpoint, a pause) and for "
+                                  "alarms (non-finite loss, a failure, nodules missed); at most "
+                                  "two at a time. Epoch-end checkpoints are in the progress pane "
+                                  "and the log.")
+
+
+def pane_rows() -> list[tuple[str, str]]:
+    """(title, what it shows) per pane of the views table (luna_tui.model.views), in its
+    order, and the notifications."""
+    return [*((spec.title, views.pane_help(spec)) for spec in views.PANES), NOTIFICATIONS]
+
 
 _KEY_NAMES = {"left_square_bracket": "[", "right_square_bracket": "]", "question_mark": "?",
               "tab": "Tab", "escape": "Esc", "enter": "Enter", "comma": ",",
@@ -81,7 +68,7 @@ def _table(rows: list[tuple[str, str]]) -> Table:
 
 def help_renderable(keys: list[tuple[str, str]]) -> Group:
     return Group(Text("Keys", style="bold underline"), _table(keys), Text(""),
-                 Text("Panes", style="bold underline"), _table(PANES))
+                 Text("Panes", style="bold underline"), _table(pane_rows()))
 
 
 class HelpScreen(ModalScreen[None]):

@@ -1,13 +1,10 @@
-"""The cockpit's panes, one module each."""
+"""The cockpit's panes, one module each. The views table (luna_tui.model.views) names each
+pane's widget by its dotted path; ``pane_class`` finds it."""
 
-from luna_tui.widgets.bottleneck import BottleneckPane
-from luna_tui.widgets.class_table import ClassTablePane
-from luna_tui.widgets.diagnostics import DiagnosticsPane
-from luna_tui.widgets.examples import ExamplesPane
-from luna_tui.widgets.log import LogPane
-from luna_tui.widgets.progress import ProgressPane
-from luna_tui.widgets.system import SystemPane
-from luna_tui.widgets.trends import TrendsPane
+from importlib import import_module
 
-__all__ = ["BottleneckPane", "ClassTablePane", "DiagnosticsPane", "ExamplesPane", "LogPane",
-           "ProgressPane", "SystemPane", "TrendsPane"]
+
+def pane_class(path: str) -> type:
+    """The widget class at the dotted ``path`` (module, then class)."""
+    module, _, name = path.rpartition(".")
+    return getattr(import_module(module), name)

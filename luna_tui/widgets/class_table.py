@@ -6,8 +6,6 @@ says so in a banner that cannot be missed (reverse video, so it survives NO_COLO
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -30,6 +28,7 @@ from luna_core.run.metric_catalog import (
 )
 from luna_tui.model import formatting as fmt
 from luna_tui.model.snapshot import RunSnapshot
+from luna_tui.model.summaries import baseline_line
 from luna_tui.widgets.pane import MemoPane
 
 ALARM_STYLE = "bold white on red"
@@ -142,7 +141,14 @@ class ClassTablePane(MemoPane):
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
         self.border_title = "Per class · latest epoch"
-        self.versus: Callable[[RunSnapshot], str | None] = lambda snap: None
+        self.baseline = None      # a RunHistory (luna_core.run.compare): this run against it
+
+    def set_baseline(self, baseline) -> None:
+        self.baseline = baseline
+        self.forget()
+
+    def versus(self, snap: RunSnapshot) -> str | None:
+        return baseline_line(snap, self.baseline)
 
     def memo_key(self, width: int, snap: RunSnapshot) -> tuple:
         return (width, snap.metrics_version, self.versus(snap))

@@ -1,10 +1,10 @@
-"""Diagnostics (view 5): how the latest validation ranks nodules against the rest, beside the
-validation before it: LUNA16's FROC (sensitivity against false positives per scan on a log
-axis, the seven points of the CPM marked), the PR curve, the prediction histograms of nodules
-and non-nodules (the book's TensorBoard histograms) with one line that reads them, and the
-confusion counts at the threshold. All four at once on a large screen; one at a time,
-cycled with `n`, on a small one. Drawn only when a new validation arrives or the size
-changes (luna_tui.model.diagnostics has the numbers)."""
+"""Diagnostics (a view of its own): how the latest validation ranks nodules against the rest,
+beside the validation before it: LUNA16's FROC (sensitivity against false positives per scan
+on a log axis, the seven points of the CPM marked), the PR curve, the prediction histograms of
+nodules and non-nodules (the book's TensorBoard histograms) with one line that reads them, and
+the confusion counts at the threshold. All four at once on a large screen; one at a time,
+cycled with `n`, on a small one. Drawn only when a new validation arrives or the size changes
+(luna_tui.model.diagnostics has the numbers)."""
 
 from __future__ import annotations
 
@@ -19,17 +19,18 @@ from textual.widgets import Static
 from luna_tui.model import diagnostics as dg
 from luna_tui.model import plotdata as pd
 from luna_tui.model.snapshot import RunSnapshot
+from luna_tui.widgets.pane import CockpitPane
 from luna_tui.widgets.trends import TrendPlot
 
-_N_HELP = ("diagnostics view (5): the next plot (FROC, PR curve, histograms, confusion) when "
-           "the screen shows one at a time")
+_N_HELP = ("the next plot (FROC, PR curve, histograms, confusion) when the screen shows one "
+           "at a time")
 BEFORE_COLOR = (150, 150, 150)
 
 
-class DiagnosticsPane(Container):
+class DiagnosticsPane(CockpitPane, Container):
     can_focus = True
 
-    KEYS = [Binding("n", "next_diagnostic", "Next plot", show=False, tooltip=_N_HELP)]
+    KEYS = [Binding("n", "next_plot", "Next plot", show=False, tooltip=_N_HELP)]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -56,6 +57,14 @@ class DiagnosticsPane(Container):
         for k, name in enumerate(dg.PLOTS):
             self.query_one(f"#diag-{name}").display = grid or k == self.current
         self._update_title()
+
+    def action_next_plot(self) -> None:
+        """`n`: the diagnostics view, or its next plot when it shows one at a time."""
+        if not self.bring_up() and not self.grid:
+            self.next_plot()
+
+    def laid_out(self, layout, width: int, height: int) -> None:
+        self.show_plots(dg.grid(width, height))
 
     def next_plot(self) -> str:
         self.current = (self.current + 1) % len(dg.PLOTS)

@@ -1,14 +1,14 @@
-"""Examples (view 6): the candidates the latest validation got most wrong, as CT images: the
-worst misses (nodules scored lowest), the false alarms (non-nodules scored highest) or the
-best hits, a cell each with the central axial slice (lung window, the annotated diameter as a
-circle) and its numbers. `k` switches the kind, `,` / `.` step to the validation before / after
-(is a miss still missed?), PageUp / PageDown page through the cells, Enter opens the focused
-one in three planes. The file is read (stdlib, no numpy) only when the epoch or kind changes."""
+"""Examples (a view of its own): the candidates the latest validation got most wrong, as CT
+images: the worst misses (nodules scored lowest), the false alarms (non-nodules scored
+highest) or the best hits, a cell each with the central axial slice (lung window, the annotated
+diameter as a circle) and its numbers. `k` switches the kind, `,` / `.` step to the validation
+before / after (is a miss still missed?), PageUp / PageDown page through the cells, Enter opens
+the focused one in three planes. The file is read (stdlib, no numpy) only when the epoch or
+kind changes."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -18,14 +18,21 @@ from textual.message import Message
 from textual.widgets import Static
 
 from luna_core.errors import LunaInputError
-from luna_core.run.examples import KIND_TITLE, KINDS, Example, ExampleSet, read_examples
+from luna_core.run.examples import (
+    KIND_TITLE,
+    KINDS,
+    Example,
+    ExampleSet,
+    examples_path,
+    read_examples,
+)
 from luna_core.run.runs import rebase
 from luna_tui.model.ct_image import example_image
 from luna_tui.model.snapshot import RunSnapshot
+from luna_tui.widgets.pane import CockpitPane
 
-_KEYS_HELP = ("examples view (6): k worst misses / false alarms / best hits, , and . the "
-              "validation before / after, PgUp PgDn more cells, Enter the focused one in "
-              "three planes")
+_KEYS_HELP = ("k worst misses / false alarms / best hits, , and . the validation before / "
+              "after, PgUp PgDn more cells, Enter the focused one in three planes")
 CELL_COLS, IMAGE_ROWS, CAPTION_ROWS = 24, 11, 2
 CELL_ROWS = IMAGE_ROWS + CAPTION_ROWS
 
@@ -70,22 +77,20 @@ class ExampleCell(Container):
         self.post_message(self.Opened(self.example))
 
 
-class ExamplesPane(Container):
+class ExamplesPane(CockpitPane, Container):
     can_focus = True
 
-    KEYS = [Binding("k", "examples_kind", "Kind", show=False, tooltip=_KEYS_HELP),
-            Binding("comma", "examples_epoch(-1)", "Earlier", show=False, tooltip=_KEYS_HELP),
-            Binding("full_stop", "examples_epoch(1)", "Later", show=False,
-                    tooltip=_KEYS_HELP),
-            Binding("pagedown", "examples_page(1)", "More", show=False, tooltip=_KEYS_HELP),
-            Binding("pageup", "examples_page(-1)", "Back", show=False, tooltip=_KEYS_HELP)]
+    KEYS = [Binding("k", "kind", "Kind", show=False, tooltip=_KEYS_HELP),
+            Binding("comma", "epoch(-1)", "Earlier", show=False, tooltip=_KEYS_HELP),
+            Binding("full_stop", "epoch(1)", "Later", show=False, tooltip=_KEYS_HELP),
+            Binding("pagedown", "page(1)", "More", show=False, tooltip=_KEYS_HELP),
+            Binding("pageup", "page(-1)", "Back", show=False, tooltip=_KEYS_HELP)]
 
-    def __init__(self, image_class=None, locate: Callable[[str, int], str] | None = None,
-                 **kwargs) -> None:
+    def __init__(self, image_class=None, run_dir_here: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.border_title = "Examples · latest validation"
-        self.image_class = image_class
-        self.locate = locate or (lambda path, _epoch: path)
+        self.image_class = image_class    # textual-image's widget for CT slices (None: off)
+        self.run_dir_here = run_dir_here  # the run folder as this process sees it
         self.kind = KINDS[0]
         self.epoch: int | None = None        # None: follow the newest
         self.page = 0
@@ -94,9 +99,43 @@ class ExamplesPane(Container):
         self._shown: tuple | None = None
         self._snap: RunSnapshot | None = None
 
+    @classmethod
+    def for_cockpit(cls, screen, name: str) -> ExamplesPane:
+        return cls(screen.image_class, screen.run_dir_here, id=name)
+
     def compose(self) -> ComposeResult:
         yield Static("", id="examples-head")
         yield Container(id="examples-grid")
+
+    # -- its keys --------------------------------------------------------------------------
+
+    def opened(self, snap: RunSnapshot) -> None:
+        """Its view came up: the pane, then (once drawn) its first cell."""
+        self.focus()
+        self.show(snap)
+        self.call_after_refresh(self.focus_first_cell)
+
+    def action_kind(self) -> None:
+        """`k`: the examples view, then its next kind (misses, false alarms, best hits)."""
+        if not self.bring_up():
+            self.next_kind()
+
+    def action_epoch(self, step: int) -> None:
+        """`,` / `.`: the examples of the validation before / after (in their view)."""
+        self.bring_up()
+        self.step_epoch(step)
+
+    def action_page(self, step: int) -> None:
+        """PgDn / PgUp in the examples view: the next / previous cells (elsewhere nothing:
+        a focused pane that scrolls has the keys first)."""
+        if self.in_view():
+            self.step_page(step)
+
+    def on_example_cell_opened(self, message: ExampleCell.Opened) -> None:
+        from luna_tui.screens.example_detail import ExampleDetail
+
+        if self.loaded is not None:
+            self.app.push_screen(ExampleDetail(self.loaded, message.example, self.image_class))
 
     # -- what to show ----------------------------------------------------------------------
 
@@ -149,10 +188,14 @@ class ExamplesPane(Container):
     def _path(self, epoch: int) -> str:
         """Where epoch ``epoch``'s examples are: the path the run recorded, moved under the
         run folder this cockpit reads when the run was copied or moved (else a copy would
-        show the original's files), then as ``locate`` finds it."""
+        show the original's files); as written, else under that run folder (an attached run
+        written from another working directory)."""
         recorded = dict(self._snap.examples)[epoch]
-        here = getattr(self.screen, "run_dir_here", None) if self.is_attached else None
-        return self.locate(rebase(recorded, self._snap.run_dir, here) or recorded, epoch)
+        here = self.run_dir_here
+        path = rebase(recorded, self._snap.run_dir, here) or recorded
+        if os.path.exists(path) or not here:
+            return path
+        return examples_path(here, epoch)
 
     def _load(self, epoch: int) -> ExampleSet | str:
         path = self._path(epoch)

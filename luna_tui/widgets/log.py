@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from luna_tui.model.snapshot import LogLine, RunSnapshot
+from luna_tui.widgets.pane import CockpitPane
 
 LEVEL_STYLE = {
     "DEBUG": "dim",
@@ -31,7 +32,7 @@ def format_line(line: LogLine, tz: tzinfo | None) -> Text:
     return text
 
 
-class LogPane(RichLog):
+class LogPane(CockpitPane, RichLog):
     """Appends only the lines that arrived since the last poll, wrapped at the pane's width;
     when the width changes (a view, the zoom, the terminal) every line is laid out again, so
     lines that arrived while the pane was narrow do not stay wrapped narrow."""
@@ -45,6 +46,13 @@ class LogPane(RichLog):
         self._tz = tz or (lambda: None)
         self._texts: deque[Text] = deque(maxlen=max_lines)   # what was written, unwrapped
         self._laid_out_at: int | None = None                  # the width they were wrapped at
+
+    @classmethod
+    def for_cockpit(cls, screen, name: str) -> LogPane:
+        return cls(id=name, tz=lambda: screen.clock().tzinfo)
+
+    def laid_out(self, layout, width: int, height: int) -> None:
+        self.call_after_refresh(self.scroll_end, animate=False)   # its newest lines in view
 
     def show(self, snap: RunSnapshot) -> None:
         new = snap.log_total - self._seen

@@ -243,6 +243,9 @@ class ProgressPane(MemoPane):
         super().__init__("", **kwargs)
         self.border_title = "LUNA cockpit"
 
+    def follow(self, snap: RunSnapshot, ui: UiStatus, now: datetime) -> None:
+        self.show(snap, now, ui)
+
     def show(self, snap: RunSnapshot, now: datetime, ui: UiStatus) -> None:
         self.border_subtitle = f"device {snap.device}" if snap.device else ""
         super().show(snap, now, ui)

@@ -25,6 +25,7 @@ from luna_core.run.metric_catalog import CORRECT_POS, CPM, LOSS, RECALL
 from luna_tui.model import plotdata as pd
 from luna_tui.model.plotdata import PlotOptions
 from luna_tui.model.snapshot import EpochPoint, RunSnapshot
+from luna_tui.widgets.pane import CockpitPane
 
 PLOT_KEYS_HELP = ("plots: s smoothing of the batch loss on/off (EMA 0.9), y log scale on/off, "
                   "x epochs or training samples")
@@ -71,7 +72,7 @@ def _epochs(points: tuple[EpochPoint, ...], attr: str) -> list[tuple[int, float]
     return [(p.epoch, getattr(p, attr)) for p in points if pd.finite(getattr(p, attr))]
 
 
-class TrendsPane(Container):
+class TrendsPane(CockpitPane, Container):
     can_focus = True          # Tab moves here; z zooms the focused pane
 
     DEFAULT_CSS = """
@@ -80,8 +81,7 @@ class TrendsPane(Container):
     TrendsPane.-stacked { layout: vertical; }
     """
 
-    #: The plot keys. The screen binds them (they work whatever has the focus) and hands
-    #: them here: the screen's ``action_plot`` calls ``toggle``.
+    #: The plot keys (``action_plot``): the screen binds them, so they work in every view.
     KEYS = [Binding(key, f"plot('{what}')", name, show=False, tooltip=PLOT_KEYS_HELP)
             for key, what, name in (("s", "smoothing", "Smooth"), ("y", "log", "Log y"),
                                     ("x", "x", "x axis"))]
@@ -97,6 +97,10 @@ class TrendsPane(Container):
         self._snap: RunSnapshot | None = None
         self._log_auto = False        # what the data says when the user has not chosen
         self.baseline = None          # a RunHistory drawn beside this run (luna_core.run.compare)
+
+    @classmethod
+    def for_cockpit(cls, screen, name: str) -> TrendsPane:
+        return cls(id=name, min_interval=screen.plot_interval)
 
     def set_baseline(self, baseline) -> None:
         self.baseline = baseline
@@ -125,6 +129,9 @@ class TrendsPane(Container):
         """'row': the plots side by side; 'column': stacked."""
         self.set_class(plots != "row", "-stacked")
 
+    def laid_out(self, layout, width: int, height: int) -> None:
+        self.arrange_plots(layout.plots)
+
     def on_resize(self) -> None:
         if self._snap is not None:      # titles and ticks depend on the width
             self.call_after_refresh(self.show, self._snap, force=True)
@@ -152,6 +159,10 @@ class TrendsPane(Container):
         """A plot key: 'smoothing' (s), 'log' (y) or 'x' (x)."""
         return {"smoothing": self.toggle_smoothing, "log": self.toggle_log,
                 "x": self.toggle_x}[what]()
+
+    def action_plot(self, what: str) -> None:
+        """The plot keys (s y x): their titles and axis labels say what is on."""
+        self.toggle(what)
 
     # -- drawing --------------------------------------------------------------------------
 
