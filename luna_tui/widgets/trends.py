@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -225,98 +226,82 @@ class TrendsPane(CockpitPane, Container):
         self.query_one("#plot-batch", TrendPlot).redraw(draw)
 
     def _draw_epochs(self, snap: RunSnapshot) -> None:
-        trn = snap.history.get("trn", ())
-        val = snap.history.get("val", ())
-        opts = self.options
-        per_epoch = snap.trn_samples
-        last = max([p.epoch for p in trn + val] or [1])
-        epoch_ticks = list(range(1, last + 1)) if last <= 12 and not (
-            opts.x_samples and per_epoch) else None
-        title_phase = "val" if val else "trn"
+        frame = _EpochFrame.of(snap, self.options)
+        self.query_one("#plot-loss", TrendPlot).redraw(lambda w: self._draw_loss(w, frame))
+        self.query_one("#plot-pos", TrendPlot).redraw(lambda w: self._draw_pos(w, frame))
 
-        samples_at = {p.epoch: p.total_samples for p in trn + val if p.total_samples}
-
-        def x(e: float) -> float:
-            if opts.x_samples and e in samples_at:
-                return samples_at[e]           # what the run saw, whatever its epoch size
-            return pd.x_of_epoch(e, per_epoch, opts)
-
-        def loss(w: TrendPlot) -> None:
-            plt = w.plt
-            values = [v for pts in (trn, val) for p in pts for v in (p.loss_all, p.loss_pos)
-                      if v is not None and v > 0 and math.isfinite(v)]
-            # loss/pos is often 100x loss/all (the book's imbalance): a log axis shows both.
-            # (log10 is applied here, not by plotext, whose log scale is not re-render safe)
-            self._log_auto = bool(values) and max(values) / min(values) > 30
-            log = bool(values) and (self._log_auto if opts.log_y is None else opts.log_y)
-            for points, name in ((trn, "trn"), (val, "val")):
-                for attr, what in (("loss_all", "all"), ("loss_pos", "pos")):
-                    pts = _epochs(points, attr)
-                    if log:
-                        pts = [(e, math.log10(v)) for e, v in pts if v > 0]
-                    if pts:
-                        color, marker = pd.SERIES[(name, what)]
-                        plt.plot([x(e) for e, _ in pts], [v for _, v in pts], marker=marker,
-                                 color=color, label=f"{name} {what}")
-            base = self._baseline_points(LOSS.key)
-            if base:
-                values += [v for _x, v in base if v > 0]
-                pts = [(x, math.log10(v) if log else v) for x, v in base if v > 0 or not log]
-                plt.plot([x for x, _ in pts], [v for _, v in pts], marker=pd.BASE_MARKER,
-                         color=pd.BASE_COLOR, label="base val all")
-            axis = pd.log_axis(values) if log else None
-            if axis is not None:
-                ticks, labels, lo, hi = axis
-                plt.yticks(ticks, labels)
-                plt.ylim(lo, hi)
-            series = _epochs(val or trn, "loss_all")
-            scale = " (log)" if log else ""
-            title = (pd.value_title("loss per epoch" + scale, title_phase, series, LOSS.lower,
-                                    LOSS.spec),
-                     pd.value_title("loss" + scale, title_phase, series, LOSS.lower, ".3f"),
-                     "epoch loss")
-            self._epoch_axis(w, epoch_ticks, last, bool(values), title, snap)
-
-        cpm = _epochs(val, "cpm")
-
-        def pos(w: TrendPlot) -> None:
-            plt = w.plt
-            any_data = False
-            for points, name in ((trn, "trn"), (val, "val")):
-                pts = _epochs(points, "correct_pos")
+    def _draw_loss(self, w: TrendPlot, f: _EpochFrame) -> None:
+        plt, opts, trn, val, x = w.plt, self.options, f.trn, f.val, f.x
+        values = [v for pts in (trn, val) for p in pts for v in (p.loss_all, p.loss_pos)
+                  if v is not None and v > 0 and math.isfinite(v)]
+        # loss/pos is often 100x loss/all (the book's imbalance): a log axis shows both.
+        # (log10 is applied here, not by plotext, whose log scale is not re-render safe)
+        self._log_auto = bool(values) and max(values) / min(values) > 30
+        log = bool(values) and (self._log_auto if opts.log_y is None else opts.log_y)
+        for points, name in ((trn, "trn"), (val, "val")):
+            for attr, what in (("loss_all", "all"), ("loss_pos", "pos")):
+                pts = _epochs(points, attr)
+                if log:
+                    pts = [(e, math.log10(v)) for e, v in pts if v > 0]
                 if pts:
-                    any_data = True
-                    color, marker = pd.SERIES[(name, "all")]
+                    color, marker = pd.SERIES[(name, what)]
                     plt.plot([x(e) for e, _ in pts], [v for _, v in pts], marker=marker,
-                             color=color, label=f"{name} %" if cpm else name)
-            if cpm:        # LUNA16's CPM, x 100 on the same 0-100 axis
-                color, marker = pd.CPM_SERIES
-                plt.plot([x(e) for e, _ in cpm], [100 * v for _, v in cpm], marker=marker,
-                         color=color, label="val CPM")
-            # the baseline's CPM when both runs have one, else its recall (= % of nodules right)
-            shown = CPM if cpm and self._baseline_points(CPM.key) else RECALL
-            base = self._baseline_points(shown.key, 100.0)
-            if base:
-                any_data = True
-                plt.plot([x for x, _ in base], [v for _, v in base], marker=pd.BASE_MARKER,
-                         color=pd.BASE_COLOR,
-                         label=f"base {CPM.name}" if shown is CPM else "base val")
-            plt.ylim(0, 100)
-            if cpm:
-                title = (pd.value_title(f"{CPM.name} x100, nodules %", "val", cpm, CPM.lower,
-                                        CPM.spec),
-                         pd.value_title(CPM.name, "val", cpm, CPM.lower, CPM.spec),
-                         pd.value_title(CPM.name, "val", cpm, CPM.lower, ".2f"), CPM.name)
-            else:
-                series = _epochs(val or trn, "correct_pos")
-                m = CORRECT_POS
-                title = (pd.value_title(m.label, title_phase, series, m.lower, m.spec),
-                         pd.value_title(m.short, title_phase, series, m.lower, ".0f"),
-                         m.short)
-            self._epoch_axis(w, epoch_ticks, last, any_data or bool(cpm), title, snap)
+                             color=color, label=f"{name} {what}")
+        base = self._baseline_points(LOSS.key)
+        if base:
+            values += [v for _x, v in base if v > 0]
+            pts = [(x, math.log10(v) if log else v) for x, v in base if v > 0 or not log]
+            plt.plot([x for x, _ in pts], [v for _, v in pts], marker=pd.BASE_MARKER,
+                     color=pd.BASE_COLOR, label="base val all")
+        axis = pd.log_axis(values) if log else None
+        if axis is not None:
+            ticks, labels, lo, hi = axis
+            plt.yticks(ticks, labels)
+            plt.ylim(lo, hi)
+        series = _epochs(val or trn, "loss_all")
+        scale = " (log)" if log else ""
+        title = (pd.value_title("loss per epoch" + scale, f.title_phase, series, LOSS.lower,
+                                LOSS.spec),
+                 pd.value_title("loss" + scale, f.title_phase, series, LOSS.lower, ".3f"),
+                 "epoch loss")
+        self._epoch_axis(w, f.epoch_ticks, f.last, bool(values), title, f.snap)
 
-        self.query_one("#plot-loss", TrendPlot).redraw(loss)
-        self.query_one("#plot-pos", TrendPlot).redraw(pos)
+    def _draw_pos(self, w: TrendPlot, f: _EpochFrame) -> None:
+        plt, trn, val, x = w.plt, f.trn, f.val, f.x
+        cpm = _epochs(val, "cpm")
+        any_data = False
+        for points, name in ((trn, "trn"), (val, "val")):
+            pts = _epochs(points, "correct_pos")
+            if pts:
+                any_data = True
+                color, marker = pd.SERIES[(name, "all")]
+                plt.plot([x(e) for e, _ in pts], [v for _, v in pts], marker=marker,
+                         color=color, label=f"{name} %" if cpm else name)
+        if cpm:        # LUNA16's CPM, x 100 on the same 0-100 axis
+            color, marker = pd.CPM_SERIES
+            plt.plot([x(e) for e, _ in cpm], [100 * v for _, v in cpm], marker=marker,
+                     color=color, label="val CPM")
+        # the baseline's CPM when both runs have one, else its recall (= % of nodules right)
+        shown = CPM if cpm and self._baseline_points(CPM.key) else RECALL
+        base = self._baseline_points(shown.key, 100.0)
+        if base:
+            any_data = True
+            plt.plot([x for x, _ in base], [v for _, v in base], marker=pd.BASE_MARKER,
+                     color=pd.BASE_COLOR,
+                     label=f"base {CPM.name}" if shown is CPM else "base val")
+        plt.ylim(0, 100)
+        if cpm:
+            title = (pd.value_title(f"{CPM.name} x100, nodules %", "val", cpm, CPM.lower,
+                                    CPM.spec),
+                     pd.value_title(CPM.name, "val", cpm, CPM.lower, CPM.spec),
+                     pd.value_title(CPM.name, "val", cpm, CPM.lower, ".2f"), CPM.name)
+        else:
+            series = _epochs(val or trn, "correct_pos")
+            m = CORRECT_POS
+            title = (pd.value_title(m.label, f.title_phase, series, m.lower, m.spec),
+                     pd.value_title(m.short, f.title_phase, series, m.lower, ".0f"),
+                     m.short)
+        self._epoch_axis(w, f.epoch_ticks, f.last, any_data or bool(cpm), title, f.snap)
 
     def _epoch_axis(self, w: TrendPlot, ticks, last: int, any_data: bool,
                     titles: tuple[str, ...], snap: RunSnapshot) -> None:
@@ -342,3 +327,33 @@ class TrendsPane(CockpitPane, Container):
             ticks = pd.nice_ticks(lo, hi)
             if ticks:
                 plt.xticks(ticks, [pd.count_label(t) for t in ticks])
+
+
+@dataclass
+class _EpochFrame:
+    """What both per-epoch plots draw from: the points, the x of an epoch, the ticks."""
+
+    snap: RunSnapshot
+    trn: tuple
+    val: tuple
+    x: Callable[[float], float]
+    epoch_ticks: list[int] | None
+    last: int
+    title_phase: str
+
+    @classmethod
+    def of(cls, snap: RunSnapshot, opts) -> _EpochFrame:
+        trn = snap.history.get("trn", ())
+        val = snap.history.get("val", ())
+        per_epoch = snap.trn_samples
+        last = max([p.epoch for p in trn + val] or [1])
+        epoch_ticks = list(range(1, last + 1)) if last <= 12 and not (
+            opts.x_samples and per_epoch) else None
+        samples_at = {p.epoch: p.total_samples for p in trn + val if p.total_samples}
+
+        def x(e: float) -> float:
+            if opts.x_samples and e in samples_at:
+                return samples_at[e]           # what the run saw, whatever its epoch size
+            return pd.x_of_epoch(e, per_epoch, opts)
+
+        return cls(snap, trn, val, x, epoch_ticks, last, "val" if val else "trn")
