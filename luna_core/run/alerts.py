@@ -18,6 +18,7 @@ import threading
 import time
 
 from luna_core.run import events as ev
+from luna_core.run.fold import event_method
 from luna_core.run.metric_catalog import CORRECT, CORRECT_POS
 
 log = logging.getLogger(__name__)
@@ -58,28 +59,42 @@ class NotifySink:
         self._missed_said = False
         self._threads: list[threading.Thread] = []
 
+    @event_method
     def __call__(self, event: ev.Event) -> None:
-        if isinstance(event, ev.RunStarted):
-            self.run_dir = event.run_dir
-        elif isinstance(event, ev.RunFinished):
-            what = event.error or f"exit status {event.exit_code}"
-            self.notify(event.state, f"run {event.state}: {what}")
-        elif isinstance(event, ev.LogRecord) and event.level == "ERROR" \
-                and event.message.startswith(ev.SIDE_OUTPUT_FAILED):
+        """Nothing for an event the user need not hear about."""
+
+    @__call__.register
+    def _started(self, event: ev.RunStarted) -> None:
+        self.run_dir = event.run_dir
+
+    @__call__.register
+    def _finished(self, event: ev.RunFinished) -> None:
+        what = event.error or f"exit status {event.exit_code}"
+        self.notify(event.state, f"run {event.state}: {what}")
+
+    @__call__.register
+    def _log(self, event: ev.LogRecord) -> None:
+        if event.level == "ERROR" and event.message.startswith(ev.SIDE_OUTPUT_FAILED):
             self.notify("side_output_failed", event.message)
-        elif isinstance(event, ev.NonFiniteLoss):
-            self.notify("nonfinite", f"non-finite loss at E{event.epoch} {event.phase} batch "
-                                     f"{event.batch_ndx}: {event.action}")
-        elif isinstance(event, ev.EpochMetrics) and event.phase == "val":
-            self._missed.append(nodules_missed(event))
-            recent = self._missed[-MISSED_EPOCHS:]
-            if len(recent) == MISSED_EPOCHS and all(recent) and not self._missed_said:
-                self._missed_said = True
-                found = missed_found(event.epoch, event.pos_correct, event.pos_count)
-                self.notify("nodules_missed", f"{MISSED} for {MISSED_EPOCHS} validations "
-                                              f"({found}); try {MISSED_REMEDY}")
-            elif not recent[-1]:
-                self._missed_said = False
+
+    @__call__.register
+    def _nonfinite(self, event: ev.NonFiniteLoss) -> None:
+        self.notify("nonfinite", f"non-finite loss at E{event.epoch} {event.phase} batch "
+                                 f"{event.batch_ndx}: {event.action}")
+
+    @__call__.register
+    def _metrics(self, event: ev.EpochMetrics) -> None:
+        if event.phase != "val":
+            return
+        self._missed.append(nodules_missed(event))
+        recent = self._missed[-MISSED_EPOCHS:]
+        if len(recent) == MISSED_EPOCHS and all(recent) and not self._missed_said:
+            self._missed_said = True
+            found = missed_found(event.epoch, event.pos_correct, event.pos_count)
+            self.notify("nodules_missed", f"{MISSED} for {MISSED_EPOCHS} validations "
+                                          f"({found}); try {MISSED_REMEDY}")
+        elif not recent[-1]:
+            self._missed_said = False
 
     def notify(self, what: str, message: str) -> None:
         env = {**os.environ, "LUNA_EVENT": what, "LUNA_RUN_DIR": self.run_dir,

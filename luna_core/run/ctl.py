@@ -13,6 +13,7 @@ from luna_core.run import events as ev
 from luna_core.run.commands import Setting, command_spec, commands_said
 from luna_core.run.control import ControlClient
 from luna_core.run.eventfile import EventFileFollower, run_event_file
+from luna_core.run.fold import RunState
 from luna_core.run.runs import ENDED_STATES, read_run, resolve_run_dir
 
 EXIT_OK, EXIT_NO_ACK, EXIT_REFUSED = 0, 1, 2
@@ -22,6 +23,11 @@ def _after(event: ev.BatchDone) -> str:
     """Where a batch event leaves the run, counted as the cockpit does: 'after E1 trn batch
     10/83' is after the 10th of 83 batches (batch_ndx 9)."""
     return f"after E{event.epoch} {event.phase} batch {event.batch_ndx + 1}/{event.batch_count}"
+
+
+def _where(run: RunState) -> str:
+    """Where the run's latest batch event leaves it ('' before one)."""
+    return _after(run.last_batch) if run.last_batch is not None else ""
 
 
 def parse_setting(values: list[str]) -> Setting:
@@ -60,12 +66,8 @@ def ctl(target: str, command: str, runs_dir: str, wait_s: float = 120.0,
         raise LunaInputError(f"the run is not running ({info.state}): nothing takes "
                              f"'{command}'", path=run_dir)
     follower = EventFileFollower(run_event_file(run_dir))
-    status, where = "", ""
-    for event in follower.poll():             # where the run is now
-        if isinstance(event, ev.StatusChanged):
-            status = event.state
-        elif isinstance(event, ev.BatchDone):
-            where = _after(event)
+    run = RunState.of(follower.poll())          # where the run is now
+    status, where = run.status, _where(run)
     if not spec.means_something(status == ev.PAUSED):     # already paused, not paused
         said = spec.moot.format(where=where, status=status or "starting")
         out.write(f"{said}\n".replace("  ", " "))
@@ -83,12 +85,12 @@ def ctl(target: str, command: str, runs_dir: str, wait_s: float = 120.0,
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         for event in follower.poll():
-            if isinstance(event, ev.BatchDone):
-                where = _after(event)
+            run(event)
+            where = _where(run)
             if spec.ack.by(event):
                 out.write(spec.ack.line(event, where) + "\n")
                 return EXIT_OK
-            if isinstance(event, ev.RunFinished):
+            if event is run.finished:                 # the run's final event
                 out.write(f"the run ended ({event.state}) before acknowledging "
                           f"'{command}'\n")
                 return EXIT_NO_ACK

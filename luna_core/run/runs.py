@@ -1,7 +1,8 @@
 """Finding runs and telling their state from their event files (`luna-tui runs`, attach).
 
 The rules every reader of a run uses: what a run directory is (``run_event_file``,
-``not_a_run``), whether a run has ended (``ENDED_STATES``), whether it is on this host
+``not_a_run``), whether a run has ended (``ENDED_STATES``, with the states: they live in
+luna_core.run.fold, which tells a run's state from its events), whether it is on this host
 (``on_this_host``) and whether its process is gone without a final event (``process_gone``:
 the ``crashed`` state)."""
 
@@ -15,15 +16,13 @@ from luna_core.errors import LunaInputError
 from luna_core.proc import process_alive
 from luna_core.run import events as ev
 from luna_core.run.eventfile import EVENT_FILE_NAME, read_events, run_event_file
+from luna_core.run.fold import (
+    CRASHED,
+    ENDED_STATES,  # noqa: F401 - the rule's name for its readers
+    RUNNING,
+    RunState,
+)
 from luna_core.run.metric_catalog import CORRECT_POS, LOSS
-
-RUNNING = "running"
-CRASHED = "crashed"          # no final event, and its process is gone: ended unexpectedly
-
-#: States after which nothing more happens in this process of the run. CRASHED is never sent
-#: by a trainer: a reader folds it in when the run's process is gone without a final event
-#: (crash, SIGKILL, reboot).
-ENDED_STATES = (ev.FINISHED, ev.STOPPED, ev.FAILED, CRASHED)
 
 
 @dataclass
@@ -62,36 +61,24 @@ def not_a_run(path: str) -> LunaInputError:
 
 
 def summarize(run_dir: str, events: list[ev.Event]) -> RunInfo:
-    starts = [i for i, e in enumerate(events) if isinstance(e, ev.RunStarted)]
-    if not starts:
+    run = RunState.of(events)
+    first, current = run.started, run.current   # current: the latest process (after resumes)
+    if first is None or current is None:
         raise not_a_run(os.path.join(run_dir, EVENT_FILE_NAME))
-    first = events[starts[0]]
-    current = events[starts[-1]]            # the latest process of this run (after resumes)
-    segment = events[starts[-1]:]
-    finished = next((e for e in reversed(segment) if isinstance(e, ev.RunFinished)), None)
+    finished = run.finished
     if finished is not None:
         state = finished.state
     else:
         state = CRASHED if process_gone(current) else RUNNING
-    epoch = None
-    val_loss = val_pos = None
-    for e in events:
-        if isinstance(e, ev.EpochMetrics) and e.phase == "val":
-            epoch = e.epoch
-            val_loss, val_pos = e.metrics.get(LOSS.key), e.metrics.get(CORRECT_POS.key)
-        elif isinstance(e, ev.PhaseStarted):
-            epoch = e.epoch if epoch is None else max(epoch, e.epoch)
-    checkpoints, recorded = [], None
-    for e in events:                    # as recorded, moved to where the run is read from
-        if isinstance(e, ev.RunStarted):
-            recorded = e.run_dir
-        elif isinstance(e, ev.CheckpointSaved):
-            checkpoints.append(rebase(e.path, recorded, run_dir))
+    last = run.last_validation.metrics if run.last_validation is not None else {}
+    saved = run.checkpoints[-1] if run.checkpoints else None
     return RunInfo(
-        run_dir=run_dir, state=state, started=first.t, epoch=epoch, epochs=current.epochs,
-        val_loss=val_loss, val_correct_pos=val_pos, pid=current.pid, host=current.host,
+        run_dir=run_dir, state=state, started=first.t, epoch=run.reached,
+        epochs=current.epochs, val_loss=last.get(LOSS.key),
+        val_correct_pos=last.get(CORRECT_POS.key), pid=current.pid, host=current.host,
         control_socket=current.control_socket,
-        last_checkpoint=checkpoints[-1] if checkpoints else None,
+        # as recorded, moved to where the run is read from
+        last_checkpoint=rebase(saved.path, run.checkpoint_run_dir, run_dir) if saved else None,
         error=finished.error if finished is not None else None)
 
 

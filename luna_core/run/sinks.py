@@ -21,6 +21,7 @@ from luna_core.run.events import (
     StatusChanged,
     event_to_dict,
 )
+from luna_core.run.fold import event_method
 
 
 class ConsoleSink:
@@ -32,25 +33,38 @@ class ConsoleSink:
         self._last_error = ""
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, LogRecord):
-            level, message = event.level, event.message
-            if level in ("ERROR", "CRITICAL"):
-                self._last_error = message
-        elif isinstance(event, StatusChanged) and event.detail == self._last_error:
-            return      # "status: failed (the error)": the error line just said it
-        elif isinstance(event, StatusChanged) and event.detail:
-            level, message = "INFO", f"status: {event.state} ({event.detail})"
-        elif isinstance(event, StatusChanged):
-            level, message = "INFO", f"status: {event.state}"
-        elif isinstance(event, CheckpointSaved):
-            level, message = "INFO", f"checkpoint ({event.reason}): {event.path}"
-        else:
+        said = self._said(event)
+        if said is None:
             return
+        level, message = said
         stamp = datetime.datetime.fromtimestamp(event.t)
         line = f"{stamp:%Y-%m-%d %H:%M:%S},{stamp.microsecond // 1000:03d} {level} {message}\n"
         stream = self.stream or sys.stderr
         stream.write(line)
         stream.flush()
+
+    @event_method
+    def _said(self, event: Event) -> tuple[str, str] | None:
+        """(level, message) of the line ``event`` is worth; None: no line."""
+        return None
+
+    @_said.register
+    def _log(self, event: LogRecord) -> tuple[str, str] | None:
+        if event.level in ("ERROR", "CRITICAL"):
+            self._last_error = event.message
+        return event.level, event.message
+
+    @_said.register
+    def _status(self, event: StatusChanged) -> tuple[str, str] | None:
+        if event.detail == self._last_error:
+            return None     # "status: failed (the error)": the error line just said it
+        if event.detail:
+            return "INFO", f"status: {event.state} ({event.detail})"
+        return "INFO", f"status: {event.state}"
+
+    @_said.register
+    def _checkpoint(self, event: CheckpointSaved) -> tuple[str, str] | None:
+        return "INFO", f"checkpoint ({event.reason}): {event.path}"
 
 
 class JsonlSink:
@@ -68,22 +82,45 @@ class JsonlSink:
         self._file = open(path, mode, encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, BatchDone):
-            now = time.monotonic()
-            last_of_phase = event.batch_ndx + 1 == event.batch_count
-            if now - self._last_batch < self.min_gap and not last_of_phase:
-                return
-            self._last_batch = now
+        if not self._kept(event):
+            return
         line = json.dumps(event_to_dict(event), default=_jsonable, allow_nan=True)
         with self._lock:
             if self._file.closed:
                 return
             self._file.write(line + "\n")
             self._file.flush()
-            if isinstance(event, (RunFinished, CheckpointSaved, NonFiniteLoss)):
-                os.fsync(self._file.fileno())
-            if isinstance(event, RunFinished):
-                self._file.close()
+            self._written(event)
+
+    @event_method
+    def _kept(self, event: Event) -> bool:
+        """Is ``event`` written? Every one is but thinned batches."""
+        return True
+
+    @_kept.register
+    def _batch_kept(self, event: BatchDone) -> bool:
+        now = time.monotonic()
+        last_of_phase = event.batch_ndx + 1 == event.batch_count
+        if now - self._last_batch < self.min_gap and not last_of_phase:
+            return False
+        self._last_batch = now
+        return True
+
+    @event_method
+    def _written(self, event: Event) -> None:
+        """After ``event``'s line is written and flushed (under the lock): nothing more for
+        most events."""
+
+    @_written.register(CheckpointSaved)
+    @_written.register(NonFiniteLoss)
+    def _sync(self, event: Event) -> None:
+        """An event a reader must find even after a crash: on the disk now."""
+        os.fsync(self._file.fileno())
+
+    @_written.register
+    def _last(self, event: RunFinished) -> None:
+        os.fsync(self._file.fileno())
+        self._file.close()
 
     def close(self) -> None:
         with self._lock:

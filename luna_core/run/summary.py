@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from luna_core.run import events as ev
 from luna_core.run.compare import cpm_of
 from luna_core.run.estimate import format_duration
+from luna_core.run.fold import RunState, event_method
 from luna_core.run.metric_catalog import CPM, F1, LOSS, PRECISION, RECALL, best_point, metric
 
 
@@ -33,20 +34,20 @@ LAST_VALIDATION = (CPM, RECALL, PRECISION, F1)
 
 @dataclass
 class RunSummary:
-    """Folds a run's events as they come (``fold``; a sink) into what ``lines`` says."""
+    """Folds a run's events as they come (``fold``; a sink) into what ``lines`` says: its
+    ``run`` (luna_core.run.fold) holds the state every reader shares (epochs, validations);
+    ``take`` folds the summary's own part of an event (where the time went, how the run
+    ended). A reader that folds ``run`` itself passes it and calls ``take`` only."""
 
     run_dir: str = ""
+    run: RunState = field(default_factory=RunState)
     state: str = ""
     wall_s: float = 0.0
     paused_s: float = 0.0
     phases: dict[str, _Phase] = field(default_factory=lambda: {"trn": _Phase(),
                                                                   "val": _Phase()})
-    epochs_done: int = 0
-    epochs: int = 0
-    val_rows: dict[int, dict[str, float]] = field(default_factory=dict)   # epoch -> metrics
     last_checkpoint: str | None = None
     error: str | None = None
-    _recorded_run_dir: str | None = None     # the run folder as the run saw it (its events)
     _started_at: float | None = None
     _paused_at: float | None = None
     _last_batch: dict[str, ev.BatchDone] = field(default_factory=dict)
@@ -55,52 +56,82 @@ class RunSummary:
         self.fold(e)
 
     def fold(self, e: ev.Event) -> None:
-        if isinstance(e, ev.RunStarted):
-            self._started_at, self.epochs = e.t, e.epochs
-            self.run_dir = self.run_dir or e.run_dir
-            self._recorded_run_dir = e.run_dir
-        elif isinstance(e, ev.RunFinished):
-            if self._started_at is not None:
-                self.wall_s += e.t - self._started_at
-                self._started_at = None
-            if self._paused_at is not None:
-                self.paused_s += e.t - self._paused_at
-                self._paused_at = None
-            self.state, self.error = e.state, e.error
-            self.last_checkpoint = self._here(e.last_checkpoint) or self.last_checkpoint
-        elif isinstance(e, ev.StatusChanged):
-            if e.state == ev.PAUSED and self._paused_at is None:
-                self._paused_at = e.t
-            elif e.state != ev.PAUSED and self._paused_at is not None:
-                self.paused_s += e.t - self._paused_at
-                self._paused_at = None
-        elif isinstance(e, ev.PhaseStarted):
-            self._last_batch.pop(e.phase, None)
-        elif isinstance(e, ev.BatchDone) and e.phase in self.phases:
-            phase = self.phases[e.phase]
-            before = self._last_batch.get(e.phase)
-            phase.active_s += e.active_s - (before.active_s if before else 0.0)
-            phase.data_s += e.data_s
-            phase.busy_s += e.data_s + e.compute_s
-            self._last_batch[e.phase] = e
-        elif isinstance(e, ev.CheckpointSaved):
-            self.last_checkpoint = self._here(e.path)
-            if e.reason == "epoch":
-                self.epochs_done = max(self.epochs_done, e.epoch)
-        elif isinstance(e, ev.EpochMetrics) and e.phase == "val":
-            self.val_rows[e.epoch] = dict(e.metrics)    # a resumed epoch replaces its row
+        self.run(e)
+        self.take(e)
+
+    @property
+    def epochs(self) -> int:
+        return self.run.current.epochs if self.run.current is not None else 0
+
+    @property
+    def epochs_done(self) -> int:
+        return self.run.epochs_done
+
+    @property
+    def val_rows(self) -> dict[int, dict[str, float]]:
+        """epoch -> its validation's metrics (a resumed epoch's newest), a copy."""
+        return {epoch: dict(m.metrics) for epoch, m in self.run.validations.items()}
+
+    @event_method
+    def take(self, e: ev.Event) -> None:
+        """The summary's own part of ``e`` (nothing for most events)."""
+
+    @take.register
+    def _started(self, e: ev.RunStarted) -> None:
+        self._started_at = e.t
+        self.run_dir = self.run_dir or e.run_dir
+
+    @take.register
+    def _finished(self, e: ev.RunFinished) -> None:
+        if self._started_at is not None:
+            self.wall_s += e.t - self._started_at
+            self._started_at = None
+        if self._paused_at is not None:
+            self.paused_s += e.t - self._paused_at
+            self._paused_at = None
+        self.state, self.error = e.state, e.error
+        self.last_checkpoint = self._here(e.last_checkpoint) or self.last_checkpoint
+
+    @take.register
+    def _status(self, e: ev.StatusChanged) -> None:
+        if e.state == ev.PAUSED and self._paused_at is None:
+            self._paused_at = e.t
+        elif e.state != ev.PAUSED and self._paused_at is not None:
+            self.paused_s += e.t - self._paused_at
+            self._paused_at = None
+
+    @take.register
+    def _phase_started(self, e: ev.PhaseStarted) -> None:
+        self._last_batch.pop(e.phase, None)
+
+    @take.register
+    def _batch(self, e: ev.BatchDone) -> None:
+        phase = self.phases.get(e.phase)
+        if phase is None:
+            return
+        before = self._last_batch.get(e.phase)
+        phase.active_s += e.active_s - (before.active_s if before else 0.0)
+        phase.data_s += e.data_s
+        phase.busy_s += e.data_s + e.compute_s
+        self._last_batch[e.phase] = e
+
+    @take.register
+    def _checkpoint(self, e: ev.CheckpointSaved) -> None:
+        self.last_checkpoint = self._here(e.path)
 
     def _here(self, path: str | None) -> str | None:
         """A recorded path under the run folder the summary reads (a copied run's own)."""
         from luna_core.run.runs import rebase
 
-        return rebase(path, self._recorded_run_dir, self.run_dir)
+        recorded = self.run.current.run_dir if self.run.current is not None else None
+        return rebase(path, recorded, self.run_dir)
 
     def best(self, key: str) -> tuple[int, float] | None:
         """(epoch, value) of the best validation of ``key`` (the catalog's better; the
         first epoch on a tie)."""
-        return best_point(((epoch, self.val_rows[epoch].get(key))
-                           for epoch in sorted(self.val_rows)), metric(key).higher)
+        rows = self.val_rows
+        return best_point(((epoch, rows[epoch].get(key)) for epoch in sorted(rows)),
+                          metric(key).higher)
 
     def data_wait_s(self) -> float:
         total = 0.0
@@ -129,18 +160,19 @@ class RunSummary:
         if loss is None:
             out.append("  no validation finished: no best epoch")
         else:
+            rows = self.val_rows
             f1_text = (f"{F1.name} {F1.number(f1[1])} at E{f1[0]}" if f1
                        else f"{F1.name} -")
             cpm = self.best(CPM.key)
             cpm_text = ""
             if cpm is not None:
-                cpm_text = f"{CPM.name} {cpm_of(self.val_rows[cpm[0]])} at E{cpm[0]}; "
+                cpm_text = f"{CPM.name} {cpm_of(rows[cpm[0]])} at E{cpm[0]}; "
             out.append(f"  best epoch: {cpm_text}validation {LOSS.name} "
                        f"{LOSS.number(loss[1])} at E{loss[0]}; {f1_text}")
-            last_epoch = max(self.val_rows)
+            last_epoch = max(rows)
             parts = []
             for m in LAST_VALIDATION:
-                last, best = self.val_rows[last_epoch].get(m.key), self.best(m.key)
+                last, best = rows[last_epoch].get(m.key), self.best(m.key)
                 if last is not None and best is not None:
                     parts.append(f"{m.name} {m.number(last)} (best "
                                  f"{m.number(best[1])} at E{best[0]})")

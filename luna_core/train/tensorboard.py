@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from luna_core.run.events import EpochMetrics, Event, OptimizerChanged, RunFinished
+from luna_core.run.fold import event_method
 from luna_core.run.metric_catalog import LR, MOMENTUM, tag_of
 
 
@@ -33,17 +34,22 @@ class TensorBoardSink:
                                                  purge_step=self.purge_step)
         return self._writers[phase]
 
+    @event_method
     def __call__(self, event: Event) -> None:
-        if isinstance(event, EpochMetrics):
-            self._write_epoch(event)
-        elif isinstance(event, OptimizerChanged):     # a steered run: when and to what
-            writer = self.writer("trn")
-            writer.add_scalar(LR.tag, event.lr, event.total_samples)
-            writer.add_scalar(MOMENTUM.tag, event.momentum, event.total_samples)
-            writer.flush()
-        elif isinstance(event, RunFinished):
-            self.close()
+        """Nothing for an event TensorBoard does not show."""
 
+    @__call__.register
+    def _optimizer(self, event: OptimizerChanged) -> None:     # a steered run: when and to what
+        writer = self.writer("trn")
+        writer.add_scalar(LR.tag, event.lr, event.total_samples)
+        writer.add_scalar(MOMENTUM.tag, event.momentum, event.total_samples)
+        writer.flush()
+
+    @__call__.register
+    def _finished(self, event: RunFinished) -> None:
+        self.close()
+
+    @__call__.register
     def _write_epoch(self, event: EpochMetrics) -> None:
         import numpy as np
 

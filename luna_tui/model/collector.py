@@ -20,25 +20,16 @@ from types import MappingProxyType
 
 from luna_core.run.estimate import LIVE_WARMUP_BATCHES, RunEstimate
 from luna_core.run.events import (
-    PAUSED,
-    STARTING,
-    STOPPING,
     BatchDone,
-    CheckpointSaved,
     EpochMetrics,
     Event,
     ExamplesSaved,
     LogRecord,
-    NonFiniteLoss,
-    OptimizerChanged,
     PhaseStarted,
-    RunFinished,
     RunStarted,
-    StatusChanged,
-    working_state,
 )
+from luna_core.run.fold import ENDED_STATES, RunState, event_method
 from luna_core.run.metric_catalog import CORRECT, CORRECT_POS, CPM, LOSS, LOSS_POS
-from luna_core.run.runs import ENDED_STATES
 from luna_core.run.summary import RunSummary
 from luna_tui.model.snapshot import (
     Bottleneck,
@@ -60,8 +51,6 @@ RATE_WINDOW = 50
 #: Most points kept for the live per-batch training-loss line.
 MAX_LOSS_POINTS = 2000
 MAX_LOG_LINES = 2000
-MAX_CHECKPOINTS = 50
-MAX_ERRORS = 20
 
 
 
@@ -145,7 +134,9 @@ def _opt_float(metrics: Mapping[str, float], key: str) -> float | None:
 # --------------------------------------------------------------------------------------------
 
 class EventCollector:
-    """A thread-safe event sink that keeps the state the cockpit needs."""
+    """A thread-safe event sink that keeps the state the cockpit needs: the run's state
+    (luna_core.run.fold's ``RunState``, shared with the run's summary) and the cockpit's own
+    part of the events (rates and ETAs, the metrics' history, the loss line, the log)."""
 
     def __init__(self, *, max_loss_points: int = MAX_LOSS_POINTS,
                  max_log_lines: int = MAX_LOG_LINES, rate_window: int = RATE_WINDOW,
@@ -154,17 +145,7 @@ class EventCollector:
         self._estimate = RunEstimate(warmup_batches)
         self._version = 0
         self._cached: RunSnapshot | None = None
-        self._state = STARTING
-        self._state_detail = ""
-        self._run: RunStarted | None = None
-        self._lr: float | None = None
-        self._momentum: float | None = None
-        self._epoch: int | None = None
-        self._phase: str | None = None
-        self._batches_done = 0
-        self._batch_count = 0
-        self._phase_sample_count = 0
-        self._total_samples = 0
+        self._run = RunState()
         self._clock: _PhaseClock | None = None
         self._window: deque[tuple[int, float, float]] = deque(maxlen=max(1, rate_window))
         self._window_is_warmup = True
@@ -175,16 +156,9 @@ class EventCollector:
         self._examples: dict[int, str] = {}
         self._loss = DecimatingSeries(max_loss_points)
         self._loss_version = 0
-        self._nonfinite_count = 0
-        self._last_nonfinite: NonFiniteLoss | None = None
-        self._paused_by_nonfinite = False
         self._log: deque[LogLine] = deque(maxlen=max(1, max_log_lines))
         self._log_total = 0
-        self._checkpoints: deque[CheckpointSaved] = deque(maxlen=MAX_CHECKPOINTS)
-        self._checkpoint_total = 0
-        self._errors: deque[str] = deque(maxlen=MAX_ERRORS)
-        self._finished: RunFinished | None = None
-        self._summary = RunSummary()                 # the run's summary, folded as it goes
+        self._summary = RunSummary(run=self._run)    # the run's summary, folded as it goes
         self._summary_lines: tuple[str, ...] = ()     # said once the run has ended
 
     # -- sink ------------------------------------------------------------------------------
@@ -192,12 +166,11 @@ class EventCollector:
     def __call__(self, event: Event) -> None:
         with self._lock:
             try:
-                self._fold(event)
-                self._summary.fold(event)
-                if isinstance(event, RunFinished):
+                self._take(event)            # a bad event stops here, before the rest
+                self._run(event)
+                self._summary.take(event)
+                if event is self._run.finished:           # this process of the run ended
                     self._summary_lines = tuple(self._summary.lines())
-                elif isinstance(event, RunStarted):
-                    self._summary_lines = ()
             except Exception as exc:  # noqa: BLE001 - never break the trainer's event bus
                 self._add_log(getattr(event, "t", 0.0), "ERROR",
                               f"cockpit could not use a {type(event).__name__} event: {exc!r}")
@@ -219,27 +192,28 @@ class EventCollector:
             return snap
 
     def _build_snapshot(self) -> RunSnapshot:
-        run = self._run
-        if self._state in ENDED_STATES:
+        state = self._run
+        run = state.current
+        if state.state in ENDED_STATES:
             phase_rem, run_rem, rough = 0.0, 0.0, False
         else:
             phase_rem, run_rem, rough = self._estimate.remaining(
-                self._phase, self._epoch, self._batches_done, self._batch_count)
+                state.phase, state.epoch, state.batches_done, state.batch_count)
         window = self._window
         samples = sum(w[0] for w in window)
         secs = sum(w[1] + w[2] for w in window)
         bottleneck = None
-        if window and self._phase is not None:
-            bottleneck = Bottleneck(phase=self._phase, batches=len(window),
+        if window and state.phase is not None:
+            bottleneck = Bottleneck(phase=state.phase, batches=len(window),
                                     data_s=sum(w[1] for w in window),
                                     compute_s=sum(w[2] for w in window))
         return RunSnapshot(
             version=self._version,
-            state=self._state,
-            state_detail=self._state_detail,
+            state=state.state,
+            state_detail=state.detail,
             run_dir=run.run_dir if run else "",
             device=run.device if run else "",
-            lr=self._lr, momentum=self._momentum,
+            lr=state.lr, momentum=state.momentum,
             pid=run.pid if run else None,
             resumed_from=run.resumed_from if run else None,
             epochs=run.epochs if run else None,
@@ -248,12 +222,12 @@ class EventCollector:
             val_samples=run.val_samples if run else None,
             trn_pos=run.trn_pos if run else None,
             val_pos=run.val_pos if run else None,
-            epoch=self._epoch,
-            phase=self._phase,
-            batches_done=self._batches_done,
-            batch_count=self._batch_count,
-            phase_sample_count=self._phase_sample_count,
-            total_samples=self._total_samples,
+            epoch=state.epoch,
+            phase=state.phase,
+            batches_done=state.batches_done,
+            batch_count=state.batch_count,
+            phase_sample_count=state.phase_sample_count,
+            total_samples=state.total_samples,
             samples_per_s=(samples / secs) if secs > 0 else None,
             phase_remaining_s=phase_rem,
             run_remaining_s=run_rem,
@@ -265,86 +239,44 @@ class EventCollector:
             examples=tuple(sorted(self._examples.items())),
             batch_loss=self._loss.points(),
             batch_loss_version=self._loss_version,
-            nonfinite_count=self._nonfinite_count,
-            last_nonfinite=self._last_nonfinite,
-            paused_by_nonfinite=self._paused_by_nonfinite,
+            nonfinite_count=state.nonfinite_count,
+            last_nonfinite=state.last_nonfinite,
+            paused_by_nonfinite=state.paused_by_nonfinite,
             bottleneck=bottleneck,
             log=tuple(self._log),
             log_total=self._log_total,
-            checkpoints=tuple(self._checkpoints),
-            checkpoint_total=self._checkpoint_total,
-            errors=tuple(self._errors),
-            finished=self._finished,
+            checkpoints=tuple(state.checkpoints),
+            checkpoint_total=state.checkpoint_total,
+            errors=tuple(state.errors),
+            finished=state.finished,
             summary=self._summary_lines,
         )
 
-    # -- folding ---------------------------------------------------------------------------
+    # -- the cockpit's own part of the events (the run's state folds the rest) -------------
 
-    def _fold(self, event: Event) -> None:
-        if isinstance(event, BatchDone):
-            self._on_batch(event)
-        elif isinstance(event, PhaseStarted):
-            self._on_phase(event)
-        elif isinstance(event, EpochMetrics):
-            self._on_metrics(event)
-        elif isinstance(event, ExamplesSaved):
-            self._examples[event.epoch] = event.path
-            self._metrics_version += 1
-        elif isinstance(event, LogRecord):
-            self._add_log(event.t, event.level, event.message)
-            if event.level.upper() in ("ERROR", "CRITICAL"):
-                self._errors.append(event.message)
-        elif isinstance(event, StatusChanged):
-            self._set_state(event.state, event.detail)
-        elif isinstance(event, CheckpointSaved):
-            self._checkpoints.append(event)
-            self._checkpoint_total += 1
-        elif isinstance(event, NonFiniteLoss):
-            self._nonfinite_count += 1
-            self._last_nonfinite = event
-            if event.action == "pause":
-                self._paused_by_nonfinite = True
-        elif isinstance(event, RunStarted):
-            # a new process of the run (first start, or a resume appended to the same event
-            # file after the previous one stopped or died): whatever ended, ended before it
-            self._run = self._estimate.run = event
-            self._lr = event.options.get("lr")
-            self._momentum = event.options.get("momentum")
-            self._finished = None
-            self._set_state(STARTING)
-        elif isinstance(event, OptimizerChanged):
-            self._lr, self._momentum = event.lr, event.momentum
-        elif isinstance(event, RunFinished):
-            self._finished = event
-            self._set_state(event.state, event.error or "")
-            if event.error:
-                self._errors.append(event.error)
+    @event_method
+    def _take(self, event: Event) -> None:
+        """Nothing of most events: the run's state has them."""
 
-    def _set_state(self, state: str, detail: str = "") -> None:
-        self._state = state
-        self._state_detail = detail
-        if state != PAUSED:
-            self._paused_by_nonfinite = False
+    @_take.register
+    def _on_started(self, ev: RunStarted) -> None:
+        self._estimate.run = ev
+        self._summary_lines = ()
 
+    @_take.register
     def _on_phase(self, ev: PhaseStarted) -> None:
-        self._epoch, self._phase = ev.epoch, ev.phase
-        self._batches_done = ev.start_batch
-        self._batch_count = ev.batch_count
-        self._phase_sample_count = ev.sample_count
         self._estimate.start_phase(ev.phase, ev.batch_count, ev.sample_count)
         self._clock = _PhaseClock(ev.phase, ev.epoch, ev.start_batch, ev.batch_count)
         self._window.clear()
         self._window_is_warmup = True
-        if self._state not in (PAUSED, STOPPING) + ENDED_STATES:
-            self._set_state(working_state(ev.phase))
 
+    @_take.register
     def _on_batch(self, ev: BatchDone) -> None:
         clock = self._clock
         if clock is None or clock.phase != ev.phase or clock.epoch != ev.epoch:
             # No PhaseStarted seen (e.g. a file opened mid-phase): start from this batch.
             clock = _PhaseClock(ev.phase, ev.epoch, ev.batch_ndx, ev.batch_count)
             self._clock = clock
-            self._epoch, self._phase = ev.epoch, ev.phase
             self._estimate.start_phase(ev.phase, ev.batch_count)
             self._window.clear()
             self._window_is_warmup = True
@@ -352,11 +284,6 @@ class EventCollector:
         # batches done by this process in this phase, from the index rather than by counting
         # events: the event file keeps only a few batch events a second
         clock.done_here = max(clock.done_here + 1, ev.batch_ndx + 1 - clock.start_batch)
-        self._batches_done = ev.batch_ndx + 1
-        self._batch_count = ev.batch_count
-        self._total_samples = max(self._total_samples, ev.total_samples)
-        if self._state in (STARTING,):
-            self._set_state(working_state(ev.phase))
 
         # rates: after warm-up, the slope of active time over batches
         self._estimate.batch_done(clock.done_here, ev.active_s)
@@ -374,6 +301,7 @@ class EventCollector:
                 self._loss.add(x, float(ev.loss))
                 self._loss_version += 1
 
+    @_take.register
     def _on_metrics(self, ev: EpochMetrics) -> None:
         pm = PhaseMetrics(
             phase=ev.phase, epoch=ev.epoch, metrics=MappingProxyType(dict(ev.metrics)),
@@ -402,6 +330,15 @@ class EventCollector:
         if len(hist) > 10_000:
             del hist[: len(hist) - 10_000]
         self._metrics_version += 1
+
+    @_take.register
+    def _on_examples(self, ev: ExamplesSaved) -> None:
+        self._examples[ev.epoch] = ev.path
+        self._metrics_version += 1
+
+    @_take.register
+    def _on_log(self, ev: LogRecord) -> None:
+        self._add_log(ev.t, ev.level, ev.message)
 
     def _add_log(self, t: float, level: str, message: str) -> None:
         for line in str(message).splitlines() or [""]:
