@@ -26,11 +26,12 @@ CSVs but not written, as when a user downloads only some subsets.
 Everything derives from ``seed`` through numpy Generators: the same seed gives byte-identical
 files. Volumes go to disk first (each through a temporary folder and ``os.replace``) and the
 CSVs last, through temporary names, so an interrupted run never leaves a complete-looking
-candidates.csv. This module uses numpy and SimpleITK only (no torch, no textual).
+candidates.csv. This package uses numpy and SimpleITK only (no torch, no textual), and those
+only once something is written.
 """
 
-from luna_core.data.synth.cli import build_parser, main
-from luna_core.data.synth.layout import (
+from luna_core.data.synth.command_line import build_parser, main
+from luna_core.data.synth.dataset_spec import (
     ANNOTATIONS_CSV,
     ANNOTATIONS_HEADER,
     CANDIDATES_CSV,
@@ -42,8 +43,17 @@ from luna_core.data.synth.layout import (
     UID_PREFIX,
     SynthSummary,
 )
-from luna_core.data.synth.writer import write_synthetic_dataset
 
 __all__ = ["ANNOTATIONS_CSV", "ANNOTATIONS_HEADER", "CANDIDATES_CSV", "CANDIDATES_HEADER",
            "FLIPPED_XY_DIRECTION", "IDENTITY_DIRECTION", "MANIFEST_FORMAT", "MANIFEST_JSON",
            "UID_PREFIX", "SynthSummary", "build_parser", "main", "write_synthetic_dataset"]
+
+
+def __getattr__(name: str):
+    """``write_synthetic_dataset`` on first use: the writer imports numpy and SimpleITK, which
+    the command line's parser (`luna-tui synth --help`) does without."""
+    if name == "write_synthetic_dataset":
+        from luna_core.data.synth.writer import write_synthetic_dataset
+
+        return write_synthetic_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 import sys
 
-from luna_core.data.synth.cli import main
+from luna_core.data.synth.command_line import main
 
 if __name__ == "__main__":
     sys.exit(main())

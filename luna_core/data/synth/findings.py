@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from luna_core.data.synth.anatomy import blend
-from luna_core.data.synth.layout import NODULE_DIAMETER_MM
+from luna_core.data.synth.dataset_spec import NODULE_DIAMETER_MM
 
 
 @dataclass

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from luna_core.data.synth.anatomy import blend, make_anatomy, paint_segment, vessel_tree
+from luna_core.data.synth.dataset_spec import HU_MAX, HU_MIN, POSITIVE_JITTER_MM
 from luna_core.data.synth.findings import Nodule, paint_nodule, place_negatives, place_nodules
-from luna_core.data.synth.geometry import Geometry
-from luna_core.data.synth.layout import HU_MAX, HU_MIN, POSITIVE_JITTER_MM
+from luna_core.data.synth.series_geometry import Geometry
 
 
 @dataclass

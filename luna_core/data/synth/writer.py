@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from luna_core.data.synth.geometry import make_geometry, make_uid
-from luna_core.data.synth.layout import (
+from luna_core.data.synth.dataset_spec import (
     ANNOTATIONS_CSV,
     ANNOTATIONS_HEADER,
     CANDIDATES_CSV,
@@ -26,6 +25,7 @@ from luna_core.data.synth.layout import (
     SynthSummary,
 )
 from luna_core.data.synth.series import Series, make_missing_series, make_series, nodule_counts
+from luna_core.data.synth.series_geometry import make_geometry, make_uid
 from luna_core.fsutil import atomic_write
 
 

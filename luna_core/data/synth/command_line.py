@@ -1,12 +1,12 @@
-"""`luna-tui synth` and `python -m luna_core.data.synth`."""
+"""The synth command line, `luna-tui synth` and `python -m luna_core.data.synth`: its parser
+and what it does with the parsed options. Standard library only until the options are parsed
+(the writer, numpy and SimpleITK are imported then), so that `--help` answers at once."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
-
-from luna_core.data.synth.writer import write_synthetic_dataset
 
 
 def build_parser(prog: str = "python -m luna_core.data.synth") -> argparse.ArgumentParser:
@@ -37,7 +37,12 @@ def build_parser(prog: str = "python -m luna_core.data.synth") -> argparse.Argum
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m luna_core.data.synth") -> int:
-    args = build_parser(prog).parse_args(argv)
+    return write_from_options(build_parser(prog).parse_args(argv), prog)
+
+
+def write_from_options(args: argparse.Namespace, prog: str) -> int:
+    """Write the set that ``args`` (``build_parser``'s) describes; 2 when it cannot be."""
+    from luna_core.data.synth.writer import write_synthetic_dataset
 
     def log(line: str) -> None:
         print(line, flush=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from luna_core.data.synth.layout import (
+from luna_core.data.synth.dataset_spec import (
     FLIPPED_XY_DIRECTION,
     IDENTITY_DIRECTION,
     SLICE_SPACINGS_MM,
