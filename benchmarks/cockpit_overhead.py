@@ -58,7 +58,7 @@ def headless_arm(argv: list[str], epoch: int = 1) -> float:
 def cockpit_arm(argv: list[str], epoch: int = 1, view: str | None = None) -> float:
     """The cockpit as build_cockpit makes it, plus the rate meter as a second sink; ``view``:
     the key of the view to keep open (6: the examples, drawn in half-blocks)."""
-    from luna_core.run.commands import CommandChannel
+    from luna_core.run.command_table import CommandChannel
     from luna_core.training import LunaTrainingApp
     from luna_tui.app import CockpitApp
     from luna_tui.link.local import LocalLink

@@ -1,7 +1,7 @@
-"""What keeping a validation's examples costs the loop (issue 23): ``examples.save`` (pick the
-K worst misses, false alarms and best hits; read their chunks from the chunk store by index;
-write the zip atomically) against the validation pass it follows, on the demo data, in one
-run. Target: at most 2 % of the validation's time.
+"""What keeping a validation's examples costs the loop (issue 23): ``example_picker.save``
+(pick the K worst misses, false alarms and best hits; read their chunks from the chunk store
+by index; write the zip atomically) against the validation pass it follows, on the demo data,
+in one run. Target: at most 2 % of the validation's time.
 
     .venv/bin/python benchmarks/examples_cost.py [--data-dir data-unversioned/demo] [--k 8]
 
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     t_start = time.perf_counter()
     print_machine(machine_info())
-    from luna_core.score import examples
+    from luna_core.score import example_picker
     from luna_core.train.metrics import METRICS_LOSS_NDX, METRICS_PRED_NDX
     from luna_core.training import LunaTrainingApp
 
@@ -52,14 +52,14 @@ def main(argv=None) -> int:
         rows = app.val_dl.sampler.gathered_indices(metrics.shape[1])
         m = metrics.numpy()
         t0 = time.perf_counter()
-        path, counts = examples.save(runs, 1, app.val_ds, rows, m[METRICS_PRED_NDX],
-                                     m[METRICS_LOSS_NDX], args.k)
+        path, counts = example_picker.save(runs, 1, app.val_ds, rows, m[METRICS_PRED_NDX],
+                                           m[METRICS_LOSS_NDX], args.k)
         save_s.append(time.perf_counter() - t0)
     import os
 
     v, s = statistics.median(val_s), statistics.median(save_s)
     print(f"validation pass: {len(app.val_ds)} samples, median {v:.2f} s over {args.rounds}")
-    print(f"examples.save (K={args.k}: {sum(counts.values())} examples, "
+    print(f"example_picker.save (K={args.k}: {sum(counts.values())} examples, "
           f"{os.path.getsize(path) / 1e6:.2f} MB): median {1000 * s:.1f} ms")
     print(f"cost: {100 * s / v:.2f} % of the validation's time (target <= 2 %)")
     print_footer(t_start)

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 
-from luna_core.run.commands import CommandChannel
+from luna_core.run.command_table import CommandChannel
 from luna_core.run.sinks import ConsoleSink
 from luna_core.run.summary import RunSummary, previous_run
 

@@ -1,14 +1,14 @@
 """The training loop: LunaTrainingApp(sys_argv=[...]).main(), as in the book.
 
 One loop, read top to bottom in ``_main`` -> ``train_epoch`` / ``validate_epoch``. It sends
-typed events (luna_core.run.events) to sinks and takes commands (luna_core.run.commands) at
+typed events (luna_core.run.events) to sinks and takes commands (luna_core.run.command_table) at
 batch boundaries. The cockpit, the headless runner and `attach` all drive this same loop.
 
 Its collaborators, in luna_core.train: ``task`` (what is trained: ``--task``), ``setup``
 (the device, the task's data sets, model and loaders: the base class ``LoopSetup``),
 ``runtime`` (device, CPU threads, sinks per DDP rank, seeds, autocast, the DDP/compiled
 wrapper), ``resume``, ``rundir`` (the run's name, its folder held, files and control
-socket), ``checkpointer``, ``runcontrol`` (pause, stop, checkpoint-now, the
+socket), ``checkpointer``, ``run_flags`` (pause, stop, checkpoint-now, the
 non-finite policy, exit codes), ``reporter`` (batch events, ETA lines), ``step`` (the
 optimizer and its guarded step), ``state`` (where the loop is) and ``logbridge`` (log records
 as events); the sampler, the data sets and the loaders are in luna_core.data.
@@ -31,8 +31,8 @@ from luna_core.data.loader import shutdown_workers
 from luna_core.data.sampler import EpochSampler
 from luna_core.run import events as ev
 from luna_core.run.alerts import NotifySink
-from luna_core.run.commands import CommandChannel
-from luna_core.run.control import ControlServer
+from luna_core.run.command_table import CommandChannel
+from luna_core.run.control_socket import ControlServer
 from luna_core.run.metric_catalog import LOSS
 from luna_core.train import runtime
 from luna_core.train.augment import Augmentation, augment
@@ -47,7 +47,7 @@ from luna_core.train.logbridge import BusLogHandler
 from luna_core.train.options import parse_options
 from luna_core.train.reporter import BatchReporter
 from luna_core.train.resume import resume_from, resumed_run_dir
-from luna_core.train.runcontrol import (
+from luna_core.train.run_flags import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_NONFINITE,

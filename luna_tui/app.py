@@ -3,8 +3,8 @@
 The link says where the run lives: in this process (``LocalLink``: the app runs the trainer in
 a thread worker) or in another (``RemoteLink``, `luna-tui attach`; it may be read-only). The
 app is a few parts put together: the cockpit screen lays out the panes (luna_tui.screens);
-``Steering`` says which keys act (luna_tui.model.controls, from the commands' table,
-luna_core.run.commands.COMMANDS); the ``Notifier`` turns what is new into notifications;
+``Steering`` says which keys act (luna_tui.model.steering, from the commands' table,
+luna_core.run.command_table.COMMANDS); the ``Notifier`` turns what is new into notifications;
 ``Leaving`` is every way out (luna_tui.leaving). The app polls the link's snapshot a few times
 a second and hands it to them.
 
@@ -23,15 +23,15 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState
 
-from luna_core.run.commands import Command, command_spec
+from luna_core.run.command_table import Command, command_spec
 from luna_core.run.failure import describe_exception
 from luna_tui.leaving import DETACH_KEY, QUIT_KEYS, Leaving
 from luna_tui.link import RunLink
 from luna_tui.link.local import TrainerResult
 from luna_tui.link.system_probe import SystemProbe, SystemReading
 from luna_tui.messages import CheckpointArrived, CommandFailed, RunEnded
-from luna_tui.model.controls import Steering
 from luna_tui.model.snapshot import RunSnapshot
+from luna_tui.model.steering import Steering
 from luna_tui.notify import Notifier
 from luna_tui.screens.cockpit import CockpitScreen
 from luna_tui.screens.confirm import ConfirmSetting
@@ -249,7 +249,7 @@ class CockpitApp(App[int]):
         return self.controls.allowed(action, parameters, self.snap, self.run_over)
 
     def action_command(self, name: str, argument: float | None = None) -> None:
-        """A key that steers the run (luna_core.run.commands.COMMANDS): on a read-only link it
+        """A key that steers the run (luna_core.run.command_table.COMMANDS): on a read-only link it
         says why; the lr's keys ask first; any other sends its command."""
         spec = command_spec(name)
         if self.controls.refuses(spec):

@@ -242,7 +242,7 @@ def run_check(argv: list[str]) -> int:
 
 def run_ctl(argv: list[str]) -> int:
     from luna_core.errors import LunaInputError
-    from luna_core.run.commands import COMMANDS, commands_said
+    from luna_core.run.command_table import COMMANDS, commands_said
     from luna_core.train.options import add_runs_dir
 
     parser = _parser(
@@ -259,7 +259,7 @@ def run_ctl(argv: list[str]) -> int:
     parser.add_argument("--wait", type=float, default=120.0, metavar="S",
                         help="how long to wait for the run to acknowledge")
     args = parser.parse_args(argv)
-    from luna_core.run.ctl import ctl
+    from luna_core.run.send_command import ctl
 
     try:
         return ctl(args.run, args.command, args.runs_dir, args.wait, values=args.values)

@@ -7,7 +7,7 @@ import os
 import sys
 
 from luna_core.errors import LunaInputError
-from luna_core.run.examples import (
+from luna_core.run.example_file import (
     KIND_TITLE,
     KINDS,
     examples_path,

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from luna_core.run.commands import CommandChannel
+from luna_core.run.command_table import CommandChannel
 from luna_tui.app import Clock, CockpitApp
 from luna_tui.images import image_widget
 from luna_tui.images import resolve as resolve_images

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from luna_tui.link import RunLink
-from luna_tui.model.controls import Steering
+from luna_tui.model.steering import Steering
 from luna_tui.screens.confirm import AttachQuit, ConfirmQuit, ConfirmSetting
 from luna_tui.screens.help import HelpScreen
 from luna_tui.terminal import stdio_to_devnull_for_good

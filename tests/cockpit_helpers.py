@@ -12,7 +12,7 @@ from array import array
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 
-from luna_core.run.commands import CommandChannel
+from luna_core.run.command_table import CommandChannel
 from luna_core.run.events import Event
 from luna_tui.link.system_probe import GpuReading, SystemReading
 from luna_tui.model.collector import EventCollector
@@ -120,9 +120,9 @@ def position(snap) -> tuple[int, int, int]:
 
 
 def write_fake_examples(path: str, epoch: int, k: int = 8) -> str:
-    """An examples file (luna_core.run.examples) whose chunks are drawn, not read: lung at
+    """An examples file (luna_core.run.example_file) whose chunks are drawn, not read: lung at
     -850 HU with a soft-tissue sphere (40 HU) at the centre of each, its size by rank."""
-    from luna_core.run.examples import KINDS, write_examples
+    from luna_core.run.example_file import KINDS, write_examples
 
     d, h, w = 32, 48, 48
     entries, chunks = [], []

@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 
-from luna_core.run.commands import Command, CommandChannel, Setting
+from luna_core.run.command_table import Command, CommandChannel, Setting
 from luna_core.run.events import (
     FINISHED,
     PAUSED,

@@ -24,7 +24,7 @@ import time
 import pytest
 
 from luna_core.run import events as ev
-from luna_core.run.control import ControlClient
+from luna_core.run.control_socket import ControlClient
 from luna_core.run.runs import CRASHED, process_alive
 from luna_core.train.checkpoint import load_checkpoint
 from luna_tui import cli

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 from luna_core.run import events as ev
-from luna_core.run.control import ControlClient, socket_path_for
+from luna_core.run.control_socket import ControlClient, socket_path_for
 from luna_core.run.eventfile import EventFileFollower, read_events
 from luna_core.run.runs import CRASHED, RUNNING, list_runs, read_run, resolve_run_dir
 from luna_core.train.checkpoint import load_checkpoint

@@ -30,7 +30,7 @@ from luna_core.run import events as ev
 from luna_core.run import index as ix
 from luna_core.run import runs as rr
 from luna_core.run.eventfile import decode_line, read_events
-from luna_core.run.examples import examples_path, read_examples, write_examples
+from luna_core.run.example_file import examples_path, read_examples, write_examples
 from luna_core.run.sinks import JsonlSink
 from luna_core.run.summary import compare_line, summarise
 from luna_core.train import checkpoint as ck
@@ -449,7 +449,7 @@ def test_examples_png_into_a_file_is_one_line(tmp_path, capsys):
 
 
 async def test_the_examples_view_says_what_is_wrong_with_a_bad_file(tmp_path):
-    from luna_core.run.commands import CommandChannel
+    from luna_core.run.command_table import CommandChannel
     from luna_tui.app import CockpitApp
     from luna_tui.images import image_widget
     from luna_tui.link.local import LocalLink
@@ -563,7 +563,7 @@ def test_a_full_disk_mid_checkpoint_says_no_space_not_enforce_fail(tmp_path, mon
 # -- 6. the control socket -------------------------------------------------------------------
 
 def test_a_huge_number_gets_a_reply_and_the_socket_goes_on(tmp_path, monkeypatch, capfd):
-    from luna_core.run.commands import Command, Setting
+    from luna_core.run.command_table import Command, Setting
     from tests.test_control_socket import Harness, Raw
 
     harness = Harness(tmp_path, monkeypatch, capfd)

@@ -72,7 +72,7 @@ def test_an_empty_folder_cannot_start_and_says_why_first(tmp_path, capsys):
 
 async def test_the_cockpit_shows_the_check_while_the_loader_warms_up(tmp_path):
     from luna_core.data.preflight import check
-    from luna_core.run.commands import CommandChannel
+    from luna_core.run.command_table import CommandChannel
     from luna_tui.app import CockpitApp
     from luna_tui.link.local import LocalLink
     from luna_tui.model.collector import EventCollector

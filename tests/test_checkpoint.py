@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from luna_core.run import events as ev
-from luna_core.run.commands import CommandChannel
+from luna_core.run.command_table import CommandChannel
 from luna_core.train import checkpoint as ck
 from tests.trainhelpers import run_loop
 

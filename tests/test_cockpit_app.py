@@ -17,7 +17,7 @@ import types
 
 import pytest
 
-from luna_core.run.commands import CommandChannel
+from luna_core.run.command_table import CommandChannel
 from luna_core.run.events import FAILED, PAUSED, STOPPED, BatchDone, RunFinished
 from luna_core.run.failure import describe_exception
 from luna_tui import terminal as app_module

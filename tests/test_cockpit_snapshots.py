@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from luna_core.run.commands import CommandChannel
+from luna_core.run.command_table import CommandChannel
 from luna_core.run.events import (
     FAILED,
     PAUSED,

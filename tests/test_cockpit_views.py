@@ -10,7 +10,7 @@ import re
 import pytest
 
 from luna_core.run import events as ev
-from luna_core.run.commands import CommandChannel
+from luna_core.run.command_table import CommandChannel
 from luna_core.run.events import BatchDone
 from luna_tui.app import CockpitApp
 from luna_tui.attach import build_attach_app
@@ -507,7 +507,7 @@ def test_the_status_line_leaves_out_whole_parts_least_important_first():
 
 
 def pd_status(snap, width):
-    from luna_tui.model.summaries import status_line
+    from luna_tui.model.pane_lines import status_line
 
     return status_line(snap, "trends", width, overview_key="1")
 
@@ -539,7 +539,7 @@ async def test_log_lines_that_arrived_while_the_log_was_collapsed_are_laid_out_a
 def test_the_baseline_is_compared_at_the_same_number_of_samples_or_says_it_has_none(
         tmp_path, trn_batches, said):
     from luna_core.run.compare import read_history
-    from luna_tui.model.summaries import baseline_line
+    from luna_tui.model.pane_lines import baseline_line
 
     write_run_with_many_checkpoints(tmp_path / "base", epochs=4, trn_batches=trn_batches)
     line = baseline_line(mid_epoch_three().snapshot(), read_history(str(tmp_path / "base")))
@@ -548,7 +548,7 @@ def test_the_baseline_is_compared_at_the_same_number_of_samples_or_says_it_has_n
 
 def test_the_baseline_is_compared_by_cpm_when_both_runs_have_it(tmp_path):
     from luna_core.run.compare import EpochRow, RunHistory, read_history
-    from luna_tui.model.summaries import baseline_line
+    from luna_tui.model.pane_lines import baseline_line
 
     write_run_with_many_checkpoints(tmp_path / "base", epochs=4, trn_batches=200)
     base = read_history(str(tmp_path / "base"))
@@ -567,7 +567,7 @@ def test_the_baseline_is_compared_by_cpm_when_both_runs_have_it(tmp_path):
 @pytest.mark.parametrize("size, grid", [((80, 24), False), ((100, 32), False),
                                         ((160, 48), True)], ids=["80x24", "100x32", "160x48"])
 async def test_diagnostics_show_every_plot_readably_at_any_size(size, grid):
-    from luna_tui.model import diagnostics as dg
+    from luna_tui.model import score_plots as dg
 
     app = cockpit()
     async with app.run_test(size=size) as pilot:
@@ -596,7 +596,7 @@ def _score(hist_pos, hist_neg):
 
 
 def test_the_diagnostics_line_reads_the_histograms():
-    from luna_tui.model.diagnostics import reading
+    from luna_tui.model.score_plots import reading
 
     low = reading(_score([9, 0, 0, 1, 0, 0, 2] + [0] * 13, [990, 10] + [0] * 18))
     assert low.startswith("nodules scored below 0.1: 9 of 12 — the model ranks them with the "
@@ -609,7 +609,7 @@ def test_the_diagnostics_line_reads_the_histograms():
 
 
 def test_the_confusion_counts_beside_the_validation_before():
-    from luna_tui.model.diagnostics import confusion_lines
+    from luna_tui.model.score_plots import confusion_lines
 
     now = {"confusion": {"tp": 3, "fp": 40, "tn": 1200, "fn": 9}, "threshold": 0.5,
            "auc": 0.91, "average_precision": 0.3, "nodules": 12, "scans": 88,

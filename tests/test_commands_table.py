@@ -1,4 +1,4 @@
-"""The commands' table (luna_core.run.commands.COMMANDS): one entry per command, and every
+"""The commands' table (luna_core.run.command_table.COMMANDS): one entry per command, and every
 sender and the loop read it: `ctl` (its words, help, acknowledgements), the control socket
 (what it accepts), the loop (the handler), and the cockpit (its keys, their help, their gate,
 the read-only wording)."""
@@ -11,7 +11,7 @@ import pytest
 
 from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
-from luna_core.run.commands import (
+from luna_core.run.command_table import (
     COMMANDS,
     Command,
     CommandChannel,
@@ -19,15 +19,15 @@ from luna_core.run.commands import (
     command_spec,
     commands_said,
 )
-from luna_core.run.ctl import ctl
+from luna_core.run.send_command import ctl
 from luna_core.train.distributed import DistContext
-from luna_core.train.runcontrol import RunControl
+from luna_core.train.run_flags import RunControl
 from luna_core.train.state import LoopState
 from luna_tui import cli
 from luna_tui.link.local import LocalLink
 from luna_tui.model.collector import EventCollector
-from luna_tui.model.controls import COMMAND_ACTION, Steering
 from luna_tui.model.snapshot import RunSnapshot
+from luna_tui.model.steering import COMMAND_ACTION, Steering
 from luna_tui.screens.cockpit import RUN_KEYS, CockpitScreen
 from luna_tui.screens.help import key_name, key_rows
 from tests.cockpit_helpers import FROZEN_READING, on_screen, screen_text

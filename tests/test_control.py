@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from luna_core.run import events as ev
-from luna_core.run.commands import CommandChannel
+from luna_core.run.command_table import CommandChannel
 from luna_core.train.checkpoint import list_checkpoints, load_checkpoint
 from luna_core.training import LunaTrainingApp
 from tests.trainhelpers import run_dirs, run_loop, stop_at

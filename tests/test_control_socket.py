@@ -12,8 +12,8 @@ import threading
 
 import pytest
 
-from luna_core.run.commands import Command, CommandChannel
-from luna_core.run.control import ControlClient, ControlServer, socket_path_for
+from luna_core.run.command_table import Command, CommandChannel
+from luna_core.run.control_socket import ControlClient, ControlServer, socket_path_for
 
 GUARD = 10.0
 PAUSE = b'{"command": "pause"}\n'

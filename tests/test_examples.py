@@ -17,8 +17,8 @@ import pytest
 
 from luna_core.data.dsets import LunaDataset
 from luna_core.run import events as ev
-from luna_core.run.examples import KINDS, read_examples, saved_epochs
-from luna_core.score.examples import pick
+from luna_core.run.example_file import KINDS, read_examples, saved_epochs
+from luna_core.score.example_picker import pick
 from luna_core.train.metrics import METRICS_PRED_NDX
 from luna_core.training import LunaTrainingApp
 from luna_tui.cli import main as cli_main

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from luna_core.run import events as ev
-from luna_core.run.commands import CommandChannel
+from luna_core.run.command_table import CommandChannel
 from luna_tui.app import CockpitApp
 from luna_tui.images import image_widget, in_multiplexer, resolve
 from luna_tui.link.local import LocalLink

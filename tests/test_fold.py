@@ -13,9 +13,9 @@ from typing import ClassVar
 
 from luna_core.run import events as ev
 from luna_core.run.alerts import NotifySink
-from luna_core.run.ctl import _where
 from luna_core.run.fold import RunState, fold
 from luna_core.run.runs import RUNNING, summarize
+from luna_core.run.send_command import _where
 from luna_core.run.sinks import ConsoleSink, JsonlSink
 from luna_core.run.summary import summarise
 from luna_core.train.tensorboard import TensorBoardSink

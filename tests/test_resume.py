@@ -16,7 +16,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from luna_core.run import events as ev
-from luna_core.run.commands import CommandChannel
+from luna_core.run.command_table import CommandChannel
 from luna_core.train.checkpoint import list_checkpoints, load_checkpoint
 from luna_core.train.metrics import METRICS_LOSS_NDX
 from luna_core.train.model import LunaModel

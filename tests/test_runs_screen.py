@@ -136,7 +136,7 @@ def test_a_run_listed_from_its_index_is_the_run_its_event_file_tells(train_argv,
 
 
 async def test_the_cockpit_opens_the_runs_screen_with_w_and_names_a_chosen_run(workspace):
-    from luna_core.run.commands import CommandChannel
+    from luna_core.run.command_table import CommandChannel
     from luna_tui.app import CockpitApp
     from luna_tui.link.local import LocalLink
     from luna_tui.runs_app import RunsScreen

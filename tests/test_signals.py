@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from luna_core.run.control import ControlClient
+from luna_core.run.control_socket import ControlClient
 from luna_core.train.checkpoint import load_checkpoint
 from tests.trainhelpers import (
     read_run_events,

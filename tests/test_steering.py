@@ -16,8 +16,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from luna_core.run import events as ev
-from luna_core.run.commands import CommandChannel, Setting
-from luna_core.run.control import ControlClient
+from luna_core.run.command_table import CommandChannel, Setting
+from luna_core.run.control_socket import ControlClient
 from luna_core.train.checkpoint import load_checkpoint
 from luna_tui.cli import main as cli_main
 from tests.trainhelpers import (

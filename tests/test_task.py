@@ -33,7 +33,7 @@ def test_the_loop_names_no_model_class_index_or_score():
                        r"is_nodule|BalancedSampler|cross_entropy")
     files = [os.path.join(ROOT, "luna_core", "training.py")] + [
         os.path.join(ROOT, "luna_core", "train", n) for n in
-        ("checkpointer.py", "resume.py", "runcontrol.py", "reporter.py", "runtime.py",
+        ("checkpointer.py", "resume.py", "run_flags.py", "reporter.py", "runtime.py",
          "state.py", "step.py", "rundir.py", "task.py", "setup.py")]
     for path in files:
         text = open(path, encoding="utf-8").read()

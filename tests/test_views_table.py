@@ -10,7 +10,7 @@ import dataclasses
 from textual.binding import Binding
 from textual.widgets import Static
 
-from luna_core.run.commands import CommandChannel
+from luna_core.run.command_table import CommandChannel
 from luna_core.run.events import BatchDone
 from luna_tui.app import CockpitApp
 from luna_tui.link.local import LocalLink

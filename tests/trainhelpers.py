@@ -13,7 +13,7 @@ import threading
 import time
 
 from luna_core.run import events as ev
-from luna_core.run.commands import CommandChannel
+from luna_core.run.command_table import CommandChannel
 from luna_core.run.sinks import ConsoleSink
 
 # 4 series of 64x64x(20..28) voxels: 48 training samples (5 nodules), 6 validation (1 nodule)

@@ -32,8 +32,8 @@ from .candidates import (
 )
 from .chunkstore import ChunkStore, group_centres, read_chunk, read_chunk_into
 from .ct import CHUNK_WIDTH_IRC, window_starts_array
+from .default_dirs import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
 from .geometry import XyzTuple
-from .layout import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
 
 _LABEL_NOT_NODULE = torch.tensor([1, 0], dtype=torch.long)
 _LABEL_NODULE = torch.tensor([0, 1], dtype=torch.long)

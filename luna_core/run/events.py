@@ -172,7 +172,7 @@ class RunFinished(Event):
 @dataclass
 class ExamplesSaved(Event):
     """A validation's examples (worst misses, false alarms, best hits) are in ``path``
-    (luna_core.run.examples has the format)."""
+    (luna_core.run.example_file has the format)."""
     kind: ClassVar[str] = "examples"
     epoch: int
     path: str

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from luna_core.data.loader import make_datasets
 from luna_core.data.sampler import BalancedSampler, EpochSampler
 from luna_core.run.metric_catalog import LOSS
-from luna_core.score import examples
+from luna_core.score import example_picker
 from luna_core.score.validation import ValidationScorer
 from luna_core.train.metrics import (
     METRICS_LABEL_NDX,
@@ -93,6 +93,6 @@ class NoduleTask(Task):
     def save_examples(self, run_dir: str, epoch: int, val_ds, rows, metrics_a: np.ndarray):
         if not self.args.examples:
             return None
-        return examples.save(run_dir, epoch, val_ds, rows, metrics_a[METRICS_PRED_NDX],
-                             metrics_a[METRICS_LOSS_NDX], self.args.examples,
-                             self.args.keep_examples)
+        return example_picker.save(run_dir, epoch, val_ds, rows, metrics_a[METRICS_PRED_NDX],
+                                   metrics_a[METRICS_LOSS_NDX], self.args.examples,
+                                   self.args.keep_examples)

@@ -8,7 +8,7 @@ import argparse
 import math
 import os
 
-from luna_core.data.layout import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
+from luna_core.data.default_dirs import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
 from luna_core.train.task import DEFAULT_TASK, TASKS
 
 __all__ = ["DEFAULT_CACHE_DIR", "DEFAULT_DATA_DIR", "DEFAULT_RUNS_DIR", "RESUME_MUST_MATCH",
@@ -193,7 +193,7 @@ _INT_MINIMUMS = (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("threads
 _SEED_RANGE = (0, 2**32 - 1)
 
 #: Float options: name -> (lowest, highest, highest included, what the message says).
-#: - lr, momentum: the rule live steering applies (luna_core.run.commands.Setting.check).
+#: - lr, momentum: the rule live steering applies (luna_core.run.command_table.Setting.check).
 #: - augment_offset: the shift is offset * U[-1, 1) in affine_grid's normalised coordinates,
 #:   which span 2 across the chunk (luna_core.train.augment.affine_params). 1.0 moves the
 #:   candidate's centre up to the chunk's edge; more pushes the nodule out of the chunk (and

@@ -8,8 +8,8 @@ import os
 from argparse import Namespace
 
 from luna_core.run import events as ev
-from luna_core.run.commands import Command, CommandChannel
-from luna_core.run.control import ControlServer, socket_path_for
+from luna_core.run.command_table import Command, CommandChannel
+from luna_core.run.control_socket import ControlServer, socket_path_for
 from luna_core.run.eventfile import EVENT_FILE_NAME
 from luna_core.run.index import IndexSink
 from luna_core.run.runlock import RunLock, make_unique_run_dir

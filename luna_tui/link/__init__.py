@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from luna_core.run.commands import command_spec
+from luna_core.run.command_table import command_spec
 from luna_tui.model.snapshot import RunSnapshot
 
 
 class Commands(Protocol):
-    """What the cockpit sends a run (luna_core.run.commands.CommandMethods has them all):
-    ``put`` takes any command of luna_core.run.commands.COMMANDS by its word."""
+    """What the cockpit sends a run (luna_core.run.command_table.CommandMethods has them all):
+    ``put`` takes any command of luna_core.run.command_table.COMMANDS by its word."""
 
     def put(self, command) -> None: ...
     def pause(self) -> None: ...
@@ -57,7 +57,7 @@ class RunLink:
 
     def refusal(self, command: str, snap: RunSnapshot) -> str | None:
         """What this link says instead of sending ``command`` (a word of
-        luna_core.run.commands.COMMANDS) now: its table's wording and why the link is
+        luna_core.run.command_table.COMMANDS) now: its table's wording and why the link is
         read-only; None when it may send it."""
         spec = command_spec(command)
         why = self.read_only_reason(snap)

@@ -7,7 +7,7 @@ snapshot source (``RunFileSource``), its control socket as the cockpit's command
   run's own host it also watches the run's process; one that is gone without a final event
   (crash, SIGKILL, reboot: luna_core.run.runs.process_gone) is folded in as the ``crashed``
   state ("ended unexpectedly").
-- ``RemoteCommands`` sends the commands (luna_core.run.commands.COMMANDS) over the run's
+- ``RemoteCommands`` sends the commands (luna_core.run.command_table.COMMANDS) over the run's
   control socket from a sender thread, so a run that hangs cannot freeze the UI; a run that
   does not answer goes to ``on_error``, never raises. The run acknowledges every command
   with events (a log line, status, checkpoint) that every attached cockpit sees in the file.
@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 
 from luna_core.run import events as ev
-from luna_core.run.commands import Command, CommandMethods, Setting
-from luna_core.run.control import ControlClient
+from luna_core.run.command_table import Command, CommandMethods, Setting
+from luna_core.run.control_socket import ControlClient
 from luna_core.run.eventfile import EVENT_FILE_NAME, EventFileFollower, run_event_file
 from luna_core.run.runs import CRASHED, not_a_run, on_this_host, process_gone
 from luna_tui.link import RunLink

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 
 from luna_core.run.runs import on_this_host, this_host
-from luna_tui.model.system import GpuReading, SystemReading
+from luna_tui.model.system_reading import GpuReading, SystemReading
 
 __all__ = ["GpuReading", "RunProcessProbe", "SystemProbe", "SystemProbeFn", "SystemReading"]
 

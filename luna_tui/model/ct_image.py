@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw
 
-from luna_core.run.examples import Example, ExampleSet, lung_window
+from luna_core.run.example_file import Example, ExampleSet, lung_window
 
 VIEWS = ("axial", "coronal", "sagittal")
 CIRCLE = (255, 176, 0)          # amber: visible on grey, colour-blind safe

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from luna_tui.model import summaries
+from luna_tui.model import pane_lines
 from luna_tui.model.snapshot import RunSnapshot
-from luna_tui.model.system import SystemReading
+from luna_tui.model.system_reading import SystemReading
 
 #: When a pane is shown the run (``PaneSpec.follows``).
 POLL = "poll"              # every poll: what moves between events (clocks, the live loss)
@@ -73,20 +73,20 @@ PANES: tuple[PaneSpec, ...] = (
              "state, epoch, batch, samples/s; when the phase and the run end. ETAs use active "
              "time only (paused time never counts); ≈ marks a guess.",
              "luna_tui.widgets.progress.ProgressPane", band="top", follows=POLL,
-             line=summaries.progress_line),
+             line=pane_lines.progress_line),
     PaneSpec("classes", "Per class",
              "latest epoch for trn and val: loss, % correct, k of n; precision, recall and F1 "
              "of the positive class; under it LUNA16's CPM of the validation with its 95 % "
              "interval, sensitivity at 1 FP per scan, AUC and AP. A NODULES MISSED banner "
              "appears when 'all' looks excellent but nodules are almost never found.",
              "luna_tui.widgets.class_table.ClassTablePane", band="top",
-             line=summaries.classes_line),
+             line=pane_lines.classes_line),
     PaneSpec("trends", "Trends",
              "live training loss per batch (smoothed, the raw values dotted behind; ▲ marks "
              "values clipped at the top); loss/all, loss/pos and % of nodules correct per "
              "epoch (orange trn, blue val; a marker per series). Titles: the latest value and "
              "the best so far.",
-             "luna_tui.widgets.trends.TrendsPane", follows=POLL, line=summaries.trends_line),
+             "luna_tui.widgets.trends.TrendsPane", follows=POLL, line=pane_lines.trends_line),
     PaneSpec("diagnostics", "Diagnostics",
              "the latest validation beside the one before it: LUNA16's FROC (sensitivity "
              "against false positives per scan; the CPM is the mean at the seven marked "
@@ -102,13 +102,13 @@ PANES: tuple[PaneSpec, ...] = (
     PaneSpec("system", "System",
              "CPU, RAM, this process and its loader workers; GPUs through NVML.",
              "luna_tui.widgets.system.SystemPane", band="mid", follows=READINGS,
-             line=summaries.system_line),
+             line=pane_lines.system_line),
     PaneSpec("bottleneck", "Bottleneck",
              "share of recent batch time spent waiting for data vs computing.",
              "luna_tui.widgets.bottleneck.BottleneckPane", band="mid",
-             line=summaries.bottleneck_line),
+             line=pane_lines.bottleneck_line),
     PaneSpec("log", "Log", "the training loop's log lines.", "luna_tui.widgets.log.LogPane",
-             line=summaries.log_line),
+             line=pane_lines.log_line),
 )
 
 VIEWS: tuple[ViewSpec, ...] = (

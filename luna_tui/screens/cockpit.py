@@ -16,13 +16,13 @@ from textual.containers import Container
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from luna_core.run.commands import COMMANDS, CockpitKey, CommandSpec
+from luna_core.run.command_table import COMMANDS, CockpitKey, CommandSpec
 from luna_tui.model import layout as plan
-from luna_tui.model import summaries, views
-from luna_tui.model.controls import COMMAND_ACTION, UiStatus
+from luna_tui.model import pane_lines, views
 from luna_tui.model.formatting import short_path
 from luna_tui.model.snapshot import RunSnapshot
-from luna_tui.model.system import SystemReading
+from luna_tui.model.steering import COMMAND_ACTION, UiStatus
+from luna_tui.model.system_reading import SystemReading
 from luna_tui.widgets import pane_class
 
 
@@ -342,8 +342,8 @@ class CockpitScreen(Screen):
         if lay.status_line:
             status = self.query_one("#status", Static)
             room = (status.content_size.width or self.size.width - 2)
-            status.update(summaries.status_line(snap, self.zoomed or self.view, room,
-                                                overview_key=views.dashboard().key))
+            status.update(pane_lines.status_line(snap, self.zoomed or self.view, room,
+                                                 overview_key=views.dashboard().key))
         for name in lay.collapsed:
             self.query_one(f"#{name}-line", Static).update(
                 views.summary(views.pane(name), snap, self.reading))

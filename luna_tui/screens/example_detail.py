@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from luna_core.run.examples import KIND_TITLE, Example, ExampleSet
+from luna_core.run.example_file import KIND_TITLE, Example, ExampleSet
 from luna_tui.model.ct_image import VIEWS, example_image
 
 

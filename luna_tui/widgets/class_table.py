@@ -27,8 +27,8 @@ from luna_core.run.metric_catalog import (
     SENS_AT_1FP,
 )
 from luna_tui.model import formatting as fmt
+from luna_tui.model.pane_lines import baseline_line
 from luna_tui.model.snapshot import RunSnapshot
-from luna_tui.model.summaries import baseline_line
 from luna_tui.widgets.pane import MemoPane
 
 ALARM_STYLE = "bold white on red"

@@ -4,7 +4,7 @@ on a log axis, the seven points of the CPM marked), the PR curve, the prediction
 nodules and non-nodules (the book's TensorBoard histograms) with one line that reads them, and
 the confusion counts at the threshold. All four at once on a large screen; one at a time,
 cycled with `n`, on a small one. Drawn only when a new validation arrives or the size changes
-(luna_tui.model.diagnostics has the numbers)."""
+(luna_tui.model.score_plots has the numbers)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.widgets import Static
 
-from luna_tui.model import diagnostics as dg
 from luna_tui.model import plotdata as pd
+from luna_tui.model import score_plots as dg
 from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.widgets.pane import CockpitPane
 from luna_tui.widgets.trends import TrendPlot

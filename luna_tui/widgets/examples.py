@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from luna_core.errors import LunaInputError
-from luna_core.run.examples import (
+from luna_core.run.example_file import (
     KIND_TITLE,
     KINDS,
     Example,

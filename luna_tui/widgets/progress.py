@@ -22,9 +22,9 @@ from luna_core.run.events import (
 from luna_core.run.metric_catalog import CPM
 from luna_core.run.runs import CRASHED, ENDED_STATES
 from luna_tui.model import formatting as fmt
-from luna_tui.model.controls import UiStatus
 from luna_tui.model.endings import resume_command
 from luna_tui.model.snapshot import RunSnapshot
+from luna_tui.model.steering import UiStatus
 from luna_tui.widgets.pane import MemoPane
 
 STATE_LABEL = {

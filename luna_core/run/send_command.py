@@ -1,6 +1,6 @@
 """`luna-tui ctl RUN COMMAND`: command a running run from a script or another terminal, and
 say what the run acknowledged in its event file. The commands, the event that acknowledges
-each and the words for it are luna_core.run.commands.COMMANDS. A run that is not running, or a
+each and the words for it are luna_core.run.command_table.COMMANDS. A run that is not running, or a
 command it refuses, is a one-line error and exit 2. No torch here."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import time
 
 from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
-from luna_core.run.commands import Setting, command_spec, commands_said
-from luna_core.run.control import ControlClient
+from luna_core.run.command_table import Setting, command_spec, commands_said
+from luna_core.run.control_socket import ControlClient
 from luna_core.run.eventfile import EventFileFollower, run_event_file
 from luna_core.run.fold import RunState
 from luna_core.run.runs import ENDED_STATES, read_run, resolve_run_dir

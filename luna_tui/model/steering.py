@@ -1,7 +1,7 @@
 """What the cockpit's keys may do now, and the command that waits for the run to act on it.
 No Textual here: the app asks ``allowed`` for each key, and shows ``ui_status``.
 
-The keys that steer the run are bound once each, from luna_core.run.commands.COMMANDS, as the
+The keys that steer the run are bound once each, from luna_core.run.command_table.COMMANDS, as the
 action ``command(NAME[, ARGUMENT])``; their gate comes from the same table: on a read-only
 link a command that must not be sent from one still acts, to say why (the footer does not
 offer it); otherwise it acts while the run goes on and, for pause / resume, only while the run
@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from luna_core.run import events as ev
-from luna_core.run.commands import COMMANDS, CommandSpec, command_spec
-from luna_tui.model import summaries
+from luna_core.run.command_table import COMMANDS, CommandSpec, command_spec
+from luna_tui.model import pane_lines
 from luna_tui.model.snapshot import RunSnapshot
 
 #: The action of every key that sends a command: ``command('pause')``, ``command('set', 2.0)``.
@@ -37,7 +37,7 @@ class UiStatus:
 class Steering:
     """The keys' state over one link: a command sent and not yet acted on (``request``), why
     the run cannot be steered from here (``read_only``), and whether a stop was asked for.
-    (Not luna_core.train.runcontrol.RunControl: that one is the loop's side.)"""
+    (Not luna_core.train.run_flags.RunControl: that one is the loop's side.)"""
 
     def __init__(self, attached: bool) -> None:
         self.attached = attached
@@ -100,7 +100,7 @@ class Steering:
         self.request = None
         if pending and paused:
             resume_key = next(spec.keys[0] for spec in COMMANDS if spec.paused)
-            return (f"at {summaries.position(snap)} · {resume_key.display or resume_key.key} "
+            return (f"at {pane_lines.position(snap)} · {resume_key.display or resume_key.key} "
                     f"resumes")
         return None
 

@@ -2,13 +2,13 @@
 validation, the ``k`` nodules scored lowest (misses first), the ``k`` non-nodules scored
 highest (false alarms) and the ``k`` nodules scored highest, ties broken by the sample's place
 in the set (so a resumed run keeps the same ones). Their chunks come from the chunk store by
-index (no pass over the data); the file format is luna_core.run.examples'."""
+index (no pass over the data); the file format is luna_core.run.example_file'."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from luna_core.run.examples import KINDS, examples_path, prune_examples, write_examples
+from luna_core.run.example_file import KINDS, examples_path, prune_examples, write_examples
 
 DEFAULT_K = 8
 

@@ -2,7 +2,7 @@
 
 A Unix domain socket (never a TCP port), mode 0600, normally ``RUN_DIR/control.sock``. The
 protocol is one JSON object per line each way: the client sends ``{"command": "pause"}``
-(any word of luna_core.run.commands.COMMANDS; ``set`` with ``lr`` and/or ``momentum``) and
+(any word of luna_core.run.command_table.COMMANDS; ``set`` with ``lr`` and/or ``momentum``) and
 gets ``{"ok": true, "command": "pause"}`` or ``{"ok": false, "error": ...}``. The command's
 effect is acknowledged by the loop's own events (status, checkpoint), which every attached
 cockpit sees in the event file.
@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from luna_core.run.commands import Command, CommandChannel, CommandMethods, Setting
+from luna_core.run.command_table import Command, CommandChannel, CommandMethods, Setting
 
 SOCKET_NAME = "control.sock"
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes on Linux, less elsewhere

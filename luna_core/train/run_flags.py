@@ -1,5 +1,5 @@
 """The run's flags and status: pause, stop, checkpoint-now and the non-finite policy, the
-commands that set them (taken at batch boundaries; luna_core.run.commands.COMMANDS names each
+commands that set them (taken at batch boundaries; luna_core.run.command_table.COMMANDS names each
 one's handler here), and the exit codes. It decides; the loop acts: ``between_batches``
 returns a ``Boundary`` saying what to do (no callbacks).
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from luna_core.errors import LunaInputError
 from luna_core.run import events as ev
-from luna_core.run.commands import Command, CommandChannel, Setting, command_spec
+from luna_core.run.command_table import Command, CommandChannel, Setting, command_spec
 from luna_core.run.failure import exception_at
 from luna_core.train.checkpoint import CheckpointError
 from luna_core.train.distributed import DistContext, broadcast_object, combine_flags
@@ -90,7 +90,7 @@ class RunControl:
         return commands
 
     def _apply(self, command: Command | Setting) -> None:
-        """Act on one command: the table names the method (luna_core.run.commands)."""
+        """Act on one command: the table names the method (luna_core.run.command_table)."""
         getattr(self, command_spec(command.value).handler)(command)
 
     # -- the commands' handlers (COMMANDS' ``handler``): each takes its command ------------

@@ -10,7 +10,7 @@ from luna_core.run.alerts import MISSED
 from luna_core.run.metric_catalog import CORRECT_POS, CPM, F1, LOSS, RECALL
 from luna_tui.model import formatting as fmt
 from luna_tui.model.snapshot import RunSnapshot
-from luna_tui.model.system import SystemReading
+from luna_tui.model.system_reading import SystemReading
 
 PHASE = {"trn": "trn", "val": "val"}
 

@@ -3,7 +3,7 @@
 ``COMMANDS`` is the table every sender and the loop read: its word on the control socket and
 for `luna-tui ctl`, whether a read-only link may send it, the cockpit's key and what it says
 while the run has not acted yet, the event that acknowledges it and ctl's line for it, the help
-lines, and ``RunControl``'s method that acts on it (luna_core.train.runcontrol). A new command
+lines, and ``RunControl``'s method that acts on it (luna_core.train.run_flags). A new command
 is one entry here and its handler there. ``Command`` (the commands without values) is made from
 the table; ``Setting`` is the value of ``set`` (a new learning rate and/or momentum).
 
