@@ -36,12 +36,11 @@ def test_help_lists_options_with_defaults_without_importing_torch():
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.strip().endswith("EXIT 0 False False")
-    from luna_tui.cli import _SUBCOMMAND_RUNNERS, SUBCOMMANDS
+    from luna_tui.cli import SUBCOMMANDS
 
-    assert set(SUBCOMMANDS) == set(_SUBCOMMAND_RUNNERS)
     described = " ".join(out[:out.index("options:")].split())
-    for name, what in SUBCOMMANDS.items():       # every sub-command, from the one list
-        assert f"'luna-tui {name}': {what}" in described, name
+    for name, spec in SUBCOMMANDS.items():       # every sub-command, from the one list
+        assert f"'luna-tui {name}': {spec.help}" in described, name
     for option, default in (("--epochs", "1"), ("--batch-size", "32"), ("--tb-prefix", "luna"),
                             ("--data-dir", "data-unversioned/part2/luna"),
                             ("--cache-dir", "data-unversioned/cache"), ("--runs-dir", "runs"),
@@ -52,6 +51,38 @@ def test_help_lists_options_with_defaults_without_importing_torch():
         segment = section[section.index(f"  {option}") + 2:]
         segment = " ".join(segment.split("\n  -")[0].split())  # this option's help only
         assert f"(default: {default})" in segment, option
+
+
+def test_every_subcommand_is_a_module_of_one_shape():
+    """Each entry of the table is a module of luna_tui.subcommands with ``build_parser()``
+    (prog `luna-tui NAME`) and ``run(argv)``, and nothing else is one."""
+    import os
+
+    import luna_tui.subcommands as package
+    from luna_tui.subcommands import SUBCOMMANDS, subcommand_module
+
+    for name in SUBCOMMANDS:
+        module = subcommand_module(name)
+        assert callable(module.run), name
+        assert module.build_parser().prog == f"luna-tui {name}", name
+    modules = {f[:-3] for f in os.listdir(os.path.dirname(package.__file__))
+               if f.endswith("_cmd.py")}
+    assert modules == {spec.module for spec in SUBCOMMANDS.values()}
+
+
+def test_subcommand_help_imports_nothing_heavy():
+    """A sub-command parses before it imports its work: --help loads no torch, numpy or
+    Textual."""
+    result = _python(
+        "import contextlib, io, sys\nfrom luna_tui.cli import SUBCOMMANDS, main\n"
+        "for name in SUBCOMMANDS:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try:\n            main([name, '--help'])\n"
+        "        except SystemExit:\n            pass\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'textual', 'SimpleITK') "
+        "if m in sys.modules))\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_usage_error_exits_2():

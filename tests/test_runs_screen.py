@@ -163,16 +163,16 @@ async def test_the_cockpit_opens_the_runs_screen_with_w_and_names_a_chosen_run(w
 
 
 def test_runs_tui_opens_the_chosen_run_in_the_cockpit(workspace, monkeypatch):
-    import luna_tui.attach
     import luna_tui.runs_app
     import luna_tui.terminal
     from luna_tui import cli
+    from luna_tui.subcommands import attach_cmd
 
     runs, dirs = workspace
     opened = []
     monkeypatch.setattr(luna_tui.terminal, "terminal_problem", lambda: None)
     monkeypatch.setattr(luna_tui.runs_app.RunsApp, "run",
                         lambda self: ("attach", dirs["live"]))
-    monkeypatch.setattr(luna_tui.attach, "run_attach", lambda argv: opened.append(argv) or 0)
+    monkeypatch.setattr(attach_cmd, "run", lambda argv: opened.append(argv) or 0)
     assert cli.main(["runs", "--tui", "--runs-dir", str(runs)]) == 0
     assert opened == [[dirs["live"], "--runs-dir", str(runs)]]

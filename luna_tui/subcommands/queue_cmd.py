@@ -1,7 +1,8 @@
 """`luna-tui queue add|ls|rm|move|run|stop`: the experiment queue (luna_core.run.queue) from
-the command line. Runs are `luna-tui --headless` child processes, each a normal run folder
-with its event file and control socket; their console output goes to
-``RUNS_DIR/queue-logs/N.log``."""
+the command line. The verb is picked by hand (--runs-dir may come anywhere, and add takes a
+run's own options); a verb given --help only prints its help. Runs are `luna-tui --headless`
+child processes, each a normal run folder with its event file and control socket; their
+console output goes to ``RUNS_DIR/queue-logs/N.log``."""
 
 from __future__ import annotations
 
@@ -293,13 +294,21 @@ def _wants_help(argv: list[str]) -> bool:
     return any(a in ("-h", "--help") for a in argv)
 
 
-def queue_command(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The queue's own line: its usage and verbs, for `luna-tui queue --help`. Each verb has
+    its parser (``_verb_parser``; add's is the run's own), and ``run`` picks the verb."""
+    return argparse.ArgumentParser(
+        prog="luna-tui queue", usage=USAGE.removeprefix("usage: "), add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="\n".join(f"  {verb:<5} {what}" for verb, what in VERB_HELP.items()),
+        epilog="The queue's file: RUNS_DIR/queue.json. 'luna-tui queue VERB --help' for a "
+               "verb's options.")
+
+
+def run(argv: list[str]) -> int:
     runs_dir, argv = _runs_dir(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
-        print("\n" + "\n".join(f"  {verb:<5} {what}" for verb, what in VERB_HELP.items()))
-        print("\nThe queue's file: RUNS_DIR/queue.json. 'luna-tui queue VERB --help' for a "
-              "verb's options.")
+        print(build_parser().format_help(), end="")
         return 0 if argv else 2
     what, rest = argv[0], argv[1:]
     if what in VERB_HELP and _wants_help(rest):      # --help never acts

@@ -1,8 +1,10 @@
 """`luna-tui examples RUN`: a validation's worst misses, false alarms and best hits as a table,
-and with ``--png DIR`` their slices as pictures, for someone without a graphics terminal."""
+and with ``--png DIR`` their slices as pictures, for someone without a graphics terminal
+(the file: luna_core.run.example_file)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -14,6 +16,7 @@ from luna_core.run.example_file import (
     read_examples,
     saved_epochs,
 )
+from luna_tui.subcommands import parser
 
 PNG_UPSAMPLE = 4
 COLUMNS = ("#", "prob", "loss", "diam mm", "series", "centre xyz (mm)", "centre irc")
@@ -58,7 +61,32 @@ def write_pngs(examples, kinds, out_dir: str) -> list[str]:
     return written
 
 
-def examples_command(target: str, runs_dir: str, epoch: int | None, kind: str,
+def build_parser() -> argparse.ArgumentParser:
+    from luna_core.train.options import add_runs_dir
+
+    p = parser(
+        "examples",
+        "The candidates a run's validation got most wrong (and most right): the worst "
+        "misses, the false alarms and the best hits of an epoch, with their probability, "
+        "loss, diameter and where they are; --png writes their axial, coronal and sagittal "
+        "slices (lung window, the nodule's diameter as a circle) for a report or a browser.")
+    p.add_argument("run", metavar="RUN_DIR|latest")
+    add_runs_dir(p)
+    p.add_argument("--epoch", type=int, default=None,
+                   help="which validation (default: the newest kept)")
+    p.add_argument("--kind", choices=("misses", "false-alarms", "best", "all"),
+                   default="all")
+    p.add_argument("--png", default=None, metavar="DIR",
+                   help="write each example's slices through its centre as PNG files")
+    return p
+
+
+def run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    return show_examples(args.run, args.runs_dir, args.epoch, args.kind, args.png)
+
+
+def show_examples(target: str, runs_dir: str, epoch: int | None, kind: str,
                      png: str | None) -> int:
     from luna_core.run.runs import resolve_run_dir
 

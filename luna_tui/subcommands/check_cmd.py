@@ -1,0 +1,27 @@
+"""`luna-tui check`: before a long run, is the data all there and what will it cost
+(luna_core.data.preflight). Read only."""
+
+from __future__ import annotations
+
+import argparse
+
+from luna_tui.subcommands import parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from luna_core.train.options import add_data_dirs
+
+    p = parser(
+        "check",
+        "Before a long run: is the data all there, and what will it cost? Read "
+        "only. Exit 0 when a run can start, 2 when it cannot (the reason first).")
+    add_data_dirs(p)
+    p.add_argument("--val-stride", type=int, default=10)
+    return p
+
+
+def run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from luna_core.data.preflight import run_check
+
+    return run_check(args.data_dir, args.cache_dir, args.candidates_file, args.val_stride)

@@ -1,0 +1,61 @@
+"""`luna-tui compare RUN RUN...`: runs side by side, per epoch, as text or CSV
+(luna_core.run.compare)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from luna_tui.subcommands import parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from luna_core.train.options import add_runs_dir
+
+    p = parser(
+        "compare",
+        "Runs side by side: the options that differ, validation loss, LUNA16's CPM, "
+        "AUC, nodule recall, precision and F1 per epoch, and the best of each with its "
+        "epoch (the best CPM with its 95 % interval).")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run directories ('latest': the newest under --runs-dir)")
+    add_runs_dir(p)
+    p.add_argument("--csv", nargs="?", const="-", default=None, metavar="FILE",
+                   help="write the comparison as CSV to FILE (standard output: -), "
+                        "with the FROC's points")
+    p.add_argument("--sort", choices=("given", "cpm"), default="given",
+                   help="order: as named, or by best CPM (best first)")
+    return p
+
+
+def run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from luna_core.errors import LunaInputError
+    from luna_core.fsutil import atomic_write
+    from luna_core.run.compare import compare_csv, compare_text, read_history
+    from luna_core.run.runs import resolve_run_dir
+
+    try:
+        histories = [read_history(resolve_run_dir(r, args.runs_dir, validated=True))
+                     for r in args.runs]
+    except LunaInputError as exc:
+        print(f"luna-tui compare: {exc}", file=sys.stderr)
+        return 2
+    if args.sort == "cpm":
+        from luna_core.run.compare import by_best_cpm
+
+        histories = by_best_cpm(histories)
+    if args.csv is None:
+        sys.stdout.write(compare_text(histories))
+    elif args.csv == "-":
+        sys.stdout.write(compare_csv(histories))
+    else:
+        try:
+            with atomic_write(args.csv, text=True) as f:
+                f.write(compare_csv(histories))
+        except OSError as exc:
+            why = LunaInputError(f"cannot write the CSV ({exc.strerror or exc})", args.csv)
+            print(f"luna-tui compare: {why}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.csv}")
+    return 0
