@@ -20,7 +20,6 @@ from luna_core.run.sinks import ConsoleSink
 from luna_core.run.summary import RunSummary, previous_run
 
 EXIT_SIGINT = 128 + signal.SIGINT
-EXIT_SIGTERM = 128 + signal.SIGTERM
 
 
 def run_headless(argv: list[str], extra_sinks=None) -> int:

@@ -68,10 +68,6 @@ class WarmRate:
         self.crude: float | None = None
         self._anchor: tuple[int, float] | None = None   # (batches done, active seconds)
 
-    @property
-    def warming_up(self) -> bool:
-        return self._anchor is None
-
     def update(self, done: int, active_s: float) -> float | None:
         """Fold in one report; returns ``rate``."""
         if self._anchor is None:

@@ -172,10 +172,6 @@ def find(key: str) -> Metric | None:
     return METRICS.get(key)
 
 
-def higher_is_better(key: str) -> bool:
-    return METRICS[key].higher
-
-
 def is_better(key: str, a: float, b: float) -> bool:
     """Is ``a`` strictly a better value of ``key`` than ``b``?"""
     return METRICS[key].is_better(a, b)

@@ -16,7 +16,7 @@ from luna_core.run.eventfile import EventFileFollower, run_event_file
 from luna_core.run.fold import RunState
 from luna_core.run.runs import ENDED_STATES, read_run, resolve_run_dir
 
-EXIT_OK, EXIT_NO_ACK, EXIT_REFUSED = 0, 1, 2
+EXIT_OK, EXIT_NO_ACK = 0, 1  # refused or not running: LunaInputError (exit 2)
 
 
 def _after(event: ev.BatchDone) -> str:

@@ -91,11 +91,6 @@ class Bottleneck:
         return self.data_s / total if total > 0 else 0.0
 
     @property
-    def compute_share(self) -> float:
-        total = self.data_s + self.compute_s
-        return self.compute_s / total if total > 0 else 0.0
-
-    @property
     def verdict(self) -> str:
         share = self.data_share
         if share >= LOADER_BOUND_SHARE:
