@@ -28,18 +28,29 @@ from luna_core.data.sampler import EpochSampler
 from luna_core.train.step import guarded_step, make_optimizer
 
 
-def _model_and_optimizer():
-    torch.manual_seed(0)
-    model = torch.nn.Linear(4, 2)
-    optimizer = make_optimizer(model, lr=0.1, momentum=0.9)
-    assert all(group["fused"] for group in optimizer.param_groups)
-    return model, optimizer
+@pytest.fixture(params=["sgd", "adam"])
+def kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def _model_and_optimizer(kind):
+    def make():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 2)
+        optimizer = make_optimizer(model, lr=0.1, momentum=0.9, kind=kind)
+        assert all(group["fused"] for group in optimizer.param_groups)
+        return model, optimizer
+    return make
 
 
 def _snapshot(model, optimizer):
+    """The weights, and every state tensor of the optimizer (SGD's momentum; Adam's
+    moments and step count)."""
     weights = [p.detach().clone() for p in model.parameters()]
-    momentum = [optimizer.state[p]["momentum_buffer"].clone() for p in model.parameters()]
-    return weights, momentum
+    state = [v.clone() for p in model.parameters()
+             for _, v in sorted(optimizer.state[p].items()) if torch.is_tensor(v)]
+    return weights, state
 
 
 def _backward(model, gradient_fill: float | None = None) -> torch.Tensor:
@@ -62,7 +73,7 @@ def test_the_private_amp_kernel_exists():
 
 
 @pytest.mark.parametrize("fill", [float("nan"), float("inf")])
-def test_a_non_finite_gradient_leaves_weights_and_momentum_unchanged(fill):
+def test_a_non_finite_gradient_leaves_weights_and_momentum_unchanged(fill, _model_and_optimizer):
     model, optimizer = _model_and_optimizer()
     for _ in range(2):  # momentum buffers that are not all zero
         guarded_step(optimizer, torch.isfinite(_backward(model)))
@@ -73,7 +84,7 @@ def test_a_non_finite_gradient_leaves_weights_and_momentum_unchanged(fill):
     _assert_unchanged(before, _snapshot(model, optimizer))
 
 
-def test_a_non_finite_loss_leaves_weights_and_momentum_unchanged():
+def test_a_non_finite_loss_leaves_weights_and_momentum_unchanged(_model_and_optimizer):
     model, optimizer = _model_and_optimizer()
     guarded_step(optimizer, torch.isfinite(_backward(model)))
     before = _snapshot(model, optimizer)
@@ -83,7 +94,7 @@ def test_a_non_finite_loss_leaves_weights_and_momentum_unchanged():
     _assert_unchanged(before, _snapshot(model, optimizer))
 
 
-def test_a_finite_gradient_changes_weights_and_momentum():
+def test_a_finite_gradient_changes_weights_and_momentum(_model_and_optimizer):
     model, optimizer = _model_and_optimizer()
     guarded_step(optimizer, torch.isfinite(_backward(model)))
     before = _snapshot(model, optimizer)

@@ -111,3 +111,15 @@ def test_ctl_set_changes_a_real_run_and_refuses_bad_values(train_argv, tmp_path,
     assert reply["ok"] is False and "finite and positive" in reply["error"]
     assert cli_main(["ctl", run_dir, "stop", "--wait", "60"]) == 0
     assert proc.wait(timeout=60) == 0
+
+
+def test_steering_adam_sets_its_beta1_as_the_momentum():
+    import torch
+
+    from luna_core.train.step import apply_setting, make_optimizer
+
+    optimizer = make_optimizer(torch.nn.Linear(2, 1), lr=0.001, momentum=0.9, kind="adam")
+    assert apply_setting(optimizer, 0.01, 0.8) == (0.001, 0.9, 0.01, 0.8)
+    group = optimizer.param_groups[0]
+    assert group["lr"] == 0.01 and group["betas"] == (0.8, 0.999)
+    assert apply_setting(optimizer, None, None) == (0.01, 0.8, 0.01, 0.8)

@@ -16,12 +16,15 @@ __all__ = ["DEFAULT_CACHE_DIR", "DEFAULT_DATA_DIR", "DEFAULT_RUNS_DIR", "RESUME_
            "given_resume", "parse_options", "validate_options"]
 
 DEFAULT_RUNS_DIR = "runs"
+#: --optimizer's choices (luna_core.train.step.make_optimizer builds them)
+OPTIMIZERS = ("sgd", "adam")
 
 # Options a resumed run must share with its checkpoint: they decide the model, the data or
 # the order of samples. Anything else (workers, epochs, device, sinks) may change on resume.
-RESUME_MUST_MATCH = ("task", "batch_size", "val_stride", "split", "seed", "candidates_file",
-                     "balanced", "epoch_samples", "augmented", "augment_flip", "augment_offset",
-                     "augment_scale", "augment_rotate", "augment_noise")
+RESUME_MUST_MATCH = ("task", "optimizer", "batch_size", "val_stride", "split", "seed",
+                     "candidates_file", "balanced", "epoch_samples", "augmented",
+                     "augment_flip", "augment_offset", "augment_scale", "augment_rotate",
+                     "augment_noise")
 
 
 def default_num_workers() -> int:
@@ -85,8 +88,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add_runs_dir(parser)
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds weights and the per-epoch shuffle; fixed seed = same run")
-    parser.add_argument("--lr", type=float, default=0.001, help="SGD learning rate")
-    parser.add_argument("--momentum", type=float, default=0.99, help="SGD momentum")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+                        help="sgd: the book's (momentum --momentum); adam: Adam with beta1 "
+                             "= --momentum (0.9 is Adam's usual), what the demo uses: it "
+                             "learns in the few thousand samples a CPU can train in minutes")
+    parser.add_argument("--lr", type=float, default=0.001, help="learning rate")
+    parser.add_argument("--momentum", type=float, default=0.99,
+                        help="SGD momentum (with --optimizer adam: beta1)")
     parser.add_argument("--val-stride", type=int, default=10,
                         help="every N-th candidate (or series, with --split series) goes "
                              "to validation")

@@ -43,7 +43,9 @@ class Resume:
         """Options not given on this command line come from the checkpoint; given ones that
         must match it are refused if they differ."""
         # a checkpoint from before tasks is the candidate classifier's
-        for name, value in {"task": DEFAULT_TASK, **self.state["options"]}.items():
+        # ... and from before --optimizer, trained with SGD
+        for name, value in {"task": DEFAULT_TASK, "optimizer": "sgd",
+                            **self.state["options"]}.items():
             if name in ("resume", "headless"):
                 continue
             if name not in given_options:

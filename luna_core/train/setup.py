@@ -37,11 +37,12 @@ class LoopSetup:
     def _init_datasets(self):
         return self.task.datasets()
 
-    def _build_model(self) -> tuple[torch.nn.Module, torch.optim.SGD]:
+    def _build_model(self) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         model = self.task.build_model(self.device)
-        return model, make_optimizer(model, self.cli_args.lr, self.cli_args.momentum)
+        return model, make_optimizer(model, self.cli_args.lr, self.cli_args.momentum,
+                                     getattr(self.cli_args, "optimizer", "sgd"))
 
-    def _init_model(self) -> tuple[torch.nn.Module, torch.optim.SGD]:
+    def _init_model(self) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         """Seed the RNGs, then _build_model, as _main does (tests and benchmarks call it)."""
         runtime.seed_rngs(self.cli_args.seed)
         return self._build_model()

@@ -11,7 +11,13 @@ import torch
 FUSED = True
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, momentum: float) -> torch.optim.SGD:
+def make_optimizer(model: torch.nn.Module, lr: float, momentum: float,
+                   kind: str = "sgd") -> torch.optim.Optimizer:
+    """``kind`` sgd: the book's SGD with ``momentum``; adam: Adam with beta1 ``momentum``.
+    Both fused: the guarded step needs the fused kernels' ``found_inf``."""
+    if kind == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, betas=(momentum, 0.999),
+                                fused=FUSED)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, fused=FUSED)
     if momentum:
         # Zero momentum buffers up front give bit-identical updates (buf = m*0 + g) and
@@ -21,16 +27,25 @@ def make_optimizer(model: torch.nn.Module, lr: float, momentum: float) -> torch.
     return optimizer
 
 
+def _momentum(group: dict) -> float:
+    """SGD's momentum, or Adam's beta1: what `set momentum=` steers."""
+    return group["betas"][0] if "betas" in group else group["momentum"]
+
+
 def apply_setting(optimizer: torch.optim.Optimizer, lr: float | None,
                   momentum: float | None) -> tuple[float, float, float, float]:
-    """A new learning rate and/or momentum (None keeps it) for every parameter group;
-    returns (old lr, old momentum, lr, momentum)."""
+    """A new learning rate and/or momentum (Adam: beta1; None keeps it) for every parameter
+    group; returns (old lr, old momentum, lr, momentum)."""
     group = optimizer.param_groups[0]
-    old_lr, old_momentum = group["lr"], group["momentum"]
+    old_lr, old_momentum = group["lr"], _momentum(group)
     lr = old_lr if lr is None else lr
     momentum = old_momentum if momentum is None else momentum
     for group in optimizer.param_groups:
-        group["lr"], group["momentum"] = lr, momentum
+        group["lr"] = lr
+        if "betas" in group:
+            group["betas"] = (momentum, group["betas"][1])
+        else:
+            group["momentum"] = momentum
     return old_lr, old_momentum, lr, momentum
 
 
