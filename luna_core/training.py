@@ -194,6 +194,8 @@ class LunaTrainingApp(LoopSetup):
             self.checkpointer.save("epoch", epoch, self._batch_count(self.trn_dl),
                                    self.loop.total_samples, None, epoch_done=True,
                                    val_loss=val_loss, score=score)
+            if self.run_control.stops_after(epoch, args.epochs):
+                return self._finish(*self.run_control.stop_outcome())
 
         return self._finish(ev.FINISHED, EXIT_OK)
 

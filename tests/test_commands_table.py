@@ -38,7 +38,7 @@ NAMES = [spec.name for spec in COMMANDS]
 
 def test_one_entry_per_command_and_every_entry_complete():
     assert len(set(NAMES)) == len(NAMES)
-    assert NAMES == ["pause", "resume", "checkpoint", "stop", "set"]
+    assert NAMES == ["pause", "resume", "checkpoint", "stop", "stop-after-epoch", "set"]
     # the words without values are the Command enum; set is the Setting
     assert [c.value for c in Command] == [s.name for s in COMMANDS if not s.takes_values]
     assert [s.name for s in COMMANDS if s.takes_values] == [Setting.value]
@@ -65,6 +65,8 @@ def test_the_loop_acts_on_each_command_through_its_handler():
     assert control.between_batches(dist, [Command.CHECKPOINT]).checkpoint
     setting = Setting(lr=0.5, source="test")
     assert control.between_batches(dist, [setting]).setting == setting
+    after_epoch = control.between_batches(dist, [Command("stop-after-epoch")])
+    assert not after_epoch.stop and control.stops_after(1, 2) and not control.stops_after(2, 2)
     assert control.between_batches(dist, [Command.STOP]).stop
     assert control.state == ev.STOPPING
 
@@ -82,7 +84,7 @@ def test_ctl_refuses_a_word_of_no_command_with_the_table_in_its_message(tmp_path
     with pytest.raises(LunaInputError) as info:
         ctl(str(tmp_path), "toggle_pause", str(tmp_path))
     assert str(info.value) == ("unknown command 'toggle_pause': use one of pause, resume, "
-                               "checkpoint, stop or set lr=X momentum=Y")
+                               "checkpoint, stop, stop-after-epoch or set lr=X momentum=Y")
     with pytest.raises(LunaInputError, match="'stop' takes no values"):
         ctl(str(tmp_path), "stop", str(tmp_path), values=["lr=1"])
 
@@ -95,8 +97,9 @@ def test_acknowledgements_and_their_lines_come_from_the_table():
     finished = ev.RunFinished(state=ev.STOPPED, exit_code=0)
     changed = ev.OptimizerChanged(lr=0.0005, momentum=0.99, old_lr=0.001, old_momentum=0.99,
                                   epoch=1, batch_ndx=10, total_samples=320)
+    after_epoch = ev.StopAfterEpoch(epoch=2)
     acks = {"pause": paused, "resume": working, "checkpoint": saved, "stop": finished,
-            "set": changed}
+            "stop-after-epoch": after_epoch, "set": changed}
     for name, event in acks.items():
         ack = command_spec(name).ack
         assert [other for other in acks.values() if ack.by(other)] == [event], name
@@ -106,6 +109,8 @@ def test_acknowledgements_and_their_lines_come_from_the_table():
         "pause": f"paused {where}", "resume": f"resumed {where}",
         "checkpoint": "checkpoint saved at E1 batch 10: ck.pt",
         "stop": "stopped (stopped, exit status 0); last checkpoint none",
+        "stop-after-epoch": "stops at the end of E2, once it is validated and checkpointed "
+                            f"(asked {where})",
         "set": "lr 0.001 -> 0.0005, momentum 0.99 -> 0.99 at E1 batch 10"}
     assert command_spec("pause").ack.line(paused) == "paused"
 

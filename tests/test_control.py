@@ -103,6 +103,29 @@ def test_stop_checkpoints_and_ends(train_argv):
     assert load_checkpoint(saved.path)["batch_ndx"] == 2
 
 
+def test_stop_after_epoch_ends_the_run_once_the_epoch_is_validated_and_checkpointed(train_argv):
+    commands = CommandChannel()
+
+    def hook(event):          # asked in epoch 1's training: the run ends after its validation
+        if isinstance(event, ev.BatchDone) and event.phase == "trn" and event.epoch == 1 \
+                and event.batch_ndx == 1:
+            commands.put("stop-after-epoch")
+
+    code, rec, console = run_loop(train_argv("--epochs", "3"), hooks=[hook],
+                                  commands=commands)
+    assert code == 0
+    (asked,) = rec.of(ev.StopAfterEpoch)
+    assert asked.epoch == 1
+    assert "the run stops at the end of E1, once it is validated and checkpointed" in console
+    assert [(m.epoch, m.phase) for m in rec.of(ev.EpochMetrics)] == [(1, "trn"), (1, "val")]
+    (finished,) = rec.of(ev.RunFinished)
+    assert (finished.state, finished.exit_code) == (ev.STOPPED, 0)
+    saved = rec.of(ev.CheckpointSaved)
+    assert [s.reason for s in saved] == ["epoch"] and finished.last_checkpoint == saved[0].path
+    state = load_checkpoint(saved[0].path)                 # a resume goes on at E2
+    assert (state["epoch"], state["epoch_done"]) == (1, True)
+
+
 def _final_state(runs_dir):
     (run_dir,) = run_dirs(runs_dir)
     return load_checkpoint(list_checkpoints(os.path.join(run_dir, "checkpoints"))[-1])

@@ -47,7 +47,7 @@ def test_ctl_pauses_checkpoints_resumes_refuses_and_stops_a_real_run(train_argv,
     code, out, err = _ctl(capsys, run_dir, "frobnicate")
     assert code == 2 and out == ""
     assert err == ("luna-tui ctl: unknown command 'frobnicate': use one of pause, resume, "
-                   "checkpoint, stop or set lr=X momentum=Y\n")
+                   "checkpoint, stop, stop-after-epoch or set lr=X momentum=Y\n")
 
     code, out, _ = _ctl(capsys, run_dir, "resume")
     assert code == 0 and out.startswith("resumed")
@@ -62,6 +62,24 @@ def test_ctl_pauses_checkpoints_resumes_refuses_and_stops_a_real_run(train_argv,
 
     code, out, err = _ctl(capsys, run_dir, "pause")
     assert code == 2 and "not running (stopped)" in err and err.count("\n") == 1
+
+
+def test_ctl_stop_after_epoch_ends_a_real_run_at_the_end_of_its_epoch(train_argv, tmp_path,
+                                                                      capsys):
+    proc = start_headless(train_argv, tmp_path)
+    records = wait_for_events(tmp_path, lambda r: any(
+        x["kind"] == "batch_done" for x in r), proc)
+    run_dir = records[0]["run_dir"]
+
+    code, out, _ = _ctl(capsys, run_dir, "stop-after-epoch")
+    assert code == 0 and out.startswith("stops at the end of E"), out
+    epoch = int(out.split("E", 1)[1].split(",", 1)[0])
+    assert "once it is validated and checkpointed (asked after E" in out
+    assert proc.wait(timeout=60) == 0
+    records = read_run_events(tmp_path)
+    assert max(r["epoch"] for r in records if r["kind"] == "epoch_metrics") == epoch
+    assert [r["reason"] for r in records if r["kind"] == "checkpoint"][-1] == "epoch"
+    assert records[-1]["kind"] == "run_finished" and records[-1]["state"] == "stopped"
 
 
 def test_ctl_latest_with_no_runs_is_one_line_and_exit_2(tmp_path, capsys):

@@ -125,6 +125,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
                                      "checkpoint {last_checkpoint}"),
         refused="stop the run"),
     CommandSpec(
+        "stop-after-epoch", handler="request_stop_after_epoch",
+        help="end the run once this epoch is validated and checkpointed (resumable: a resume "
+             "goes on at the next epoch); the last epoch ends the run anyway",
+        ack=Ack(ev.StopAfterEpoch.kind, "stops at the end of E{epoch}, once it is validated "
+                                        "and checkpointed (asked {where})"),
+        refused="stop the run"),
+    CommandSpec(
         "set", handler="take_setting", usage="lr=X momentum=Y",
         help="a new learning rate and/or momentum from the next batch on (lr=X momentum=Y)",
         ack=Ack(ev.OptimizerChanged.kind, "lr {old_lr:g} -> {lr:g}, momentum {old_momentum:g} "

@@ -154,6 +154,14 @@ class OptimizerChanged(Event):
 
 
 @dataclass
+class StopAfterEpoch(Event):
+    """The run ends once ``epoch`` is validated and checkpointed (a command asked; a resume
+    goes on at the next epoch)."""
+    kind: ClassVar[str] = "stop_after_epoch"
+    epoch: int
+
+
+@dataclass
 class LogRecord(Event):
     kind: ClassVar[str] = "log"
     level: str
@@ -185,7 +193,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (RunStarted, PhaseStarted, BatchDone, EpochMetrics, StatusChanged,
                 CheckpointSaved, NonFiniteLoss, LogRecord, RunFinished, OptimizerChanged,
-                ExamplesSaved)
+                ExamplesSaved, StopAfterEpoch)
 }
 
 

@@ -1,7 +1,8 @@
-"""The run's flags and status: pause, stop, checkpoint-now and the non-finite policy, the
-commands that set them (taken at batch boundaries; luna_core.run.command_table.COMMANDS names each
-one's handler here), and the exit codes. It decides; the loop acts: ``between_batches``
-returns a ``Boundary`` saying what to do (no callbacks).
+"""The run's flags and status: pause, stop (now or after the epoch), checkpoint-now and the
+non-finite policy, the commands that set them (taken at batch boundaries;
+luna_core.run.command_table.COMMANDS names each one's handler here), and the exit codes. It
+decides; the loop acts: ``between_batches`` returns a ``Boundary`` saying what to do (no
+callbacks).
 
 Under DDP the flags are combined over all ranks before they act, so every rank pauses,
 checkpoints and stops at the same batch boundary.
@@ -51,6 +52,7 @@ class RunControl:
         self.state = ev.STARTING
         self.paused = False
         self.stop_requested = False
+        self.stop_after_epoch = False               # end the run at the end of this epoch
         self.checkpoint_requested = False
         self.nonfinite_stop = False                 # the stop is for a non-finite batch
         self.nonfinite_batches: list[tuple[int, int, str]] = []  # (epoch, batch, what)
@@ -68,9 +70,11 @@ class RunControl:
         and rank 0's new setting is broadcast, so every rank does the same."""
         for command in commands:
             self._apply(command)
-        stop, checkpoint_now, paused, nonfinite, setting = combine_flags(dist, [
+        stop, checkpoint_now, paused, nonfinite, setting, after_epoch = combine_flags(dist, [
             int(self.stop_requested), int(self.checkpoint_requested), int(self.paused),
-            int(self.nonfinite_stop), int(self.setting is not None)])
+            int(self.nonfinite_stop), int(self.setting is not None),
+            int(self.stop_after_epoch)])
+        self.stop_after_epoch = bool(after_epoch)
         chosen = broadcast_object(dist, self.setting) if setting else None
         self.setting = None
         self.checkpoint_requested = False
@@ -115,6 +119,18 @@ class RunControl:
         if not self.stop_requested:
             self.stop_requested = True
             self.set_state(ev.STOPPING)
+
+    def request_stop_after_epoch(self, _command: Command | None = None) -> None:
+        if not self.stop_after_epoch:
+            self.stop_after_epoch = True
+            log.info("the run stops at the end of E%d, once it is validated and checkpointed",
+                     self.loop.epoch)
+        self.bus.emit(ev.StopAfterEpoch(epoch=self.loop.epoch))   # asked again: said again
+
+    def stops_after(self, epoch: int, last_epoch: int) -> bool:
+        """Whether the run ends now, ``epoch`` done, as stop-after-epoch asked (the last epoch
+        ends it anyway)."""
+        return self.stop_after_epoch and epoch < last_epoch
 
     def take_setting(self, setting: Setting) -> None:
         self.setting = setting            # the newest wins if several wait
