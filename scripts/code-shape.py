@@ -2,9 +2,13 @@
 functions over 80, functions that dispatch on event classes with three or more isinstance
 tests, and how many product files spell each metric key.
 
-    .venv/bin/python scripts/code-shape.py [--keys loss/all froc/cpm ...]
+    .venv/bin/python scripts/code-shape.py [--root TREE] [--keys loss/all froc/cpm ...]
+                                           [--classes LunaTrainingApp CockpitApp ...]
 
 Product files: luna_core/ and luna_tui/ (tests, benchmarks and scripts are not counted).
+--root measures another tree (e.g. an older commit's `git archive` extracted somewhere):
+its own files and its own event classes. --classes prints the size of the named classes
+whatever their size.
 """
 
 from __future__ import annotations
@@ -19,18 +23,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("luna_core", "luna_tui")
 CLASS_MAX, SCREEN_MAX, FUNCTION_MAX = 300, 250, 80
 DEFAULT_KEYS = ("loss/all", "froc/cpm", "pr/recall", "correct/pos", "roc/auc", "pr/f1_score")
+DEFAULT_CLASSES = ("LunaTrainingApp", "CockpitApp", "CockpitScreen")
 
 
-def product_files() -> list[str]:
+def product_files(root: str) -> list[str]:
     found = []
     for package in PACKAGES:
-        for folder, _dirs, names in os.walk(os.path.join(ROOT, package)):
+        for folder, _dirs, names in os.walk(os.path.join(root, package)):
             found += [os.path.join(folder, n) for n in names if n.endswith(".py")]
     return sorted(found)
 
 
-def event_classes() -> set[str]:
-    sys.path.insert(0, ROOT)
+def event_classes(root: str) -> set[str]:
+    sys.path.insert(0, root)
     from luna_core.run import events as ev
 
     return {cls.__name__ for cls in ev.EVENT_TYPES.values()} | {"Event"}
@@ -49,13 +54,16 @@ def isinstance_tests(node: ast.AST, events: set[str]) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=ROOT, help="the tree to measure (default: this one)")
     parser.add_argument("--keys", nargs="*", default=list(DEFAULT_KEYS))
+    parser.add_argument("--classes", nargs="*", default=list(DEFAULT_CLASSES))
     args = parser.parse_args()
-    events = event_classes()
-    big_classes, big_functions, chains = [], [], []
+    root = os.path.abspath(args.root)
+    events = event_classes(root)
+    big_classes, big_functions, chains, named = [], [], [], []
     spread = {key: set() for key in args.keys}
-    for path in product_files():
-        rel = os.path.relpath(path, ROOT)
+    for path in product_files(root):
+        rel = os.path.relpath(path, root)
         text = open(path, encoding="utf-8").read()
         for key in args.keys:
             if re.search(r"[\"']" + re.escape(key) + r"[\"']", text):
@@ -66,6 +74,8 @@ def main() -> int:
             if isinstance(node, ast.ClassDef):
                 tui = rel.startswith("luna_tui") and node.name.endswith(("Screen", "App"))
                 limit = SCREEN_MAX if tui else CLASS_MAX
+                if node.name in args.classes:
+                    named.append(f"{rel}:{node.lineno} {node.name} {size} lines")
                 if size > limit:
                     big_classes.append(f"{rel}:{node.lineno} {node.name} {size} lines "
                                        f"(at most {limit})")
@@ -76,6 +86,9 @@ def main() -> int:
                 if tests >= 3:
                     chains.append(f"{rel}:{node.lineno} {node.name}: {tests} isinstance "
                                   f"tests on event classes")
+    print(f"measured: {root}")
+    print(f"named classes ({len(named)}):")
+    print("".join(f"  {line}\n" for line in sorted(named)), end="")
     print(f"classes over their size ({len(big_classes)}):")
     print("".join(f"  {line}\n" for line in big_classes), end="")
     print(f"functions over {FUNCTION_MAX} lines ({len(big_functions)}):")
