@@ -1,4 +1,5 @@
-"""The cockpit at every terminal size: views 1-4, the zoom, the plot keys and the toast rules."""
+"""The cockpit at every terminal size: views 1-4 and 7, the zoom, the plot keys and the toast
+rules."""
 
 from __future__ import annotations
 
@@ -132,6 +133,45 @@ async def test_each_view_fills_the_screen_with_readable_plots(size):
         await pilot.press("1")
         await settled(pilot, app)
         assert set(slot_rows(app)) == set(views.dashboard().panes)
+
+
+@pytest.mark.parametrize("size", [SIZES[0], SIZES[-1]], ids=[IDS[0], IDS[-1]])
+async def test_view_7_lists_every_finished_epoch_newest_first(size):
+    app = cockpit()                                  # in E3's training: E1 and E2 are done
+    async with app.run_test(size=size) as pilot:
+        await on_screen(pilot, app, "? Help")
+        await pilot.press("7")
+        await settled(pilot, app)
+        assert set(slot_rows(app)) == {"epochs"}
+        text = screen_text(app)
+        rows = [ln for ln in text.splitlines() if re.match(r"\W*E\d ", ln)]
+        assert [re.search(r"E(\d)", ln).group(1) for ln in rows] == ["2", "1"], text
+        assert "val loss" in text and "best: val loss E" in text
+
+
+def test_the_epoch_table_marks_each_column_s_best_and_leaves_out_empty_ones():
+    from rich.console import Console
+
+    from luna_tui.model.snapshot import EpochPoint, RunSnapshot
+    from luna_tui.widgets.epoch_table import render_epoch_table
+
+    def point(epoch, loss, pos, cpm=None):
+        return EpochPoint(epoch, loss, loss, pos, 90.0, cpm=cpm)
+
+    snap = RunSnapshot(history={"trn": (point(1, 0.5, 10.0), point(2, 0.3, 40.0)),
+                                "val": (point(1, 0.45, 20.0), point(2, 0.47, 50.0))})
+    console = Console(width=100, record=True)
+    console.print(render_epoch_table(snap, 100))
+    text = console.export_text()
+    assert [ln.split()[0] for ln in text.splitlines()[1:3]] == ["E2", "E1"]
+    assert "CPM" not in text                          # no validation scored: no column
+    assert text.splitlines()[-1] == ("best: val loss E1 0.4500 · val nodules correct E2 "
+                                     "50.0 %")
+    table = render_epoch_table(snap, 100).renderables[0]
+    bold = {cell.plain for column in table.columns for cell in column.cells
+            if getattr(cell, "spans", None)}            # stylized: the column's best
+    assert bold == {"0.3000", "0.4500", "40.0 %", "50.0 %"}
+    assert "no epoch finished yet" in render_epoch_table(RunSnapshot()).plain
 
 
 async def test_z_zooms_the_focused_pane_and_back():

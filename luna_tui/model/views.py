@@ -99,6 +99,10 @@ PANES: tuple[PaneSpec, ...] = (
              "(lung window, the annotated diameter as a circle) with their probability and "
              "loss. k kind, , . epoch, PgDn more, Enter three planes.",
              "luna_tui.widgets.examples.ExamplesPane", follows=ON_SCREEN),
+    PaneSpec("epochs", "Epochs",
+             "every epoch as a row, newest first: trn and val loss, % of nodules correct, "
+             "the validation's CPM; each column's best in bold, the best epochs under it.",
+             "luna_tui.widgets.epoch_table.EpochTablePane"),
     PaneSpec("system", "System",
              "CPU, RAM, this process and its loader workers; GPUs through NVML.",
              "luna_tui.widgets.system.SystemPane", band="mid", follows=READINGS,
@@ -122,6 +126,8 @@ VIEWS: tuple[ViewSpec, ...] = (
              "confusion of the latest validation)", ("diagnostics",)),
     ViewSpec("examples", "6", "Examples", "examples (its worst misses and false alarms as CT "
              "images)", ("examples",)),
+    ViewSpec("epochs", "7", "Epochs", "every epoch's losses, nodules correct and CPM as a "
+             "table", ("epochs",)),
 )
 
 
