@@ -42,8 +42,16 @@ class Anatomy:
         return alpha.astype(np.float32)
 
 
-def make_anatomy(rng: np.random.Generator, size_xy: int) -> Anatomy:
+#: Slices kept free of lung at each end of a volume: the chunk is 32 slices, and a
+#: candidate nearer the end than half of that is cut off-centre (the window is shifted
+#: inside the volume), which in the short demo volumes was a third of the candidates.
+LUNG_FREE_SLICES = 18
+
+
+def make_anatomy(rng: np.random.Generator, size_xy: int, slices: int = 100) -> Anatomy:
     half = (size_xy - 1) / 2
+    # (a volume under 48 slices cannot centre a 32-slice chunk on much of its lung anyway)
+    margin = min(LUNG_FREE_SLICES / (slices - 1), 0.3) if slices >= 48 else 0.05
     cx = half + float(rng.uniform(-0.02, 0.02)) * half
     cy = half + float(rng.uniform(-0.02, 0.02)) * half
     lungs = []
@@ -53,7 +61,8 @@ def make_anatomy(rng: np.random.Generator, size_xy: int) -> Anatomy:
     return Anatomy(
         half=half, cx=cx, cy=cy,
         body_a=0.90 * float(rng.uniform(0.98, 1.02)), body_b=0.72 * float(rng.uniform(0.98, 1.02)),
-        lungs=lungs, lung_t=(float(rng.uniform(0.02, 0.08)), float(rng.uniform(0.92, 0.98))),
+        lungs=lungs, lung_t=(margin + float(rng.uniform(0.0, 0.04)),
+                             1 - margin - float(rng.uniform(0.0, 0.04))),
         rib_period_mm=float(rng.uniform(22.0, 30.0)), rib_phase=float(rng.uniform(0, 2 * np.pi)),
         rib_slant=float(rng.uniform(0.6, 1.4)),
     )
@@ -91,11 +100,13 @@ def paint_segment(vessel: np.ndarray, spacing: np.ndarray, p0: np.ndarray, p1: n
 
 
 def vessel_tree(rng: np.random.Generator, anat: Anatomy, size: tuple[int, int, int],
-                spacing: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
-    """Branching random walks from each lung's hilum, in mm (generation frame)."""
+                spacing: np.ndarray) -> tuple[list, list[np.ndarray]]:
+    """Branching random walks from each lung's hilum, in mm (generation frame): the segments
+    (p0, p1, r0, r1) and the points where a vessel forks."""
     nx, ny, nz = size
     sxy = float(spacing[0])
     segments: list[tuple[np.ndarray, np.ndarray, float, float]] = []
+    junctions: list[np.ndarray] = []
     scale = nx / 160                      # keep the vessel density of a 160-voxel slice
     limit = int((150 + 8 * nz) * scale ** 2)
     r_start = sxy * min(1.0, max(0.6, scale))   # thinner trunks in the lungs of tiny sets
@@ -133,8 +144,9 @@ def vessel_tree(rng: np.random.Generator, anat: Anatomy, size: tuple[int, int, i
                 if rng.random() < 0.22:
                     child = d + rng.normal(0.0, 0.8, size=3)
                     stack.append((q, child / np.linalg.norm(child), r_next * 0.75))
+                    junctions.append(q)
                     r_next *= 0.88
                 d = d + rng.normal(0.0, 0.3, size=3)
                 d /= np.linalg.norm(d)
                 p, r = q, r_next
-    return segments
+    return segments, junctions

@@ -8,6 +8,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from luna_core.data.synth.dataset_spec import DEMO_SET
+
 
 def build_parser(prog: str = "python -m luna_core.data.synth") -> argparse.ArgumentParser:
     """The one synth command line: `luna-tui synth` and `python -m luna_core.data.synth`."""
@@ -16,14 +18,18 @@ def build_parser(prog: str = "python -m luna_core.data.synth") -> argparse.Argum
         description="Write a demo data set in the real LUNA16 layout (subset*/ .mhd/.raw, "
                     "candidates.csv, annotations.csv) that the model can learn from.")
     parser.add_argument("--out", required=True, help="folder to write (created if needed)")
-    parser.add_argument("--series", type=int, default=10, help="number of CT series")
+    parser.add_argument("--series", type=int, default=DEMO_SET["series"],
+                        help="number of CT series")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same files")
     parser.add_argument("--size-xy", type=int, default=160, help="in-plane voxels per slice")
-    parser.add_argument("--slices", type=int, nargs=2, default=(48, 72), metavar=("MIN", "MAX"),
+    parser.add_argument("--slices", type=int, nargs=2, default=DEMO_SET["slices"],
+                        metavar=("MIN", "MAX"),
                         help="slices per series")
-    parser.add_argument("--negatives-per-series", "--negatives", type=int, default=280,
+    parser.add_argument("--negatives-per-series", "--negatives", type=int,
+                        default=DEMO_SET["negatives_per_series"],
                         help="class-0 candidates per series")
-    parser.add_argument("--nodules", type=int, nargs=2, default=(10, 14), metavar=("MIN", "MAX"),
+    parser.add_argument("--nodules", type=int, nargs=2, default=DEMO_SET["nodules_per_series"],
+                        metavar=("MIN", "MAX"),
                         help="nodules per series")
     parser.add_argument("--subsets", type=int, default=2, help="subset folders")
     parser.add_argument("--flip-every", type=int, default=4,

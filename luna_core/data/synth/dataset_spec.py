@@ -16,8 +16,22 @@ ANNOTATIONS_HEADER = "seriesuid,coordX,coordY,coordZ,diameter_mm"
 MANIFEST_FORMAT = 1
 
 PARTIAL_DIR = ".synth-partial"
+#: `luna-tui synth`'s and `luna-tui demo`'s set: 64 scans of 56-80 slices, 4-8 nodules and 80
+#: other candidates each (1 nodule in 15), so that a validation of every 4th scan holds
+#: about 90 nodules (LUNA16: about 1 in 400, 1.3 nodules a scan).
+DEMO_SET = {"series": 64, "slices": (56, 80), "negatives_per_series": 80,
+            "nodules_per_series": (4, 8)}
 SLICE_SPACINGS_MM = (1.25, 1.5, 1.8, 2.0, 2.5)
 NODULE_DIAMETER_MM = (4.0, 20.0)
+SMALL_NODULE_MM = 6.0              # 4-6 mm: the small nodules, about a third of them
+SMALL_NODULE_SHARE = 0.25
+SOLID_HU = (-60.0, 100.0)          # solid nodules: soft tissue, as bright as the vessels
+GROUND_GLASS_HU = (-650.0, -350.0)  # ground-glass nodules: faint
+GROUND_GLASS_SHARE = 0.25
+NODULE_KIND_SHARES = {"isolated": 0.6, "juxtavascular": 0.2, "juxtapleural": 0.2}
+#: What the class-0 candidates are (luna_core.data.synth.decoys), as shares of them.
+DECOY_KIND_SHARES = {"parenchyma": 0.2, "vessel": 0.22, "end_on_vessel": 0.2,
+                     "branching": 0.15, "pleural_bump": 0.15, "pleura": 0.08}
 POSITIVE_JITTER_MM = 0.6
 HU_MIN, HU_MAX = -1024, 3071
 

@@ -8,7 +8,16 @@ import numpy as np
 
 from luna_core.data.synth.anatomy import blend, make_anatomy, paint_segment, vessel_tree
 from luna_core.data.synth.dataset_spec import HU_MAX, HU_MIN, POSITIVE_JITTER_MM
-from luna_core.data.synth.findings import Nodule, paint_nodule, place_negatives, place_nodules
+from luna_core.data.synth.decoys import (
+    END_ON_VESSEL,
+    PLEURAL_BUMP,
+    decoy_counts,
+    end_on_vessels,
+    paint_bumps,
+    place_decoys,
+    pleura,
+)
+from luna_core.data.synth.findings import Nodule, Site, paint_nodule, place_nodules
 from luna_core.data.synth.series_geometry import Geometry
 
 
@@ -19,14 +28,14 @@ class Series:
     nodules: list[Nodule]
     candidates: list[tuple[np.ndarray, int]]    # (xyz, class)
     annotations: list[tuple[np.ndarray, float]]  # (xyz, diameter_mm)
-    vessel_negatives: int
+    kinds: list[str]                            # each candidate's kind (findings, decoys)
 
 
 def make_series(rng: np.random.Generator, geom: Geometry, nodule_count: int,
                 negatives: int) -> Series:
     nx, ny, nz = geom.size
     spacing = np.array(geom.spacing)
-    anat = make_anatomy(rng, nx)
+    anat = make_anatomy(rng, nx, nz)
 
     col = np.arange(nx, dtype=np.float32)[None, None, :]
     row = np.arange(ny, dtype=np.float32)[None, :, None]
@@ -66,19 +75,22 @@ def make_series(rng: np.random.Generator, geom: Geometry, nodule_count: int,
     lung_hu = np.float32(-865.0) + np.float32(45.0) * np.broadcast_to(v2[None], lung.shape)
     blend(mean, sig, lung, lung_hu, 35.0)
 
-    segments = vessel_tree(rng, anat, geom.size, spacing)
+    segments, junctions = vessel_tree(rng, anat, geom.size, spacing)
+    end_on = end_on_vessels(rng, decoy_counts(negatives)[END_ON_VESSEL], lung, spacing)
     vessel = np.zeros((nz, ny, nx), dtype=np.float32)
-    for p0, p1, r0, r1 in segments:
+    for p0, p1, r0, r1 in segments + end_on:
         paint_segment(vessel, spacing, p0, p1, r0, r1)
     blend(mean, sig, vessel * lung, np.float32(40.0), 20.0)
 
-    # Nodules sit in parenchyma, clear of vessels where there is room (juxtavascular if not).
-    nodules = place_nodules(rng, nodule_count, lung >= 0.999, vessel < 0.02, spacing)
-
+    # Nodules: isolated (clear of vessels), against a vessel, or against the wall.
+    wall_mm, inward = pleura(lung, spacing, rng)
+    site = Site(lung >= 0.999, vessel < 0.02, spacing, segments, wall_mm, inward)
+    nodules = place_nodules(rng, nodule_count, site)
     for n in nodules:
         paint_nodule(mean, sig, n, spacing)
-
-    neg_cri, n_vessel = place_negatives(rng, negatives, lung, vessel, segments, nodules, spacing)
+    bumps = paint_bumps(rng, mean, sig, site, decoy_counts(negatives)[PLEURAL_BUMP], nodules)
+    neg_cri, neg_kinds = place_decoys(rng, negatives, site, lung, vessel, junctions, end_on,
+                                      bumps, nodules)
 
     noise = rng.standard_normal((nz, ny, nx), dtype=np.float32)
     mean += noise * sig
@@ -100,7 +112,8 @@ def make_series(rng: np.random.Generator, geom: Geometry, nodule_count: int,
         candidates.append((geom.cri_to_xyz(geom.id_cri_to_cri(cri)), 0))
     order = rng.permutation(len(candidates))
     candidates = [candidates[i] for i in order]
-    return Series(geom, volume, nodules, candidates, annotations, n_vessel)
+    kinds = [n.kind for n in nodules] + neg_kinds
+    return Series(geom, volume, nodules, candidates, annotations, [kinds[i] for i in order])
 
 
 def make_missing_series(rng: np.random.Generator, uid: str, nodules: int,

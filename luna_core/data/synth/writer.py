@@ -19,6 +19,7 @@ from luna_core.data.synth.dataset_spec import (
     ANNOTATIONS_HEADER,
     CANDIDATES_CSV,
     CANDIDATES_HEADER,
+    DECOY_KIND_SHARES,
     MANIFEST_FORMAT,
     MANIFEST_JSON,
     PARTIAL_DIR,
@@ -112,11 +113,12 @@ def _series_record(geom, s, wanted: int) -> dict:
     """What synth.json says of one written series."""
     info = geom.to_json()
     info["nodules"] = [{"xyz": [round(float(v), 4) for v in xyz], "diameter_mm": d,
-                        "touches_vessel": n.touches_vessel}
+                        "kind": n.kind, "solid": n.solid, "hu": round(n.hu, 1)}
                        for (xyz, d), n in zip(s.annotations, s.nodules)]
     info["nodules_wanted"] = wanted
     info["candidates"] = len(s.candidates)
-    info["vessel_negatives"] = s.vessel_negatives
+    info["decoys"] = {kind: s.kinds.count(kind) for kind in DECOY_KIND_SHARES}
+    info["candidate_kinds"] = s.kinds            # in the order of the series' CSV rows
     return info
 
 
