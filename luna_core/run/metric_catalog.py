@@ -149,6 +149,11 @@ SENS_AT: dict[float, Metric] = {
     for fps in FP_LEVELS}
 SENS_AT_1FP = SENS_AT[1.0]
 AUC = _add(Metric("roc/auc", "ROC AUC", "AUC", "AUC", ".3f", HIGH))
+#: The trivial baseline beside the model (luna_core.score.brightness): the AUC of ranking
+#: the validation candidates by their chunk's central HU; no better direction (not the
+#: model's).
+AUC_BRIGHTNESS = _add(Metric("roc/auc_central_hu", "ROC AUC of the central HU alone",
+                             "central-HU AUC", "HU AUC", ".3f", None))
 AVERAGE_PRECISION = _add(Metric("pr/average_precision", "average precision", "AP", "AP",
                                 ".3f", HIGH))
 #: The confusion counts at the threshold (counts: no better direction).

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from luna_core.run import metric_catalog as mc
+from luna_core.score.brightness import BrightnessBaseline
 from luna_core.score.froc import BOOTSTRAP_RESAMPLES, FP_LEVELS, Findings, FrocResult, FrocScorer
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class ValidationScore:
     pr_precision: tuple[float, ...]
     hist_pos: tuple[int, ...]         # nodules per probability bin (HISTOGRAM_BINS over 0-1)
     hist_neg: tuple[int, ...]
+    #: the trivial baseline's AUC (luna_core.score.brightness); None until computed
+    brightness_auc: float | None = None
 
     def scalars(self) -> dict[str, float]:
         """TensorBoard tags and values (undefined ones left out)."""
@@ -52,6 +55,8 @@ class ValidationScore:
             out[mc.AUC.key] = self.auc
         if self.average_precision is not None:
             out[mc.AVERAGE_PRECISION.key] = self.average_precision
+        if self.brightness_auc is not None:
+            out[mc.AUC_BRIGHTNESS.key] = self.brightness_auc
         for key, count in self.confusion.items():     # at THRESHOLD: tp, fp, tn, fn
             out[mc.CONFUSION[key].key] = float(count)
         return out
@@ -69,6 +74,7 @@ class ValidationScore:
             "nodule_source": f.nodule_source,
             "nodules_found_at_threshold": sum(1 for s in f.nodule_scores if s >= THRESHOLD),
             "auc": self.auc, "average_precision": self.average_precision,
+            "brightness_auc": self.brightness_auc,
             "confusion": dict(self.confusion), "threshold": THRESHOLD,
             "pr_recall": _rounded(self.pr_recall), "pr_precision": _rounded(self.pr_precision),
             "hist_bins": HISTOGRAM_BINS, "hist_pos": list(self.hist_pos),
@@ -86,6 +92,8 @@ class ValidationScore:
                   else f" [{f.cpm_low:.2f}–{f.cpm_high:.2f}]")
             head = f"CPM {f.cpm:.3f}{ci}, sens@1FP {f.sens_at(1.0):.2f}"
         auc = "-" if self.auc is None else f"{self.auc:.2f}"
+        if self.brightness_auc is not None:
+            auc += f" (central HU alone {self.brightness_auc:.2f})"
         tail = f", AUC {auc}, {f.nodules} nodules in {f.scans} scans"
         if f.nodules_without_candidate:
             tail += f" (+{f.nodules_without_candidate} with no validation candidate)"
@@ -118,7 +126,9 @@ class ValidationScorer:
     per sample; ``findings`` from the annotations (None: each positive its own nodule)."""
 
     def __init__(self, uids, xyz, is_nodule, findings: Findings | None,
-                 bootstrap: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> None:
+                 bootstrap: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                 baseline: BrightnessBaseline | None = None) -> None:
+        self.baseline = baseline
         self.uids, self.xyz = list(uids), np.asarray(xyz, dtype=np.float64)
         self.is_nodule = np.asarray(is_nodule, dtype=bool)
         self.findings = findings
@@ -135,7 +145,9 @@ class ValidationScorer:
         uids, xyz, is_nodule = ds.candidate_columns()
         # scikit-learn takes ~0.9 s to import: done beside the first epoch, not after it
         threading.Thread(target=_import_sklearn, name="import-sklearn", daemon=True).start()
-        return cls(uids, xyz, is_nodule, findings, bootstrap=bootstrap, seed=seed)
+        baseline = BrightnessBaseline(ds, seed) if hasattr(ds, "chunk_hu") else None
+        return cls(uids, xyz, is_nodule, findings, bootstrap=bootstrap, seed=seed,
+                   baseline=baseline)
 
     def _scorer(self, rows: np.ndarray) -> FrocScorer:
         key = rows.tobytes()
@@ -154,7 +166,8 @@ class ValidationScorer:
         p = np.asarray(probabilities, dtype=np.float64)
         labels = self.is_nodule[rows]
         froc = self._scorer(rows).score(p, self.bootstrap, seed=[self.seed, epoch])
-        return ValidationScore(froc=froc, **_ranking(labels, p))
+        brightness = None if self.baseline is None else self.baseline.result(wait_s=60.0)
+        return ValidationScore(froc=froc, **_ranking(labels, p), brightness_auc=brightness)
 
 
 def _import_sklearn() -> None:
