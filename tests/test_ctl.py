@@ -20,12 +20,18 @@ def _ctl(capsys, run_dir, *words) -> tuple[int, str, str]:
     return code, cap.out, cap.err
 
 
-def test_ctl_pauses_checkpoints_resumes_refuses_and_stops_a_real_run(train_argv, tmp_path,
-                                                                    capsys):
+def _training(train_argv, tmp_path):
+    """A headless run on the tiny set once it has done a batch: (its process, its folder,
+    its events so far)."""
     proc = start_headless(train_argv, tmp_path)
     records = wait_for_events(tmp_path, lambda r: any(
         x["kind"] == "batch_done" for x in r), proc)
-    run_dir = records[0]["run_dir"]
+    return proc, records[0]["run_dir"], records
+
+
+def test_ctl_pauses_checkpoints_resumes_refuses_and_stops_a_real_run(train_argv, tmp_path,
+                                                                    capsys):
+    proc, run_dir, _ = _training(train_argv, tmp_path)
 
     code, out, _ = _ctl(capsys, run_dir, "pause")
     assert code == 0 and out.startswith("paused after E"), out
@@ -66,10 +72,7 @@ def test_ctl_pauses_checkpoints_resumes_refuses_and_stops_a_real_run(train_argv,
 
 def test_ctl_stop_after_epoch_ends_a_real_run_at_the_end_of_its_epoch(train_argv, tmp_path,
                                                                       capsys):
-    proc = start_headless(train_argv, tmp_path)
-    records = wait_for_events(tmp_path, lambda r: any(
-        x["kind"] == "batch_done" for x in r), proc)
-    run_dir = records[0]["run_dir"]
+    proc, run_dir, _ = _training(train_argv, tmp_path)
 
     code, out, _ = _ctl(capsys, run_dir, "stop-after-epoch")
     assert code == 0 and out.startswith("stops at the end of E"), out
@@ -91,10 +94,7 @@ def test_ctl_latest_with_no_runs_is_one_line_and_exit_2(tmp_path, capsys):
 def test_ctl_is_answered_with_100_idle_clients_connected(train_argv, tmp_path, capsys):
     """Leaked connections (a script, a crashed cockpit) fill the run's control socket: the
     connection idle the longest makes room, so `ctl pause` still gets through."""
-    proc = start_headless(train_argv, tmp_path)
-    records = wait_for_events(tmp_path, lambda r: any(
-        x["kind"] == "batch_done" for x in r), proc)
-    run_dir = records[0]["run_dir"]
+    proc, run_dir, records = _training(train_argv, tmp_path)
     started = next(r for r in records if r["kind"] == "run_started")
     idle = []
     try:
