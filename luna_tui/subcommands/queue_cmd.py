@@ -175,9 +175,24 @@ def _created(pid: int) -> float | None:
         return None
 
 
-def launcher(runs_dir: str, stopping: threading.Event | None = None, poll: float = 0.2):
+def _tee(pipe, log, echo) -> threading.Thread:
+    """Copy the child's output to its log file, and each line to ``echo`` too."""
+    def copy() -> None:
+        with pipe:
+            for line in iter(pipe.readline, ""):
+                log.write(line)
+                log.flush()
+                echo(line.rstrip("\n"))
+    thread = threading.Thread(target=copy, name="queue-run-output", daemon=True)
+    thread.start()
+    return thread
+
+
+def launcher(runs_dir: str, stopping: threading.Event | None = None, poll: float = 0.2,
+             echo=None):
     """Runs each entry as ``luna-tui --headless`` with its run id, and stops it (SIGTERM: a
-    checkpoint, then exit 143) when the queue is halted or the runner is told to stop."""
+    checkpoint, then exit 143) when the queue is halted or the runner is told to stop.
+    ``echo``: a function that also gets each line the run writes (`luna-tui demo`)."""
     stopping = stopping or threading.Event()
 
     def launch(argv: list[str], run_id: str, run_dir: str | None, started) -> qu.RunResult:
@@ -192,9 +207,15 @@ def launcher(runs_dir: str, stopping: threading.Event | None = None, poll: float
         log_path = os.path.join(logs, f"{int(time.time() * 1000)}.log")
         cmd = [sys.executable, "-m", "luna_tui", "--headless", *argv, "--runs-dir", runs_dir]
         env = {**os.environ, "LUNA_RUN_ID": run_id, PARENT_ENV: str(os.getpid())}
-        with open(log_path, "w") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env)
+        log = open(log_path, "w")       # noqa: SIM115 (closed below, after the tee)
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if echo else log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, text=True if echo else None)
+        except BaseException:
+            log.close()
+            raise
+        tee = _tee(proc.stdout, log, echo) if echo else None
         started(proc.pid, _created(proc.pid), run_dir)
         told = False
         while proc.poll() is None:
@@ -206,6 +227,9 @@ def launcher(runs_dir: str, stopping: threading.Event | None = None, poll: float
                 proc.send_signal(signal.SIGTERM)   # a clean stop, also while it starts up
                 told = True
             stopping.wait(poll) if not told else time.sleep(poll)
+        if tee is not None:
+            tee.join(5.0)
+        log.close()
         run_dir = run_dir or qu.find_run_dir(runs_dir, run_id)
         code = proc.returncode
         return qu.RunResult(code, run_dir, "" if code == 0 else _reason(run_dir, log_path))

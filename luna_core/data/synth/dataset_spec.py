@@ -13,7 +13,7 @@ ANNOTATIONS_CSV = "annotations.csv"
 MANIFEST_JSON = "synth.json"
 CANDIDATES_HEADER = "seriesuid,coordX,coordY,coordZ,class"
 ANNOTATIONS_HEADER = "seriesuid,coordX,coordY,coordZ,diameter_mm"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2        # 2: the kinds of findings and decoys (issue 30)
 
 PARTIAL_DIR = ".synth-partial"
 #: `luna-tui synth`'s and `luna-tui demo`'s set: 64 scans of 56-80 slices, 4-8 nodules and 80
@@ -27,8 +27,8 @@ SMALL_NODULE_MM = 6.0              # 4-6 mm: the small nodules, about a third of
 SMALL_NODULE_SHARE = 0.25
 SOLID_HU = (-60.0, 100.0)          # solid nodules: soft tissue, as bright as the vessels
 GROUND_GLASS_HU = (-650.0, -350.0)  # ground-glass nodules: faint
-GROUND_GLASS_SHARE = 0.25
-NODULE_KIND_SHARES = {"isolated": 0.6, "juxtavascular": 0.2, "juxtapleural": 0.2}
+GROUND_GLASS_SHARE = 0.1
+NODULE_KIND_SHARES = {"isolated": 0.8, "juxtavascular": 0.1, "juxtapleural": 0.1}
 #: What the class-0 candidates are (luna_core.data.synth.decoys), as shares of them.
 DECOY_KIND_SHARES = {"parenchyma": 0.2, "vessel": 0.22, "end_on_vessel": 0.2,
                      "branching": 0.15, "pleural_bump": 0.15, "pleura": 0.08}

@@ -31,6 +31,32 @@ class Series:
     kinds: list[str]                            # each candidate's kind (findings, decoys)
 
 
+def paint_findings(rng: np.random.Generator, mean: np.ndarray, sig: np.ndarray, anat, lung,
+                   geom: Geometry, nodule_count: int, negatives: int):
+    """The lung's contents painted into ``mean``/``sig``: the vessel tree and the end-on
+    vessels, the nodules, the pleural bumps; returns the nodules and the decoys' centres
+    (generation-frame cri) and kinds."""
+    nz, ny, nx = mean.shape
+    spacing = np.array(geom.spacing)
+    segments, junctions = vessel_tree(rng, anat, geom.size, spacing)
+    end_on = end_on_vessels(rng, decoy_counts(negatives)[END_ON_VESSEL], lung, spacing)
+    vessel = np.zeros((nz, ny, nx), dtype=np.float32)
+    for p0, p1, r0, r1 in segments + end_on:
+        paint_segment(vessel, spacing, p0, p1, r0, r1)
+    blend(mean, sig, vessel * lung, np.float32(40.0), 20.0)
+
+    # Nodules: isolated (clear of vessels), against a vessel, or against the wall.
+    wall_mm, inward = pleura(lung, spacing, rng)
+    site = Site(lung >= 0.999, vessel < 0.02, spacing, segments, wall_mm, inward)
+    nodules = place_nodules(rng, nodule_count, site)
+    for n in nodules:
+        paint_nodule(mean, sig, n, spacing)
+    bumps = paint_bumps(rng, mean, sig, site, decoy_counts(negatives)[PLEURAL_BUMP], nodules)
+    neg_cri, neg_kinds = place_decoys(rng, negatives, site, lung, vessel, junctions, end_on,
+                                      bumps, nodules)
+    return nodules, neg_cri, neg_kinds
+
+
 def make_series(rng: np.random.Generator, geom: Geometry, nodule_count: int,
                 negatives: int) -> Series:
     nx, ny, nz = geom.size
@@ -75,22 +101,8 @@ def make_series(rng: np.random.Generator, geom: Geometry, nodule_count: int,
     lung_hu = np.float32(-865.0) + np.float32(45.0) * np.broadcast_to(v2[None], lung.shape)
     blend(mean, sig, lung, lung_hu, 35.0)
 
-    segments, junctions = vessel_tree(rng, anat, geom.size, spacing)
-    end_on = end_on_vessels(rng, decoy_counts(negatives)[END_ON_VESSEL], lung, spacing)
-    vessel = np.zeros((nz, ny, nx), dtype=np.float32)
-    for p0, p1, r0, r1 in segments + end_on:
-        paint_segment(vessel, spacing, p0, p1, r0, r1)
-    blend(mean, sig, vessel * lung, np.float32(40.0), 20.0)
-
-    # Nodules: isolated (clear of vessels), against a vessel, or against the wall.
-    wall_mm, inward = pleura(lung, spacing, rng)
-    site = Site(lung >= 0.999, vessel < 0.02, spacing, segments, wall_mm, inward)
-    nodules = place_nodules(rng, nodule_count, site)
-    for n in nodules:
-        paint_nodule(mean, sig, n, spacing)
-    bumps = paint_bumps(rng, mean, sig, site, decoy_counts(negatives)[PLEURAL_BUMP], nodules)
-    neg_cri, neg_kinds = place_decoys(rng, negatives, site, lung, vessel, junctions, end_on,
-                                      bumps, nodules)
+    nodules, neg_cri, neg_kinds = paint_findings(rng, mean, sig, anat, lung, geom,
+                                                 nodule_count, negatives)
 
     noise = rng.standard_normal((nz, ny, nx), dtype=np.float32)
     mean += noise * sig
