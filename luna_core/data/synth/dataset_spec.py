@@ -27,7 +27,7 @@ SMALL_NODULE_MM = 6.0              # 4-6 mm: the small nodules, about a third of
 SMALL_NODULE_SHARE = 0.25
 SOLID_HU = (-60.0, 100.0)          # solid nodules: soft tissue, as bright as the vessels
 GROUND_GLASS_HU = (-650.0, -350.0)  # ground-glass nodules: faint
-GROUND_GLASS_SHARE = 0.1
+GROUND_GLASS_SHARE = 0.0
 NODULE_KIND_SHARES = {"isolated": 0.8, "juxtavascular": 0.1, "juxtapleural": 0.1}
 #: What the class-0 candidates are (luna_core.data.synth.decoys), as shares of them.
 DECOY_KIND_SHARES = {"parenchyma": 0.2, "vessel": 0.22, "end_on_vessel": 0.2,

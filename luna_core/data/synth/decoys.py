@@ -23,6 +23,9 @@ PARENCHYMA, VESSEL, END_ON_VESSEL = "parenchyma", "vessel", "end_on_vessel"
 BRANCHING, PLEURAL_BUMP, PLEURA = "branching", "pleural_bump", "pleura"
 END_ON_RADIUS_MM = (2.0, 3.5)
 BUMP_RADIUS_MM = (2.5, 5.0)
+#: The least gap (mm) between a decoy and a nodule's surface: a point of lung a few mm
+#: beside a nodule is the nodule's chunk, off-centre, more than a candidate of its own.
+DECOY_MARGIN_MM = 6.0
 
 
 def decoy_counts(count: int) -> dict[str, int]:
@@ -119,7 +122,7 @@ def place_decoys(rng: np.random.Generator, count: int, site: Site, lung: np.ndar
     spacing = site.spacing
     nz, ny, nx = lung.shape
     upper = np.array([nx - 1, ny - 1, nz - 1], dtype=np.float64)
-    margin = 3.0 * float(spacing.max())
+    margin = max(3.0 * float(spacing.max()), DECOY_MARGIN_MM)
     wanted = decoy_counts(count)
 
     def usable(p_mm: np.ndarray, need_vessel: bool = False) -> np.ndarray:
