@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,12 @@ def epochs_of(run_dir: str) -> list[dict]:
         if isinstance(e, ev.EpochMetrics):
             rows.setdefault(e.epoch, {"epoch": e.epoch})[e.phase] = dict(e.metrics)
     return [rows[k] for k in sorted(rows) if "val" in rows[k]]
+
+
+def run_name(run_dir: str) -> str:
+    """The comment of a run folder named TIME-COMMENT (TIME: 2026-12-07_12.50.11[.2])."""
+    match = re.match(r"\d{4}-\d\d-\d\d_[\d.]+-(.*)$", os.path.basename(run_dir))
+    return match.group(1) if match else os.path.basename(run_dir)
 
 
 def fmt(value, spec: str = ".3f") -> str:
@@ -101,8 +108,7 @@ def run_seed(exe: list[str], work: str, seed: int) -> tuple[float, dict[str, lis
         raise SystemExit(f"seed {seed}: luna-tui demo exited {code}")
     found = {}
     for info in list_runs(runs):
-        name = os.path.basename(info.run_dir).split("-", 1)[1]
-        found[name] = epochs_of(info.run_dir)
+        found[run_name(info.run_dir)] = epochs_of(info.run_dir)
     return seconds, found
 
 
@@ -111,6 +117,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--work", default=None, help="folder for the sets and runs (default: a "
                                                 "temporary one)")
+    p.add_argument("--report", action="store_true",
+                   help="only the tables of the runs already in --work (no new runs)")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
     print_machine(machine_info())
@@ -118,7 +126,12 @@ def main(argv=None) -> int:
     work = args.work or tempfile.mkdtemp(prefix="luna-remedies-")
     all_ok = True
     for seed in args.seeds:
-        seconds, runs = run_seed(exe, work, seed)
+        if args.report:
+            seconds, runs = float("nan"), {
+                run_name(i.run_dir): epochs_of(i.run_dir)
+                for i in list_runs(os.path.join(work, f"runs-seed{seed}"))}
+        else:
+            seconds, runs = run_seed(exe, work, seed)
         order = ["demo-plain", "demo-balanced", "demo-balanced-augmented"]
         print(f"\n### seed {seed}: the story took {seconds / 60:.1f} min "
               f"(luna-tui demo --headless, data set written before)\n")
