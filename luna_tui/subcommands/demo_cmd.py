@@ -61,6 +61,8 @@ def run(argv: list[str]) -> int:
 
     cockpit = not args.headless and terminal_problem() is None
     failures = _run_story(args.runs_dir, cockpit)
+    if cockpit:                  # the runner's lines went under the cockpit: its outcome
+        _print_queue(args.runs_dir)
     _print_comparison(args.runs_dir)
     return 1 if failures else 0
 
@@ -186,6 +188,15 @@ def _follow(runs_dir: str, runner: threading.Thread, stopping: threading.Event,
                   f"'{PROG}' again goes on; 'luna-tui attach latest --runs-dir {runs_dir}' "
                   f"shows a run)", flush=True)
             return
+
+
+def _print_queue(runs_dir: str) -> None:
+    from luna_core.run import queue as qu
+
+    for e in qu.load(runs_dir).entries:
+        reason = f": {e.reason}" if e.reason else ""
+        print(f"#{e.id} {e.argv[0] if e.argv else ''} {e.state}{reason}"
+              + (f" ({e.run_dir})" if e.run_dir else ""), flush=True)
 
 
 def _print_comparison(runs_dir: str) -> None:
