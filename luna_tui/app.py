@@ -14,6 +14,7 @@ its worker returns a ``TrainerResult`` that the app reads when the worker's stat
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -183,6 +184,8 @@ class CockpitApp(App[int]):
             pass
 
     def show(self, snap: RunSnapshot) -> None:
+        if snap.ended and not self.snap.ended:
+            self.leaving.run_ended()
         self.snap = snap
         controls = self.controls
         controls.read_only = self.link.read_only_reason(snap)
@@ -214,10 +217,8 @@ class CockpitApp(App[int]):
             reading = self.system_probe()
         except Exception:  # noqa: BLE001 - a probe failure must not take the cockpit down
             reading = SystemReading(gpu_note="system readings unavailable")
-        try:
+        with contextlib.suppress(NoMatches):      # shutting down
             self.cockpit.show_reading(reading)
-        except NoMatches:      # shutting down
-            pass
 
     def toast(self, message: str, **kwargs) -> None:
         """A notification (luna_tui.notify: at most two on screen)."""

@@ -31,15 +31,13 @@ __all__ = ["RemoteCommands", "RunFileSource", "attach_cockpit", "build_attach_ap
 
 def build_attach_app(run_dir: str, *, clock: Clock | None = None,
                      system_probe: Callable[[], SystemReading] | None = None,
-                     app_class: type[CockpitApp] = CockpitApp,
                      **app_kwargs: Any) -> CockpitApp:
-    """The cockpit (``app_class``) attached to the run in ``run_dir`` (history already
-    read)."""
+    """The cockpit attached to the run in ``run_dir`` (history already read)."""
     link = open_remote_link(run_dir)
     own_probe = system_probe is None
     probe = system_probe or RunProcessProbe(link.source.process)
-    return app_class(link, clock=clock, system_probe=probe, own_probe=own_probe,
-                     **app_kwargs)
+    return CockpitApp(link, clock=clock, system_probe=probe, own_probe=own_probe,
+                      **app_kwargs)
 
 
 def farewell(app: CockpitApp) -> str:

@@ -66,13 +66,28 @@ class LeavingHost(Protocol):
 
     def toast(self, message: str, **kwargs) -> None: ...
 
+    def set_timer(self, delay: float, callback=None, **kwargs): ...
+
 
 class Leaving:
     """The app's ways out. ``outcome`` (attached): "detached", "stopped" or "closed"."""
 
+    #: Seconds after the run ends that the cockpit closes by itself (None: it stays until
+    #: left): `luna-tui demo` sets it, so that the next run's cockpit follows.
+    after_run_s: float | None = None
+    left_by_itself = False
+
     def __init__(self, app: LeavingHost, link: RunLink, controls: Steering) -> None:
         self.app, self.link, self._controls = app, link, controls
         self.outcome: str | None = None
+
+    def run_ended(self) -> None:
+        if self.after_run_s is not None:
+            self.app.set_timer(self.after_run_s, self._by_itself)
+
+    def _by_itself(self) -> None:
+        self.left_by_itself = True
+        self.leave("closed")
         self.hung_up = False
 
     def ask(self) -> None:
