@@ -80,6 +80,7 @@ class Leaving:
     def __init__(self, app: LeavingHost, link: RunLink, controls: Steering) -> None:
         self.app, self.link, self._controls = app, link, controls
         self.outcome: str | None = None
+        self.hung_up = False
 
     def run_ended(self) -> None:
         if self.after_run_s is not None:
@@ -88,7 +89,6 @@ class Leaving:
     def _by_itself(self) -> None:
         self.left_by_itself = True
         self.leave("closed")
-        self.hung_up = False
 
     def ask(self) -> None:
         """`q`: in-process, confirm a stop; attached, detach or stop the run."""

@@ -68,3 +68,26 @@ def test_runs_the_story_then_compares_and_goes_on_when_started_again(
     again = capsys.readouterr().out
     assert "queued in" in again and "going on" in again and " E1 trn " not in again
     assert len(_queue(runs)) == 2
+
+
+def test_the_demo_cockpit_leaves_by_itself_only_when_told():
+    """Leaving.after_run_s: unset (attach, the cockpit), a run's end changes nothing; set (the
+    demo), the cockpit closes that many seconds after its run ends."""
+    from luna_tui.leaving import Leaving
+
+    calls: list = []
+
+    class Host:
+        def set_timer(self, delay, callback=None, **_kwargs):
+            calls.append(delay)
+            callback()
+
+        def exit(self, result=None, return_code=0, message=None):
+            calls.append("exit")
+
+    leaving = Leaving(Host(), link=None, controls=None)
+    leaving.run_ended()
+    assert calls == [] and not leaving.left_by_itself and not leaving.hung_up
+    leaving.after_run_s = 6.0
+    leaving.run_ended()
+    assert calls == [6.0, "exit"] and leaving.left_by_itself and leaving.outcome == "closed"
