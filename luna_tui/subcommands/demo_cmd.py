@@ -106,7 +106,7 @@ def _queue_story(runs_dir: str, data_dir: str, cache_dir: str) -> None:
     from luna_core.run.demo import DEMO_RUNS, demo_entries
 
     qu.check_runs_dir(runs_dir)
-    names = {comment for comment, _own in DEMO_RUNS}
+    names = names_in_order()
     with qu.editing(runs_dir) as q:
         if any(e.argv and e.argv[0] in names for e in q.entries):
             print(f"{PROG}: the story is queued in {runs_dir} already: going on", flush=True)
@@ -114,7 +114,7 @@ def _queue_story(runs_dir: str, data_dir: str, cache_dir: str) -> None:
         for argv in demo_entries(data_dir, cache_dir):
             q.add(argv)
     print(f"{PROG}: queued {len(DEMO_RUNS)} runs in {runs_dir} "
-          f"({', '.join(names_in_order())})", flush=True)
+          f"({', '.join(names)})", flush=True)
 
 
 def names_in_order() -> list[str]:

@@ -114,6 +114,13 @@ def _on_segments(rng, segments: list, want: int) -> np.ndarray:
     return p0[which] + t * (p1[which] - p0[which])
 
 
+def _into_lung(rng, site: Site, want: int) -> np.ndarray:
+    """``want`` points of the wall, each 0.5-2.5 mm into the lung (mm)."""
+    order = rng.permutation(len(site.pleura_mm))[:want]
+    depth = rng.uniform(0.5, 2.5, size=len(order))[:, None]
+    return site.pleura_mm[order] + site.normal[order] * depth
+
+
 def place_decoys(rng: np.random.Generator, count: int, site: Site, lung: np.ndarray,
                  vessel: np.ndarray, junctions: list, end_on: list, bumps: list,
                  nodules: list[Nodule]) -> tuple[np.ndarray, list[str]]:
@@ -142,12 +149,8 @@ def place_decoys(rng: np.random.Generator, count: int, site: Site, lung: np.ndar
                     .reshape(-1, 3), True),
         PLEURAL_BUMP: (np.array([c + n * r * float(rng.uniform(0.2, 0.5))
                                  for c, r, n in bumps]).reshape(-1, 3), False),
-        PLEURA: (np.zeros((0, 3)), False),
+        PLEURA: (_into_lung(rng, site, 8 * wanted[PLEURA]), False),
     }
-    if len(site.pleura_mm):          # a point of the wall, 0.5-2.5 mm into the lung
-        order = rng.permutation(len(site.pleura_mm))[:8 * wanted[PLEURA]]
-        depth = rng.uniform(0.5, 2.5, size=len(order))[:, None]
-        proposals[PLEURA] = (site.pleura_mm[order] + site.normal[order] * depth, False)
     def off_bumps(p_mm: np.ndarray) -> np.ndarray:
         ok = np.ones(len(p_mm), dtype=bool)
         for centre, radius, _normal in bumps:
