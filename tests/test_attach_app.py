@@ -37,6 +37,7 @@ from luna_tui.widgets.progress import ProgressPane
 from luna_tui.widgets.system import render_system
 from tests.cockpit_helpers import (
     FROZEN_READING,
+    NO_GPU_READING,
     fake_time,
     frozen_clock,
     on_screen,
@@ -364,10 +365,29 @@ async def test_attach_shows_the_diagnostics_of_a_finished_run_from_its_event_fil
                         "val E2: nodules scored below 0.1")
 
 
+async def test_a_reading_that_needs_more_lines_gets_them_on_a_finished_run(tmp_path):
+    # A finished run brings no events that would lay the screen out again: a GPU that shows
+    # up after the first layout (the first reading came late, or had none) must still get
+    # its lines in the System pane.
+    write_fake_run(tmp_path / "run")
+    readings = iter([NO_GPU_READING])
+    app = attach(str(tmp_path / "run"), system_probe=lambda: next(readings, FROZEN_READING))
+    async with app.run_test(size=WIDE) as pilot:
+        await on_screen(pilot, app, "FINISHED", "GPU0 NVIDIA H100 80GB HBM3",
+                        "97 % util · 31.2/79.6 GiB · 63 °C · 312/700 W")
+
+
 def test_attached_finished_run_snapshot(snap_compare, tmp_path):
     write_fake_run(tmp_path / "run")
     app = attach(str(tmp_path / "run"), system_probe=lambda: FROZEN_READING)
-    assert snap_compare(app, terminal_size=WIDE)
+
+    async def settled(pilot) -> None:
+        # the first fill comes after the first refresh (poll and system reading): on a loaded
+        # machine the screenshot must not be taken before it (CI caught one so)
+        await on_screen(pilot, app, "go on with:", "GPU0", "FINISHED", "CPM 0.450")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=WIDE, run_before=settled)
 
 
 async def test_a_run_that_does_not_answer_becomes_a_notification(tmp_path):

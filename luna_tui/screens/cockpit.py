@@ -185,6 +185,11 @@ class CockpitScreen(Screen):
             self.relayout()
 
     def show_reading(self, reading: SystemReading) -> None:
+        """The system reading to the panes that follow it; a new layout when the reading
+        changes how many lines they need (the first reading, a GPU that appears): the layout
+        may have been made before it, and a finished run brings no events that would
+        make it again."""
+        before = self._reading_rows()
         self.reading = reading
         for spec in views.PANES:
             if spec.follows == views.READINGS:
@@ -192,6 +197,15 @@ class CockpitScreen(Screen):
                 if self.layout_plan is not None and spec.name in self.layout_plan.collapsed:
                     self.query_one(f"#{spec.name}-line", Static).update(
                         views.summary(spec, self.snap, reading))
+        if self.layout_plan is not None and self._reading_rows() != before:
+            self.relayout()
+
+    def _reading_rows(self) -> tuple[int, ...]:
+        """The rows each pane that follows the readings needs at its width now."""
+        cols = plan.pane_cols(self.size.width)
+        return tuple(self.pane(spec.name).natural_rows(cols.get(spec.name, self.size.width),
+                                                       self.size)
+                     for spec in views.PANES if spec.follows == views.READINGS)
 
     def add_log_lines(self, text: str, level: str, prefix: str = "",
                       t: float | None = None) -> None:
