@@ -70,7 +70,9 @@ def fake_score(epoch: int, pos: int, neg: int) -> dict:
         "scans": 88, "nodules": pos, "nodules_without_candidate": 2,
         "excluded_candidates": 5, "nodule_source": "annotations",
         "nodules_found_at_threshold": 0,
-        "auc": round(0.7 + 0.05 * epoch, 5), "average_precision": round(0.05 * epoch, 5),
+        "chance_cpm": 0.01,
+        "auc": round(0.7 + 0.05 * epoch, 5), "auc_low": round(0.38 + 0.12 * epoch, 5),
+        "auc_high": round(0.89 + 0.02 * epoch, 5), "average_precision": round(0.05 * epoch, 5),
         "confusion": {"tp": 0, "fp": 0, "tn": neg, "fn": pos}, "threshold": 0.5,
         "pr_recall": recall, "pr_precision": precision,
         "hist_bins": 20, "hist_pos": hist_pos, "hist_neg": hist_neg,
@@ -263,6 +265,8 @@ class FakeTrainer:
         if score is not None:
             metrics.update({"froc/cpm": score["cpm"], "froc/cpm_low": score["cpm_low"],
                             "froc/cpm_high": score["cpm_high"], "roc/auc": score["auc"],
+                            "roc/auc_low": score["auc_low"], "roc/auc_high": score["auc_high"],
+                            "froc/cpm_chance": score["chance_cpm"],
                             "pr/average_precision": score["average_precision"]})
             metrics.update({f"froc/sens_at_{f:g}fp": v
                             for f, v in zip(score["fp_levels"], score["sensitivity"])})

@@ -69,7 +69,11 @@ def test_entries_are_whole_and_tags_are_the_keys():
         format(1.5, m.spec)
     low, high = mc.CPM.interval
     assert (low, high) == (mc.CPM_LOW.key, mc.CPM_HIGH.key)
-    assert all(mc.METRICS[k].interval is None for k in mc.METRICS if k != mc.CPM.key)
+    assert mc.AUC.interval == (mc.AUC_LOW.key, mc.AUC_HIGH.key)
+    assert all(mc.METRICS[k].interval is None for k in mc.METRICS
+               if k not in (mc.CPM.key, mc.AUC.key))
+    for m in (mc.CPM, mc.AUC):          # an interval's ends are in the catalog themselves
+        assert all(end in mc.METRICS for end in m.interval)
 
 
 @pytest.mark.parametrize("key, better", [

@@ -134,11 +134,11 @@ def test_resume_from_epoch_end_continues_with_the_next_epoch_exactly(resumed_twi
 def test_tensorboard_after_resume_has_each_step_once_with_uninterrupted_values(
         resumed_twice, straight):
     reference = straight["tb"]
-    # 9 scalar tags each for trn and val, and for val 17 of LUNA16's score (CPM, its interval,
-    # 7 sensitivities, AUC, AP, 4 confusion counts, the central-HU baseline's AUC): the
-    # bootstrap interval too is the same after a resume
-    assert len(reference) == 35
-    assert ("val", "froc/cpm_low") in reference
+    # 9 scalar tags each for trn and val, and for val 20 of LUNA16's score (CPM, its interval,
+    # the CPM of chance, 7 sensitivities, AUC and its interval, AP, 4 confusion counts, the
+    # central-HU baseline's AUC): the bootstrap intervals too are the same after a resume
+    assert len(reference) == 38
+    assert ("val", "froc/cpm_low") in reference and ("val", "roc/auc_low") in reference
     assert {tuple(step for step, _ in points) for points in reference.values()} == {(48, 96)}
     # B, from e001-end.pt (step 48), keeps the scalars A logged at that very step
     assert resumed_twice["tensorboard_b"] == reference

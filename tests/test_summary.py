@@ -37,6 +37,25 @@ def test_the_best_epoch_by_cpm_comes_first_with_its_interval(tmp_path):
     assert lines[2].startswith("  last validation (E2): CPM 0.550 (best 0.620 at E1), recall")
 
 
+def test_the_summary_gives_the_verdict_against_chance_and_the_trend(tmp_path):
+    run = str(tmp_path / "run")
+    events = [ev.RunStarted(run_dir=run, options={}, epochs=3, start_epoch=1, trn_samples=8,
+                            val_samples=2, trn_pos=1, val_pos=1, device="cpu", pid=1, host="h",
+                            t=0.0)]
+    for epoch, cpm, auc in ((1, 0.05, (0.52, 0.41, 0.63)), (2, 0.10, (0.60, 0.51, 0.70)),
+                            (3, 0.20, (0.70, 0.62, 0.79))):
+        m = _metrics(epoch, 0.3, 0.5, 0.1, 0.2, float(epoch))
+        m.metrics.update({"froc/cpm": cpm, "roc/auc": auc[0], "roc/auc_low": auc[1],
+                          "roc/auc_high": auc[2]})
+        events.append(m)
+    lines = summarise(run, events).lines()
+    assert ("  verdict: AUC 0.70 [0.62–0.79]: better than chance; CPM rising 2 validations "
+            "in a row (its best)") in lines
+    events[-1].metrics.update({"roc/auc_low": 0.45})
+    assert any(line.startswith("  verdict: AUC 0.70 [0.45–0.79]: no better than chance")
+               for line in summarise(run, events).lines())
+
+
 def _batch(phase, ndx, active_s, t, data_s=0.03, compute_s=0.01):
     return ev.BatchDone(phase=phase, epoch=1, batch_ndx=ndx, batch_count=10, samples=8,
                         total_samples=8 * ndx, loss=0.5, data_s=data_s, compute_s=compute_s,
@@ -105,6 +124,7 @@ def test_a_headless_run_ends_with_the_summary_runs_run_shows(train_argv, tmp_pat
     closing = result.stderr.splitlines()
     assert cli_main(["runs", "latest", "--runs-dir", str(tmp_path / "runs")]) == 0
     said = capsys.readouterr().out.splitlines()
-    assert len(said) == 6 and closing[-6:] == said
+    assert len(said) == 7 and closing[-7:] == said
+    assert said[3].startswith("  verdict: AUC ")        # its values are where SGD went
     assert said[0].startswith("run finished after ") and said[0].endswith("(2 of 2 epochs)")
     assert said[-1].startswith("  compare with the run before: luna-tui compare ")

@@ -148,7 +148,15 @@ SENS_AT: dict[float, Metric] = {
                      f"sens@{level_name(fps)}FP", f"@{level_name(fps)}FP", ".2f", HIGH))
     for fps in FP_LEVELS}
 SENS_AT_1FP = SENS_AT[1.0]
-AUC = _add(Metric("roc/auc", "ROC AUC", "AUC", "AUC", ".3f", HIGH))
+AUC_LOW = _add(Metric("roc/auc_low", "ROC AUC, low end of its 95 % interval", "AUC low",
+                      "low", ".2f"))
+AUC_HIGH = _add(Metric("roc/auc_high", "ROC AUC, high end of its 95 % interval", "AUC high",
+                       "high", ".2f"))
+AUC = _add(Metric("roc/auc", "ROC AUC", "AUC", "AUC", ".3f", HIGH,
+                  interval=(AUC_LOW.key, AUC_HIGH.key)))
+#: What a model that scores at random gets on the same candidates (no better direction).
+CPM_CHANCE = _add(Metric("froc/cpm_chance", "LUNA16 CPM of a model scoring at random",
+                         "CPM of chance", "chance", ".3f", None))
 #: The trivial baseline beside the model (luna_core.score.brightness): the AUC of ranking
 #: the validation candidates by their chunk's central HU; no better direction (not the
 #: model's).

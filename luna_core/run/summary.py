@@ -18,7 +18,17 @@ from luna_core.run import events as ev
 from luna_core.run.compare import cpm_of
 from luna_core.run.estimate import format_duration
 from luna_core.run.fold import RunState, event_method
-from luna_core.run.metric_catalog import CPM, F1, LOSS, PRECISION, RECALL, best_point, metric
+from luna_core.run.metric_catalog import (
+    AUC,
+    CPM,
+    F1,
+    LOSS,
+    PRECISION,
+    RECALL,
+    best_point,
+    metric,
+)
+from luna_core.run.verdict import verdict
 
 
 @dataclass
@@ -177,6 +187,9 @@ class RunSummary:
                     parts.append(f"{m.name} {m.number(last)} (best "
                                  f"{m.number(best[1])} at E{best[0]})")
             out.append(f"  last validation (E{last_epoch}): " + ", ".join(parts))
+            if rows[last_epoch].get(AUC.key) is not None:
+                cpms = [(e, rows[e].get(CPM.key)) for e in sorted(rows)]
+                out.append(f"  verdict: {verdict(rows[last_epoch], cpms)}")
         best_ckpt = self.best_checkpoint()
         if best_ckpt:
             out.append(f"  best weights: {best_ckpt}")

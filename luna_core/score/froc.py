@@ -19,7 +19,9 @@
   blamed on the model. (The challenge counts them against the sensitivity; so a CPM here is
   the classifier's, not the whole detection system's.)
 - The 95 % interval of the CPM: bootstrap over scans (scans drawn with replacement, 1,000
-  times by default, seeded), the 2.5th and 97.5th percentiles.
+  times by default, seeded), the 2.5th and 97.5th percentiles (luna_core.score.intervals,
+  whose draws the AUC's interval shares). Beside it the CPM of chance: what a model that
+  scores at random gets on the same candidates.
 
 Matching (which candidate hits which nodule) depends on positions only: ``FrocScorer`` does
 it once per candidate set, then scores any number of probability vectors quickly.
@@ -31,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from luna_core.score.intervals import chance_cpm, scan_weights
 
 #: False positives per scan at which the CPM averages the sensitivity.
 FP_LEVELS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -65,6 +69,7 @@ class FrocResult:
     false_positive_candidates: int    # candidates that can only be false positives
     nodule_scores: tuple[float, ...]  # each counted nodule's score (its best hit)
     nodule_source: str                # "annotations" or "candidates" (no annotations given)
+    chance_cpm: float | None = None   # what a model scoring at random gets here, on average
 
     def sens_at(self, fps: float) -> float | None:
         if not self.sensitivity:
@@ -167,7 +172,9 @@ class FrocScorer:
             excluded_candidates=self.excluded_count,
             false_positive_candidates=int(self.false_positive.sum()),
             nodule_scores=tuple(float(v) for v in scores),
-            nodule_source=self.nodule_source)
+            nodule_source=self.nodule_source,
+            chance_cpm=(chance_cpm(self.scans, int(self.false_positive.sum()), FP_LEVELS)
+                        if self.nodules else None))
 
 
 class _Curve:
@@ -277,9 +284,7 @@ def _bootstrap(curve: _Curve, scans: int, resamples: int,
                seed: int | Sequence[int]) -> tuple[float | None, float | None]:
     if resamples <= 0:
         return None, None
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(scans, np.full(scans, 1.0 / scans), size=resamples)
-    weights = counts.astype(np.float64)
+    weights = scan_weights(scans, resamples, seed)
     drawn = weights[:, curve.nodule_scan].sum(axis=1) > 0     # no nodule drawn: no CPM
     if not drawn.any():
         return None, None

@@ -18,6 +18,7 @@ import numpy as np
 from luna_core.run import metric_catalog as mc
 from luna_core.score.brightness import BrightnessBaseline
 from luna_core.score.froc import BOOTSTRAP_RESAMPLES, FP_LEVELS, Findings, FrocResult, FrocScorer
+from luna_core.score.intervals import auc_interval, scan_weights
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ class ValidationScore:
     hist_neg: tuple[int, ...]
     #: the trivial baseline's AUC (luna_core.score.brightness); None until computed
     brightness_auc: float | None = None
+    #: the AUC's 95 % interval over the same scan resamples as the CPM's
+    auc_low: float | None = None
+    auc_high: float | None = None
 
     def scalars(self) -> dict[str, float]:
         """TensorBoard tags and values (undefined ones left out)."""
@@ -51,8 +55,13 @@ class ValidationScore:
         if f.cpm_low is not None:
             low, high = mc.CPM.interval
             out[low], out[high] = f.cpm_low, f.cpm_high
+        if f.chance_cpm is not None:
+            out[mc.CPM_CHANCE.key] = f.chance_cpm
         if self.auc is not None:
             out[mc.AUC.key] = self.auc
+        if self.auc_low is not None:
+            low, high = mc.AUC.interval
+            out[low], out[high] = self.auc_low, self.auc_high
         if self.average_precision is not None:
             out[mc.AVERAGE_PRECISION.key] = self.average_precision
         if self.brightness_auc is not None:
@@ -73,7 +82,9 @@ class ValidationScore:
             "excluded_candidates": f.excluded_candidates,
             "nodule_source": f.nodule_source,
             "nodules_found_at_threshold": sum(1 for s in f.nodule_scores if s >= THRESHOLD),
-            "auc": self.auc, "average_precision": self.average_precision,
+            "chance_cpm": f.chance_cpm,
+            "auc": self.auc, "auc_low": self.auc_low, "auc_high": self.auc_high,
+            "average_precision": self.average_precision,
             "brightness_auc": self.brightness_auc,
             "confusion": dict(self.confusion), "threshold": THRESHOLD,
             "pr_recall": _rounded(self.pr_recall), "pr_precision": _rounded(self.pr_precision),
@@ -165,9 +176,15 @@ class ValidationScorer:
         rows = np.asarray(rows, dtype=np.int64)
         p = np.asarray(probabilities, dtype=np.float64)
         labels = self.is_nodule[rows]
-        froc = self._scorer(rows).score(p, self.bootstrap, seed=[self.seed, epoch])
+        scorer = self._scorer(rows)
+        seed = [self.seed, epoch]
+        froc = scorer.score(p, self.bootstrap, seed=seed)
+        auc_low, auc_high = (auc_interval(p, labels, scorer.scan_of_candidate,
+                                          scan_weights(scorer.scans, self.bootstrap, seed))
+                             if self.bootstrap > 0 else (None, None))
         brightness = None if self.baseline is None else self.baseline.result(wait_s=60.0)
-        return ValidationScore(froc=froc, **_ranking(labels, p), brightness_auc=brightness)
+        return ValidationScore(froc=froc, **_ranking(labels, p), brightness_auc=brightness,
+                               auc_low=auc_low, auc_high=auc_high)
 
 
 def _import_sklearn() -> None:

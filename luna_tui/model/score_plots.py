@@ -8,6 +8,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from luna_core.run import metric_catalog as mc
+from luna_core.run import verdict
+
 #: The plots, in the order the `n` key cycles through them on a small screen.
 PLOTS = ("froc", "pr", "histograms", "confusion")
 PLOT_NAMES = {"froc": "FROC", "pr": "PR curve", "histograms": "prediction histograms",
@@ -68,11 +71,29 @@ def reading(score: Mapping) -> str:
         return (f"nodules scored below {LOW:g}: {low_pos} of {n_pos} — the model ranks them "
                 f"with the background (where {low_neg:.0f} % of non-nodules are)")
     if 2 * high_pos >= n_pos:
+        pos_share = 100.0 * high_pos / n_pos
+        neg_share = 100.0 * (n_neg - _below(neg, bins, 0.5 - 1e-9)) / n_neg if n_neg else 0.0
+        if neg_share >= pos_share / 2:      # the threshold passes the background as well
+            return (f"nodules scored 0.5 or more: {high_pos} of {n_pos} ({pos_share:.0f} %) "
+                    f"— but so do {neg_share:.0f} % of non-nodules: the threshold does not "
+                    f"separate them")
         return (f"nodules scored 0.5 or more: {high_pos} of {n_pos} — most are found at the "
-                f"threshold; {100 - low_neg:.1f} % of non-nodules score {LOW:g} or more")
+                f"threshold, with {neg_share:.1f} % of non-nodules")
     return (f"nodules between {LOW:g} and 0.5: {n_pos - low_pos - high_pos} of {n_pos} — "
             f"ranked above most of the background ({low_neg:.0f} % of non-nodules below "
             f"{LOW:g}) but under the threshold")
+
+
+def score_metrics(score: Mapping) -> dict[str, float | None]:
+    """A validation's score (the event's dict) as the metric keys the verdict reads."""
+    return {mc.AUC.key: score.get("auc"), mc.AUC_LOW.key: score.get("auc_low"),
+            mc.AUC_HIGH.key: score.get("auc_high"), mc.CPM.key: score.get("cpm"),
+            mc.CPM_CHANCE.key: score.get("chance_cpm")}
+
+
+def cpm_history(snap) -> list[tuple[int, float | None]]:
+    """(epoch, CPM) of each validation so far, oldest first."""
+    return [(p.epoch, p.cpm) for p in snap.history.get("val", ())]
 
 
 def _num(v, digits: int = 2) -> str:
@@ -99,6 +120,8 @@ def confusion_lines(score: Mapping, before: Mapping | None, epoch: int,
     for r in rows:
         out.append(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}")
     auc = f"AUC {_num(score.get('auc'))}"
+    if score.get("auc_low") is not None and score.get("auc_high") is not None:
+        auc += f" [{score['auc_low']:.2f}–{score['auc_high']:.2f}]"
     ap = f"AP {_num(score.get('average_precision'))}"
     if before:
         auc += f" ({_num(before.get('auc'))})"
@@ -113,6 +136,8 @@ def confusion_lines(score: Mapping, before: Mapping | None, epoch: int,
     if score.get("nodule_source") == "candidates":
         counted += " (no annotations: each positive candidate is a nodule)"
     out.append(counted)
+    if score.get("cpm") is not None:
+        out.append(verdict.cpm_meaning(score_metrics(score)))
     return out
 
 

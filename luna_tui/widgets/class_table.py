@@ -10,6 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from luna_core.run import verdict
 from luna_core.run.alerts import MISSED
 from luna_core.run.metric_catalog import (
     AUC,
@@ -54,6 +55,12 @@ def alarm_lines(snap: RunSnapshot, compact: bool = False) -> list[str]:
     return lines
 
 
+#: The standing against chance under the table (luna_core.run.verdict; from the AUC's interval).
+STANDING_WORDS = {verdict.CHANCE: ("at chance", "bold red"),
+                  verdict.WORSE: ("worse than chance", "bold red"),
+                  verdict.BETTER: ("above chance", "green")}
+
+
 def score_line(snap: RunSnapshot, compact: bool = False) -> Text | None:
     """'val E3  LUNA16 CPM 0.612 [0.55–0.67] · sens@1FP 0.70 · AUC 0.93 · AP 0.41' under the
     table: how well the latest validation ranks nodules above the rest."""
@@ -69,6 +76,11 @@ def score_line(snap: RunSnapshot, compact: bool = False) -> Text | None:
             parts.append(f"{m.short if compact else m.name} {m.number(pm.get(m.key), 2)}")
     if parts:
         text.append(" · " + " · ".join(parts))
+    word, _line = verdict.standing({k: pm.get(k) for k in (AUC.key, *AUC.interval)})
+    if word in STANDING_WORDS:
+        label, style = STANDING_WORDS[word]
+        text.append(" · ")
+        text.append(label, style=style)
     return text
 
 

@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.widgets import Static
 
+from luna_core.run import verdict
 from luna_tui.model import plotdata as pd
 from luna_tui.model import score_plots as dg
 from luna_tui.model.snapshot import RunSnapshot
@@ -103,7 +104,9 @@ class DiagnosticsPane(CockpitPane, Container):
         epoch, score = snap.scores[-1]
         before_epoch, before = snap.scores[-2] if len(snap.scores) > 1 else (None, None)
         line = Text(f"val E{epoch}: ", style="bold")
-        line.append(dg.reading(score))
+        line.append(verdict.verdict(dg.score_metrics(score), dg.cpm_history(snap)),
+                    style="bold")
+        line.append("\n" + dg.reading(score))
         reading.update(line)
         self.query_one("#diag-froc", TrendPlot).redraw(
             lambda w: self._froc(w, score, epoch, before, before_epoch))
