@@ -59,7 +59,8 @@ def _device() -> str:
     return "cpu (no CUDA device visible)"
 
 
-def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10) -> Report:
+def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10,
+          runs_dir: str | None = None, batch_size: int = 32) -> Report:
     report = Report()
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
     try:
@@ -84,6 +85,8 @@ def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10) -> Re
     _check_headers(report, data_dir, found)
     used = [c for c in listed if c.series_uid in found]
     _check_split(report, used, val_stride)
+    if runs_dir is not None:
+        _check_cost(report, str(cand), val_stride, runs_dir, batch_size)
     _check_store(report, data_dir, cache_dir, cand, used)
     report.say(f"device    {_device()}")
     cores = os.cpu_count() or 1
@@ -121,6 +124,32 @@ def _check_split(report: Report, used: list, val_stride: int) -> None:
                                f"candidates with val_stride {val_stride}")
     if not val_nod:
         report.say("          no nodule in validation: recall will mean nothing")
+
+
+def _check_cost(report: Report, cand: str, val_stride: int, runs_dir: str,
+                batch_size: int, device: str = "auto") -> None:
+    """What an epoch costs here, plain and balanced (luna_core.run.cost)."""
+    from argparse import Namespace
+
+    from luna_core.run.cost import estimate
+    from luna_core.run.runs import this_host
+
+    def cost(balanced: int):
+        options = Namespace(epochs=1, val_stride=val_stride, balanced=balanced,
+                            epoch_samples=None, max_batches=0, batch_size=batch_size,
+                            device=device)
+        return estimate(options, runs_dir, this_host(), cand)
+
+    plain, balanced = cost(0), cost(1)
+    report.say(f"cost      an epoch {plain.line()}")
+    report.say(f"          with --balanced (the book's {balanced.trn_samples:,} samples an "
+               f"epoch): about {_duration(balanced.seconds)}")
+
+
+def _duration(seconds: float) -> str:
+    from luna_core.run.estimate import format_duration
+
+    return format_duration(seconds)
 
 
 def _check_store(report: Report, data_dir: Path, cache_dir: Path, cand, used: list) -> None:
@@ -185,11 +214,12 @@ def check_source(data_dir, series_uid: str) -> None:
 
 
 def run_check(data_dir: str, cache_dir: str, candidates_file: str | None = None,
-              val_stride: int = 10, stream=None) -> int:
+              val_stride: int = 10, stream=None, runs_dir: str | None = None,
+              batch_size: int = 32) -> int:
     import sys
 
     try:
-        report = check(data_dir, cache_dir, candidates_file, val_stride)
+        report = check(data_dir, cache_dir, candidates_file, val_stride, runs_dir, batch_size)
     except LunaInputError as exc:       # whatever the data holds: one line, never a traceback
         report = Report(problems=[str(exc)])
     (stream or sys.stdout).write(report.text())

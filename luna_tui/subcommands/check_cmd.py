@@ -16,7 +16,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Before a long run: is the data all there, and what will it cost? Read "
         "only. Exit 0 when a run can start, 2 when it cannot (the reason first).")
     add_data_dirs(p)
-    p.add_argument("--val-stride", type=int, default=10)
+    p.add_argument("--val-stride", type=int, default=10,
+                   help="every Nth candidate validates, as the run's option")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="the batch size whose speed the cost line uses, as the run's option")
+    p.add_argument("--runs-dir", default="runs",
+                   help="where this machine's runs are: the cost line takes their measured "
+                        "speed (a guess without one)")
     return p
 
 
@@ -24,4 +30,5 @@ def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from luna_core.data.preflight import run_check
 
-    return run_check(args.data_dir, args.cache_dir, args.candidates_file, args.val_stride)
+    return run_check(args.data_dir, args.cache_dir, args.candidates_file, args.val_stride,
+                     runs_dir=args.runs_dir, batch_size=args.batch_size)

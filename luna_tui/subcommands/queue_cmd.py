@@ -17,6 +17,8 @@ import time
 
 from luna_core.errors import LunaInputError
 from luna_core.run import queue as qu
+from luna_core.run.cost import WARN_HOURS
+from luna_core.run.estimate import format_duration
 
 USAGE = """usage: luna-tui queue add [--sweep] [--preset ch12] [OPTIONS] [comment]
        luna-tui queue ls | rm N | move N up|down | run [--notify-cmd CMD] | stop
@@ -78,7 +80,7 @@ def cmd_add(runs_dir: str, argv: list[str]) -> int:
     grid = qu.expand_sweep(argv) if sweep else [argv]
     if preset:
         # the comment (each run's name) first: "--balanced NAME" would read NAME as a ratio
-        grid = [[name, *_with_preset(a, extra)] for a in grid
+        grid = [[name, *_with_preset(a, _scaled(a, extra))] for a in grid
                 for name, extra in qu.PRESETS[preset]]
     if not grid:
         raise LunaInputError("nothing to queue (an empty --sweep)")
@@ -90,9 +92,72 @@ def cmd_add(runs_dir: str, argv: list[str]) -> int:
         check_options(a, runs_dir)            # SystemExit(2) on a bad option: nothing added
     with qu.editing(runs_dir) as q:
         added = [q.add(a) for a in grid]
+    total = 0.0
     for e in added:
         print(f"queued #{e.id}: {e.describe()}")
+        cost, why = _cost(e.argv, runs_dir)
+        if cost is None:
+            print(f"  no estimate: {why}")
+        else:
+            print(f"  {cost.line()}")
+            total += cost.seconds
+    if len(added) > 1 and total:
+        print(f"in all about {format_duration(total)}")
+    if total > WARN_HOURS * 3600:
+        print(f"luna-tui queue add: warning: these {len(added)} run(s) take about "
+              f"{format_duration(total)} here (more than {WARN_HOURS:g} h); fewer "
+              f"--epochs or --epoch-samples, or 'luna-tui queue rm ID'", file=sys.stderr)
     return 0
+
+
+def _training_rows(argv: list[str]) -> int:
+    """The training candidates of the data set argv names (0 when it cannot be read)."""
+    from luna_core.run.cost import count_rows, split_rows
+    from luna_core.train.options import parse_options
+
+    options, _given = parse_options(argv, disk=False)
+    try:
+        _ann, cand = _csv_paths(options)
+    except LunaInputError:
+        return 0
+    return split_rows(count_rows(str(cand)), options.val_stride)[0]
+
+
+def _csv_paths(options):
+    from luna_core.data.candidates import csv_paths
+
+    return csv_paths(options.data_dir, options.candidates_file)
+
+
+def _scaled(argv: list[str], extra: list[str]) -> list[str]:
+    """A preset's balanced entry with its epoch scaled to the data set (the book's 200,000
+    only where there are that many training candidates) unless argv sets --epoch-samples."""
+    from luna_core.run.cost import BALANCED_EPOCH_SAMPLES, scaled_epoch_samples
+    from luna_core.train.options import parse_options
+
+    if "--balanced" not in extra:
+        return extra
+    _options, given = parse_options(argv, disk=False)
+    if "epoch_samples" in given:
+        return extra
+    scaled = scaled_epoch_samples(_training_rows(argv))
+    if scaled is None or scaled >= BALANCED_EPOCH_SAMPLES:
+        return extra
+    return [*extra, f"--epoch-samples={scaled}"]
+
+
+def _cost(argv: list[str], runs_dir: str):
+    """(Cost, None), or (None, why there is none)."""
+    from luna_core.run.cost import estimate
+    from luna_core.run.runs import this_host
+    from luna_core.train.options import parse_options
+
+    options, _given = parse_options([*argv, "--runs-dir", runs_dir], disk=False)
+    try:
+        _ann, cand = _csv_paths(options)
+    except LunaInputError as exc:
+        return None, str(exc)
+    return estimate(options, runs_dir, this_host(), str(cand)), None
 
 
 def cmd_ls(runs_dir: str) -> int:
