@@ -129,3 +129,16 @@ def test_runs_lists_running_finished_and_crashed(train_argv, tmp_path):
     finally:
         os.killpg(running.pid, signal.SIGTERM)
         running.communicate(timeout=60)
+
+
+def test_a_run_name_cut_to_fit_keeps_its_comment():
+    from luna_core.run.listing import elide_run
+
+    run = "runs/luna/2026-12-07_04.19.49-balanced-offset"
+    assert elide_run(run, 60) == run
+    assert elide_run(run, 35) == "2026-12-07_04.19.49-balanced-offset"
+    assert elide_run(run, 24) == "…4.19.49-balanced-offset"       # the comment whole
+    assert elide_run(run, 12) == "balan…offset"                    # both ends of it
+    sweep = "runs/luna/2026-12-07_04.19.49-sweep-lr0.001-balanced2-augmented"
+    assert elide_run(sweep, 24) == "sweep-lr0.0…d2-augmented"
+    assert all(len(elide_run(sweep, n)) == n for n in range(2, 50))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 
 from luna_core.run.compare import (
     RunHistory,
@@ -56,13 +57,26 @@ COLUMNS = [  # (key, title, right-aligned)
 ]
 
 
+#: A run folder's name: its start time, then its comment (luna_core.train.rundir).
+RUN_NAME = re.compile(r"^(\d{4}-\d\d-\d\d_[\d.]+)-(.*)$")
+
+
 def elide_run(run_dir: str, room: int) -> str:
-    """The run's folder name in ``room`` columns: whole when it fits, else its timestamp and
-    as much of its comment as fits, ending in '…'."""
+    """The run's folder name in ``room`` columns: whole when it fits; else the comment (what
+    tells runs apart) whole, after as much of the start time's end as fits ('…04.19.49-
+    balanced-offset'); a comment longer than that is cut in its middle, keeping both ends."""
     if len(run_dir) <= room:
         return run_dir
     name = os.path.basename(run_dir.rstrip("/"))
-    return name if len(name) <= room else name[:max(1, room - 1)] + "…"
+    if len(name) <= room:
+        return name
+    room = max(room, 2)
+    match = RUN_NAME.match(name)
+    comment = match.group(2) if match else name
+    if len(comment) + 1 < room:
+        return "…" + name[-(room - 1):]
+    head = (room - 1) // 2
+    return comment[:head] + "…" + comment[len(comment) - (room - 1 - head):]
 
 
 def runs_lines(found: list[tuple[RunInfo, list]], histories: list[RunHistory],
