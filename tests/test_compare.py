@@ -88,6 +88,18 @@ def test_compare_prints_a_table_and_writes_csv(two_runs, capsys, tmp_path):
     assert float(rows[0]["loss/all"]) == _val(recs[0])[0].metrics["loss/all"]
 
 
+def test_compare_of_a_glob_leaves_out_the_tensorboard_folders_beside_the_runs(two_runs, capsys):
+    import glob
+    import os
+
+    runs, dirs, _recs = two_runs
+    matched = sorted(glob.glob(os.path.join(os.path.dirname(dirs[1]), "*")))
+    assert any("-trn_cls-" in m for m in matched)       # the glob's TensorBoard folders
+    assert cli_main(["compare", *matched]) == 0
+    out = capsys.readouterr().out
+    assert f"#1  {dirs[0]}" in out and f"#2  {dirs[1]}" in out and "#3" not in out
+
+
 def test_compare_of_a_folder_that_is_not_a_run_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "x").mkdir()
     assert cli_main(["compare", str(tmp_path / "x"), str(tmp_path / "x")]) == 2

@@ -28,6 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tensorboard_folder(path: str) -> bool:
+    """The TensorBoard folders beside a run (RUN-trn_cls-COMMENT, RUN-val_cls-COMMENT) that a
+    glob such as runs/luna/*-balanced picks up with the runs: left out, not an error."""
+    import glob
+    import os
+
+    return (os.path.isdir(path) and not os.path.exists(os.path.join(path, "events.jsonl"))
+            and bool(glob.glob(os.path.join(path, "events.out.tfevents.*"))))
+
+
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from luna_core.errors import LunaInputError
@@ -35,9 +45,14 @@ def run(argv: list[str]) -> int:
     from luna_core.run.compare import compare_csv, compare_text, read_history
     from luna_core.run.runs import resolve_run_dir
 
+    targets = [r for r in args.runs if not _tensorboard_folder(r)]
+    if not targets:
+        print("luna-tui compare: only TensorBoard folders given (runs are the folders with "
+              "an events.jsonl)", file=sys.stderr)
+        return 2
     try:
         histories = [read_history(resolve_run_dir(r, args.runs_dir, validated=True))
-                     for r in args.runs]
+                     for r in targets]
     except LunaInputError as exc:
         print(f"luna-tui compare: {exc}", file=sys.stderr)
         return 2
