@@ -128,3 +128,29 @@ def test_a_headless_run_ends_with_the_summary_runs_run_shows(train_argv, tmp_pat
     assert said[3].startswith("  verdict: AUC ")        # its values are where SGD went
     assert said[0].startswith("run finished after ") and said[0].endswith("(2 of 2 epochs)")
     assert said[-1].startswith("  compare with the run before: luna-tui compare ")
+
+
+def test_runs_of_a_live_run_says_it_runs_and_how_to_watch_it(tmp_path, capsys):
+    import json
+    import os
+    import time
+
+    from luna_core.run.runs import this_host
+
+    run = tmp_path / "runs" / "luna" / "2026-12-07_10.00.00-live"
+    run.mkdir(parents=True)
+    now = time.time()
+    events = [ev.RunStarted(run_dir=str(run), options={}, epochs=3, start_epoch=1,
+                            trn_samples=8, val_samples=2, trn_pos=1, val_pos=1, device="cpu",
+                            pid=os.getpid(), host=this_host(), t=now),       # this process
+              ev.StatusChanged(state=ev.TRAINING, t=now + 90.0),
+              ev.CheckpointSaved(path=str(run / "checkpoints" / "e001-end.pt"), epoch=1,
+                                 batch_ndx=0, reason="epoch", total_samples=8,
+                                 t=now + 95.0)]
+    (run / "events.jsonl").write_text(
+        "".join(json.dumps(ev.event_to_dict(e)) + "\n" for e in events))
+    assert cli_main(["runs", str(run)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("run still running after 1m 35s: ")
+    assert out[-1] == f"  watch it: luna-tui attach {run}"
+    assert not any("--resume" in line for line in out)

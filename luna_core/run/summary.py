@@ -60,6 +60,7 @@ class RunSummary:
     error: str | None = None
     _started_at: float | None = None
     _paused_at: float | None = None
+    _last_t: float = 0.0
     _last_batch: dict[str, ev.BatchDone] = field(default_factory=dict)
 
     def __call__(self, e: ev.Event) -> None:
@@ -68,6 +69,7 @@ class RunSummary:
     def fold(self, e: ev.Event) -> None:
         self.run(e)
         self.take(e)
+        self._last_t = max(self._last_t, e.t)
 
     @property
     def epochs(self) -> int:
@@ -156,11 +158,17 @@ class RunSummary:
         best = os.path.join(os.path.dirname(self.last_checkpoint), "best.pt")
         return best if os.path.exists(best) else None
 
-    def lines(self, previous_run: str | None = None) -> list[str]:
-        """The summary, a line each."""
+    def lines(self, previous_run: str | None = None, live: bool = False) -> list[str]:
+        """The summary, a line each; ``live``: the run has not ended and its process lives
+        (what it has done so far, and how to watch it: not how to resume it)."""
         trn, val = self.phases["trn"], self.phases["val"]
         d = format_duration
-        out = [f"run {self.state or 'not ended'} after {d(self.wall_s)}: training "
+        wall = self.wall_s
+        if not self.state and self._started_at is not None:
+            wall += self._last_t - self._started_at        # as of its latest event
+        headline = ("run still running" if live and not self.state
+                    else f"run {self.state or 'not ended'}")
+        out = [f"{headline} after {d(wall)}: training "
                f"{d(trn.active_s)}, validation {d(val.active_s)}, waiting for data "
                f"{d(self.data_wait_s())}, paused {d(self.paused_s)}"
                + (f" ({self.epochs_done} of {self.epochs} epochs)" if self.epochs else "")]
@@ -193,7 +201,9 @@ class RunSummary:
         best_ckpt = self.best_checkpoint()
         if best_ckpt:
             out.append(f"  best weights: {best_ckpt}")
-        if self.last_checkpoint:
+        if live and not self.state:
+            out.append(f"  watch it: luna-tui attach {shlex.quote(self.run_dir)}")
+        elif self.last_checkpoint:
             more = " --epochs N" if self.state == ev.FINISHED else ""
             out.append(f"  go on with: luna-tui --headless --resume "
                        f"{shlex.quote(self.run_dir)}{more}")

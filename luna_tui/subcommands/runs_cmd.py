@@ -109,5 +109,16 @@ def _print_summary(target: str, runs_dir: str) -> int:
         print(f"luna-tui runs: {exc}", file=sys.stderr)
         return 2
     summary = summarise(run_dir, events)
-    print("\n".join(summary.lines(previous_run(run_dir, runs_dir))))
+    live = not summary.state and _alive(events)
+    print("\n".join(summary.lines(None if live else previous_run(run_dir, runs_dir),
+                                   live=live)))
     return 0
+
+
+def _alive(events) -> bool:
+    """Whether the process of the run's latest start still runs (on this host)."""
+    from luna_core.run import events as ev
+    from luna_core.run.runs import process_gone
+
+    started = [e for e in events if isinstance(e, ev.RunStarted)]
+    return bool(started) and not process_gone(started[-1])
