@@ -146,3 +146,29 @@ def test_examples_command_prints_the_table_and_writes_pngs(two_epochs, tmp_path,
                       if lo <= ((x - cx) ** 2 + (y - cy) ** 2) ** 0.5 < hi]
             return sum(values) / len(values)
         assert mean(0, r / 2) > mean(1.5 * r, 2.5 * r) + 40
+
+
+def test_examples_latest_skips_a_newer_run_that_never_validated(tmp_path, capsys):
+    import time
+
+    from luna_core.run.example_file import examples_path
+    from luna_core.run.runs import this_host
+    from tests.cockpit_helpers import write_fake_examples
+    from tests.test_attach_app import write_fake_run
+
+    runs = tmp_path / "runs"
+    validated = runs / "luna" / "2026-12-07_10.00.00-first"
+    write_fake_run(validated)
+    write_fake_examples(examples_path(str(validated), 2), 2)
+    stopped = runs / "luna" / "2026-12-07_11.00.00-stopped"
+    stopped.mkdir(parents=True)
+    now = time.time()
+    events = [ev.RunStarted(run_dir=str(stopped), options={}, epochs=2, start_epoch=1,
+                            trn_samples=8, val_samples=2, trn_pos=1, val_pos=1, device="cpu",
+                            pid=1, host=this_host(), t=now),
+              ev.RunFinished(state=ev.STOPPED, exit_code=0, last_checkpoint=None, t=now + 1)]
+    (stopped / "events.jsonl").write_text(
+        "".join(json.dumps(ev.event_to_dict(e)) + "\n" for e in events))
+    os.utime(stopped / "events.jsonl", (now + 10, now + 10))      # the newest run
+    assert cli_main(["examples", "latest", "--runs-dir", str(runs)]) == 0
+    assert "E2" in capsys.readouterr().out

@@ -91,7 +91,7 @@ def show_examples(target: str, runs_dir: str, epoch: int | None, kind: str,
     from luna_core.run.runs import resolve_run_dir
 
     try:
-        run_dir = resolve_run_dir(target, runs_dir)
+        run_dir = resolve_run_dir(target, runs_dir, validated=True)   # as compare
         epochs = saved_epochs(run_dir)
         if not epochs:
             raise LunaInputError("no examples in this run (a validation keeps them; "
