@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -112,6 +113,10 @@ def test_a_failing_entry_is_marked_and_the_queue_goes_on(tiny_data, tmp_path):
     assert [ln.split(":")[0] for ln in lines] == ["queue_entry_done", "queue_entry_failed",
                                                   "queue_entry_done", "queue_done"]
     assert "queue: 2 done, 1 failed, 0 waiting" in result.stdout
+    # each attempt's console log named by when, which entry and which attempt
+    logs = sorted(os.listdir(runs / "queue-logs"))
+    assert [re.sub(r"^\d{4}-\d\d-\d\d_\d\d\.\d\d\.\d\d-(q\da\d)-[0-9a-f]{10}\.log$", r"\1", n)
+            for n in logs] == ["q1a1", "q2a1", "q3a1"]
 
 
 def _weights(run_dir):

@@ -2,7 +2,7 @@
 the command line. The verb is picked by hand (--runs-dir may come anywhere, and add takes a
 run's own options); a verb given --help only prints its help. Runs are `luna-tui --headless`
 child processes, each a normal run folder with its event file and control socket; their
-console output goes to ``RUNS_DIR/queue-logs/N.log``."""
+console output goes to ``RUNS_DIR/queue-logs/TIME-qNaM-ID.log`` (entry N, attempt M)."""
 
 from __future__ import annotations
 
@@ -269,7 +269,8 @@ def launcher(runs_dir: str, stopping: threading.Event | None = None, poll: float
         except OSError as exc:
             raise LunaInputError(f"cannot create the queue's log folder: "
                                  f"{exc.strerror or exc}", logs) from None
-        log_path = os.path.join(logs, f"{int(time.time() * 1000)}.log")
+        # when and which entry and attempt: 2026-12-07_14.50.11-q3a1-5f0c2e9a1b.log
+        log_path = os.path.join(logs, f"{time.strftime('%Y-%m-%d_%H.%M.%S')}-{run_id}.log")
         cmd = [sys.executable, "-m", "luna_tui", "--headless", *argv, "--runs-dir", runs_dir]
         env = {**os.environ, "LUNA_RUN_ID": run_id, PARENT_ENV: str(os.getpid())}
         log = open(log_path, "w")       # noqa: SIM115 (closed below, after the tee)
