@@ -58,7 +58,7 @@ def test_runs_lists_best_values_and_the_options_that_differ(two_runs, capsys):
     out = capsys.readouterr().out.splitlines()
     assert "BEST LOSS" in out[0] and "BEST RECALL" in out[0] and "BEST F1" in out[0]
     plain, balanced = out[1], out[2]
-    assert "[balanced=0 epoch_samples=None]" in plain and dirs[0] in plain
+    assert "[defaults]" in plain and dirs[0] in plain      # its values are the defaults
     assert "[balanced=1 epoch_samples=16]" in balanced and dirs[1] in balanced
     h = read_history(dirs[1])
     epoch, value = h.best("loss/all", False)
@@ -203,3 +203,16 @@ def test_runs_and_compare_show_the_best_cpm_and_sort_by_it(tmp_path, capsys):
     assert float(first["froc/sens_at_1fp"]) == pytest.approx(0.35)
     assert "froc/sens_at_0.125fp" in first and "froc/cpm_low" in first
     assert [r["froc/cpm"] for r in rows if r["run_dir"] == c][:2] == ["", ""]
+
+
+def test_the_runs_filter_matches_option_values_not_their_names():
+    from luna_tui.model.workspace import Row, matches
+
+    noisy = Row("r1", "finished", "2026-12-07_04.19.49-balanced-noise", "2/2", "-", None,
+                "augment_noise=25.0 balanced=1", 0.0)
+    plain = Row("r2", "finished", "2026-12-07_04.20.00-plain", "2/2", "-", None,
+                "defaults", 0.0)
+    assert not matches(plain, "noise") and not matches(plain, "balanced")
+    assert matches(noisy, "noise")                  # by its name
+    assert matches(noisy, "25") and not matches(plain, "25")
+    assert matches(plain, "") and matches(plain, "plain")

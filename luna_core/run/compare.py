@@ -151,9 +151,20 @@ def differing_options(histories: list[RunHistory]) -> list[str]:
     return [n for n in names if len({repr(h.options.get(n)) for h in histories}) > 1]
 
 
-def options_text(history: RunHistory, names: list[str]) -> str:
-    """'balanced=1 augmented=True' for the options in ``names``."""
-    return " ".join(f"{n}={history.options.get(n)}" for n in names) or "-"
+#: Options a run's folder name already shows (left out beside it).
+IN_THE_NAME = frozenset({"comment"})
+
+
+def options_text(history: RunHistory, names: list[str], defaults: dict | None = None) -> str:
+    """'balanced=1 augmented=True' for the options in ``names``; ``defaults`` (the run
+    parser's, luna_core.train.options.option_defaults): those at their default left out, and
+    the comment (the name shows it); 'defaults' when none is left."""
+    shown = [n for n in names
+             if defaults is None or (n not in IN_THE_NAME and (
+                 n not in defaults or history.options.get(n) != defaults[n]))]
+    if defaults is not None and names and not shown:
+        return "defaults"
+    return " ".join(f"{n}={history.options.get(n)}" for n in shown) or "-"
 
 
 def best_text(history: RunHistory, key: str, higher: bool | None = None,

@@ -32,7 +32,8 @@ def _started(t: float) -> str:
         return "-"
 
 
-def _cells(run: RunInfo, h: RunHistory, differ: list[str]) -> dict[str, str]:
+def _cells(run: RunInfo, h: RunHistory, differ: list[str],
+           defaults: dict | None = None) -> dict[str, str]:
     started = _started(run.started)
     return {
         "state": run.state, "epoch": f"{run.epoch or 0}/{run.epochs}",
@@ -43,7 +44,7 @@ def _cells(run: RunInfo, h: RunHistory, differ: list[str]) -> dict[str, str]:
         "best_f1": best_text(h, F1.key),
         "best_cpm": best_cpm_text(h), "split": split_of(h),
         "started": started, "run": run.run_dir,
-        "options": f"[{options_text(h, differ)}]" if differ else "",
+        "options": f"[{options_text(h, differ, defaults)}]" if differ else "",
     }
 
 
@@ -80,10 +81,12 @@ def elide_run(run_dir: str, room: int) -> str:
 
 
 def runs_lines(found: list[tuple[RunInfo, list]], histories: list[RunHistory],
-               width: int | None = None) -> list[str]:
-    """The header and one line a run; ``width``: fit every line in it (None: whole)."""
+               width: int | None = None, defaults: dict | None = None) -> list[str]:
+    """The header and one line a run; ``width``: fit every line in it (None: whole);
+    ``defaults``: options at their default are left out of a run's differing ones."""
     differ = differing_options(histories)
-    rows = [_cells(run, h, differ) for (run, _e), h in zip(found, histories, strict=True)]
+    rows = [_cells(run, h, differ, defaults)
+            for (run, _e), h in zip(found, histories, strict=True)]
     columns = [c for c in COLUMNS if c[0] != "options" or differ]
     widths = {key: max([len(title)] + [len(r[key]) for r in rows]) for key, title, _r in COLUMNS}
 

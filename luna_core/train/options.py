@@ -338,6 +338,11 @@ def given_resume(argv: list[str]) -> bool:
     return options.resume is not None
 
 
+def option_defaults() -> dict:
+    """Every run option's default value, by its name (as a run's options record them)."""
+    return vars(build_parser().parse_args([]))
+
+
 def parse_options(argv: list[str], prog: str = "luna-tui", *,
                   disk: bool = True) -> tuple[argparse.Namespace, set[str]]:
     """Parse argv and check it (validate_options: a bad value is the parser's error, exit 2,

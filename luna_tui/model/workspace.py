@@ -68,8 +68,11 @@ def best_of(h: RunHistory) -> tuple[str, float | None]:
 
 
 def rows(found: list[tuple[RunInfo, list[ev.Event]]], queue: list[Entry]) -> list[Row]:
+    from luna_core.train.options import option_defaults
+
     histories = [history_from_events(info.run_dir, events) for info, events in found]
     differ = differing_options(histories)
+    defaults = option_defaults()
     out = []
     for (info, events), h in zip(found, histories, strict=True):
         best, value = best_of(h)
@@ -77,7 +80,7 @@ def rows(found: list[tuple[RunInfo, list[ev.Event]]], queue: list[Entry]) -> lis
         name = info.run_dir.rstrip("/").split("/")[-1]
         out.append(Row(info.run_dir, run_state(info, events), name,
                        f"{info.epoch or 0}/{info.epochs}", best, value,
-                       options_text(h, differ) if differ else "", info.started, h,
+                       options_text(h, differ, defaults) if differ else "", info.started, h,
                        None if m is None else m.key))
     for e in queue:
         if e.state == "queued":
@@ -87,9 +90,12 @@ def rows(found: list[tuple[RunInfo, list[ev.Event]]], queue: list[Entry]) -> lis
 
 
 def matches(row: Row, text: str) -> bool:
+    """The filter: ``text`` in the run's state, name, best score or one of its option
+    values (not the options' names: 'noise' would match every run)."""
     text = text.lower().strip()
-    return not text or any(text in str(v).lower() for v in (row.state, row.run, row.best,
-                                                             row.options, row.key))
+    values = [token.split("=", 1)[-1] for token in row.options.split()]
+    return not text or any(text in str(v).lower()
+                           for v in (row.state, row.run, row.best, row.key, *values))
 
 
 def sort_rows(found: list[Row], column: str, descending: bool = False) -> list[Row]:

@@ -73,7 +73,9 @@ def _print_list(runs_dir: str, sort: str, wide: bool) -> int:
         found, histories = [f for f, _h in pairs], [h for _f, h in pairs]
     fitted = not wide and (sys.stdout.isatty() or "COLUMNS" in os.environ)
     width = shutil.get_terminal_size().columns if fitted else None
-    print("\n".join(runs_lines(found, histories, width)))
+    from luna_core.train.options import option_defaults
+
+    print("\n".join(runs_lines(found, histories, width, option_defaults())))
     return 0
 
 
