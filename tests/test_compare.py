@@ -185,7 +185,7 @@ def test_runs_and_compare_show_the_best_cpm_and_sort_by_it(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert "BEST CPM [95% CI]" in out[0] and "SPLIT" in out[0]
     assert [next(d for d in (a, b, c) if d in line) for line in out[1:]] == [b, a, c]
-    assert "[split=series]" in out[1] and "[split=candidates]" in out[2]   # best CPM first
+    assert "[split=series]" in out[1] and "[defaults]" in out[2]   # best CPM first
     assert "0.700 [0.60–0.80] E2" in out[1] and "series" in out[1]
     assert "0.500 [0.40–0.60] E2" in out[2] and "candidates" in out[2]
 
