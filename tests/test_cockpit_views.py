@@ -662,3 +662,21 @@ def test_the_confusion_counts_beside_the_validation_before():
     assert lines[3].split() == ["not", "nodule", "40", "(10)", "1,200", "(1,230)"]
     assert lines[4] == "AUC 0.91 (0.80) · AP 0.30 (0.20)"
     assert lines[5] == "12 nodules in 88 scans counted; 2 more with no validation candidate"
+
+
+async def test_at_80x24_tab_reaches_a_collapsed_class_table_and_z_zooms_it():
+    from tests.test_cockpit_snapshots import cockpit, mid_epoch_two
+
+    app = cockpit(mid_epoch_two())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await on_screen(pilot, app, "!! NODULES MISSED · val E1")    # the table's one line
+        screen = app.screen
+        assert "classes" in screen.layout_plan.collapsed
+        for _ in range(12):
+            await pilot.press("tab")
+            if getattr(app.focused, "id", None) == "classes-line":
+                break
+        assert app.focused.id == "classes-line"
+        await pilot.press("z")
+        text = await on_screen(pilot, app, "class", "k of n", "LUNA16 CPM")
+        assert screen.zoomed == "classes" and "NODULES MISSED" in text

@@ -93,12 +93,19 @@ def screen_keys() -> list[Binding]:
     ]
 
 
+class PaneLine(Static):
+    """The one-line summary that stands in for a pane that does not fit: Tab reaches it as
+    it reaches the panes, and `z` zooms the pane it stands for."""
+
+    can_focus = True
+
+
 def _slot(name: str, pane) -> ComposeResult:
     """A pane and the one-line summary that stands in for it when it does not fit."""
     pane.add_class("pane")
     with Container(id=f"slot-{name}", classes="slot"):
         yield pane
-        yield Static("", id=f"{name}-line", classes="pane-line")
+        yield PaneLine("", id=f"{name}-line", classes="pane-line")
 
 
 class CockpitScreen(Screen):
@@ -247,6 +254,11 @@ class CockpitScreen(Screen):
             self.zoomed = None
         else:
             focused = self.focused
+            if isinstance(focused, PaneLine):         # a collapsed pane's line: that pane
+                self.zoomed = focused.id.removesuffix("-line")
+                self.relayout()
+                self.pane(self.zoomed).focus()
+                return
             while focused is not None and not focused.has_class("pane"):
                 focused = focused.parent
             self.zoomed = (focused.id if focused is not None
