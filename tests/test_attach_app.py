@@ -362,7 +362,8 @@ async def test_attach_shows_the_diagnostics_of_a_finished_run_from_its_event_fil
         cpm = app.source.snapshot().metrics["val"].get("froc/cpm")
         await on_screen(pilot, app, f"FROC val E2 · CPM {cpm:.3f}", "· E1 ",
                         "PR curve val E2", "predictions val E2", "predicted nodule",
-                        "val E2: nodules scored below 0.1")
+                        "val E2: AUC 0.80 [0.62–0.93]: better than chance",
+                        "nodules scored below 0.1")
 
 
 async def test_a_reading_that_needs_more_lines_gets_them_on_a_finished_run(tmp_path):

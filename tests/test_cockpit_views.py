@@ -628,7 +628,8 @@ async def test_diagnostics_show_every_plot_readably_at_any_size(size, grid):
             await settled(pilot, app)
         assert set(seen) == set(dg.PLOTS)      # n went through all four (or all at once)
         text = screen_text(app)
-        assert "val E2: nodules scored below 0.1" in text
+        assert "val E2: AUC 0.80 [0.62–0.93]: better than chance" in text
+        assert "nodules scored below 0.1" in text
 
 
 def _score(hist_pos, hist_neg):
