@@ -665,11 +665,11 @@ def test_the_confusion_counts_beside_the_validation_before():
     assert lines[5] == "12 nodules in 88 scans counted; 2 more with no validation candidate"
 
 
-async def test_at_80x24_tab_reaches_a_collapsed_class_table_and_z_zooms_it():
+async def test_tab_reaches_a_collapsed_class_table_and_z_zooms_it():
     from tests.test_cockpit_snapshots import cockpit, mid_epoch_two
 
     app = cockpit(mid_epoch_two())
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 20)) as pilot:         # too short for the table
         await on_screen(pilot, app, "!! NODULES MISSED · val E1")    # the table's one line
         screen = app.screen
         assert "classes" in screen.layout_plan.collapsed

@@ -61,27 +61,40 @@ STANDING_WORDS = {verdict.CHANCE: ("at chance", "bold red"),
                   verdict.BETTER: ("above chance", "green")}
 
 
-def score_line(snap: RunSnapshot, compact: bool = False) -> Text | None:
-    """'val E3  LUNA16 CPM 0.612 [0.55–0.67] · sens@1FP 0.70 · AUC 0.93 · AP 0.41' under the
-    table: how well the latest validation ranks nodules above the rest."""
+def score_line(snap: RunSnapshot, compact: bool = False, width: int | None = None
+               ) -> Text | None:
+    """'val E3  LUNA16 CPM 0.612 [0.55–0.67] · sens@1FP 0.70 · AUC 0.93 · AP 0.41 · above
+    chance' under the table: how well the latest validation ranks nodules above the rest, and
+    where that stands against chance (luna_core.run.verdict). To fit ``width`` the AP goes
+    first, then 'above chance', then the sensitivity at 1 FP; 'at chance' always stays."""
     pm = snap.metrics.get("val")
     if pm is None or pm.get(CPM.key) is None:
         return None
-    text = Text(f"val E{pm.epoch}  ", style="bold")
-    text.append(f"{CPM.short if compact else CPM.label} ")
-    text.append(fmt.cpm(pm.get(CPM.key), *(pm.get(k) for k in CPM.interval)), style="bold")
-    parts = []
-    for m, shown in ((SENS_AT_1FP, True), (AUC, True), (AVERAGE_PRECISION, not compact)):
-        if shown and pm.get(m.key) is not None:
-            parts.append(f"{m.short if compact else m.name} {m.number(pm.get(m.key), 2)}")
-    if parts:
-        text.append(" · " + " · ".join(parts))
     word, _line = verdict.standing({k: pm.get(k) for k in (AUC.key, *AUC.interval)})
+    parts: list[tuple[str, str, str]] = []     # (what, text, style)
+    for what, m in (("sens", SENS_AT_1FP), ("auc", AUC), ("ap", AVERAGE_PRECISION)):
+        if pm.get(m.key) is not None and not (compact and what == "ap"):
+            parts.append((what, f"{m.short if compact else m.name} "
+                                f"{m.number(pm.get(m.key), 2)}", ""))
     if word in STANDING_WORDS:
         label, style = STANDING_WORDS[word]
-        text.append(" · ")
-        text.append(label, style=style)
-    return text
+        parts.append(("good" if word == verdict.BETTER else "warn", label, style))
+    head = Text(f"val E{pm.epoch}  ", style="bold")
+    head.append(f"{CPM.short if compact else CPM.label} ")
+    head.append(fmt.cpm(pm.get(CPM.key), *(pm.get(k) for k in CPM.interval)), style="bold")
+
+    def line(kept) -> Text:
+        text = head.copy()
+        for _what, shown, style in kept:
+            text.append(" · ")
+            text.append(shown, style=style)
+        return text
+
+    for drop in ("ap", "good", "sens"):
+        if width is None or line(parts).cell_len <= width:
+            break
+        parts = [p for p in parts if p[0] != drop]
+    return line(parts)
 
 
 def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = False,
@@ -130,7 +143,7 @@ def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = Fals
                           style=style)
     alarms = alarm_lines(snap, compact)
     below = [Text(versus, style="bold")] if versus else []
-    score = score_line(snap, compact)
+    score = score_line(snap, compact, width)
     if score is not None:
         below.insert(0, score)
     if not alarms:
