@@ -132,6 +132,7 @@ def _check_cost(report: Report, cand: str, val_stride: int, runs_dir: str,
     from argparse import Namespace
 
     from luna_core.run.cost import estimate
+    from luna_core.run.estimate import format_duration
     from luna_core.run.runs import this_host
 
     def cost(balanced: int):
@@ -143,13 +144,7 @@ def _check_cost(report: Report, cand: str, val_stride: int, runs_dir: str,
     plain, balanced = cost(0), cost(1)
     report.say(f"cost      an epoch {plain.line()}")
     report.say(f"          with --balanced (the book's {balanced.trn_samples:,} samples an "
-               f"epoch): about {_duration(balanced.seconds)}")
-
-
-def _duration(seconds: float) -> str:
-    from luna_core.run.estimate import format_duration
-
-    return format_duration(seconds)
+               f"epoch): about {format_duration(balanced.seconds)}")
 
 
 def _check_store(report: Report, data_dir: Path, cache_dir: Path, cand, used: list) -> None:

@@ -140,13 +140,10 @@ def measured_speed(runs_dir: str, kind: str, batch_size: int, host: str) -> Spee
     return None
 
 
-def estimate(options, runs_dir: str, host: str, candidates_csv: str,
-             training_rows: int | None = None) -> Cost:
+def estimate(options, runs_dir: str, host: str, candidates_csv: str) -> Cost:
     """The cost of a run with these parsed options (luna_core.train.options)."""
     rows = count_rows(candidates_csv)
     trn_rows, val_rows = split_rows(rows, options.val_stride)
-    if training_rows is not None:
-        trn_rows = training_rows
     trn = epoch_samples(trn_rows, bool(options.balanced), options.epoch_samples)
     val = val_rows
     if options.max_batches:

@@ -110,12 +110,11 @@ def cmd_add(runs_dir: str, argv: list[str]) -> int:
     return 0
 
 
-def _training_rows(argv: list[str]) -> int:
-    """The training candidates of the data set argv names (0 when it cannot be read)."""
+def _training_rows(options) -> int:
+    """The training candidates of the data set the parsed options name (0 when it cannot
+    be read)."""
     from luna_core.run.cost import count_rows, split_rows
-    from luna_core.train.options import parse_options
 
-    options, _given = parse_options(argv, disk=False)
     try:
         _ann, cand = _csv_paths(options)
     except LunaInputError:
@@ -137,10 +136,10 @@ def _scaled(argv: list[str], extra: list[str]) -> list[str]:
 
     if "--balanced" not in extra:
         return extra
-    _options, given = parse_options(argv, disk=False)
+    options, given = parse_options(argv, disk=False)
     if "epoch_samples" in given:
         return extra
-    scaled = scaled_epoch_samples(_training_rows(argv))
+    scaled = scaled_epoch_samples(_training_rows(options))
     if scaled is None or scaled >= BALANCED_EPOCH_SAMPLES:
         return extra
     return [*extra, f"--epoch-samples={scaled}"]

@@ -111,16 +111,14 @@ def _print_summary(target: str, runs_dir: str) -> int:
         print(f"luna-tui runs: {exc}", file=sys.stderr)
         return 2
     summary = summarise(run_dir, events)
-    live = not summary.state and _alive(events)
+    live = not summary.state and _alive(run_dir, events)
     print("\n".join(summary.lines(None if live else previous_run(run_dir, runs_dir),
                                    live=live)))
     return 0
 
 
-def _alive(events) -> bool:
-    """Whether the process of the run's latest start still runs (on this host)."""
-    from luna_core.run import events as ev
-    from luna_core.run.runs import process_gone
+def _alive(run_dir: str, events) -> bool:
+    """Whether the run is live, by the run listing's own rule (luna_core.run.runs)."""
+    from luna_core.run.runs import RUNNING, summarize
 
-    started = [e for e in events if isinstance(e, ev.RunStarted)]
-    return bool(started) and not process_gone(started[-1])
+    return summarize(run_dir, events).state == RUNNING
