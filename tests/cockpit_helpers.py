@@ -119,15 +119,16 @@ def position(snap) -> tuple[int, int, int]:
     return (snap.epoch or 0, 1 if snap.phase == "val" else 0, snap.batches_done)
 
 
-def write_fake_examples(path: str, epoch: int, k: int = 8) -> str:
+def write_fake_examples(path: str, epoch: int, k: int = 8, counts: dict | None = None) -> str:
     """An examples file (luna_core.run.example_file) whose chunks are drawn, not read: lung at
-    -850 HU with a soft-tissue sphere (40 HU) at the centre of each, its size by rank."""
+    -850 HU with a soft-tissue sphere (40 HU) at the centre of each, its size by rank; ``k`` of
+    each kind, or ``counts[kind]``."""
     from luna_core.run.example_file import KINDS, write_examples
 
     d, h, w = 32, 48, 48
     entries, chunks = [], []
     for kind in KINDS:
-        for rank in range(1, k + 1):
+        for rank in range(1, (counts or {}).get(kind, k) + 1):
             radius = 2 + (rank % 4)                       # voxels in-plane
             centre = (16, 24, 24)
             voxels = array("h", [-850]) * (d * h * w)
@@ -139,7 +140,7 @@ def write_fake_examples(path: str, epoch: int, k: int = 8) -> str:
                                 <= radius * radius):
                             voxels[(i * h + r) * w + c] = 40
             nodule = kind != "false_alarms"
-            p = {"misses": 0.01 * rank, "false_alarms": 0.99 - 0.01 * rank,
+            p = {"misses": 0.01 * rank, "false_alarms": 0.99 - 0.01 * rank,  # by threshold
                  "best": 0.99 - 0.02 * rank}[kind]
             entries.append({
                 "kind": kind, "rank": rank, "sample": len(entries), "series_uid":

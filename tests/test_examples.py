@@ -42,10 +42,48 @@ class ScriptedProbabilities(LunaTrainingApp):
 
 
 def test_pick_takes_the_lowest_nodules_the_highest_others_and_breaks_ties_by_place():
-    labels = [1, 0, 1, 0, 1, 0, 0]
-    p = [0.2, 0.9, 0.2, 0.9, 0.7, 0.1, 0.95]
+    labels = [1, 0, 1, 0, 1, 0, 0, 1]
+    p = [0.2, 0.9, 0.2, 0.9, 0.7, 0.1, 0.95, 0.6]
     got = pick(labels, p, k=2)
-    assert got == {"misses": [0, 2], "false_alarms": [6, 1], "best": [4, 0]}
+    assert got == {"misses": [0, 2], "false_alarms": [6, 1], "best": [4, 7]}
+
+
+def test_pick_splits_at_the_threshold_so_no_nodule_is_both_a_miss_and_a_hit():
+    # issue 31: misses listed at p 0.56-0.66, and a nodule both miss #7 and best hit #6
+    labels = [1, 1, 1, 1, 0, 0, 0]
+    p = [0.1, 0.5, 0.56, 0.9, 0.5, 0.49, 0.51]
+    got = pick(labels, p, k=8)
+    assert got == {"misses": [0, 1], "best": [3, 2], "false_alarms": [6]}
+    assert not set(got["misses"]) & set(got["best"])
+    # every nodule found, no false alarm: those kinds are empty, not filled from the rest
+    assert pick([1, 1, 0], [0.9, 0.8, 0.1], k=8) == {"misses": [], "best": [0, 1],
+                                                     "false_alarms": []}
+
+
+def test_an_empty_kind_says_what_it_means(tmp_path):
+    from luna_tui.subcommands.examples_cmd import table
+    from tests.cockpit_helpers import write_fake_examples
+
+    path = write_fake_examples(str(tmp_path / "E001.zip"), 1, counts={"misses": 0})
+    out = table(read_examples(path), ("misses", "false_alarms"))
+    assert "worst misses (nodules scored 0.5 or less): 0\n  none: every nodule scored " \
+           "above 0.5" in out
+    assert "false alarms (non-nodules scored above 0.5): 8" in out
+
+
+def test_a_candidate_without_a_diameter_is_marked_round_its_centre_which_stays_clear():
+    from luna_tui.model.ct_image import CIRCLE, slice_image
+
+    rows = [[-850] * 48 for _ in range(48)]
+    img = slice_image(rows, (0.7, 0.7), centre=(24, 24), diameter_mm=0.0, mm_per_px=0.35)
+    c = (24 + 0.5) * 2                                      # the centre, in pixels
+    assert img.getpixel((round(c), round(c))) != CIRCLE
+    for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):        # 5 mm off, on each side
+        assert img.getpixel((round(c + dx * 5 / 0.35), round(c + dy * 5 / 0.35))) == CIRCLE
+    assert img.getpixel((round(c + 5 / 0.35), round(c + 5 / 0.35))) != CIRCLE  # no ring
+    ringed = slice_image(rows, (0.7, 0.7), centre=(24, 24), diameter_mm=10.0, mm_per_px=0.35)
+    assert ringed.getpixel((round(c + 5 / 0.35), round(c))) == CIRCLE          # the circle
+    assert ringed.getpixel((round(c + 3.5 / 0.35), round(c))) != CIRCLE
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +168,12 @@ def test_examples_command_prints_the_table_and_writes_pngs(two_epochs, tmp_path,
     assert "E1" in capsys.readouterr().err
 
     # a nodule's axial slice: brighter at its centre than the lung around it
-    assert cli_main(["examples", run_dir, "--kind", "best", "--png", str(tmp_path / "n")]) == 0
-    best = got.of_kind("best")[0]
+    # (a miss or a hit: which one depends on the probability the test gave it)
+    best = (got.of_kind("best") + got.of_kind("misses"))[0]
     assert best.is_nodule and best.diameter_mm > 0
-    with Image.open(tmp_path / "n" / "E003-best-01-axial.png") as img:
+    kind = best.kind.replace("_", "-")
+    assert cli_main(["examples", run_dir, "--kind", kind, "--png", str(tmp_path / "n")]) == 0
+    with Image.open(tmp_path / "n" / f"E003-{best.kind}-01-axial.png") as img:
         grey = img.convert("L")
         step = min(best.vx_size_xyz) / 4                       # mm a pixel
         cy = (best.irc_in_chunk[1] + 0.5) * best.vx_size_xyz[1] / step

@@ -27,12 +27,12 @@ from tests.cockpit_helpers import (
 )
 
 
-def with_examples(tmp_path, epochs=(1, 2)):
+def with_examples(tmp_path, epochs=(1, 2), counts=None):
     collector = scripted_run(lambda e: isinstance(e, ev.BatchDone) and e.epoch == 3
                              and e.phase == "trn" and e.batch_ndx == 120,
                              epochs=4, trn_batches=200, val_batches=40)
     for epoch in epochs:
-        path = write_fake_examples(str(tmp_path / f"E{epoch:03d}.zip"), epoch)
+        path = write_fake_examples(str(tmp_path / f"E{epoch:03d}.zip"), epoch, counts=counts)
         collector(ev.ExamplesSaved(epoch=epoch, path=path, misses=8, false_alarms=8, best=8,
                                    t=1.0))
     return collector
@@ -131,6 +131,17 @@ async def test_images_off_and_no_examples_yet_say_so(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("6")
         await on_screen(pilot, app, "no examples yet")
+
+
+async def test_a_kind_with_no_examples_says_what_that_means(tmp_path):
+    app = cockpit(with_examples(tmp_path, counts={"misses": 0}))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("6")
+        await on_screen(pilot, app, "worst misses (nodules scored 0.5 or less): 0",
+                        "none: every nodule scored above 0.5")
+        await pilot.press("k")
+        await on_screen(pilot, app, "false alarms (non-nodules scored above 0.5): 8")
+        assert "none:" not in screen_text(app)
 
 
 async def test_a_pruned_epoch_says_it_is_no_longer_kept(tmp_path):

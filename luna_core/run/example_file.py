@@ -1,6 +1,6 @@
 """A validation's candidates worth looking at, kept in the run folder: the nodules the model
-scores lowest (misses first), the non-nodules it scores highest (false alarms) and the nodules
-it scores best, each with its chunk as the model saw it.
+misses (scored 0.5 or less, lowest first), the non-nodules it calls nodules (false alarms,
+highest first) and the nodules it finds best, each with its chunk as the model saw it.
 
 File: ``RUN_DIR/examples/E003.zip`` (epoch 3), written atomically, the last ``--keep-examples``
 epochs kept. A zip (stored, not deflated: deflating 24 chunks took 200 ms, 6 % of a demo
@@ -30,9 +30,15 @@ from luna_core.fsutil import atomic_write
 EXAMPLES_DIR = "examples"
 FORMAT = 1
 KINDS = ("misses", "false_alarms", "best")
-KIND_TITLE = {"misses": "worst misses (nodules scored lowest)",
-              "false_alarms": "false alarms (non-nodules scored highest)",
-              "best": "best hits (nodules scored highest)"}
+#: A candidate is called a nodule above it (as recall and precision count, train.metrics).
+EXAMPLE_THRESHOLD = 0.5
+KIND_TITLE = {"misses": "worst misses (nodules scored 0.5 or less)",
+              "false_alarms": "false alarms (non-nodules scored above 0.5)",
+              "best": "best hits (nodules scored above 0.5)"}
+#: What an empty kind means (the examples view and `luna-tui examples` say it).
+KIND_NONE = {"misses": "none: every nodule scored above 0.5",
+             "false_alarms": "none: no non-nodule scored above 0.5",
+             "best": "none: no nodule scored above 0.5"}
 LUNG_WINDOW = (-1000.0, 400.0)          # HU shown black ... white
 _NAME = re.compile(r"^E(\d+)\.zip$")
 

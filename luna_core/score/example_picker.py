@@ -1,14 +1,23 @@
 """Which validation candidates to keep for a person to look at, and keeping them: after each
-validation, the ``k`` nodules scored lowest (misses first), the ``k`` non-nodules scored
-highest (false alarms) and the ``k`` nodules scored highest, ties broken by the sample's place
-in the set (so a resumed run keeps the same ones). Their chunks come from the chunk store by
+validation, up to ``k`` of each kind as the threshold decides it (a candidate is called a
+nodule when it scores above 0.5, as recall and precision count): the misses (nodules at or
+below it, lowest first), the false alarms (non-nodules above it, highest first) and the best
+hits (nodules above it, highest first). A nodule is a miss or a hit, never both; a kind may
+have none. Ties are broken by the sample's place in the set (so a resumed run keeps the same
+ones). Their chunks come from the chunk store by
 index (no pass over the data); the file format is luna_core.run.example_file'."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from luna_core.run.example_file import KINDS, examples_path, prune_examples, write_examples
+from luna_core.run.example_file import (
+    EXAMPLE_THRESHOLD,
+    KINDS,
+    examples_path,
+    prune_examples,
+    write_examples,
+)
 
 DEFAULT_K = 8
 
@@ -18,10 +27,11 @@ def pick(is_nodule, probabilities, k: int = DEFAULT_K) -> dict[str, list[int]]:
     labels = np.asarray(is_nodule, dtype=bool)
     p = np.asarray(probabilities, dtype=np.float64)
     order = np.arange(len(p))
-    nodules, others = order[labels], order[~labels]
-    low = nodules[np.lexsort((nodules, p[nodules]))]            # lowest first, then by place
-    high = nodules[np.lexsort((nodules, -p[nodules]))]
-    alarms = others[np.lexsort((others, -p[others]))]
+    called = p > EXAMPLE_THRESHOLD
+    missed, hit, alarms = order[labels & ~called], order[labels & called], order[~labels & called]
+    low = missed[np.lexsort((missed, p[missed]))]               # lowest first, then by place
+    high = hit[np.lexsort((hit, -p[hit]))]
+    alarms = alarms[np.lexsort((alarms, -p[alarms]))]
     return {"misses": low[:k].tolist(), "false_alarms": alarms[:k].tolist(),
             "best": high[:k].tolist()}
 

@@ -1,6 +1,7 @@
 """A CT slice of an example as a picture: the lung window (-1000 ... 400 HU), square pixels in
 millimetres (the slice spacing is often 3x the in-plane one), and the annotated nodule's
-diameter drawn as a circle. Pillow only (no numpy), so the cockpit can draw it."""
+diameter drawn as a circle (a candidate without one, a false alarm, marked by four ticks
+round its centre). Pillow only (no numpy), so the cockpit can draw it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from luna_core.run.example_file import Example, ExampleSet, lung_window
 
 VIEWS = ("axial", "coronal", "sagittal")
 CIRCLE = (255, 176, 0)          # amber: visible on grey, colour-blind safe
+#: A candidate without a diameter: ticks from 3 to 8 mm off its centre, along rows and columns.
+MARK_MM = (3.0, 8.0)
 
 
 def plane(examples: ExampleSet, ex: Example, view: str, offset: int = 0):
@@ -36,12 +39,21 @@ def slice_image(rows: list[list[int]], pixel_mm: tuple[float, float],
     step = mm_per_px or min(row_mm, col_mm) / 2
     size = (max(1, round(w * col_mm / step)), max(1, round(h * row_mm / step)))
     img = grey.resize(size, Image.Resampling.BILINEAR).convert("RGB")
-    if centre is not None and diameter_mm > 0:
-        cy = (centre[0] + 0.5) * row_mm / step
-        cx = (centre[1] + 0.5) * col_mm / step
+    if centre is None:
+        return img
+    cy = (centre[0] + 0.5) * row_mm / step
+    cx = (centre[1] + 0.5) * col_mm / step
+    line = max(1, round(size[0] / 96))
+    draw = ImageDraw.Draw(img)
+    if diameter_mm > 0:
         radius = diameter_mm / 2 / step
-        ImageDraw.Draw(img).ellipse((cx - radius, cy - radius, cx + radius, cy + radius),
-                                    outline=CIRCLE, width=max(1, round(size[0] / 96)))
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), outline=CIRCLE,
+                     width=line)
+    else:       # no annotation (a false alarm): four ticks round the centre, which stays clear
+        near, far = MARK_MM[0] / step, MARK_MM[1] / step
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            draw.line((cx + dx * near, cy + dy * near, cx + dx * far, cy + dy * far),
+                      fill=CIRCLE, width=line)
     return img
 
 

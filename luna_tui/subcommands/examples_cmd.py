@@ -10,6 +10,7 @@ import sys
 
 from luna_core.errors import LunaInputError
 from luna_core.run.example_file import (
+    KIND_NONE,
     KIND_TITLE,
     KINDS,
     examples_path,
@@ -36,6 +37,7 @@ def table(examples, kinds) -> str:
         rows = _rows(examples, kind)
         out.append(f"E{examples.epoch} {KIND_TITLE[kind]}: {len(rows)}")
         if not rows:
+            out.extend([f"  {KIND_NONE[kind]}", ""])
             continue
         widths = [max(len(r[k]) for r in [COLUMNS, *rows]) for k in range(len(COLUMNS))]
         for r in [COLUMNS, *rows]:
@@ -69,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         "The candidates a run's validation got most wrong (and most right): the worst "
         "misses, the false alarms and the best hits of an epoch, with their probability, "
         "loss, diameter and where they are; --png writes their axial, coronal and sagittal "
-        "slices (lung window, the nodule's diameter as a circle) for a report or a browser.")
+        "slices (lung window, the nodule's diameter as a circle, a candidate without one "
+        "marked at its centre) for a report or a browser. At 0.5: a miss scored 0.5 or "
+        "less, a hit or a false alarm above it.")
     p.add_argument("run", metavar="RUN_DIR|latest")
     add_runs_dir(p)
     p.add_argument("--epoch", type=int, default=None,

@@ -1,10 +1,11 @@
 """Examples (a view of its own): the candidates the latest validation got most wrong, as CT
-images: the worst misses (nodules scored lowest), the false alarms (non-nodules scored
-highest) or the best hits, a cell each with the central axial slice (lung window, the annotated
-diameter as a circle) and its numbers. `k` switches the kind, `,` / `.` step to the validation
-before / after (is a miss still missed?), PageUp / PageDown page through the cells, Enter opens
-the focused one in three planes. The file is read (stdlib, no numpy) only when the epoch or
-kind changes."""
+images: the worst misses (nodules scored 0.5 or less, lowest first), the false alarms
+(non-nodules scored above 0.5, highest first) or the best hits (nodules above 0.5), a cell
+each with the central axial slice (lung window, the annotated diameter as a circle, a
+candidate without one marked at its centre) and its numbers. `k` switches the kind, `,` / `.`
+step to the validation before / after (is a miss still missed?), PageUp / PageDown page
+through the cells, Enter opens the focused one in three planes. The file is read (stdlib, no
+numpy) only when the epoch or kind changes."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from textual.widgets import Static
 
 from luna_core.errors import LunaInputError
 from luna_core.run.example_file import (
+    KIND_NONE,
     KIND_TITLE,
     KINDS,
     Example,
@@ -256,6 +258,11 @@ class ExamplesPane(CockpitPane, Container):
         title.append(f" · k kind · , . epoch ({epochs.index(epoch) + 1}/{len(epochs)}) · "
                      "Enter open", style="dim")
         head.update(title)
+        if not chosen:                   # say what an empty kind means, where cells would be
+            grid.styles.grid_size_columns = 1
+            grid.mount(Static(Text(KIND_NONE[self.kind], style="yellow" if self.kind == "best"
+                                   else "green"), classes="examples-none"))
+            return
         grid.styles.grid_size_columns = per_row
         cells = [ExampleCell(found, ex, self.image_class) for ex in shown]
         grid.mount_all(cells)
