@@ -6,11 +6,17 @@ queued entry. `/` filters by text, `s` sorts by the next column (again: the othe
 marks a run, `o` overlays the marked runs' validation curves in one plot (one stable colour per
 run), Enter opens the run under the cursor in the cockpit (attached when it is live, its history
 when it has ended). Below, the queue: `a` adds a copy of the selected run's options to it, `x`
-removes the selected queued entry. The app returns what Enter chose; the command opens it.
-Rows come from luna_tui.model.workspace (the runs' indexes, not their whole event files).
+removes the selected queued entry. The screen reads the folder again every few seconds (runs
+that start or end, the queue moving on; `r` at once), keeping the cursor on its run; `?` is its
+own help. The app returns what Enter chose; the command opens it and comes back here when the
+cockpit is left. Rows come from luna_tui.model.workspace (the runs' indexes, not their whole
+event files).
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from rich.text import Text
 from textual.app import App, ComposeResult
@@ -37,27 +43,58 @@ RUNS_CSS = """
 """
 
 
+#: Seconds between reads of the runs folder and the queue while the screen is shown.
+REFRESH_S = 3.0
+OPEN_HELP = "open the run in the cockpit (attached when live, its history when ended)"
+LEAVE_HELP = "back"
+#: What the runs screen's help says under "Columns".
+COLUMN_HELP = (
+    ("STATE", "live, paused, finished, stopped, failed or crashed (a run whose process is gone "
+              "without an ending); queued entries: queued, running, done, failed"),
+    ("RUN", "the run's folder name: its start time and comment (a long one cut in the middle)"),
+    ("EPOCH", "the last epoch validated, of the epochs asked for"),
+    ("BEST VALIDATION", "the best CPM with its 95 % interval and the epoch (else F1)"),
+    ("OPTIONS THAT DIFFER", "the options that are not the defaults and not the same in every "
+                            "listed run"),
+    ("Queue", "below the runs: what 'luna-tui queue run' works through, one entry a row"),
+)
+
+
 class RunsScreen(Screen[tuple[str, str] | None]):
     """The runs and the queue; dismissed with what Enter chose (None: nothing)."""
 
     DEFAULT_CSS = RUNS_CSS
     BINDINGS = [
-        Binding("slash", "filter", "Filter"),
-        Binding("s", "sort", "Sort"),
-        Binding("space", "mark", "Mark"),
-        Binding("o", "overlay", "Overlay"),
-        Binding("enter", "open", "Open", show=False),
-        Binding("a", "queue_add", "Queue a copy"),
-        Binding("x", "queue_remove", "Remove queued"),
-        Binding("r", "reload", "Reload", show=False),
-        Binding("q", "leave", "Back"),
-        Binding("escape", "clear", "Clear", show=False),
+        Binding("slash", "filter", "Filter",
+                tooltip="filter: runs whose state, name, score or option values hold the text"),
+        Binding("s", "sort", "Sort", show=False,
+                tooltip="sort by the next column (again: the other way; or click a header)"),
+        Binding("space", "mark", "Mark", tooltip="mark / unmark the run (for the overlay)"),
+        Binding("o", "overlay", "Overlay",
+                tooltip="the marked runs' validation curves in one plot (again: hide it)"),
+        Binding("enter", "open", "Open", show=False,
+                tooltip=OPEN_HELP),
+        Binding("a", "queue_add", "Queue",
+                tooltip="queue a run with the selected run's options"),
+        Binding("x", "queue_remove", "Unqueue",
+                tooltip="remove the selected queued entry (not one that is running)"),
+        Binding("r", "reload", "Reload",
+                tooltip=f"read the runs folder and the queue now (it is read every "
+                        f"{REFRESH_S:g} s)"),
+        Binding("question_mark", "help", "Help", key_display="?",
+                tooltip="this help; Esc closes it"),
+        Binding("q", "leave", "Back", tooltip=LEAVE_HELP),
+        Binding("escape", "clear", "Clear", show=False,
+                tooltip="clear the filter and the marks"),
     ]
 
-    def __init__(self, runs_dir: str, this_run: str | None = None) -> None:
+    def __init__(self, runs_dir: str, this_run: str | None = None,
+                 leave_help: str | None = None, open_help: str | None = None) -> None:
         super().__init__()
         self.runs_dir = runs_dir
-        self.this_run = this_run          # opened from a cockpit: the run it shows
+        self.this_run = this_run          # the run to put the cursor on (the cockpit's own)
+        self.leave_help = leave_help or LEAVE_HELP
+        self.open_help = open_help or OPEN_HELP
         self.all_rows: list[ws.Row] = []
         self.shown: list[ws.Row] = []
         self.marked: list[str] = []
@@ -83,11 +120,31 @@ class RunsScreen(Screen[tuple[str, str] | None]):
         table.add_columns(" ", "STATE", "RUN", "EPOCH", "BEST VALIDATION", "OPTIONS THAT DIFFER")
         self.query_one("#queue", DataTable).add_columns("#", "STATE", "OPTIONS", "RUN / WHY")
         self.action_reload()
+        if self.this_run:
+            self.move_to(os.path.abspath(self.this_run))
         table.focus()
+        self.set_interval(REFRESH_S, self.refresh_rows)
+
+    def refresh_rows(self) -> None:
+        """The periodic read: the table and the queue redrawn only when something changed,
+        the cursor kept on its run (not hidden from a filter being typed)."""
+        if self.query_one("#filter", Input).has_focus or not self.is_current:
+            return
+        before = (self._shown_cells(), self.queue.entries)
+        self.action_reload(redraw_unchanged=False, before=before)
 
     # -- data -------------------------------------------------------------------------------
 
-    def action_reload(self) -> None:
+    def _shown_cells(self) -> list[tuple]:
+        return [(r.key, r.state, r.run, r.epoch, str(r.best), r.options) for r in self.shown]
+
+    def move_to(self, key: str | None) -> None:
+        """The cursor on the row of ``key`` when it is shown."""
+        keys = [r.key for r in self.shown]
+        if key in keys:
+            self.query_one("#runs", DataTable).move_cursor(row=keys.index(key))
+
+    def action_reload(self, redraw_unchanged: bool = True, before=None) -> None:
         try:
             self.queue = qu.load(self.runs_dir)
         except LunaInputError as exc:
@@ -100,8 +157,18 @@ class RunsScreen(Screen[tuple[str, str] | None]):
             self.unlisted.append(str(exc))
         found = list_runs_with_events(self.runs_dir, self.unlisted)
         self.all_rows = ws.rows(found, self.queue.entries)
+        row, queue_row = self.current(), self.query_one("#queue", DataTable).cursor_row
+        rows = [r for r in self.all_rows if ws.matches(r, self.filter_text)]
+        if not redraw_unchanged and before == (
+                [(r.key, r.state, r.run, r.epoch, str(r.best), r.options)
+                 for r in ws.sort_rows(rows, self.sort_column, self.sort_descending)],
+                self.queue.entries):
+            return
         self.refill()
+        self.move_to(row.key if row is not None else None)
         self.fill_queue()
+        if queue_row:
+            self.query_one("#queue", DataTable).move_cursor(row=queue_row)
 
     def refill(self) -> None:
         rows = [r for r in self.all_rows if ws.matches(r, self.filter_text)]
@@ -220,6 +287,13 @@ class RunsScreen(Screen[tuple[str, str] | None]):
         plot.add_class("-shown")
         plot.refresh()
 
+    def action_help(self) -> None:
+        from luna_tui.screens.help import HelpScreen, key_rows
+
+        keys = [(k, self.open_help if k == "Enter" else self.leave_help if k == "q" else text)
+                for k, text in key_rows(self.BINDINGS)]
+        self.app.push_screen(HelpScreen(keys, sections=[("Columns", list(COLUMN_HELP))]))
+
     def action_open(self) -> None:
         row = self.current()
         if row is None or row.history is None:
@@ -266,11 +340,15 @@ class RunsApp(App[tuple[str, str] | None]):
     """`luna-tui runs --tui`: the runs screen on its own; returns what Enter chose."""
 
     TITLE = "luna-tui runs"
+    ENABLE_COMMAND_PALETTE = False
+    CSS_PATH = Path(__file__).with_name("cockpit.tcss")     # the modal screens' styles
 
-    def __init__(self, runs_dir: str) -> None:
+    def __init__(self, runs_dir: str, this_run: str | None = None) -> None:
         super().__init__()
         self.runs_dir = runs_dir
-        self.runs = RunsScreen(runs_dir)
+        self.runs = RunsScreen(runs_dir, this_run, leave_help="quit",
+                               open_help="open the run in the cockpit (attached when live, its "
+                                         "history when ended); q there comes back here")
 
     def on_mount(self) -> None:
         self.push_screen(self.runs, callback=self.exit)

@@ -171,8 +171,86 @@ def test_runs_tui_opens_the_chosen_run_in_the_cockpit(workspace, monkeypatch):
     runs, dirs = workspace
     opened = []
     monkeypatch.setattr(luna_tui.terminal, "terminal_problem", lambda: None)
-    monkeypatch.setattr(luna_tui.runs_app.RunsApp, "run",
-                        lambda self: ("attach", dirs["live"]))
+    choices = [("attach", dirs["live"]), None]          # Enter on the live run, then q
+    monkeypatch.setattr(luna_tui.runs_app.RunsApp, "run", lambda self: choices.pop(0))
     monkeypatch.setattr(attach_cmd, "run", lambda argv: opened.append(argv) or 0)
     assert cli.main(["runs", "--tui", "--runs-dir", str(runs)]) == 0
     assert opened == [[dirs["live"], "--runs-dir", str(runs)]]
+
+
+async def test_the_runs_screen_reads_the_folder_again_by_itself_and_keeps_the_cursor(workspace):
+    from luna_tui import runs_app
+
+    runs, dirs = workspace
+    app = RunsApp(str(runs))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await on_screen(pilot, app, "2026-01-04_00.00.00-live", "Queue: 1 entries, 1 waiting")
+        screen = app.screen
+        screen.query_one("#runs").move_cursor(row=1)
+        chosen = screen.current().key
+        # a run ends and a new one starts, the queue moves on: no key pressed
+        write_run(runs, "2026-01-00_00.00.00-early", [0.3], t0=0.9e9)   # sorts first
+        with qu.editing(str(runs)) as q:
+            q.add(["--epochs", "1", "another"])
+        screen.refresh_rows()                    # what the screen's timer calls
+        await on_screen(pilot, app, "2026-01-00_00.00.00-early", "Queue: 2 entries")
+        assert screen.current().key == chosen     # the cursor stayed on its run
+        assert runs_app.REFRESH_S <= 5
+        timers = [t for t in screen._timers if t._interval == runs_app.REFRESH_S]
+        assert timers, "the screen reads the folder on a timer"
+
+
+@pytest.mark.parametrize("opener", ["runs --tui", "cockpit w"])
+async def test_the_runs_screen_has_its_own_help(workspace, opener):
+    # issue 31: '?' did nothing in 'runs --tui' and showed the cockpit's help under w
+    from luna_core.run.command_table import CommandChannel
+    from luna_tui.app import CockpitApp
+    from luna_tui.link.local import LocalLink
+    from luna_tui.runs_app import RunsScreen
+    from luna_tui.screens.help import HelpScreen
+    from tests.cockpit_helpers import FROZEN_READING, frozen_clock, scripted_run
+
+    runs, _dirs = workspace
+    if opener == "runs --tui":
+        app, back = RunsApp(str(runs)), "quit"
+    else:
+        collector = scripted_run(lambda e: isinstance(e, ev.BatchDone) and e.batch_ndx == 5)
+        app = CockpitApp(LocalLink(collector, CommandChannel()), clock=frozen_clock(),
+                         system_probe=lambda: FROZEN_READING, runs_dir=str(runs))
+        back = "back to the cockpit"
+    async with app.run_test(size=(120, 36)) as pilot:
+        if opener == "cockpit w":
+            await on_screen(pilot, app, "? Help")
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await on_screen(pilot, app, "? Help", "r Reload")
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        text = await on_screen(pilot, app, "read the runs folder and the queue now",
+                               "OPTIONS THAT DIFFER", f"q       {back}")
+        assert "Bottleneck" not in text and "Panes" not in text     # not the cockpit's
+        assert ("comes back here" in text) == (opener == "runs --tui")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+
+
+def test_runs_tui_comes_back_to_the_runs_after_the_cockpit(workspace, monkeypatch):
+    import luna_tui.runs_app
+    import luna_tui.terminal
+    from luna_tui import cli
+    from luna_tui.subcommands import attach_cmd
+
+    runs, dirs = workspace
+    choices = [("history", dirs["plain"]), ("attach", dirs["live"]), None]
+    shown_with = []
+
+    def fake_run(self):
+        shown_with.append(self.runs.this_run)
+        return choices.pop(0)
+    opened = []
+    monkeypatch.setattr(luna_tui.terminal, "terminal_problem", lambda: None)
+    monkeypatch.setattr(luna_tui.runs_app.RunsApp, "run", fake_run)
+    monkeypatch.setattr(attach_cmd, "run", lambda argv: opened.append(argv[0]) or 0)
+    assert cli.main(["runs", "--tui", "--runs-dir", str(runs)]) == 0
+    assert opened == [dirs["plain"], dirs["live"]]
+    assert shown_with == [None, dirs["plain"], dirs["live"]]      # the cursor on the last one

@@ -274,8 +274,10 @@ class CockpitScreen(Screen):
     def action_runs(self) -> None:
         from luna_tui.runs_app import RunsScreen
 
-        self.app.push_screen(RunsScreen(self.runs_dir or "runs", self.snap.run_dir or None),
-                             self._on_run_chosen)
+        self.app.push_screen(RunsScreen(
+            self.runs_dir or "runs", self.snap.run_dir or None, leave_help="back to the cockpit",
+            open_help="this cockpit stays on its run: a toast gives the command that opens "
+                      "the chosen one in another terminal"), self._on_run_chosen)
 
     def _on_run_chosen(self, chosen: tuple[str, str] | None) -> None:
         """Enter on a run in the runs screen: this cockpit shows one run; the other one

@@ -66,9 +66,13 @@ def _table(rows: list[tuple[str, str]]) -> Table:
     return table
 
 
-def help_renderable(keys: list[tuple[str, str]]) -> Group:
-    return Group(Text("Keys", style="bold underline"), _table(keys), Text(""),
-                 Text("Panes", style="bold underline"), _table(pane_rows()))
+def help_renderable(keys: list[tuple[str, str]],
+                    sections: list[tuple[str, list[tuple[str, str]]]] | None = None) -> Group:
+    """The keys, then ``sections`` (title, rows) — by default what each pane shows."""
+    parts = [Text("Keys", style="bold underline"), _table(keys)]
+    for title, rows in (sections if sections is not None else [("Panes", pane_rows())]):
+        parts += [Text(""), Text(title, style="bold underline"), _table(rows)]
+    return Group(*parts)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -79,14 +83,15 @@ class HelpScreen(ModalScreen[None]):
         Binding("q", "close", "Close", show=False),
     ]
 
-    def __init__(self, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, keys: list[tuple[str, str]],
+                 sections: list[tuple[str, list[tuple[str, str]]]] | None = None) -> None:
         super().__init__()
-        self.keys = keys
+        self.keys, self.sections = keys, sections
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box") as box:
             box.border_title = "Help"
-            yield Static(help_renderable(self.keys), id="help-text")
+            yield Static(help_renderable(self.keys, self.sections), id="help-text")
 
     def action_close(self) -> None:
         self.dismiss(None)

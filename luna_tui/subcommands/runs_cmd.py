@@ -88,14 +88,17 @@ def _runs_screen(runs_dir: str) -> int:
               f"'luna-tui runs' prints the list", file=sys.stderr)
         return 2
     from luna_tui.runs_app import RunsApp
-
-    chosen = RunsApp(runs_dir).run()
-    if chosen is None:
-        return 0
-    _how, run_dir = chosen            # live: attached; ended: its history, read-only
     from luna_tui.subcommands import attach_cmd
 
-    return attach_cmd.run([run_dir, "--runs-dir", runs_dir])
+    opened = None
+    while True:             # the cockpit left with q: back to the runs, the cursor on its run
+        chosen = RunsApp(runs_dir, opened).run()
+        if chosen is None:
+            return 0
+        _how, opened = chosen            # live: attached; ended: its history, read-only
+        code = attach_cmd.run([opened, "--runs-dir", runs_dir])
+        if code != 0:
+            return code
 
 
 def _print_summary(target: str, runs_dir: str) -> int:
