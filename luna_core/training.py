@@ -62,7 +62,7 @@ from luna_core.train.rundir import (
 )
 from luna_core.train.setup import LoopSetup
 from luna_core.train.state import LoopState
-from luna_core.train.step import apply_setting, guarded_step
+from luna_core.train.step import apply_setting, guarded_step, peak_lr, warm_up
 from luna_core.train.task import Task, make_task
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_NONFINITE", "EXIT_OK", "EpochSampler",
@@ -94,6 +94,7 @@ class LunaTrainingApp(LoopSetup):
         self.run_folder = RunFolderOwner(self.run_id)   # rank 0 holds the run folder
         self.dist = DistContext()
         self.loop = LoopState(clock=_monotonic)
+        self.warm_up_said = False          # the log has said this process's warm-up
         self.run_control = RunControl(self.bus, self.commands, self.loop,
                                       self.cli_args.on_nonfinite, interactive)
         self.reporter = BatchReporter(self.bus, self.loop, self.run_control.on_nonfinite)
@@ -219,6 +220,7 @@ class LunaTrainingApp(LoopSetup):
             loss_var = self.compute_batch_loss(batch_ndx, batch_tup, trn_metrics_g)
             loss_var.backward()
             finite = all_ranks_finite(self.dist, torch.isfinite(loss_var.detach()))
+            self._warm_up(len(batch_tup[0]) * self.dist.world_size)
             skipped = self._guarded_step(finite)
             self.loop.total_samples += len(batch_tup[0]) * self.dist.world_size
             self.loop.position = (epoch, batch_ndx + 1)
@@ -346,6 +348,22 @@ class LunaTrainingApp(LoopSetup):
         positions = [(batch_ndx * bs + j) * world + rank for j in range(len(input_g))]
         return augment(input_g, self.augmentation, self.cli_args.seed, self.loop.epoch,
                        positions)
+
+    def _warm_up(self, samples: int) -> None:
+        """--lr-warmup: this step's lr, from the samples trained once it is taken; said in
+        the log when the warm-up starts (or goes on after a resume) and when it is done."""
+        warmup, done = self.cli_args.lr_warmup, self.loop.total_samples
+        if warmup <= done:
+            return
+        lr = warm_up(self.optimizer, done + samples, warmup)
+        epoch, batch_ndx = self.loop.position
+        if done + samples >= warmup:
+            log.info("lr warm-up done: lr %g from E%d batch %d (%d samples trained)", lr, epoch,
+                     batch_ndx + 1, done + samples)
+        elif not self.warm_up_said:
+            log.info("lr warm-up: lr %g at E%d batch %d, rising to %g at sample %d", lr, epoch,
+                     batch_ndx + 1, peak_lr(self.optimizer.param_groups[0]), warmup)
+        self.warm_up_said = True
 
     def _guarded_step(self, finite_g: torch.Tensor) -> torch.Tensor:
         return guarded_step(self.optimizer, finite_g)

@@ -93,6 +93,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "= --momentum (0.9 is Adam's usual), what the demo uses: it "
                              "learns in the few thousand samples a CPU can train in minutes")
     parser.add_argument("--lr", type=float, default=0.001, help="learning rate")
+    parser.add_argument("--lr-warmup", type=int, default=0, metavar="SAMPLES",
+                        help="the learning rate rises in a straight line to --lr over the "
+                             "first SAMPLES training samples (counted over all ranks; 0: "
+                             "none). The demo's 2,000: with the book's weight init the "
+                             "untrained model's two logits lie 5 to 25 apart, and Adam's "
+                             "full-size first steps leave the plateau late or never")
     parser.add_argument("--momentum", type=float, default=0.99,
                         help="SGD momentum (with --optimizer adam: beta1)")
     parser.add_argument("--val-stride", type=int, default=10,
@@ -194,7 +200,7 @@ _NOT_GIVEN = object()
 _INT_MINIMUMS = (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("threads", 0),
                  ("val_stride", 2), ("keep_checkpoints", 1), ("balanced", 0),
                  ("froc_bootstrap", 0), ("examples", 0), ("keep_examples", 1),
-                 ("epoch_samples", 1), ("max_batches", 1))
+                 ("epoch_samples", 1), ("max_batches", 1), ("lr_warmup", 0))
 
 #: --seed seeds numpy's default_rng (refuses a negative seed) and torch generators with
 #: seed * 1_000_003 + epoch (64 bits at most): 0 .. 2**32 - 1 is safe everywhere.

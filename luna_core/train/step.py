@@ -9,6 +9,9 @@ import torch
 
 # Resume sets this on a loaded optimizer's groups too: the guard needs the fused kernel.
 FUSED = True
+#: A parameter group's learning rate once warmed up (--lr, or what `set lr=` asked for): kept
+#: in the group, so a checkpoint's optimizer state carries it and a resume goes on exactly.
+PEAK_LR = "lr_peak"
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, momentum: float,
@@ -16,9 +19,12 @@ def make_optimizer(model: torch.nn.Module, lr: float, momentum: float,
     """``kind`` sgd: the book's SGD with ``momentum``; adam: Adam with beta1 ``momentum``.
     Both fused: the guarded step needs the fused kernels' ``found_inf``."""
     if kind == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, betas=(momentum, 0.999),
-                                fused=FUSED)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(momentum, 0.999),
+                                     fused=FUSED)
+        optimizer.param_groups[0][PEAK_LR] = lr
+        return optimizer
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, fused=FUSED)
+    optimizer.param_groups[0][PEAK_LR] = lr
     if momentum:
         # Zero momentum buffers up front give bit-identical updates (buf = m*0 + g) and
         # mean that a skipped first step cannot leave them uninitialised.
@@ -32,16 +38,33 @@ def _momentum(group: dict) -> float:
     return group["betas"][0] if "betas" in group else group["momentum"]
 
 
+def peak_lr(group: dict) -> float:
+    """The group's learning rate once warmed up (an optimizer from before the warm-up: its
+    lr)."""
+    return group.get(PEAK_LR, group["lr"])
+
+
+def warm_up(optimizer: torch.optim.Optimizer, samples: int, warmup: int) -> float:
+    """--lr-warmup: each group's lr is its peak times ``samples / warmup`` (the samples
+    trained once this step is taken), at most the peak; returns the lr now."""
+    share = min(1.0, samples / warmup) if warmup > 0 else 1.0
+    for group in optimizer.param_groups:
+        group["lr"] = peak_lr(group) * share
+    return optimizer.param_groups[0]["lr"]
+
+
 def apply_setting(optimizer: torch.optim.Optimizer, lr: float | None,
                   momentum: float | None) -> tuple[float, float, float, float]:
-    """A new learning rate and/or momentum (Adam: beta1; None keeps it) for every parameter
-    group; returns (old lr, old momentum, lr, momentum)."""
+    """A new learning rate (during a warm-up: the one it rises to) and/or momentum (Adam:
+    beta1; None keeps it) for every parameter group; returns (old lr, old momentum, lr,
+    momentum)."""
     group = optimizer.param_groups[0]
-    old_lr, old_momentum = group["lr"], _momentum(group)
+    old_lr, old_momentum = peak_lr(group), _momentum(group)
     lr = old_lr if lr is None else lr
     momentum = old_momentum if momentum is None else momentum
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        share = group["lr"] / peak_lr(group)        # below 1 during a warm-up
+        group["lr"], group[PEAK_LR] = lr * share, lr
         if "betas" in group:
             group["betas"] = (momentum, group["betas"][1])
         else:
