@@ -28,6 +28,7 @@ from textual_plotext import PlotextPlot
 
 from luna_core.errors import LunaInputError
 from luna_core.run import queue as qu
+from luna_core.run.listing import elide_run
 from luna_core.run.runs import check_runs_dir, list_runs_with_events
 from luna_tui.model import workspace as ws
 
@@ -43,6 +44,8 @@ RUNS_CSS = """
 """
 
 
+#: The RUN column's width in cells: a quarter of the screen, within these.
+RUN_MIN, RUN_MAX = 24, 44
 #: Seconds between reads of the runs folder and the queue while the screen is shown.
 REFRESH_S = 3.0
 OPEN_HELP = "open the run in the cockpit (attached when live, its history when ended)"
@@ -178,13 +181,25 @@ class RunsScreen(Screen[tuple[str, str] | None]):
         for r in self.shown:
             mark = Text("●", style=f"rgb{self.colour(r.key)}") if r.key in self.marked \
                 else Text(" ")
-            table.add_row(mark, r.state, r.run, r.epoch, r.best, r.options, key=r.key)
+            table.add_row(mark, r.state, elide_run(r.run, self.run_room()), r.epoch, r.best,
+                          r.options, key=r.key)
         arrow = "↓" if self.sort_descending else "↑"
         self.say(f"{len(self.shown)} of {len(self.all_rows)} · sorted by {self.sort_column} "
                  f"{arrow}" + (f" · filter '{self.filter_text}'" if self.filter_text else "")
                  + (f" · {len(self.marked)} marked" if self.marked else "")
                  + (f" · not listed: {self.unlisted[0]}" if self.unlisted else "")
                  + (f" (and {len(self.unlisted) - 1} more)" if len(self.unlisted) > 1 else ""))
+
+    def run_room(self) -> int:
+        """The RUN column's width: a long name is cut in its middle (keeping the comment's
+        end) so that the scores stay on screen."""
+        return max(RUN_MIN, min(RUN_MAX, self.app.size.width // 4))
+
+    def on_resize(self) -> None:
+        if self.all_rows:
+            row = self.current()
+            self.refill()
+            self.move_to(row.key if row is not None else None)
 
     def fill_queue(self) -> None:
         table = self.query_one("#queue", DataTable)

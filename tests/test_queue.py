@@ -52,10 +52,11 @@ def test_a_sweep_is_a_grid_and_the_preset_is_chapter_12(tmp_path, capsys):
     assert cli_main(["queue", "add", "--runs-dir", str(runs), "--sweep", "--lr",
                      "0.001,0.0003", "--balanced", "1,2", "--epochs", "3"]) == 0
     argvs = [e["argv"] for e in entries(runs)]
-    assert argvs == [["--lr", "0.001", "--balanced", "1", "--epochs", "3"],
-                     ["--lr", "0.001", "--balanced", "2", "--epochs", "3"],
-                     ["--lr", "0.0003", "--balanced", "1", "--epochs", "3"],
-                     ["--lr", "0.0003", "--balanced", "2", "--epochs", "3"]]
+    # each entry named by the values that vary (issue 31: all were named 'sw')
+    assert argvs == [["lr0.001-balanced1", "--lr", "0.001", "--balanced", "1", "--epochs", "3"],
+                     ["lr0.001-balanced2", "--lr", "0.001", "--balanced", "2", "--epochs", "3"],
+                     ["lr0.0003-balanced1", "--lr", "0.0003", "--balanced", "1", "--epochs", "3"],
+                     ["lr0.0003-balanced2", "--lr", "0.0003", "--balanced", "2", "--epochs", "3"]]
     assert cli_main(["queue", "add", "--runs-dir", str(runs), "--preset", "ch12",
                      "--epochs", "2"]) == 0
     added = entries(runs)[4:]
@@ -67,7 +68,21 @@ def test_a_sweep_is_a_grid_and_the_preset_is_chapter_12(tmp_path, capsys):
     assert cli_main(["queue", "rm", "--runs-dir", str(runs), "3"]) == 0
     assert 3 not in [e["id"] for e in entries(runs)]
     out = capsys.readouterr().out
-    assert "queued #1: --lr 0.001 --balanced 1 --epochs 3" in out
+    assert "queued #1: lr0.001-balanced1 --lr 0.001 --balanced 1 --epochs 3" in out
+
+
+def test_sweep_and_preset_entries_keep_the_comment_and_add_what_varies(tmp_path):
+    runs = tmp_path / "runs"
+    assert cli_main(["queue", "add", "--runs-dir", str(runs), "--sweep", "--balanced",
+                     "sw", "--augment-offset=0.1,0.2", "--epochs", "1"]) == 0
+    assert [e["argv"] for e in entries(runs)] == [
+        ["sw-augment-offset0.1", "--balanced", "--augment-offset", "0.1", "--epochs", "1"],
+        ["sw-augment-offset0.2", "--balanced", "--augment-offset", "0.2", "--epochs", "1"]]
+    assert cli_main(["queue", "add", "--runs-dir", str(runs), "--preset", "ch12",
+                     "--epochs", "1", "mine"]) == 0
+    names = [e["argv"][0] for e in entries(runs)[2:]]
+    assert names == [f"mine-{name}" for name, _ in qu.PRESETS["ch12"]]
+    assert all(e["argv"].count("mine") == 0 for e in entries(runs)[2:])
 
 
 def test_two_runners_at_once_are_refused_and_a_dead_ones_lock_is_not(tmp_path):

@@ -254,3 +254,25 @@ def test_runs_tui_comes_back_to_the_runs_after_the_cockpit(workspace, monkeypatc
     assert cli.main(["runs", "--tui", "--runs-dir", str(runs)]) == 0
     assert opened == [dirs["plain"], dirs["live"]]
     assert shown_with == [None, dirs["plain"], dirs["live"]]      # the cursor on the last one
+
+
+@pytest.mark.parametrize("size", [(120, 36), (160, 48)], ids=["120x36", "160x48"])
+async def test_long_names_and_queued_options_leave_the_scores_on_screen(workspace, size):
+    # issue 31: with queued entries the RUN column pushed every score off screen
+    runs, dirs = workspace
+    write_run(runs, "2026-01-05_00.00.00-balanced-offset-with-a-very-long-comment-indeed",
+              [0.45], options={"balanced": 1, "augment_offset": 0.1}, t0=1.3e9)
+    with qu.editing(str(runs)) as q:
+        q.add(["sweep-lr0.0003", "--balanced", "--augment-offset", "0.1", "--augment-scale",
+               "0.2", "--augment-noise", "25", "--epochs", "10", "--lr", "0.0003",
+               "--data-dir", "/a/rather/long/path/to/the/luna16/data/folder"])
+    app = RunsApp(str(runs))
+    async with app.run_test(size=size) as pilot:
+        text = await on_screen(pilot, app, "CPM 0.600 [0.50–0.70] E2", "CPM 0.450")
+        lines = text.splitlines()
+        long_run = next(ln for ln in lines if "CPM 0.450" in ln)
+        assert "…" in long_run and "comment-indeed" in long_run     # cut in the middle
+        queued = next(ln for ln in lines if "#2 sweep-lr0.0003" in ln)
+        assert "--balanced" in queued                      # its options where a run's are
+        header = next(ln for ln in lines if "BEST VALIDATION" in ln)
+        assert header.index("BEST VALIDATION") < size[0] // 2

@@ -286,6 +286,12 @@ def runner_alive(runs_dir: str) -> bool:
 def expand_sweep(argv: list[str]) -> list[list[str]]:
     """``--lr 0.001,0.0003 --balanced 1,2`` → the four argvs of the grid (the first option's
     values vary slowest). A value without a comma stays as it is."""
+    return [argv for argv, _label in sweep_grid(argv)]
+
+
+def sweep_grid(argv: list[str]) -> list[tuple[list[str], str]]:
+    """Each argv of the grid ``expand_sweep`` makes, with a label of the values that vary
+    ('lr0.0003-balanced2'), for its run's name."""
     axes: list[list[list[str]]] = []
     i = 0
     while i < len(argv):
@@ -302,8 +308,16 @@ def expand_sweep(argv: list[str]) -> list[list[str]]:
         else:
             axes.append([[token]])
             i += 1
-    return [[t for part in combo for t in part] for combo in itertools.product(*axes)]
+    varying = [k for k, axis in enumerate(axes) if len(axis) > 1]
+    return [([t for part in combo for t in part],
+             "-".join(_label(combo[k]) for k in varying))
+            for combo in itertools.product(*axes)]
 
+
+def _label(option_value: list[str]) -> str:
+    """['--lr', '0.001'] -> 'lr0.001': a safe part of a folder name."""
+    name, value = option_value
+    return (name.lstrip("-") + value).replace("/", "_").replace("\\", "_")
 
 
 def _axis(name: str, values: str) -> list[list[str]]:

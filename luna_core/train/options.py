@@ -13,7 +13,7 @@ from luna_core.train.task import DEFAULT_TASK, TASKS
 
 __all__ = ["DEFAULT_CACHE_DIR", "DEFAULT_DATA_DIR", "DEFAULT_RUNS_DIR", "RESUME_MUST_MATCH",
            "add_data_dirs", "add_runs_dir", "build_parser", "default_num_workers",
-           "given_resume", "parse_options", "validate_options"]
+           "given_resume", "parse_options", "split_comment", "validate_options"]
 
 DEFAULT_RUNS_DIR = "runs"
 #: --optimizer's choices (luna_core.train.step.make_optimizer builds them)
@@ -368,3 +368,32 @@ def parse_options(argv: list[str], prog: str = "luna-tui", *,
     if problem:
         parser.error(problem)
     return options, given
+
+
+def split_comment(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(the run's comment when ``argv`` gives one, ``argv`` without it): the one token that
+    is not an option nor an option's value."""
+    actions = {o: a for a in build_parser()._actions for o in a.option_strings}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        action = actions.get(token.split("=", 1)[0]) if token.startswith("-") else None
+        if action is None and not token.startswith("-"):
+            return token, argv[:i] + argv[i + 1:]
+        if action is not None and "=" not in token and action.nargs != 0:
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            takes_next = action.nargs is None or (nxt is not None and not nxt.startswith("-")
+                                                  and _optional_value(action, nxt))
+            i += 1 if takes_next else 0
+        i += 1
+    return None, list(argv)
+
+
+def _optional_value(action, token: str) -> bool:
+    """Whether an option with an optional value (nargs '?', like --balanced) takes ``token``:
+    when it parses as its type."""
+    try:
+        (action.type or str)(token)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -36,7 +36,7 @@ BEST_ORDER: tuple[Metric, ...] = (CPM, F1)
 class Row:
     key: str                   # the run folder, or 'queue:N'
     state: str
-    run: str                   # the folder's name, or the queued entry's options
+    run: str                   # the folder's name, or '#N' and the queued entry's comment
     epoch: str
     best: str                  # best CPM [interval] E, else best F1 E
     best_value: float | None   # for sorting
@@ -68,7 +68,7 @@ def best_of(h: RunHistory) -> tuple[str, float | None]:
 
 
 def rows(found: list[tuple[RunInfo, list[ev.Event]]], queue: list[Entry]) -> list[Row]:
-    from luna_core.train.options import option_defaults
+    from luna_core.train.options import option_defaults, split_comment
 
     histories = [history_from_events(info.run_dir, events) for info, events in found]
     differ = differing_options(histories)
@@ -83,9 +83,10 @@ def rows(found: list[tuple[RunInfo, list[ev.Event]]], queue: list[Entry]) -> lis
                        options_text(h, differ, defaults) if differ else "", info.started, h,
                        None if m is None else m.key))
     for e in queue:
-        if e.state == "queued":
-            out.append(Row(f"queue:{e.id}", QUEUED, f"#{e.id} " + e.describe(), "-", "-",
-                           None, "", float("inf")))
+        if e.state == "queued":      # its name in RUN, its options where a run's are
+            comment, rest = split_comment(e.argv)
+            out.append(Row(f"queue:{e.id}", QUEUED, f"#{e.id} {comment or '(queued)'}", "-",
+                           "-", None, " ".join(rest) or "defaults", float("inf")))
     return out
 
 

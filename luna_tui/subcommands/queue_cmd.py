@@ -77,11 +77,17 @@ def cmd_add(runs_dir: str, argv: list[str]) -> int:
             return 2
         preset = argv[k + 1]
         argv = argv[:k] + argv[k + 2:]
-    grid = qu.expand_sweep(argv) if sweep else [argv]
-    if preset:
-        # the comment (each run's name) first: "--balanced NAME" would read NAME as a ratio
-        grid = [[name, *_with_preset(a, _scaled(a, extra))] for a in grid
-                for name, extra in qu.PRESETS[preset]]
+    from luna_core.train.options import split_comment
+
+    grid = []
+    for a, label in (qu.sweep_grid(argv) if sweep else [(argv, "")]):
+        comment, rest = split_comment(a)
+        # each run named by its comment, the preset's name and the sweep's values; the
+        # name first: "--balanced NAME" would read NAME as a ratio
+        for name, extra in (qu.PRESETS[preset] if preset else [(None, [])]):
+            parts = [p for p in (comment, name, label) if p]
+            rest_now = _with_preset(rest, _scaled(rest, extra)) if preset else rest
+            grid.append(["-".join(parts), *rest_now] if parts else rest_now)
     if not grid:
         raise LunaInputError("nothing to queue (an empty --sweep)")
     for a in grid:
