@@ -169,3 +169,43 @@ def test_the_image_mode_is_half_blocks_in_tmux_and_as_asked_otherwise(env, mode,
 def test_auto_without_a_terminal_is_half_blocks():
     # pytest has no terminal: textual-image finds no graphics protocol
     assert resolve("auto", {"TERM": "xterm-256color"}) == "halfblock"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 36), (160, 48)],
+                         ids=["80x24", "120x36", "160x48"])
+async def test_three_planes_are_drawn_in_proportion_with_captions_that_fit(drawn, size):
+    # issue 31: each plane was stretched to its box (a circle drawn as a tall ellipse)
+    app = cockpit(drawn)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("6")
+        await wait_for(pilot, lambda: isinstance(app.focused, ExampleCell))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExampleDetail))
+        await pilot.pause()
+        text = await on_screen(pilot, app, "axial · slice 17/32", "coronal", "sagittal")
+        assert "coronal · centre" in text and "sagittal · centre" in text   # not cut
+        # a cell is twice as tall as wide, and half-blocks draw two pixels a cell: a
+        # square millimetre is 1 column by half a row
+        axial = app.screen.query_one("#plane-axial").region
+        assert axial.width >= 16 and abs(axial.width - 2 * axial.height) <= 2, axial
+        # coronal: 32 slices of 2.5 mm tall, 48 columns of 0.7 mm wide
+        coronal = app.screen.query_one("#plane-coronal").region
+        want = (48 * 0.7) / (32 * 2.5)
+        assert abs(coronal.width / (2 * coronal.height) - want) < 0.12, coronal
+        assert coronal.height >= axial.height - 1                     # no plane shrunk
+
+
+@pytest.mark.parametrize("size, least", [((80, 24), 20), ((160, 48), 30)],
+                         ids=["80x24", "160x48"])
+async def test_thumbnails_grow_with_the_screen(drawn, size, least):
+    app = cockpit(drawn)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("6")
+        await wait_for(pilot, lambda: isinstance(app.focused, ExampleCell))
+        await pilot.pause()
+        images = list(app.screen.query(".example-image"))
+        assert images
+        first = images[0].region
+        assert first.width >= least and abs(first.width - 2 * first.height) <= 1, first
+        shown = len(images)
+        assert shown >= (3 if size == (80, 24) else 8)       # a whole kind at 160x48

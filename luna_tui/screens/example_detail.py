@@ -1,7 +1,8 @@
 """One example in three planes (Enter on an example cell): the axial, coronal and sagittal
-slices through its centre in the lung window, the annotated diameter as a circle, and its
-numbers; ↑ ↓ step the axial slice through the chunk's 32 (the circle marks the centre slice
-only), Esc goes back."""
+slices through its centre in the lung window, each as large as its third of the screen allows
+in proportion (square millimetres: textual-image's auto size keeps the picture's shape), the
+annotated diameter as a circle, and its numbers; ↑ ↓ step the axial slice through the
+chunk's 32 (the circle marks the centre slice only), Esc goes back."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ class ExampleDetail(ModalScreen[None]):
 
     def _label(self, view: str) -> str:
         if view != "axial":
-            return f"{view} (through the centre)"
+            return f"{view} · centre"
         d = self.examples.width_irc[0]
         index = self.example.irc_in_chunk[0] + self.slice_offset
         return f"axial · slice {index + 1}/{d}" + (" (centre)" if self.slice_offset == 0 else "")

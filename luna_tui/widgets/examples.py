@@ -35,8 +35,31 @@ from luna_tui.widgets.pane import CockpitPane
 
 _KEYS_HELP = ("k worst misses / false alarms / best hits, , and . the validation before / "
               "after, PgUp PgDn more cells, Enter the focused one in three planes")
-CELL_COLS, IMAGE_ROWS, CAPTION_ROWS = 24, 11, 2
-CELL_ROWS = IMAGE_ROWS + CAPTION_ROWS
+#: A thumbnail is square in millimetres: IMAGE_ROWS rows of half-blocks, twice as many columns.
+#: It grows with the pane (up to MAX) while a whole page still holds PAGE_CELLS cells.
+IMAGE_ROWS, MAX_IMAGE_ROWS, CAPTION_ROWS, PAGE_CELLS = 11, 24, 2, 8
+
+
+def cell_size(image_rows: int) -> tuple[int, int]:
+    """(columns, rows) of a cell: its image (2 columns a row), a margin, its caption."""
+    return 2 * image_rows + 2, image_rows + CAPTION_ROWS
+
+
+def fit(width: int, height: int, count: int, image_rows: int) -> tuple[int, int]:
+    """(cells a row, rows of cells) that fit a grid of ``width`` x ``height`` (gutters of 1)."""
+    cols, rows = cell_size(image_rows)
+    return max(1, (width + 1) // (cols + 1)), max(1, (height + 1) // (rows + 1))
+
+
+def thumbnail_rows(width: int, height: int, count: int) -> int:
+    """The largest image (in rows) that still fits ``min(count, PAGE_CELLS)`` cells on a page;
+    IMAGE_ROWS when even that size does not."""
+    want = max(1, min(count, PAGE_CELLS))
+    for image_rows in range(MAX_IMAGE_ROWS, IMAGE_ROWS, -1):
+        per_row, rows = fit(width, height, count, image_rows)
+        if per_row * rows >= want:
+            return image_rows
+    return IMAGE_ROWS
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -63,16 +86,21 @@ class ExampleCell(Container):
             super().__init__()
             self.example = example
 
-    def __init__(self, examples: ExampleSet, example: Example, image_class, **kwargs) -> None:
+    def __init__(self, examples: ExampleSet, example: Example, image_class,
+                 image_rows: int = IMAGE_ROWS, **kwargs) -> None:
         super().__init__(classes="example-cell", **kwargs)
         self.examples, self.example, self.image_class = examples, example, image_class
+        self.image_rows = image_rows
+        self.styles.width, self.styles.height = cell_size(image_rows)
 
     def compose(self) -> ComposeResult:
         if self.image_class is not None:
-            yield self.image_class(example_image(self.examples, self.example),
-                                   classes="example-image")
+            image = self.image_class(example_image(self.examples, self.example),
+                                     classes="example-image")
         else:
-            yield Static(Text("(images off)", style="dim"), classes="example-image")
+            image = Static(Text("(images off)", style="dim"), classes="example-image")
+        image.styles.width, image.styles.height = 2 * self.image_rows, self.image_rows
+        yield image
         yield Static(caption(self.example), classes="example-caption")
 
     def action_open(self) -> None:
@@ -212,19 +240,22 @@ class ExamplesPane(CockpitPane, Container):
                 self._cache = {path: one_line(f"{path}: cannot show it ({exc})")}
         return self._cache[path]
 
-    def capacity(self) -> tuple[int, int]:
-        """(cells a row, rows of cells) that fit the pane."""
+    def grid_room(self) -> tuple[int, int]:
+        """(columns, rows) for the cells: the pane less its two heading lines."""
         width, height = self.content_size
-        per_row = max(1, (width or 80) // (CELL_COLS + 1))
-        rows = max(1, ((height or 20) - 2) // (CELL_ROWS + 1))
-        return per_row, rows
+        return width or 80, (height or 20) - 2
+
+    def capacity(self, count: int = PAGE_CELLS) -> tuple[int, int, int]:
+        """(cells a row, rows of cells, image rows) for ``count`` examples in the pane."""
+        width, height = self.grid_room()
+        image_rows = thumbnail_rows(width, height, count)
+        return (*fit(width, height, count, image_rows), image_rows)
 
     def refresh_cells(self, force: bool = False) -> None:
         if self._snap is None:
             return
         epoch = self.current_epoch()
-        per_row, rows = self.capacity()
-        key = (epoch, self.kind, self.page, per_row, rows)
+        key = (epoch, self.kind, self.page, self.grid_room())
         if key == self._shown and not force:
             return
         self._shown = key
@@ -245,6 +276,7 @@ class ExamplesPane(CockpitPane, Container):
             return
         self.loaded = found
         chosen = found.of_kind(self.kind)
+        per_row, rows, image_rows = self.capacity(len(chosen))
         fits = per_row * rows
         pages = max(1, -(-len(chosen) // fits))
         self.page = min(self.page, pages - 1)
@@ -264,7 +296,8 @@ class ExamplesPane(CockpitPane, Container):
                                    else "green"), classes="examples-none"))
             return
         grid.styles.grid_size_columns = per_row
-        cells = [ExampleCell(found, ex, self.image_class) for ex in shown]
+        grid.styles.grid_rows = str(cell_size(image_rows)[1])
+        cells = [ExampleCell(found, ex, self.image_class, image_rows) for ex in shown]
         grid.mount_all(cells)
         if cells and refocus:             # the cell that had the focus has gone: the first
             self.call_after_refresh(cells[0].focus)
