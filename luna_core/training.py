@@ -179,7 +179,8 @@ class LunaTrainingApp(LoopSetup):
         log.info("Starting %s, %s", type(self).__name__, args)
 
         for epoch in range(start_epoch, args.epochs + 1):
-            log.info("E%d of %d, %d/%d batches of size %d*%d", epoch, args.epochs,
+            log.info("E%d of %d, %d/%d batches of size %d*%d (training/validation batches, "
+                     "batch size * processes)", epoch, args.epochs,
                      self._batch_count(self.trn_dl), self._batch_count(self.val_dl),
                      args.batch_size, self.dist.world_size)
             trn_metrics = self.train_epoch(epoch, start_batch, resumed_trn_metrics)

@@ -33,7 +33,9 @@ def test_a_good_set_can_start_and_says_what_a_run_will_use(tmp_path, capsys):
     assert "samples   27 training (" in text and "3 validation (" in text
     assert "0 series ready, 2 to build, 0 stale" in text
     assert f"{30:,} chunks" in text or "chunks =" in text
-    assert "device    " in text and "--num-workers" in text
+    from luna_core.data.default_dirs import default_num_workers
+    # the workers it names are the run's default (it suggested cores - 1 against it)
+    assert "device    " in text and f"--num-workers {default_num_workers()} (the default" in text
     assert _files(tmp_path) == before                    # read only: nothing written
 
     clear_cache()

@@ -145,3 +145,21 @@ def test_synth_then_prepcache(tmp_path):
     assert "prepcache     3/3 series" in result.stderr
     assert "3 series built, 0 already in the store" in result.stderr
     assert len(list((cache / "chunks-32x48x48").glob("*.chunks"))) == 3
+
+
+def test_help_says_what_each_command_is(capsys):
+    # issue 31, item 8: queue add's help spoke of the cockpit and hid --sweep / --preset;
+    # check suggested other workers than the default; --cache-dir spoke of "converted CTs"
+    from luna_core.data.default_dirs import default_num_workers
+    from luna_tui.cli import main as cli_main
+
+    assert cli_main(["queue", "add", "--help"]) == 0
+    head = "\n".join(capsys.readouterr().out.splitlines()[:6])
+    assert "usage: luna-tui queue add [--sweep] [--preset ch12]" in head
+    assert "cockpit" not in head and "headless" in head
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the chunk store" in out and "converted CTs" not in out
+    assert f"--num-workers NUM_WORKERS DataLoader worker processes (0 loads in the training " \
+           f"process) (default: {default_num_workers()})" in out

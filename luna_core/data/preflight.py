@@ -16,6 +16,7 @@ from luna_core.errors import LunaInputError
 from .candidates import csv_paths, get_candidate_info_list, series_on_disk, split_indices
 from .chunkstore import ChunkStore, series_centres, store_bytes, store_dir
 from .ct import CHUNK_WIDTH_IRC, check_voxel_file, find_mhd, read_mhd_header
+from .default_dirs import default_num_workers
 
 EXIT_OK, EXIT_CANNOT = 0, 2
 
@@ -90,8 +91,9 @@ def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10,
     _check_store(report, data_dir, cache_dir, cand, used)
     report.say(f"device    {_device()}")
     cores = os.cpu_count() or 1
-    report.say(f"workers   --num-workers {max(1, min(cores - 1, 8))} suggested ({cores} cores; a "
-               "worker reads ~3,000 chunks/s from storage, ~30,000 from memory)")
+    report.say(f"workers   --num-workers {default_num_workers()} (the default: one a core, at "
+               f"most 8; {cores} cores here; a worker reads ~3,000 chunks/s from storage, "
+               "~30,000 from memory)")
     return report
 
 

@@ -8,7 +8,7 @@ import argparse
 import math
 import os
 
-from luna_core.data.default_dirs import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
+from luna_core.data.default_dirs import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, default_num_workers
 from luna_core.train.task import DEFAULT_TASK, TASKS
 
 __all__ = ["DEFAULT_CACHE_DIR", "DEFAULT_DATA_DIR", "DEFAULT_RUNS_DIR", "RESUME_MUST_MATCH",
@@ -27,10 +27,6 @@ RESUME_MUST_MATCH = ("task", "optimizer", "batch_size", "val_stride", "split", "
                      "augment_noise")
 
 
-def default_num_workers() -> int:
-    return min(os.cpu_count() or 1, 8)
-
-
 def add_data_dirs(parser: argparse.ArgumentParser, *, workers: bool = False) -> None:
     """--data-dir, --cache-dir, --candidates-file (and --num-workers): where the data is, for
     training and for the sub-commands that read it (prepcache, check)."""
@@ -41,7 +37,8 @@ def add_data_dirs(parser: argparse.ArgumentParser, *, workers: bool = False) -> 
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
                         help="LUNA16 folder: subset*/ with .mhd/.raw, and the CSVs")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
-                        help="where converted CTs are cached for fast chunk cutting")
+                        help="the chunk store: every candidate's chunk, cut once from its CT, "
+                             "for fast training reads (built on first use)")
     parser.add_argument("--candidates-file", default=None,
                         help="candidates CSV name in the CSV folder "
                              "(default: candidates.csv, else candidates_V2.csv)")

@@ -377,7 +377,14 @@ def _verb_parser(verb: str) -> argparse.ArgumentParser:
 def _add_help() -> str:
     from luna_core.train.options import build_parser
 
-    text = build_parser(prog="luna-tui queue add").format_help()
+    parser = build_parser(prog="luna-tui queue add")
+    parser.usage = ("luna-tui queue add [--sweep] [--preset ch12] [--runs-dir DIR] [OPTIONS] "
+                    "[comment]")
+    parser.description = ("Queue a run (or a grid of them, or chapter 12's experiments) for "
+                          "'luna-tui queue run': the trainer's options below, each run "
+                          "headless, with its cost estimated here. --sweep, --preset and "
+                          "--runs-dir are explained at the end.")
+    text = parser.format_help()
     return (text + "\nqueue add also takes:\n  --sweep          comma lists become a grid "
             "(--lr 0.001,0.0003 --balanced 1,2: four runs)\n  --preset ch12    chapter 12's "
             "experiments, each with the options given (an option you give keeps your "
