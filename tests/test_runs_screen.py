@@ -276,3 +276,20 @@ async def test_long_names_and_queued_options_leave_the_scores_on_screen(workspac
         assert "--balanced" in queued                      # its options where a run's are
         header = next(ln for ln in lines if "BEST VALIDATION" in ln)
         assert header.index("BEST VALIDATION") < size[0] // 2
+
+
+def test_a_run_stopped_inside_an_epoch_does_not_look_complete(tmp_path):
+    # issue 31, item 8: a run stopped in its last epoch's training showed '2/2'
+    from luna_core.run.runs import list_runs
+
+    run_dir = write_run(tmp_path / "runs", "2026-01-06_00.00.00-cut", [0.3], live=True)
+    sinks = [JsonlSink(os.path.join(run_dir, "events.jsonl")), IndexSink(run_dir)]
+    for e in (ev.PhaseStarted(phase="trn", epoch=2, batch_count=10, sample_count=100, t=2e9),
+              ev.RunFinished(state=ev.STOPPED, exit_code=0, t=2e9 + 1)):
+        for sink in sinks:
+            sink(e)
+    (info,) = list_runs(str(tmp_path / "runs"))
+    assert (info.state, info.epoch_text()) == (ev.STOPPED, "1/3, in E2")
+    finished = write_run(tmp_path / "more", "2026-01-07_00.00.00-done", [0.3, 0.4, 0.5])
+    (done,) = list_runs(os.path.dirname(os.path.dirname(finished)))
+    assert done.epoch_text() == "3/3"

@@ -36,7 +36,7 @@ def _cells(run: RunInfo, h: RunHistory, differ: list[str],
            defaults: dict | None = None) -> dict[str, str]:
     started = _started(run.started)
     return {
-        "state": run.state, "epoch": f"{run.epoch or 0}/{run.epochs}",
+        "state": run.state, "epoch": run.epoch_text(),
         "val_loss": "-" if run.val_loss is None else LOSS.number(run.val_loss),
         "val_pos": "-" if run.val_correct_pos is None else CORRECT_POS.number(run.val_correct_pos),
         "best_loss": best_text(h, LOSS.key),

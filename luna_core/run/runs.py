@@ -39,6 +39,15 @@ class RunInfo:
     control_socket: str | None
     last_checkpoint: str | None
     error: str | None
+    epochs_done: int = 0     # the furthest epoch validated or checkpointed at its end
+
+    def epoch_text(self) -> str:
+        """'2/3': epochs done of those asked for; '1/2, in E2' when it is (or was, when it
+        stopped) inside a later one."""
+        text = f"{self.epochs_done}/{self.epochs}"
+        if self.epoch is not None and self.epoch > self.epochs_done:
+            text += f", in E{self.epoch}"
+        return text
 
 
 def this_host() -> str:
@@ -74,6 +83,7 @@ def summarize(run_dir: str, events: list[ev.Event]) -> RunInfo:
     saved = run.checkpoints[-1] if run.checkpoints else None
     return RunInfo(
         run_dir=run_dir, state=state, started=first.t, epoch=run.reached,
+        epochs_done=max(run.epochs_done, max(run.validations, default=0)),
         epochs=current.epochs, val_loss=last.get(LOSS.key),
         val_correct_pos=last.get(CORRECT_POS.key), pid=current.pid, host=current.host,
         control_socket=current.control_socket,

@@ -79,7 +79,7 @@ def rows(found: list[tuple[RunInfo, list[ev.Event]]], queue: list[Entry]) -> lis
         m = best_metric(h)
         name = info.run_dir.rstrip("/").split("/")[-1]
         out.append(Row(info.run_dir, run_state(info, events), name,
-                       f"{info.epoch or 0}/{info.epochs}", best, value,
+                       info.epoch_text(), best, value,
                        options_text(h, differ, defaults) if differ else "", info.started, h,
                        None if m is None else m.key))
     for e in queue:
