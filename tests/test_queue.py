@@ -180,3 +180,24 @@ def test_a_killed_runner_resumes_its_run_and_ends_with_the_uninterrupted_weights
     mine, theirs = _weights(dirs[0]), _weights(reference)
     assert mine.keys() == theirs.keys()
     assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_queue_ls_fits_80_columns_and_names_each_entry(tmp_path, capsys, monkeypatch):
+    # issue 31, item 8: 'queue ls' wrapped at 80 columns (the options and folder on one line)
+    import os as _os
+
+    monkeypatch.setenv("COLUMNS", "80")
+    runs = tmp_path / "runs"
+    assert cli_main(["queue", "add", "--runs-dir", str(runs), "--preset", "ch12",
+                     "--epochs", "10", "--data-dir", "/a/long/path/to/the/luna16/release/" * 2,
+                     "--augment-noise", "25"]) == 0
+    with qu.editing(str(runs)) as q:
+        q.entries[0].state, q.entries[0].reason = "failed", "exit 1: " + "x" * 120
+        q.entries[0].run_dir = _os.path.join(str(runs), "luna", "2026-12-07_04.19.49-" + "y" * 90)
+    capsys.readouterr()
+    assert cli_main(["queue", "ls", "--runs-dir", str(runs)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and max(len(ln) for ln in lines) <= 80
+    names = [ln.split()[4] for ln in lines if ln.startswith("#")]
+    assert names == [name for name, _ in qu.PRESETS["ch12"]]
+    assert any(ln.startswith("     (exit 1: xxx") and ln.endswith("…") for ln in lines)

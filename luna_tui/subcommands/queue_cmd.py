@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,16 +166,35 @@ def _cost(argv: list[str], runs_dir: str):
     return estimate(options, runs_dir, this_host(), str(cand)), None
 
 
+def ls_lines(entries, width: int) -> list[str]:
+    """Each entry in lines of at most ``width`` columns: '#N state time name', then its run
+    folder, its options and why it ended, each indented and cut to fit (nothing wraps)."""
+    from luna_core.run.listing import elide_run
+    from luna_core.train.options import split_comment
+
+    width = max(40, width)
+    out = []
+    for e in entries:
+        when = time.strftime("%m-%d %H:%M", time.localtime(e.ended or e.started or e.added))
+        comment, rest = split_comment(e.argv)
+        head = f"#{e.id:<3} {e.state:<8} {when}  "
+        out.append(head + elide_run(comment or "(no comment)", width - len(head)))
+        pad = " " * 5
+        if e.run_dir:
+            out.append(pad + elide_run(e.run_dir, width - len(pad)))
+        for text in (" ".join(rest) or "(the defaults)", *([f"({e.reason})"] if e.reason else [])):
+            out.append(pad + (text if len(pad + text) <= width
+                              else text[:width - len(pad) - 1] + "…"))
+    return out
+
+
 def cmd_ls(runs_dir: str) -> int:
     q = qu.load(runs_dir)
     if not q.entries:
         print(f"the queue under {runs_dir} is empty")
         return 0
-    for e in q.entries:
-        when = time.strftime("%m-%d %H:%M", time.localtime(e.ended or e.started or e.added))
-        tail = f"  {e.run_dir}" if e.run_dir else ""
-        why = f"  ({e.reason})" if e.reason else ""
-        print(f"#{e.id:<3} {e.state:<8} {when}  {e.describe()}{tail}{why}")
+    for line in ls_lines(q.entries, shutil.get_terminal_size((80, 24)).columns):
+        print(line)
     if q.halt:
         print("(halted: 'luna-tui queue run' goes on)")
     return 0
