@@ -6,6 +6,7 @@ the run's closing lines with what `runs RUN` says of the same event file."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -98,6 +99,10 @@ def test_the_summary_says_where_the_time_went_the_best_epochs_and_what_next(tmp_
         f"  go on with: luna-tui --headless --resume {run}",
         f"  compare with the run before: luna-tui compare runs/luna/earlier {run}",
     ]
+    # a run told to beat a --baseline is compared with that one (issue 31, item 8)
+    events[0] = dataclasses.replace(events[0], options={"baseline": "runs/luna/the-best"})
+    lines = summarise(run, events).lines(previous_run="runs/luna/earlier")
+    assert lines[-1] == f"  compare with its --baseline: luna-tui compare runs/luna/the-best {run}"
 
 
 def test_a_run_without_a_validation_says_so_and_why_it_ended(tmp_path):

@@ -207,14 +207,24 @@ class RunSummary:
             more = " --epochs N" if self.state == ev.FINISHED else ""
             out.append(f"  go on with: luna-tui --headless --resume "
                        f"{shlex.quote(self.run_dir)}{more}")
-        if previous_run:
+        baseline = self.baseline
+        if baseline:                     # the run it was told to beat, else the one before
+            out.append(compare_line(baseline, self.run_dir, "its --baseline"))
+        elif previous_run:
             out.append(compare_line(previous_run, self.run_dir))
         return out
 
+    @property
+    def baseline(self) -> str | None:
+        """The run's --baseline (as given), if it had one."""
+        current = self.run.current
+        value = current.options.get("baseline") if current is not None else None
+        return value if isinstance(value, str) and value else None
 
-def compare_line(previous_run: str, run_dir: str) -> str:
-    """The summary's last line: how to compare a run with the one before it."""
-    return (f"  compare with the run before: luna-tui compare {shlex.quote(previous_run)} "
+
+def compare_line(other: str, run_dir: str, what: str = "the run before") -> str:
+    """The summary's last line: how to compare a run with ``other``."""
+    return (f"  compare with {what}: luna-tui compare {shlex.quote(other)} "
             f"{shlex.quote(run_dir)}")
 
 
