@@ -294,7 +294,10 @@ class RunsScreen(Screen[tuple[str, str] | None]):
         for r in rows:
             pts = [(e.epoch, e.values.get(key)) for e in r.history.epochs
                    if e.values.get(key) is not None]
-            if pts:
+            if len(pts) == 1:      # one validation: a mark that shows, not one braille dot
+                plt.scatter([pts[0][0]], [pts[0][1]], marker="●", color=self.colour(r.key),
+                            label=f"{r.run[-22:]} (1 epoch)")
+            elif pts:
                 plt.plot([p[0] for p in pts], [p[1] for p in pts], marker="braille",
                          color=self.colour(r.key), label=r.run[-28:])
         plt.title(f"{name} per epoch · {len(rows)} runs")

@@ -293,3 +293,19 @@ def test_a_run_stopped_inside_an_epoch_does_not_look_complete(tmp_path):
     finished = write_run(tmp_path / "more", "2026-01-07_00.00.00-done", [0.3, 0.4, 0.5])
     (done,) = list_runs(os.path.dirname(os.path.dirname(finished)))
     assert done.epoch_text() == "3/3"
+
+
+async def test_a_one_epoch_run_in_the_overlay_is_a_mark_with_its_label(workspace):
+    # issue 31, item 8: a 1-epoch run was one braille dot, easy to miss
+    runs, dirs = workspace
+    app = RunsApp(str(runs))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await on_screen(pilot, app, "live")
+        table = app.screen.query_one("#runs")
+        for key in (dirs["plain"], dirs["live"]):            # 3 epochs, 1 epoch
+            table.move_cursor(row=[r.key for r in app.runs.shown].index(key))
+            await pilot.pause()
+            await pilot.press("space")
+        await pilot.press("o")
+        text = await on_screen(pilot, app, "validation CPM per epoch · 2 runs", "(1 epoch)")
+        assert "●" in text
