@@ -151,8 +151,9 @@ def test_runs_fits_the_terminal_and_wide_keeps_everything(two_runs, capsys, monk
     assert all(run_dir in line for line, run_dir in zip(wide[1:], dirs, strict=True))
 
 
-def _write_run(runs, name, cpms, split=None, t0=1e9):
-    """An event file with validations whose LUNA16 score the test sets."""
+def _write_run(runs, name, cpms, split=None, t0=1e9, steered=()):
+    """An event file with validations whose LUNA16 score the test sets (and the optimizer
+    changes ``steered``, each before its epoch's validation)."""
     import json
 
     run_dir = runs / "luna" / name
@@ -162,6 +163,7 @@ def _write_run(runs, name, cpms, split=None, t0=1e9):
                             start_epoch=1, trn_samples=100, val_samples=10, trn_pos=5,
                             val_pos=1, device="cpu", pid=1, host="elsewhere", t=t0)]
     for epoch, cpm in enumerate(cpms, 1):
+        events += [e for e in steered if e.epoch == epoch]
         metrics = {"loss/all": 0.5 / epoch, "pr/recall": 0.1 * epoch, "correct/pos": 0.0,
                    "pr/precision": 0.1, "pr/f1_score": 0.1}
         if cpm is not None:
@@ -203,6 +205,20 @@ def test_runs_and_compare_show_the_best_cpm_and_sort_by_it(tmp_path, capsys):
     assert float(first["froc/sens_at_1fp"]) == pytest.approx(0.35)
     assert "froc/sens_at_0.125fp" in first and "froc/cpm_low" in first
     assert [r["froc/cpm"] for r in rows if r["run_dir"] == c][:2] == ["", ""]
+
+
+def test_compare_shows_what_was_steered_while_a_run_ran(tmp_path, capsys):
+    # issue 31, item 8: an lr changed live with ctl was nowhere in compare
+    runs = tmp_path / "runs"
+    changed = ev.OptimizerChanged(lr=0.0005, momentum=0.99, old_lr=0.001, old_momentum=0.99,
+                                  epoch=2, batch_ndx=30, total_samples=130, source="ctl",
+                                  t=1e9 + 1.5)
+    a = _write_run(runs, "2026-01-01_00.00.00-a", [0.3, 0.5], steered=[changed])
+    b = _write_run(runs, "2026-01-02_00.00.00-b", [0.4, 0.6], t0=2e9)
+    assert cli_main(["compare", a, b]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    steered = [ln for ln in lines if "steered" in ln]
+    assert steered == ["#1   steered  lr 0.001 -> 0.0005 at E2 batch 30 (ctl)"]
 
 
 def test_the_runs_filter_matches_option_values_not_their_names():

@@ -49,6 +49,9 @@ class RunHistory:
     run_dir: str
     options: dict = field(default_factory=dict)
     epochs: list[EpochRow] = field(default_factory=list)   # validation, one row an epoch
+    #: what was steered while it ran (`ctl set`, the cockpit's [ ], the plateau rule), in
+    #: order: 'lr 0.001 -> 0.0005 at E2 batch 30 (ctl)'
+    changes: list[str] = field(default_factory=list)
 
     def best(self, key: str, higher: bool | None = None) -> tuple[int, float] | None:
         """(epoch, value) of the best validation value of ``key`` (the first epoch on a tie),
@@ -88,12 +91,24 @@ def history_from_events(run_dir: str, events: list[ev.Event]) -> RunHistory:
     if not starts:
         raise not_a_run(run_event_file(run_dir))
     by_epoch: dict[int, EpochRow] = {}
+    changes = []
     for e in events:                       # a resumed epoch's later row replaces the earlier
         if isinstance(e, ev.EpochMetrics) and e.phase == "val":
             by_epoch[e.epoch] = EpochRow(e.epoch, e.total_samples, dict(e.metrics))
+        elif isinstance(e, ev.OptimizerChanged):
+            changes.append(change_text(e))
     options = dict(starts[0].options)
     options.setdefault("split", BOOK_SPLIT)        # runs from before --split: the book's
-    return RunHistory(run_dir, options, [by_epoch[k] for k in sorted(by_epoch)])
+    return RunHistory(run_dir, options, [by_epoch[k] for k in sorted(by_epoch)], changes)
+
+
+def change_text(e: ev.OptimizerChanged) -> str:
+    """'lr 0.001 -> 0.0005 at E2 batch 30 (ctl)': what changed, where, from what."""
+    parts = ([f"lr {e.old_lr:g} -> {e.lr:g}"] if e.lr != e.old_lr else []) + \
+        ([f"momentum {e.old_momentum:g} -> {e.momentum:g}"] if e.momentum != e.old_momentum
+         else [])
+    return (", ".join(parts) or f"lr {e.lr:g} (unchanged)") + \
+        f" at E{e.epoch} batch {e.batch_ndx}" + (f" ({e.source})" if e.source else "")
 
 
 def direction(key: str, higher: bool | None = None) -> bool:
@@ -184,6 +199,8 @@ def compare_rows(histories: list[RunHistory]) -> tuple[list[str], list[list[str]
     for i, h in enumerate(histories, 1):
         name = f"#{i}"
         rows.append([name, "options", options_text(h, differ)] + [""] * len(METRICS))
+        for change in h.changes:
+            rows.append([name, "steered", change] + [""] * len(METRICS))
         for r in h.epochs:
             rows.append([name, str(r.epoch), str(r.total_samples)]
                         + [m.text(r.values.get(m.key)) for m in METRICS])
@@ -193,7 +210,7 @@ def compare_rows(histories: list[RunHistory]) -> tuple[list[str], list[list[str]
     return header, rows
 
 
-RUN_ON = ("options", "best CPM")      # rows whose text runs on past the columns
+RUN_ON = ("options", "steered", "best CPM")   # rows whose text runs on past the columns
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
