@@ -23,6 +23,8 @@ from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.widgets.pane import CockpitPane
 from luna_tui.widgets.trends import TrendPlot
 
+#: The histograms' y axis runs to this times 100 %: the legend's rows sit above the data.
+HISTOGRAM_HEADROOM = 1.35
 _N_HELP = ("the next plot (FROC, PR curve, histograms, confusion) when the screen shows one "
            "at a time")
 BEFORE_COLOR = (150, 150, 150)
@@ -166,7 +168,10 @@ class DiagnosticsPane(CockpitPane, Container):
                 plt.plot(xs, dg.class_share(counts), marker=marker, color=color,
                          label=f"{name} ({sum(counts):,})")
         plt.xlim(0, 1)
-        plt.ylim(0, 100)
+        # headroom above 100 % for the legend (top left), so that a class all in the first
+        # bin (non-nodules at p ~ 0) is drawn below it, not hidden by it
+        plt.ylim(0, 100 * HISTOGRAM_HEADROOM)
+        plt.yticks([0, 25, 50, 75, 100])
         plt.xlabel("probability of nodule")
         plt.title(w.fit(f"predictions val E{epoch} · % of each class per "
                         f"{1 / int(score.get('hist_bins') or 20):g} of probability",
