@@ -36,6 +36,8 @@ capture() {   # capture NAME: the tmux pane's text now
     tmux capture-pane -p -t "$SESSION" > "$OUT/screens/$1.txt"
 }
 keys() { tmux send-keys -t "$SESSION" "$@"; }
+# Esc alone: a key sent right after it would reach the app as Alt+key
+esc() { tmux send-keys -t "$SESSION" Escape; sleep 1; }
 
 for size in 80x24 160x48; do
     w=${size%x*} h=${size#*x}
@@ -45,16 +47,16 @@ for size in 80x24 160x48; do
     capture "$size-1-all" 4
     for view in 2 3 4 5 6 7; do keys "$view"; capture "$size-$view"; done
     keys 5 n; capture "$size-5-next"
-    keys 6 Tab Enter; capture "$size-6-enter"; keys Escape
+    keys 6 Tab Enter; capture "$size-6-enter"; esc
     keys 1 Tab Tab Tab Tab; capture "$size-1-tab4"; keys z; capture "$size-1-tab4-zoom"; keys z
-    keys "?"; capture "$size-help"; keys Escape
-    keys w; capture "$size-w-runs" 2; keys "?"; capture "$size-w-runs-help"; keys Escape q
+    keys "?"; capture "$size-help"; esc
+    keys w; capture "$size-w-runs" 2; keys "?"; capture "$size-w-runs-help"; esc; keys q
     keys q; sleep 1
     tmux kill-session -t "$SESSION" 2>/dev/null || true
     echo "== runs --tui at $size"
     tmux new-session -d -s "$SESSION" -x "$w" -y "$h" "$LUNA runs --tui --runs-dir $RUNS"
     capture "$size-runs-tui" 3
-    keys "?"; capture "$size-runs-tui-help"; keys Escape
+    keys "?"; capture "$size-runs-tui-help"; esc
     keys Enter; capture "$size-runs-tui-enter" 4; keys q; capture "$size-runs-tui-back" 3
     keys q; sleep 1
     tmux kill-session -t "$SESSION" 2>/dev/null || true
