@@ -355,6 +355,9 @@ class LunaTrainingApp(LoopSetup):
         the log when the warm-up starts (or goes on after a resume) and when it is done."""
         warmup, done = self.cli_args.lr_warmup, self.loop.total_samples
         if warmup <= done:
+            if not self.warm_up_said:   # (resumed mid-warm-up with a shorter one: the peak)
+                self.warm_up_said = True
+                warm_up(self.optimizer, done + samples, warmup)
             return
         lr = warm_up(self.optimizer, done + samples, warmup)
         epoch, batch_ndx = self.loop.position

@@ -55,7 +55,8 @@ COLUMN_HELP = (
     ("STATE", "live, paused, finished, stopped, failed or crashed (a run whose process is gone "
               "without an ending); queued entries: queued, running, done, failed"),
     ("RUN", "the run's folder name: its start time and comment (a long one cut in the middle)"),
-    ("EPOCH", "the last epoch validated, of the epochs asked for"),
+    ("EPOCH", "epochs done of those asked for, and the epoch it is (or was, when it ended) "
+              "inside ('1/2, in E2')"),
     ("BEST VALIDATION", "the best CPM with its 95 % interval and the epoch (else F1)"),
     ("OPTIONS THAT DIFFER", "the options that are not the defaults and not the same in every "
                             "listed run"),
@@ -143,7 +144,9 @@ class RunsScreen(Screen[tuple[str, str] | None]):
 
     def move_to(self, key: str | None) -> None:
         """The cursor on the row of ``key`` when it is shown."""
-        keys = [r.key for r in self.shown]
+        keys = [os.path.abspath(r.key) if not r.key.startswith("queue:") else r.key
+                for r in self.shown]
+        key = os.path.abspath(key) if key and not key.startswith("queue:") else key
         if key in keys:
             self.query_one("#runs", DataTable).move_cursor(row=keys.index(key))
 

@@ -82,6 +82,23 @@ def test_each_step_takes_the_warmed_lr_and_a_resume_goes_on_with_it(train_argv, 
     assert "lr warm-up: lr 0.0024 at E1 batch 3, rising to 0.004 at sample 40" in console
 
 
+def test_a_resume_with_a_shorter_warm_up_goes_on_at_the_full_lr(train_argv, tmp_path):
+    # stopped after 16 of 40 warm-up samples (lr 0.4 of its peak), resumed with none
+    LrAtEachStep.steps = []
+    commands = CommandChannel()
+    runs = tmp_path / "stopped"
+    code, _, _ = run_loop(_argv(train_argv, runs_dir=runs), app_cls=LrAtEachStep,
+                          hooks=[stop_at(commands, 1, 1)], commands=commands)
+    assert code == 0
+    (run_dir,) = run_dirs(runs)
+    LrAtEachStep.steps = []
+    code, _, console = run_loop(_argv(train_argv, "--resume", str(run_dir), "--lr-warmup", "0",
+                                      runs_dir=runs), app_cls=LrAtEachStep)
+    assert code == 0, console
+    lrs = [lr for _, lr in LrAtEachStep.steps]
+    assert lrs and lrs == pytest.approx([0.004] * len(lrs))
+
+
 def test_a_negative_warm_up_is_refused_before_anything_is_written(train_argv, tmp_path,
                                                                   capsys):
     from luna_tui.cli import main as cli_main

@@ -201,3 +201,14 @@ def test_queue_ls_fits_80_columns_and_names_each_entry(tmp_path, capsys, monkeyp
     names = [ln.split()[4] for ln in lines if ln.startswith("#")]
     assert names == [name for name, _ in qu.PRESETS["ch12"]]
     assert any(ln.startswith("     (exit 1: xxx") and ln.endswith("…") for ln in lines)
+
+
+def test_a_comment_is_told_from_option_values_also_after_abbreviated_options():
+    from luna_core.train.options import split_comment
+
+    # argparse takes a unique prefix of an option: '--tb luna2' is --tb-prefix luna2
+    assert split_comment(["--tb", "luna2", "mine"]) == ("mine", ["--tb", "luna2"])
+    assert split_comment(["--balanced", "2", "sw", "--lr=0.1"]) == ("sw", ["--balanced", "2",
+                                                                          "--lr=0.1"])
+    assert split_comment(["--balanced", "sw"]) == ("sw", ["--balanced"])
+    assert split_comment(["--epochs", "3"]) == (None, ["--epochs", "3"])

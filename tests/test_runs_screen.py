@@ -309,3 +309,14 @@ async def test_a_one_epoch_run_in_the_overlay_is_a_mark_with_its_label(workspace
         await pilot.press("o")
         text = await on_screen(pilot, app, "validation CPM per epoch · 2 runs", "(1 epoch)")
         assert "●" in text
+
+
+async def test_the_cursor_finds_the_run_left_under_a_relative_runs_folder(workspace,
+                                                                         monkeypatch):
+    runs, dirs = workspace
+    monkeypatch.chdir(runs.parent)                       # runs_dir 'runs', as by default
+    app = RunsApp("runs", this_run=dirs["balanced"])       # the run left: an absolute path
+    async with app.run_test(size=(160, 48)) as pilot:
+        await on_screen(pilot, app, "balanced")
+        await wait_for(pilot, lambda: app.runs.current() is not None
+                       and os.path.abspath(app.runs.current().key) == dirs["balanced"])

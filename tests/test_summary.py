@@ -100,9 +100,11 @@ def test_the_summary_says_where_the_time_went_the_best_epochs_and_what_next(tmp_
         f"  compare with the run before: luna-tui compare runs/luna/earlier {run}",
     ]
     # a run told to beat a --baseline is compared with that one (issue 31, item 8)
-    events[0] = dataclasses.replace(events[0], options={"baseline": "runs/luna/the-best"})
+    best = tmp_path / "the-best"
+    best.mkdir()
+    events[0] = dataclasses.replace(events[0], options={"baseline": str(best)})
     lines = summarise(run, events).lines(previous_run="runs/luna/earlier")
-    assert lines[-1] == f"  compare with its --baseline: luna-tui compare runs/luna/the-best {run}"
+    assert lines[-1] == f"  compare with its --baseline: luna-tui compare {best} {run}"
 
 
 def test_a_run_without_a_validation_says_so_and_why_it_ended(tmp_path):
@@ -159,3 +161,19 @@ def test_runs_of_a_live_run_says_it_runs_and_how_to_watch_it(tmp_path, capsys):
     assert out[0].startswith("run still running after 1m 35s: ")
     assert out[-1] == f"  watch it: luna-tui attach {run}"
     assert not any("--resume" in line for line in out)
+
+
+def test_the_baseline_line_names_a_run_folder_never_latest(tmp_path):
+    run, base = tmp_path / "run", tmp_path / "base"
+    run.mkdir()
+    base.mkdir()
+
+    def last_line(baseline):
+        started = ev.RunStarted(run_dir=str(run), options={"baseline": baseline}, epochs=1,
+                                start_epoch=1, trn_samples=8, val_samples=2, trn_pos=1,
+                                val_pos=1, device="cpu", pid=1, host="h", t=1.0)
+        return summarise(str(run), [started]).lines(previous_run="runs/luna/earlier")[-1]
+    assert last_line(str(base)) == f"  compare with its --baseline: luna-tui compare {base} {run}"
+    # 'latest' would be this run by the time the line is read: the run before instead
+    assert last_line("latest").startswith("  compare with the run before:")
+    assert last_line(str(run)).startswith("  compare with the run before:")

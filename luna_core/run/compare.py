@@ -49,8 +49,8 @@ class RunHistory:
     run_dir: str
     options: dict = field(default_factory=dict)
     epochs: list[EpochRow] = field(default_factory=list)   # validation, one row an epoch
-    #: what was steered while it ran (`ctl set`, the cockpit's [ ], the plateau rule), in
-    #: order: 'lr 0.001 -> 0.0005 at E2 batch 30 (ctl)'
+    #: what was steered while it ran (`ctl set`, the cockpit's [ ]), in order:
+    #: 'lr 0.001 -> 0.0005 at E2 batch 30 (ctl)'
     changes: list[str] = field(default_factory=list)
 
     def best(self, key: str, higher: bool | None = None) -> tuple[int, float] | None:

@@ -216,10 +216,13 @@ class RunSummary:
 
     @property
     def baseline(self) -> str | None:
-        """The run's --baseline (as given), if it had one."""
+        """The run's --baseline when it named a run folder other than this one ('latest'
+        would mean another run by the time the line is read)."""
         current = self.run.current
         value = current.options.get("baseline") if current is not None else None
-        return value if isinstance(value, str) and value else None
+        if not isinstance(value, str) or not os.path.isdir(value):
+            return None
+        return None if os.path.abspath(value) == os.path.abspath(self.run_dir) else value
 
 
 def compare_line(other: str, run_dir: str, what: str = "the run before") -> str:

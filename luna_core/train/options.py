@@ -371,10 +371,19 @@ def split_comment(argv: list[str]) -> tuple[str | None, list[str]]:
     """(the run's comment when ``argv`` gives one, ``argv`` without it): the one token that
     is not an option nor an option's value."""
     actions = {o: a for a in build_parser()._actions for o in a.option_strings}
+
+    def action_of(name: str):
+        """The option ``name`` names, as argparse reads it: whole, or a unique prefix."""
+        if name in actions:
+            return actions[name]
+        found = {id(a): a for o, a in actions.items() if o.startswith("--")
+                 and name.startswith("--") and o.startswith(name)}
+        return next(iter(found.values())) if len(found) == 1 else None
+
     i = 0
     while i < len(argv):
         token = argv[i]
-        action = actions.get(token.split("=", 1)[0]) if token.startswith("-") else None
+        action = action_of(token.split("=", 1)[0]) if token.startswith("-") else None
         if action is None and not token.startswith("-"):
             return token, argv[:i] + argv[i + 1:]
         if action is not None and "=" not in token and action.nargs != 0:

@@ -193,7 +193,9 @@ def cmd_ls(runs_dir: str) -> int:
     if not q.entries:
         print(f"the queue under {runs_dir} is empty")
         return 0
-    for line in ls_lines(q.entries, shutil.get_terminal_size((80, 24)).columns):
+    fits = sys.stdout.isatty() or "COLUMNS" in os.environ     # piped: whole lines
+    width = shutil.get_terminal_size((80, 24)).columns if fits else 10_000
+    for line in ls_lines(q.entries, width):
         print(line)
     if q.halt:
         print("(halted: 'luna-tui queue run' goes on)")
