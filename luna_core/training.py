@@ -354,17 +354,16 @@ class LunaTrainingApp(LoopSetup):
         """--lr-warmup: this step's lr, from the samples trained once it is taken; said in
         the log when the warm-up starts (or goes on after a resume) and when it is done."""
         warmup, done = self.cli_args.lr_warmup, self.loop.total_samples
-        if warmup <= done:
-            if not self.warm_up_said:   # (resumed mid-warm-up with a shorter one: the peak)
-                self.warm_up_said = True
-                warm_up(self.optimizer, done + samples, warmup)
+        if warmup <= done and self.warm_up_said:
             return
+        # warming up, or this process's first step past it (resumed with a shorter warm-up
+        # than the checkpoint's lr was warmed for: the peak from here)
         lr = warm_up(self.optimizer, done + samples, warmup)
         epoch, batch_ndx = self.loop.position
-        if done + samples >= warmup:
+        if warmup > done and done + samples >= warmup:
             log.info("lr warm-up done: lr %g from E%d batch %d (%d samples trained)", lr, epoch,
                      batch_ndx + 1, done + samples)
-        elif not self.warm_up_said:
+        elif warmup > done and not self.warm_up_said:
             log.info("lr warm-up: lr %g at E%d batch %d, rising to %g at sample %d", lr, epoch,
                      batch_ndx + 1, peak_lr(self.optimizer.param_groups[0]), warmup)
         self.warm_up_said = True

@@ -125,7 +125,7 @@ class RunsScreen(Screen[tuple[str, str] | None]):
         self.query_one("#queue", DataTable).add_columns("#", "STATE", "OPTIONS", "RUN / WHY")
         self.action_reload()
         if self.this_run:
-            self.move_to(os.path.abspath(self.this_run))
+            self.move_to(self.this_run)
         table.focus()
         self.set_interval(REFRESH_S, self.refresh_rows)
 
@@ -134,13 +134,18 @@ class RunsScreen(Screen[tuple[str, str] | None]):
         the cursor kept on its run (not hidden from a filter being typed)."""
         if self.query_one("#filter", Input).has_focus or not self.is_current:
             return
-        before = (self._shown_cells(), self.queue.entries)
-        self.action_reload(redraw_unchanged=False, before=before)
+        self.action_reload(only_if_changed=True)
 
     # -- data -------------------------------------------------------------------------------
 
-    def _shown_cells(self) -> list[tuple]:
-        return [(r.key, r.state, r.run, r.epoch, str(r.best), r.options) for r in self.shown]
+    def _visible(self) -> list[ws.Row]:
+        """The rows the filter lets through, in the sort's order."""
+        rows = [r for r in self.all_rows if ws.matches(r, self.filter_text)]
+        return ws.sort_rows(rows, self.sort_column, self.sort_descending)
+
+    @staticmethod
+    def _cells(rows: list[ws.Row]) -> list[tuple]:
+        return [(r.key, r.state, r.run, r.epoch, str(r.best), r.options) for r in rows]
 
     def move_to(self, key: str | None) -> None:
         """The cursor on the row of ``key`` when it is shown."""
@@ -150,7 +155,8 @@ class RunsScreen(Screen[tuple[str, str] | None]):
         if key in keys:
             self.query_one("#runs", DataTable).move_cursor(row=keys.index(key))
 
-    def action_reload(self, redraw_unchanged: bool = True, before=None) -> None:
+    def action_reload(self, only_if_changed: bool = False) -> None:
+        before = (self._cells(self.shown), self.queue.entries)
         try:
             self.queue = qu.load(self.runs_dir)
         except LunaInputError as exc:
@@ -163,13 +169,9 @@ class RunsScreen(Screen[tuple[str, str] | None]):
             self.unlisted.append(str(exc))
         found = list_runs_with_events(self.runs_dir, self.unlisted)
         self.all_rows = ws.rows(found, self.queue.entries)
-        row, queue_row = self.current(), self.query_one("#queue", DataTable).cursor_row
-        rows = [r for r in self.all_rows if ws.matches(r, self.filter_text)]
-        if not redraw_unchanged and before == (
-                [(r.key, r.state, r.run, r.epoch, str(r.best), r.options)
-                 for r in ws.sort_rows(rows, self.sort_column, self.sort_descending)],
-                self.queue.entries):
+        if only_if_changed and before == (self._cells(self._visible()), self.queue.entries):
             return
+        row, queue_row = self.current(), self.query_one("#queue", DataTable).cursor_row
         self.refill()
         self.move_to(row.key if row is not None else None)
         self.fill_queue()
@@ -177,8 +179,7 @@ class RunsScreen(Screen[tuple[str, str] | None]):
             self.query_one("#queue", DataTable).move_cursor(row=queue_row)
 
     def refill(self) -> None:
-        rows = [r for r in self.all_rows if ws.matches(r, self.filter_text)]
-        self.shown = ws.sort_rows(rows, self.sort_column, self.sort_descending)
+        self.shown = self._visible()
         table = self.query_one("#runs", DataTable)
         table.clear()
         for r in self.shown:

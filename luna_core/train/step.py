@@ -21,11 +21,12 @@ def make_optimizer(model: torch.nn.Module, lr: float, momentum: float,
     if kind == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(momentum, 0.999),
                                      fused=FUSED)
-        optimizer.param_groups[0][PEAK_LR] = lr
-        return optimizer
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, fused=FUSED)
-    optimizer.param_groups[0][PEAK_LR] = lr
-    if momentum:
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                                    fused=FUSED)
+    for group in optimizer.param_groups:
+        group[PEAK_LR] = lr
+    if kind != "adam" and momentum:
         # Zero momentum buffers up front give bit-identical updates (buf = m*0 + g) and
         # mean that a skipped first step cannot leave them uninitialised.
         for p in model.parameters():

@@ -45,7 +45,7 @@ def cell_size(image_rows: int) -> tuple[int, int]:
     return 2 * image_rows + 2, image_rows + CAPTION_ROWS
 
 
-def fit(width: int, height: int, count: int, image_rows: int) -> tuple[int, int]:
+def fit(width: int, height: int, image_rows: int) -> tuple[int, int]:
     """(cells a row, rows of cells) that fit a grid of ``width`` x ``height`` (gutters of 1)."""
     cols, rows = cell_size(image_rows)
     return max(1, (width + 1) // (cols + 1)), max(1, (height + 1) // (rows + 1))
@@ -56,7 +56,7 @@ def thumbnail_rows(width: int, height: int, count: int) -> int:
     IMAGE_ROWS when even that size does not."""
     want = max(1, min(count, PAGE_CELLS))
     for image_rows in range(MAX_IMAGE_ROWS, IMAGE_ROWS, -1):
-        per_row, rows = fit(width, height, count, image_rows)
+        per_row, rows = fit(width, height, image_rows)
         if per_row * rows >= want:
             return image_rows
     return IMAGE_ROWS
@@ -249,7 +249,7 @@ class ExamplesPane(CockpitPane, Container):
         """(cells a row, rows of cells, image rows) for ``count`` examples in the pane."""
         width, height = self.grid_room()
         image_rows = thumbnail_rows(width, height, count)
-        return (*fit(width, height, count, image_rows), image_rows)
+        return (*fit(width, height, image_rows), image_rows)
 
     def refresh_cells(self, force: bool = False) -> None:
         if self._snap is None:
