@@ -351,6 +351,15 @@ def test_an_event_line_of_the_wrong_shape_names_its_file_and_line(tmp_path, bad)
         decode_line(bad, str(path), 2)
 
 
+@pytest.mark.parametrize("raw", [b'{"v": 1, \xff}', b"\x00\xff{{{"], ids=["latin", "utf16ish"])
+def test_an_event_line_that_is_not_text_names_its_file_and_line(tmp_path, raw):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(GOOD_LINE.encode() + b"\n" + raw + b"\n")
+    with pytest.raises(LunaInputError) as info:
+        read_events(str(path))
+    assert str(info.value).startswith(f"{path}:2: ") and "\n" not in str(info.value)
+
+
 def test_a_partial_last_line_is_still_held_back(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_text(GOOD_LINE + "\n" + GOOD_LINE[:30])

@@ -31,6 +31,8 @@ def decode_line(line: bytes | str, path: str = "", line_no: int | None = None) -
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise LunaInputError(f"not a JSON event line ({exc.msg})", path, line_no) from exc
+    except UnicodeDecodeError as exc:        # bytes json cannot decode: not text
+        raise LunaInputError(f"not a text event line ({exc.reason})", path, line_no) from exc
     if not isinstance(data, dict):
         raise LunaInputError(f"not an event (a JSON {type(data).__name__}, not an object)",
                              path, line_no)
