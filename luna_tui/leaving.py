@@ -103,6 +103,10 @@ class Leaving:
                 app.push_screen(AttachQuit(), self._attached_answer)
         elif app.run_over:
             app.exit(return_code=app.exit_code())
+        elif app.snap.ended:
+            # the run has ended and its trainer is closing its files: nothing to stop, so
+            # no dialog; the app leaves when the trainer returns (on_run_ended)
+            self._controls.quitting = True
         elif self._controls.quitting:
             self._still_stopping()
         else:

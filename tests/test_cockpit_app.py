@@ -335,6 +335,29 @@ async def test_finished_run_stays_on_screen_until_q():
     assert app.return_code == 0
 
 
+async def test_q_after_the_run_ended_but_before_its_trainer_returned_asks_nothing():
+    # the loop has said FINISHED and is closing its files: q must not ask to stop a run that
+    # is over (the clean-clone CI caught the dialog once, under load); it leaves on return
+    collector, channel = EventCollector(), RecordingChannel()
+    closing = threading.Event()
+
+    def runner() -> int:
+        collector(RunFinished(state="finished", exit_code=0, t=1.0))
+        closing.wait(60)                                  # the sinks closing, slowly
+        return 0
+    app = CockpitApp(LocalLink(collector, channel, runner=runner), clock=frozen_clock(),
+                     system_probe=lambda: FROZEN_READING, poll_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.snap.ended)
+        assert app.trainer_exit_code is None
+        await pilot.press("q")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmQuit) and app.is_running
+        closing.set()
+        await exited(pilot, app)
+    assert app.return_code == 0
+
+
 async def test_a_crash_in_the_ui_still_stops_the_training_thread():
     class Broken(CockpitApp):
         def on_mount(self) -> None:
