@@ -285,14 +285,20 @@ class LunaTrainingApp(LoopSetup):
             phase=phase, epoch=epoch, total_samples=self.loop.total_samples, **result,
             score=score, per_sample=self.task.per_sample(metrics_a)))
         if rows is not None:
-            self._save_examples(epoch, rows, metrics_a)
+            self._save_side_outputs(epoch, rows, metrics_a)
         best = self.task.best_score(result) if phase == "val" else None
         return result["metrics"][LOSS.key], best
 
-    def _save_examples(self, epoch: int, rows, metrics_a) -> None:
-        """What a person should look at after a validation (the task's). A side output: a
-        failure to write them (disk full, folder unwritable) is logged and alerted, and the
-        epoch's checkpoint is still written."""
+    def _save_side_outputs(self, epoch: int, rows, metrics_a) -> None:
+        """The validation's score per sample (for comparing runs afterwards) and what a
+        person should look at (the task's examples). Side outputs: a failure to write them
+        (disk full, folder unwritable) is logged and alerted, and the epoch's checkpoint is
+        still written."""
+        try:
+            self.task.save_validation(self.run_dir, epoch, rows, metrics_a)
+        except OSError as exc:
+            log.error("%s: the validation scores of E%d were not written (%s); training "
+                      "goes on", ev.SIDE_OUTPUT_FAILED, epoch, exc)
         try:
             saved = self.task.save_examples(self.run_dir, epoch, self.val_ds, rows, metrics_a)
         except OSError as exc:

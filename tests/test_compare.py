@@ -138,15 +138,19 @@ def test_runs_fits_the_terminal_and_wide_keeps_everything(two_runs, capsys, monk
     runs, dirs, _ = two_runs
     monkeypatch.setenv("COLUMNS", str(columns))
     assert cli_main(["runs", "--runs-dir", str(runs)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 and all(len(line) <= columns for line in lines)
+    out = capsys.readouterr().out
+    lines, paired = out.split("\n\n")[0].splitlines(), out.split("\n\n")[1].splitlines()
+    assert len(lines) == 3 and all(len(line) <= columns for line in lines + paired)
+    assert paired[0].startswith("paired bootstrap") and len(paired) >= 3   # wrapped, not cut
+    assert "vs" in " ".join(paired) and paired[-1].rstrip().endswith(
+        ("ahead", "no clear winner", "in common"))
     header = lines[0].split()
     assert header[:3] == ["STATE", "EPOCH", "VAL"] and "RUN" in header
     for line, run_dir in zip(lines[1:], dirs, strict=True):
         name = run_dir.rstrip("/").split("/")[-1]
         assert name[:19] in line             # the run's timestamp, at least
     assert cli_main(["runs", "--runs-dir", str(runs), "--wide"]) == 0
-    wide = capsys.readouterr().out.splitlines()
+    wide = capsys.readouterr().out.split("\n\n")[0].splitlines()
     assert max(len(line) for line in wide) > columns or columns >= 120
     assert all(run_dir in line for line, run_dir in zip(wide[1:], dirs, strict=True))
 
@@ -232,3 +236,35 @@ def test_the_runs_filter_matches_option_values_not_their_names():
     assert matches(noisy, "noise")                  # by its name
     assert matches(noisy, "25") and not matches(plain, "25")
     assert matches(plain, "") and matches(plain, "plain")
+
+
+def test_each_validation_keeps_its_scores_and_compare_pairs_the_runs(two_runs, capsys):
+    """Each validation writes its scores per candidate; the file gives back the CPM the run
+    logged; `compare` pairs the runs at their best CPMs on those files."""
+    import numpy as np
+
+    from luna_core.run.compare import validation_file
+    from luna_core.run.metric_catalog import CPM
+    from luna_core.score import validation_file as vf
+    from luna_core.score.froc import FrocScorer
+    from luna_core.score.paired import paired_cpm, paired_text
+
+    runs, dirs, recs = two_runs
+    for run_dir, rec in zip(dirs, recs, strict=True):
+        for m in _val(rec):
+            kept = vf.read(validation_file(run_dir, m.epoch))
+            assert kept.epoch == m.epoch and len(set(zip(kept.uids, map(tuple, kept.xyz)))) \
+                == len(kept.uids)
+            again = FrocScorer(kept.uids, kept.xyz, kept.is_nodule, kept.findings)
+            assert again.score(kept.p, bootstrap=0).cpm == pytest.approx(m.metrics[CPM.key])
+            labels, preds = m.per_sample
+            assert np.allclose(np.sort(kept.p), np.sort(np.asarray(preds, np.float64)))
+    histories = [read_history(d) for d in dirs]
+    assert cli_main(["compare", dirs[0], dirs[1], "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "paired bootstrap, each run at its best CPM" in out
+    lead = 0 if histories[0].best(CPM.key)[1] >= histories[1].best(CPM.key)[1] else 1
+    a, b = (vf.read(validation_file(h.run_dir, h.best(CPM.key)[0]))
+            for h in (histories[lead], histories[1 - lead]))
+    want = paired_text(paired_cpm(a, b), f"#{lead + 1}", f"#{2 - lead}")
+    assert "  " + want in out.splitlines()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import dataclass, field
 
 from luna_core.run import events as ev
@@ -35,6 +36,24 @@ TITLES = {LOSS.key: "val " + LOSS.name}
 #: The FROC's points, in --csv: the sensitivity at 1/8 ... 8 false positives per scan.
 FROC_KEYS = tuple(m.key for m in SENS_AT.values())
 BOOK_SPLIT = "candidates"      # runs from before --split used the book's split
+#: Each validation's score per candidate, in the run folder (luna_core.score.validation_file).
+VALIDATION_DIR = "validation"
+
+
+def validation_file(run_dir: str, epoch: int) -> str:
+    """Where a run keeps validation ``epoch``'s score per candidate."""
+    return os.path.join(run_dir, VALIDATION_DIR, f"E{epoch:03d}.npz")
+
+
+def best_cpm_files(histories: list[RunHistory]) -> list[str | None]:
+    """Each run's validation file at its best CPM, where that file is there (None: no best
+    CPM, or a run from before they were kept)."""
+    out: list[str | None] = []
+    for h in histories:
+        b = h.best(CPM.key)
+        path = validation_file(h.run_dir, b[0]) if b else None
+        out.append(path if path and os.path.isfile(path) else None)
+    return out
 
 
 @dataclass(frozen=True)

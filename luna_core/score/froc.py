@@ -146,13 +146,21 @@ class FrocScorer:
         np.maximum.at(scores, self.hit_nodule, p[self.hit_candidate])
         return scores
 
+    def _curve(self, p: np.ndarray) -> _Curve:
+        return _Curve(p[self.false_positive], self.scan_of_candidate[self.false_positive],
+                      self.nodule_scores(p), self.nodule_scan, self.scans)
+
+    def cpm_draws(self, probabilities, weights: np.ndarray) -> np.ndarray:
+        """The CPM of these probabilities under each scan weighting (rows of ``weights``,
+        intervals.scan_weights); NaN where a weighting draws no nodule. Two probability
+        vectors scored with the same ``weights`` give a paired bootstrap."""
+        return _cpm_draws(self._curve(np.asarray(probabilities, dtype=np.float64)), weights)
+
     def score(self, probabilities, bootstrap: int = BOOTSTRAP_RESAMPLES,
               seed: int | Sequence[int] = 0) -> FrocResult:
         p = np.asarray(probabilities, dtype=np.float64)
         scores = self.nodule_scores(p)
-        fp_probs = p[self.false_positive]
-        fp_scan = self.scan_of_candidate[self.false_positive]
-        curve = _Curve(fp_probs, fp_scan, scores, self.nodule_scan, self.scans)
+        curve = self._curve(p)
         ones = np.ones(self.scans)
         if self.nodules:
             fps, sens = curve.points(ones)
@@ -284,17 +292,27 @@ def _bootstrap(curve: _Curve, scans: int, resamples: int,
                seed: int | Sequence[int]) -> tuple[float | None, float | None]:
     if resamples <= 0:
         return None, None
-    weights = scan_weights(scans, resamples, seed)
-    drawn = weights[:, curve.nodule_scan].sum(axis=1) > 0     # no nodule drawn: no CPM
-    if not drawn.any():
+    cpms = _cpm_draws(curve, scan_weights(scans, resamples, seed))
+    cpms = cpms[~np.isnan(cpms)]
+    if not len(cpms):
         return None, None
-    levels = np.asarray(FP_LEVELS)
-    if min(curve.head, len(curve.fp_upto)) <= BATCHED_POINTS:    # small sets: all at once
-        cpms = curve.levels_many(weights[drawn], levels).mean(axis=1)
-    else:                                   # large ones: a resample at a time is quicker
-        cpms = np.array([curve.levels(w, levels).mean() for w in weights[drawn]])
     low, high = np.percentile(cpms, [2.5, 97.5])
     return float(low), float(high)
+
+
+def _cpm_draws(curve: _Curve, weights: np.ndarray) -> np.ndarray:
+    """The CPM under each scan weighting (a row of ``weights``); NaN where no nodule is
+    drawn."""
+    cpms = np.full(len(weights), np.nan)
+    drawn = weights[:, curve.nodule_scan].sum(axis=1) > 0     # no nodule drawn: no CPM
+    if not drawn.any():
+        return cpms
+    levels = np.asarray(FP_LEVELS)
+    if min(curve.head, len(curve.fp_upto)) <= BATCHED_POINTS:    # small sets: all at once
+        cpms[drawn] = curve.levels_many(weights[drawn], levels).mean(axis=1)
+    else:                                   # large ones: a resample at a time is quicker
+        cpms[drawn] = [curve.levels(w, levels).mean() for w in weights[drawn]]
+    return cpms
 
 
 def _thin(fps: np.ndarray, sens: np.ndarray) -> tuple[list[float], list[float]]:

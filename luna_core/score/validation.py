@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from luna_core.run import metric_catalog as mc
+from luna_core.score import validation_file
 from luna_core.score.brightness import BrightnessBaseline
 from luna_core.score.froc import BOOTSTRAP_RESAMPLES, FP_LEVELS, Findings, FrocResult, FrocScorer
 from luna_core.score.intervals import auc_interval, scan_weights
@@ -185,6 +186,16 @@ class ValidationScorer:
         brightness = None if self.baseline is None else self.baseline.result(wait_s=60.0)
         return ValidationScore(froc=froc, **_ranking(labels, p), brightness_auc=brightness,
                                auc_low=auc_low, auc_high=auc_high)
+
+
+    def save(self, run_dir: str, epoch: int, rows, probabilities) -> str:
+        """Write the scores of the samples ``rows`` (a sample twice, as a padded last batch
+        of several ranks gives: its first) to the run's validation file of ``epoch``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        rows, first = np.unique(rows, return_index=True)
+        p = np.asarray(probabilities, dtype=np.float64)[first]
+        return validation_file.save(run_dir, epoch, [self.uids[i] for i in rows.tolist()],
+                                    self.xyz[rows], self.is_nodule[rows], p, self.findings)
 
 
 def _import_sklearn() -> None:

@@ -90,6 +90,12 @@ class NoduleTask(Task):
         scored = self.scorer.score(rows, metrics_a[METRICS_PRED_NDX], epoch)
         return scored.to_dict(), scored.scalars(), scored.log_line(epoch)
 
+    def save_validation(self, run_dir: str, epoch: int, rows, metrics_a: np.ndarray):
+        """Each validation candidate's probability (luna_core.score.validation_file)."""
+        if self.scorer is None:
+            return None
+        return self.scorer.save(run_dir, epoch, rows, metrics_a[METRICS_PRED_NDX])
+
     def save_examples(self, run_dir: str, epoch: int, val_ds, rows, metrics_a: np.ndarray):
         if not self.args.examples:
             return None

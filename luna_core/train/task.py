@@ -88,6 +88,11 @@ class Task:
         None when the task has no score beyond the phase's numbers."""
         return None
 
+    def save_validation(self, run_dir: str, epoch: int, rows, metrics_a) -> str | None:
+        """Keep the validation's score per sample in the run folder (for comparing runs
+        afterwards); the path written, or None when the task keeps none."""
+        return None
+
     def save_examples(self, run_dir: str, epoch: int, val_ds, rows, metrics_a):
         """(path, counts) of what was written, or None when the task keeps no examples."""
         return None

@@ -62,6 +62,9 @@ def run(argv: list[str]) -> int:
         histories = by_best_cpm(histories)
     if args.csv is None:
         sys.stdout.write(compare_text(histories))
+        paired = paired_lines(histories, [f"#{i}" for i in range(1, len(histories) + 1)])
+        if paired:
+            sys.stdout.write("\n" + "\n".join(paired) + "\n")
     elif args.csv == "-":
         sys.stdout.write(compare_csv(histories))
     else:
@@ -74,3 +77,16 @@ def run(argv: list[str]) -> int:
             return 2
         print(f"wrote {args.csv}")
     return 0
+
+
+def paired_lines(histories, names: list[str], most: int = 8) -> list[str]:
+    """luna_core.score.paired's lines for these runs; numpy is imported only when at least
+    two of them kept their scores per candidate (`compare` of older runs starts as fast)."""
+    from luna_core.run.compare import best_cpm_files
+
+    if len(histories) < 2 or not any(best_cpm_files(histories)):
+        return []
+    from luna_core.score.paired import paired_lines as lines
+
+    return lines(histories, names, most)
+

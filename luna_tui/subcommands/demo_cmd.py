@@ -208,5 +208,11 @@ def _print_comparison(runs_dir: str) -> None:
             if any(r.run_dir.endswith(f"-{name}") for name in names)]
     if not runs:
         return
+    histories = [read_history(r.run_dir) for r in runs]
     print()
-    print(compare_text([read_history(r.run_dir) for r in runs]), flush=True)
+    print(compare_text(histories), flush=True)
+    from luna_tui.subcommands.compare_cmd import paired_lines
+
+    paired = paired_lines(histories, [f"#{i}" for i in range(1, len(histories) + 1)])
+    if paired:
+        print("\n".join(paired), flush=True)

@@ -76,6 +76,18 @@ def _print_list(runs_dir: str, sort: str, wide: bool) -> int:
     from luna_core.train.options import option_defaults
 
     print("\n".join(runs_lines(found, histories, width, option_defaults())))
+    from luna_tui.subcommands.compare_cmd import paired_lines
+
+    paired = paired_lines(histories, [os.path.basename(h.run_dir) for h in histories],
+                          most=3)
+    if paired and width:
+        import textwrap
+
+        paired = [w for line in paired for w in textwrap.wrap(
+            line, width, initial_indent=" " * (len(line) - len(line.lstrip())),
+            subsequent_indent="      ", break_on_hyphens=False)]
+    if paired:
+        print("\n" + "\n".join(paired))
     return 0
 
 
