@@ -170,6 +170,15 @@ CONFUSION: dict[str, Metric] = {
                       what.upper(), "g"))
     for what in CONFUSION_COUNTS}
 
+# -- segmentation's pixel numbers (luna_core.train.seg_metrics), the book's ch. 13 tags ---------
+PIXEL_TP = _add(Metric("percent_all/tp", "true positive pixels, % of the label's pixels",
+                       "TP pixels", "TP %", ".1f", HIGH, percent=True))
+PIXEL_FN = _add(Metric("percent_all/fn", "missed pixels, % of the label's pixels",
+                       "FN pixels", "FN %", ".1f", LOW, percent=True))
+PIXEL_FP = _add(Metric("percent_all/fp", "false positive pixels, % of the label's pixels",
+                       "FP pixels", "FP %", ".1f", LOW, percent=True))
+DICE = _add(Metric("seg/dice", "mean Dice of the slices", "Dice", "Dice", ".3f", HIGH))
+
 # -- the optimizer's settings, as TensorBoard scalars of a steered run ---------------------------
 LR = _add(Metric("optim/lr", "learning rate", "lr", "lr", "g"))
 MOMENTUM = _add(Metric("optim/momentum", "momentum", "momentum", "mom", "g"))
