@@ -35,7 +35,7 @@ from luna_core.run.command_table import CommandChannel
 from luna_core.run.control_socket import ControlServer
 from luna_core.run.metric_catalog import LOSS
 from luna_core.train import runtime
-from luna_core.train.augment import Augmentation, augment
+from luna_core.train.augment import TASK_STREAM, Augmentation, augment, sample_rng
 from luna_core.train.checkpointer import Checkpointer
 from luna_core.train.distributed import (
     DistContext,
@@ -189,10 +189,12 @@ class LunaTrainingApp(LoopSetup):
                 return self._stop_run()
             self.log_metrics(epoch, "trn", trn_metrics)
 
-            val_metrics = self.validate_epoch(epoch)
-            if self.run_control.stop_requested:
-                return self._stop_run()
-            val_loss, score = self.log_metrics(epoch, "val", val_metrics)
+            val_loss = score = None
+            if epoch % args.val_every == 0 or epoch == args.epochs:    # --val-every
+                val_metrics = self.validate_epoch(epoch)
+                if self.run_control.stop_requested:
+                    return self._stop_run()
+                val_loss, score = self.log_metrics(epoch, "val", val_metrics)
             self.checkpointer.save("epoch", epoch, self._batch_count(self.trn_dl),
                                    self.loop.total_samples, None, epoch_done=True,
                                    val_loss=val_loss, score=score)
@@ -252,15 +254,23 @@ class LunaTrainingApp(LoopSetup):
         in their columns of ``metrics_g``."""
         augment = None
         if self.loop.phase == "trn" and self.augmentation.enabled:   # training only
-            def augment(input_g):
-                return self._augment(input_g, batch_ndx)
+            def augment(input_g, mask_g=None):
+                return self._augment(input_g, batch_ndx, mask_g)
 
         def forward(input_g):           # the model, under autocast (bf16 on a GPU)
             with self._autocast():
                 return self.ddp_model(input_g)
 
+        draw = None
+        if self.loop.phase == "trn":      # each training sample's own draws (the task's)
+            positions = self._positions(batch_ndx, len(batch_tup[0]))
+            seed, epoch = self.cli_args.seed, self.loop.epoch
+
+            def draw(j: int):
+                return sample_rng(seed, epoch, positions[j], TASK_STREAM)
+
         return self.task.batch_loss(forward, batch_tup, self.device, augment, metrics_g,
-                                    batch_ndx * self.cli_args.batch_size)
+                                    batch_ndx * self.cli_args.batch_size, draw)
 
     def log_metrics(self, epoch: int, phase: str,
                     metrics_g: torch.Tensor) -> tuple[float, float | None]:
@@ -348,13 +358,17 @@ class LunaTrainingApp(LoopSetup):
             lr=lr, momentum=momentum, old_lr=old_lr, old_momentum=old_momentum, epoch=epoch,
             batch_ndx=batch_ndx, total_samples=self.loop.total_samples, source=setting.source))
 
-    def _augment(self, input_g: torch.Tensor, batch_ndx: int) -> torch.Tensor:
-        """The book's augmentation of a training batch; each sample's parameters from (seed,
-        epoch, its place in the epoch's order, counted over all ranks)."""
-        bs, rank, world = self.cli_args.batch_size, self.dist.rank, self.dist.world_size
-        positions = [(batch_ndx * bs + j) * world + rank for j in range(len(input_g))]
+    def _augment(self, input_g: torch.Tensor, batch_ndx: int, mask_g=None):
+        """The book's augmentation of a training batch (and its mask, for segmentation);
+        each sample's parameters from (seed, epoch, its place in the epoch's order, counted
+        over all ranks)."""
         return augment(input_g, self.augmentation, self.cli_args.seed, self.loop.epoch,
-                       positions)
+                       self._positions(batch_ndx, len(input_g)), mask_g)
+
+    def _positions(self, batch_ndx: int, size: int) -> list[int]:
+        """The batch's samples' places in the epoch's whole order (all ranks counted)."""
+        bs, rank, world = self.cli_args.batch_size, self.dist.rank, self.dist.world_size
+        return [(batch_ndx * bs + j) * world + rank for j in range(size)]
 
     def _warm_up(self, samples: int) -> None:
         """--lr-warmup: this step's lr, from the samples trained once it is taken; said in

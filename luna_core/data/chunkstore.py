@@ -190,7 +190,18 @@ class ChunkStore:
         self._known: dict[str, SeriesChunks] = {}
 
     def __repr__(self) -> str:
-        return f"ChunkStore({str(self.data_dir)!r}, {str(self.dir)!r})"
+        return f"{type(self).__name__}({str(self.data_dir)!r}, {str(self.dir)!r})"
+
+    @property
+    def cut_width(self) -> tuple[int, int, int]:
+        """The window cut out of the CT round each centre (a chunk is that window)."""
+        return self.width_irc
+
+    def cut_chunks(self, vol: np.ndarray, center_irc: np.ndarray, starts: np.ndarray):
+        """Each chunk's int16 array, in the centres' order (``starts``: each window's first
+        voxel)."""
+        for s in starts.tolist():
+            yield cut_chunk(vol, s, self.width_irc)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -276,7 +287,7 @@ class ChunkStore:
         if not inside.all():
             bad = int(np.flatnonzero(~inside)[0])
             raise outside_error(series_uid, centres[bad], irc[bad], shape, self.candidates_file)
-        starts, _padded = window_starts_array(irc, shape, self.width_irc)
+        starts, _padded = window_starts_array(irc, shape, self.cut_width)
         meta = {
             "series_uid": series_uid,
             "width_irc": list(self.width_irc),
@@ -298,8 +309,8 @@ class ChunkStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.path(series_uid)) as f:
             f.write(head + bytes(offset - len(head)))
-            for s in starts.tolist():
-                f.write(np.ascontiguousarray(cut_chunk(vol, s, self.width_irc)))
+            for chunk in self.cut_chunks(vol, irc, starts):
+                f.write(np.ascontiguousarray(chunk))
         chunks, why = self._check(series_uid, meta["centres_sha256"], mhd, raw)
         if chunks is None:      # only if the source changed while it was read
             raise LunaInputError(f"CT changed while its chunk store was written ({why})",

@@ -52,7 +52,8 @@ class NoduleTask(Task):
         return LunaModel().to(device, memory_format=torch.channels_last_3d)
 
     # ------------------------------------------------------------------ one batch
-    def batch_loss(self, forward, batch_tup, device, augment, metrics_g, start_ndx: int):
+    def batch_loss(self, forward, batch_tup, device, augment, metrics_g, start_ndx: int,
+                   draw=None):
         input_t, label_t, _series_list, _center_list = batch_tup
         input_g = input_t.to(device, non_blocking=True)        # int16 HU from the store
         input_g = input_g.to(torch.float32, memory_format=torch.channels_last_3d)

@@ -51,9 +51,15 @@ class Augmentation:
         return ", ".join(parts) or "none"
 
 
-def sample_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
-    """The generator of one sample's augmentation: (seed, epoch, position) only."""
-    return np.random.default_rng([int(seed), int(epoch), int(position), 0x4C554E41])
+#: The streams of a sample's draws: its augmentation's, and the task's own (a crop's place).
+AUGMENT_STREAM, TASK_STREAM = 0x4C554E41, 0x43524F50
+
+
+def sample_rng(seed: int, epoch: int, position: int,
+               stream: int = AUGMENT_STREAM) -> np.random.Generator:
+    """The generator of one sample's augmentation (or, ``TASK_STREAM``, of the task's own
+    draws): (seed, epoch, position) only."""
+    return np.random.default_rng([int(seed), int(epoch), int(position), int(stream)])
 
 
 def affine_params(aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
@@ -77,21 +83,24 @@ def affine_params(aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
     return t[:3]
 
 
-def batch_params(aug: Augmentation, seed: int, epoch: int, positions) -> tuple[np.ndarray,
-                                                                             list[int]]:
-    """(N, 3, 4) matrices and N noise seeds for the samples at ``positions`` (their places
-    in the epoch's whole order)."""
+def batch_params(aug: Augmentation, seed: int, epoch: int, positions,
+                 dims: int = 3) -> tuple[np.ndarray, list[int]]:
+    """(N, 3, 4) matrices (``dims`` 2: (N, 2, 3), the same draws on the slice's (col, row)
+    plane) and N noise seeds for the samples at ``positions`` (their places in the epoch's
+    whole order)."""
     thetas, noise_seeds = [], []
     for position in positions:
         rng = sample_rng(seed, epoch, position)
-        thetas.append(affine_params(aug, rng))
+        theta = affine_params(aug, rng)
+        thetas.append(theta if dims == 3 else theta[:2][:, [0, 1, 3]])
         noise_seeds.append(int(rng.integers(0, 2**62)))
     return np.stack(thetas), noise_seeds
 
 
 def resample(chunks: torch.Tensor, theta: np.ndarray) -> torch.Tensor:
-    """Each chunk of the batch through its (3, 4) affine: one affine_grid and one grid_sample
-    call for the whole batch (trilinear, border padding, voxel centres aligned)."""
+    """Each chunk (or slice) of the batch through its (3, 4) (or (2, 3)) affine: one
+    affine_grid and one grid_sample call for the whole batch ((tri)linear, border padding,
+    voxel centres aligned)."""
     theta_t = torch.as_tensor(theta, dtype=chunks.dtype, device=chunks.device)
     grid = F.affine_grid(theta_t, list(chunks.shape), align_corners=False)
     return F.grid_sample(chunks, grid, mode="bilinear", padding_mode="border",
@@ -99,9 +108,12 @@ def resample(chunks: torch.Tensor, theta: np.ndarray) -> torch.Tensor:
 
 
 def augment(chunks: torch.Tensor, aug: Augmentation, seed: int, epoch: int,
-            positions) -> torch.Tensor:
-    """The batch (N, 1, D, H, W) float, augmented on its own device."""
-    theta, noise_seeds = batch_params(aug, seed, epoch, positions)
+            positions, mask: torch.Tensor | None = None):
+    """The batch (N, 1, D, H, W) float, augmented on its own device. Slices (N, C, H, W)
+    get the 2-D part of the same draws (flip, offset and scale of columns and rows, the
+    rotation); ``mask`` (N, 1, H, W), their label, the same affine (resampled, then above
+    0.5) and no noise: returns (slices, mask) then."""
+    theta, noise_seeds = batch_params(aug, seed, epoch, positions, dims=chunks.dim() - 2)
     out = resample(chunks, theta)
     if aug.noise:
         noise = torch.empty_like(out)
@@ -110,4 +122,6 @@ def augment(chunks: torch.Tensor, aug: Augmentation, seed: int, epoch: int,
             noise[j] = torch.randn(out.shape[1:], generator=g, device=chunks.device,
                                    dtype=out.dtype)
         out = out + noise * aug.noise
-    return out
+    if mask is None:
+        return out
+    return out, (resample(mask.to(out.dtype), theta) > 0.5).to(mask.dtype)

@@ -9,7 +9,7 @@ import math
 import os
 
 from luna_core.data.default_dirs import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, default_num_workers
-from luna_core.train.task import DEFAULT_TASK, TASKS
+from luna_core.train.task import DEFAULT_TASK, TASK_DEFAULTS, TASKS
 
 __all__ = ["DEFAULT_CACHE_DIR", "DEFAULT_DATA_DIR", "DEFAULT_RUNS_DIR", "RESUME_MUST_MATCH",
            "add_data_dirs", "add_runs_dir", "build_parser", "default_num_workers",
@@ -115,6 +115,12 @@ def _add_validation_options(parser: argparse.ArgumentParser) -> None:
                              "and K best hits with their chunks in RUN_DIR/examples/ (0: none)")
     parser.add_argument("--keep-examples", type=int, default=5, metavar="N",
                         help="keep the examples of the newest N validations")
+    parser.add_argument("--val-every", type=int, default=1, metavar="N",
+                        help="validate every N-th epoch and after the last (--task seg: 5 if "
+                             "not given, the book's: its validation is whole slices)")
+    parser.add_argument("--val-full", action="store_true",
+                        help="--task seg: validate on every slice of the validation series, "
+                             "not only those that hold nodule pixels")
     parser.add_argument("--froc-bootstrap", type=int, default=1000, metavar="N",
                         help="resamples of the validation scans for the CPM's 95 %% interval "
                              "(0: no interval)")
@@ -124,7 +130,8 @@ def _add_validation_options(parser: argparse.ArgumentParser) -> None:
                              "epoch from the seed; validation is never balanced")
     parser.add_argument("--epoch-samples", type=int, default=None, metavar="N",
                         help="training samples per epoch (default: 200,000 with --balanced, "
-                             "as the book; the training set's size otherwise)")
+                             "as the book; --task seg: 300,000, the book's; the training "
+                             "set's size otherwise)")
     parser.add_argument("--augmented", action="store_true",
                         help="the book's augmentation, every part at its value: flip, offset "
                              "0.1, scale 0.2, rotate, noise 25 HU (training only, per batch "
@@ -197,7 +204,8 @@ _NOT_GIVEN = object()
 _INT_MINIMUMS = (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("threads", 0),
                  ("val_stride", 2), ("keep_checkpoints", 1), ("balanced", 0),
                  ("froc_bootstrap", 0), ("examples", 0), ("keep_examples", 1),
-                 ("epoch_samples", 1), ("max_batches", 1), ("lr_warmup", 0))
+                 ("epoch_samples", 1), ("max_batches", 1), ("lr_warmup", 0),
+                 ("val_every", 1))
 
 #: --seed seeds numpy's default_rng (refuses a negative seed) and torch generators with
 #: seed * 1_000_003 + epoch (64 bits at most): 0 .. 2**32 - 1 is safe everywhere.
@@ -359,6 +367,9 @@ def parse_options(argv: list[str], prog: str = "luna-tui", *,
     bare.set_defaults(**{name: _NOT_GIVEN for name in vars(options)})
     given = {name for name, value in vars(bare.parse_args(argv)).items()
              if value is not _NOT_GIVEN}
+    for name, value in TASK_DEFAULTS.get(options.task, {}).items():
+        if name not in given:           # the book's value for this task
+            setattr(options, name, value)
     # a resume writes in its run's folder, with the checkpoint's --runs-dir unless given
     problem = validate_options(options, disk=disk and (options.resume is None
                                                        or "runs_dir" in given))

@@ -8,10 +8,13 @@ a class index or a score itself. A task says:
 - ``sampler(ds, shuffle, rank, world_size)``: the order of an epoch (an EpochSampler-like
   sampler: ``set_epoch``, ``gathered_indices``, ``valid_mask``);
 - ``build_model(device)``: the model, on the device in its memory format;
-- ``batch_loss(forward, batch, device, augment, metrics_g, start_ndx)``: one batch's loss (a
-  0-d tensor to backpropagate), filling its columns of the per-sample metrics tensor
+- ``batch_loss(forward, batch, device, augment, metrics_g, start_ndx, draw)``: one batch's
+  loss (a 0-d tensor to backpropagate), filling its columns of the per-sample metrics tensor
   (``metrics_size`` rows); ``forward``: the model as the loop runs it (DDP, compiled,
-  autocast); ``augment``: the loop's augmentation for training batches, or None;
+  autocast); ``augment``: the loop's augmentation for training batches, or None (``augment(x)``,
+  or ``augment(x, mask)`` -> (x, mask) for slices and their labels); ``draw(j)``: training
+  only (None in validation), sample j's own random generator, from (seed, epoch, its place in
+  the epoch's order), the same after a resume and under DDP;
 - ``phase_result(metrics_a)``: a phase's numbers — ``{"metrics": {...}, and the counts the
   EpochMetrics event carries}`` — and ``metric_lines(epoch, phase, result)``: its log lines;
 - ``start_scoring(val_ds)`` and ``score(epoch, rows, metrics_a)``: the score of a validation
@@ -38,6 +41,13 @@ from luna_core.run.metric_catalog import LOSS, Metric
 TASKS: dict[str, tuple[str, str]] = {
     "nodule": ("luna_core.tasks.nodule:NoduleTask",
                "the nodule candidate classifier (ch. 11-12)"),
+    "seg": ("luna_core.tasks.seg:SegTask",
+            "the segmentation U-Net (ch. 13): nodule pixels in whole slices"),
+}
+#: Options whose default differs for a task (the book's values for it), taken where the
+#: command line does not give them.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "seg": {"optimizer": "adam", "batch_size": 16, "epoch_samples": 300_000, "val_every": 5},
 }
 DEFAULT_TASK = next(iter(TASKS))
 
@@ -63,7 +73,8 @@ class Task:
         raise NotImplementedError
 
     # one batch
-    def batch_loss(self, forward, batch_tup, device, augment, metrics_g, start_ndx: int):
+    def batch_loss(self, forward, batch_tup, device, augment, metrics_g, start_ndx: int,
+                   draw=None):
         raise NotImplementedError
 
     # one phase
