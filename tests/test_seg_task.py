@@ -1,0 +1,194 @@
+"""`--task seg` (the book's ch. 13) on the tiny set: what it reads (windows, whole slices and
+their context, masks), its crops, a real run with its numbers and best.pt, --val-every, and
+an exact resume from a checkpoint taken mid-epoch (the state a kill leaves).
+
+Machine-independent: nothing here rests on where SGD goes; the resumed run is compared bit
+for bit with the uninterrupted one computed on this machine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from luna_core.data.ct import Ct, find_mhd, window_starts
+from luna_core.data.masks import build_mask
+from luna_core.data.segdsets import (
+    MALIGNANCY_CSV,
+    SegTrainingDataset,
+    make_seg_datasets,
+    nodules_file,
+    split_series,
+)
+from luna_core.data.segstore import CONTEXT_SLICES, WINDOW_IRC, read_slice
+from luna_core.run import events as ev
+from luna_core.run.command_table import CommandChannel
+from luna_core.run.metric_catalog import DICE, PIXEL_FP, PIXEL_TP, RECALL
+from luna_core.tasks.seg import CROP, crop_corners
+from luna_core.train.checkpoint import list_checkpoints, load_checkpoint
+from tests.trainhelpers import run_dirs, run_loop
+
+SEG = ["--task", "seg", "--val-stride", "2", "--epoch-samples", "8", "--batch-size", "4",
+       "--val-every", "1"]
+
+
+def _argv(tiny_data, runs_dir, *extra: str) -> list[str]:
+    return ["--data-dir", tiny_data["data_dir"], "--cache-dir", tiny_data["cache_dir"],
+            "--runs-dir", str(runs_dir), "--num-workers", "0", "--device", "cpu",
+            "--threads", "1", *SEG, *extra]
+
+
+@pytest.fixture(scope="module")
+def seg_sets(tiny_data):
+    return make_seg_datasets(tiny_data["data_dir"], tiny_data["cache_dir"], 2)
+
+
+def test_the_split_is_the_classifiers_series_split_and_nodules_come_from_the_books_file(
+        tiny_data, tmp_path):
+    trn, val = split_series(tiny_data["data_dir"], 2)
+    uids = sorted(trn + val)
+    assert val == uids[::2] and not set(trn) & set(val)
+    assert nodules_file(tiny_data["data_dir"]).name == "annotations.csv"
+    copy = tmp_path / "luna"
+    shutil.copytree(tiny_data["data_dir"], copy)
+    with open(copy / MALIGNANCY_CSV, "w") as f:
+        f.write("seriesuid,coordX,coordY,coordZ,diameter_mm,mal_bool\n")
+    assert nodules_file(copy) == copy / MALIGNANCY_CSV
+
+
+def test_training_windows_hold_the_ct_and_the_mask_of_their_middle_slice(tiny_data, seg_sets):
+    trn, _val = seg_sets
+    assert len(trn) == trn.pos_count > 0
+    for ndx in range(len(trn)):
+        window, uid, _ = trn[ndx]
+        assert window.shape == (WINDOW_IRC[0] + 1, *WINDOW_IRC[1:])
+        ct = Ct.read(find_mhd(tiny_data["data_dir"], uid), uid)
+        chunks = trn._series(trn.series_uids.index(uid))
+        k = int(trn.chunk_no[ndx])
+        centre = chunks.center_irc[k]
+        hu, _ = ct.get_raw_candidate(ct.irc2xyz(centre), WINDOW_IRC)
+        assert np.array_equal(window[:WINDOW_IRC[0]].numpy(), hu)
+        mask = build_mask(ct.hu_a, chunks.center_irc)
+        i0, r0, c0 = window_starts(centre, ct.hu_a.shape, WINDOW_IRC)   # shifted near an end
+        middle = mask[i0 + CONTEXT_SLICES]
+        label = window[WINDOW_IRC[0]].numpy()
+        assert set(np.unique(label)) <= {0, 1}
+        assert label.sum() == middle.sum()         # the 64x64 slice lies inside the window
+        assert label[-r0:-r0 + 64, -c0:-c0 + 64].sum() == middle.sum()
+
+
+def test_whole_slices_carry_three_context_slices_each_side_clamped_at_the_ends(
+        tiny_data, seg_sets):
+    _trn, val = seg_sets
+    vol = val.volumes[0]
+    ct = Ct.read(find_mhd(tiny_data["data_dir"], vol.series_uid), vol.series_uid)
+    n = ct.hu_a.shape[0]
+    for k, want in ((0, [0, 0, 0, 0, 1, 2, 3]), (1, [0, 0, 0, 1, 2, 3, 4]),
+                    (n - 1, [n - 4, n - 3, n - 2, n - 1, n - 1, n - 1, n - 1]),
+                    (n // 2, list(range(n // 2 - 3, n // 2 + 4)))):
+        hu, mask = read_slice(vol, k)
+        assert hu.shape == (7, *ct.hu_a.shape[1:]) and mask.shape == (1, *ct.hu_a.shape[1:])
+        assert np.array_equal(hu, ct.hu_a[want])
+    full = build_mask(ct.hu_a, [ct.xyz2irc(x[:3]) for x in _nodules(tiny_data, vol.series_uid)])
+    assert list(vol.mask_slices) == np.flatnonzero(full.any(axis=(1, 2))).tolist()
+    for k in vol.mask_slices:
+        assert np.array_equal(read_slice(vol, k)[1][0], full[k])
+    with pytest.raises(IndexError):
+        read_slice(vol, n)
+    # validation samples: exactly the mask slices of each validation series
+    assert val.samples == [(v, k) for v, vv in enumerate(val.volumes) for k in vv.mask_slices]
+    hu, mask, uid, k = val[0]
+    assert uid == val.volumes[0].series_uid and mask.dtype == torch.uint8
+
+
+def _nodules(tiny_data, uid):
+    from luna_core.data.csvread import read_annotations
+
+    return read_annotations(nodules_file(tiny_data["data_dir"])).get(uid, [])
+
+
+def test_crops_stay_inside_the_window_and_reach_every_edge():
+    def draw(j):
+        return np.random.default_rng([5, j])
+
+    corners = crop_corners(draw, 400, 96)
+    rows, cols = zip(*corners, strict=True)
+    assert min(rows) == min(cols) == 0 and max(rows) == max(cols) == 96 - CROP
+    assert crop_corners(draw, 3, 96) == corners[:3]           # the same sample, the same crop
+    assert crop_corners(draw, 5, CROP) == [(0, 0)] * 5        # no room: the window itself
+
+
+@pytest.fixture(scope="module")
+def interrupted(tiny_data, tmp_path_factory):
+    """A seg run of 2 epochs (augmented, seed 3) with a checkpoint asked for after training
+    batch 0 of epoch 1; then that checkpoint resumed to the end (as after a kill)."""
+    runs_dir = tmp_path_factory.mktemp("seg")
+    commands = CommandChannel()
+
+    def checkpoint_after_batch_0(event):
+        if isinstance(event, ev.BatchDone) and (event.phase, event.epoch, event.batch_ndx) \
+                == ("trn", 1, 0):
+            commands.checkpoint()
+
+    argv = _argv(tiny_data, runs_dir, "--epochs", "2", "--seed", "3", "--augmented")
+    code, rec, console = run_loop(argv, hooks=[checkpoint_after_batch_0], commands=commands)
+    assert code == 0, console
+    (run_dir,) = run_dirs(runs_dir)
+    ckpts = list_checkpoints(os.path.join(run_dir, "checkpoints"))
+    straight = load_checkpoint(ckpts[-1])
+    mid = next(c for c in ckpts if "b000001" in c)
+    code, rec_resumed, console = run_loop(_argv(tiny_data, runs_dir, "--resume", mid,
+                                                "--epochs", "2"))
+    assert code == 0, console
+    resumed = load_checkpoint(list_checkpoints(os.path.join(run_dir, "checkpoints"))[-1])
+    return {"rec": rec, "console": console, "straight": straight, "resumed": resumed,
+            "rec_resumed": rec_resumed, "run_dir": run_dir}
+
+
+def test_a_seg_run_reports_pixel_numbers_and_keeps_best_by_recall(interrupted):
+    rec = interrupted["rec"]
+    vals = [m for m in rec.of(ev.EpochMetrics) if m.phase == "val"]
+    assert [m.epoch for m in vals] == [1, 2]
+    for m in vals:
+        tp, fp = m.metrics[PIXEL_TP.key], m.metrics[PIXEL_FP.key]
+        assert 0 <= tp <= 100 and fp >= 0 and 0 <= m.metrics[DICE.key] <= 1
+        assert m.metrics[RECALL.key] == pytest.approx(m.pos_correct / m.pos_count)
+        assert m.per_sample is None and m.score is None
+    start = rec.of(ev.RunStarted)[0]
+    assert start.options["optimizer"] == "adam" and start.options["task"] == "seg"
+    recalls = [m.metrics[RECALL.key] for m in vals]
+    best = load_checkpoint(os.path.join(interrupted["run_dir"], "checkpoints", "best.pt"))
+    assert best["best_metric"] == RECALL.key                 # kept by recall, not by loss
+    assert best["best_score"] == pytest.approx(max(recalls))
+    assert best["epoch"] == 1 + recalls.index(max(recalls))
+
+
+def test_resuming_the_mid_epoch_checkpoint_gives_the_uninterrupted_weights(interrupted):
+    a, b = interrupted["straight"], interrupted["resumed"]
+    assert a["epoch"] == b["epoch"] == 2
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    trn = [m for m in interrupted["rec"].of(ev.EpochMetrics) if m.phase == "trn"]
+    again = [m for m in interrupted["rec_resumed"].of(ev.EpochMetrics) if m.phase == "trn"]
+    assert again[-1].metrics == trn[-1].metrics
+
+
+def test_val_every_validates_every_nth_epoch_and_after_the_last(tiny_data, tmp_path):
+    code, rec, console = run_loop(_argv(tiny_data, tmp_path, "--epochs", "3", "--val-every",
+                                        "2", "--max-batches", "1"))
+    assert code == 0, console
+    assert [m.epoch for m in rec.of(ev.EpochMetrics) if m.phase == "val"] == [2, 3]
+    assert [m.epoch for m in rec.of(ev.EpochMetrics) if m.phase == "trn"] == [1, 2, 3]
+    assert "E1 val" not in console and "E2 val" in console
+
+
+def test_seg_training_samples_are_each_nodule_once(tiny_data):
+    from luna_core.data.csvread import read_annotations
+
+    trn_series, _ = split_series(tiny_data["data_dir"], 2)
+    nodules = read_annotations(nodules_file(tiny_data["data_dir"]))
+    ds = SegTrainingDataset(tiny_data["data_dir"], tiny_data["cache_dir"], trn_series, nodules)
+    assert len(ds) == sum(len(nodules.get(u, ())) for u in trn_series)
