@@ -192,3 +192,27 @@ def test_seg_training_samples_are_each_nodule_once(tiny_data):
     nodules = read_annotations(nodules_file(tiny_data["data_dir"]))
     ds = SegTrainingDataset(tiny_data["data_dir"], tiny_data["cache_dir"], trn_series, nodules)
     assert len(ds) == sum(len(nodules.get(u, ())) for u in trn_series)
+
+
+def test_summary_runs_and_compare_show_a_seg_runs_own_numbers(interrupted, capsys):
+    from luna_core.run.compare import read_history
+    from luna_tui.cli import main as cli_main
+
+    run_dir = interrupted["run_dir"]
+    h = read_history(run_dir)
+    e, recall = h.best(RECALL.key)
+    runs_dir = os.path.dirname(os.path.dirname(run_dir))
+    assert cli_main(["runs", run_dir, "--runs-dir", runs_dir]) == 0
+    out = capsys.readouterr().out
+    assert f"best epoch: recall {recall:.3f} at E{e} (picks best.pt); validation loss" in out
+    last = [line for line in out.splitlines() if "last validation (E2)" in line][0]
+    assert "recall" in last and "Dice" in last and "CPM" not in last
+    assert cli_main(["runs", "--runs-dir", runs_dir, "--wide"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert "BEST DICE" in listing[0]
+    de, dice = h.best(DICE.key)
+    assert f"{dice:.3f} E{de}" in listing[1]
+    assert cli_main(["compare", run_dir, "--runs-dir", runs_dir]) == 0
+    header = [line for line in capsys.readouterr().out.splitlines()
+              if line.startswith("run")][0].split()
+    assert header[3:] == ["val", "loss", "recall", "Dice", "precision", "F1", "FP", "pixels"]

@@ -102,5 +102,5 @@ def test_best_pt_follows_the_tasks_own_metric(train_argv, tmp_path, monkeypatch)
 
 
 def test_an_unknown_task_is_named():
-    with pytest.raises(ValueError, match="no task 'seg'"):
-        task_module.task_class("seg")
+    with pytest.raises(ValueError, match="no task 'segment'"):
+        task_module.task_class("segment")

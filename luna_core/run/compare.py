@@ -24,6 +24,7 @@ from luna_core.run.metric_catalog import (
     metric,
 )
 from luna_core.run.runs import not_a_run
+from luna_core.run.task_table import task_view
 
 #: Options that change how a run is operated, not what it learns: never "a difference".
 OPERATIONAL = frozenset({"resume", "headless", "runs_dir", "num_workers", "threads",
@@ -209,23 +210,33 @@ def best_text(history: RunHistory, key: str, higher: bool | None = None,
     return "-" if b is None else f"{metric(key).number(b[1], digits)} E{b[0]}"
 
 
+def metrics_of(histories: list[RunHistory]) -> tuple[Metric, ...]:
+    """The comparison's columns: each run's task's (luna_core.run.task_table), in order,
+    each once (classifier runs alone: ``METRICS``)."""
+    out: list[Metric] = []
+    for h in histories:
+        out += [m for m in task_view(h.options).columns if m not in out]
+    return tuple(out) or METRICS
+
+
 def compare_rows(histories: list[RunHistory]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the comparison: per run its differing options, then per epoch its
     validation metrics, then its best values with their epochs."""
     differ = differing_options(histories)
-    header = ["run", "epoch", "samples"] + [TITLES.get(m.key, m.name) for m in METRICS]
+    columns = metrics_of(histories)
+    header = ["run", "epoch", "samples"] + [TITLES.get(m.key, m.name) for m in columns]
     rows: list[list[str]] = []
     for i, h in enumerate(histories, 1):
         name = f"#{i}"
-        rows.append([name, "options", options_text(h, differ)] + [""] * len(METRICS))
+        rows.append([name, "options", options_text(h, differ)] + [""] * len(columns))
         for change in h.changes:
-            rows.append([name, "steered", change] + [""] * len(METRICS))
+            rows.append([name, "steered", change] + [""] * len(columns))
         for r in h.epochs:
             rows.append([name, str(r.epoch), str(r.total_samples)]
-                        + [m.text(r.values.get(m.key)) for m in METRICS])
-        rows.append([name, "best", ""] + [best_text(h, m.key) for m in METRICS])
+                        + [m.text(r.values.get(m.key)) for m in columns])
+        rows.append([name, "best", ""] + [best_text(h, m.key) for m in columns])
         if h.best(CPM.key):
-            rows.append([name, "best CPM", best_cpm_text(h)] + [""] * len(METRICS))
+            rows.append([name, "best CPM", best_cpm_text(h)] + [""] * len(columns))
     return header, rows
 
 
@@ -267,18 +278,19 @@ def compare_csv(histories: list[RunHistory]) -> str:
     """The same as CSV: one row per run and epoch (and its best), the differing options as
     columns."""
     differ = differing_options(histories)
+    columns = metrics_of(histories)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     extra = (*CPM.interval, *FROC_KEYS)
     w.writerow(["run_dir", "split", *differ, "epoch", "total_samples"]
-               + [m.key for m in METRICS] + list(extra))
+               + [m.key for m in columns] + list(extra))
     for h in histories:
         opts = [split_of(h), *(h.options.get(n) for n in differ)]
         for r in h.epochs:
             w.writerow([h.run_dir, *opts, r.epoch, r.total_samples]
-                       + [r.values.get(m.key) for m in METRICS]
+                       + [r.values.get(m.key) for m in columns]
                        + [r.values.get(k) for k in extra])
-        bests = [h.best(m.key) for m in METRICS]
+        bests = [h.best(m.key) for m in columns]
         w.writerow([h.run_dir, *opts, "best", ""] + ["" if b is None else b[1] for b in bests])
         w.writerow([h.run_dir, *opts, "best_epoch", ""]
                    + ["" if b is None else b[0] for b in bests])

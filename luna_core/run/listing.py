@@ -15,12 +15,12 @@ from luna_core.run.compare import (
     options_text,
     split_of,
 )
-from luna_core.run.metric_catalog import CORRECT_POS, F1, LOSS, RECALL
+from luna_core.run.metric_catalog import CORRECT_POS, DICE, F1, LOSS, RECALL
 from luna_core.run.runs import RunInfo
 
 #: Columns left out, first to last, when the terminal is too narrow for all of them.
-DROP_ORDER = ("options", "started", "split", "best_f1", "val_pos", "best_recall", "best_loss",
-              "best_cpm")
+DROP_ORDER = ("options", "started", "split", "best_f1", "val_pos", "best_dice", "best_recall",
+              "best_loss", "best_cpm")
 MIN_RUN = 24            # the run's name gets at least this many columns before one is dropped
 GAP = 2
 
@@ -41,7 +41,7 @@ def _cells(run: RunInfo, h: RunHistory, differ: list[str],
         "val_pos": "-" if run.val_correct_pos is None else CORRECT_POS.number(run.val_correct_pos),
         "best_loss": best_text(h, LOSS.key),
         "best_recall": best_text(h, RECALL.key),
-        "best_f1": best_text(h, F1.key),
+        "best_f1": best_text(h, F1.key), "best_dice": best_text(h, DICE.key),
         "best_cpm": best_cpm_text(h), "split": split_of(h),
         "started": started, "run": run.run_dir,
         "options": f"[{options_text(h, differ, defaults)}]" if differ else "",
@@ -52,7 +52,7 @@ COLUMNS = [  # (key, title, right-aligned)
     ("state", "STATE", False), ("epoch", "EPOCH", True), ("val_loss", "VAL LOSS", True),
     ("val_pos", "VAL POS%", True), ("best_loss", "BEST LOSS", True),
     ("best_cpm", "BEST CPM [95% CI]", True), ("best_recall", "BEST RECALL", True),
-    ("best_f1", "BEST F1", True), ("split", "SPLIT", False),
+    ("best_f1", "BEST F1", True), ("best_dice", "BEST DICE", True), ("split", "SPLIT", False),
     ("started", "STARTED", False), ("run", "RUN", False),
     ("options", "[OPTIONS THAT DIFFER]", False),
 ]
@@ -87,7 +87,9 @@ def runs_lines(found: list[tuple[RunInfo, list]], histories: list[RunHistory],
     differ = differing_options(histories)
     rows = [_cells(run, h, differ, defaults)
             for (run, _e), h in zip(found, histories, strict=True)]
-    columns = [c for c in COLUMNS if c[0] != "options" or differ]
+    segmented = any(h.best(DICE.key) for h in histories)      # a seg run among them
+    columns = [c for c in COLUMNS if (c[0] != "options" or differ)
+               and (c[0] != "best_dice" or segmented)]
     widths = {key: max([len(title)] + [len(r[key]) for r in rows]) for key, title, _r in COLUMNS}
 
     def used(cols) -> int:

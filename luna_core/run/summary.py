@@ -23,11 +23,10 @@ from luna_core.run.metric_catalog import (
     CPM,
     F1,
     LOSS,
-    PRECISION,
-    RECALL,
     best_point,
     metric,
 )
+from luna_core.run.task_table import task_view
 from luna_core.run.verdict import verdict
 
 
@@ -36,10 +35,6 @@ class _Phase:
     active_s: float = 0.0      # the phase's time, pauses left out
     data_s: float = 0.0        # of the batches seen, waiting for data
     busy_s: float = 0.0        # of the batches seen, data + compute
-
-
-#: The last validation's line: each of these, last and best.
-LAST_VALIDATION = (CPM, RECALL, PRECISION, F1)
 
 
 @dataclass
@@ -174,6 +169,7 @@ class RunSummary:
                + (f" ({self.epochs_done} of {self.epochs} epochs)" if self.epochs else "")]
         if self.error:
             out.append(f"  why: {self.error}")
+        view = task_view(self.run.current.options if self.run.current else None)
         loss, f1 = self.best(LOSS.key), self.best(F1.key)
         if loss is None:
             out.append("  no validation finished: no best epoch")
@@ -185,11 +181,15 @@ class RunSummary:
             cpm_text = ""
             if cpm is not None:
                 cpm_text = f"{CPM.name} {cpm_of(rows[cpm[0]])} at E{cpm[0]}; "
+            picked = self.best(view.best.key)
+            if view.best is not LOSS and picked is not None:   # what picked best.pt first
+                cpm_text = (f"{view.best.name} {view.best.number(picked[1])} at "
+                            f"E{picked[0]} (picks best.pt); " + cpm_text)
             out.append(f"  best epoch: {cpm_text}validation {LOSS.name} "
                        f"{LOSS.number(loss[1])} at E{loss[0]}; {f1_text}")
             last_epoch = max(rows)
             parts = []
-            for m in LAST_VALIDATION:
+            for m in view.last_validation:
                 last, best = rows[last_epoch].get(m.key), self.best(m.key)
                 if last is not None and best is not None:
                     parts.append(f"{m.name} {m.number(last)} (best "

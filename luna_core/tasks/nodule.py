@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from luna_core.data.loader import make_datasets
 from luna_core.data.sampler import BalancedSampler, EpochSampler
-from luna_core.run.metric_catalog import LOSS
+from luna_core.run.task_table import TASK_VIEWS
 from luna_core.score import example_picker
 from luna_core.score.validation import ValidationScorer
 from luna_core.train.metrics import (
@@ -28,7 +28,7 @@ from luna_core.train.task import Task
 class NoduleTask(Task):
     name = "nodule"
     metrics_size = METRICS_SIZE          # label, positive probability, loss per sample
-    best_metric = LOSS                   # the book's rule: the lowest validation loss
+    best_metric = TASK_VIEWS["nodule"].best  # the book's rule: the lowest validation loss
 
     def __init__(self, args) -> None:
         super().__init__(args)

@@ -16,7 +16,7 @@ import torch
 
 from luna_core.data.sampler import EpochSampler
 from luna_core.data.segdsets import make_seg_datasets
-from luna_core.run.metric_catalog import RECALL
+from luna_core.run.task_table import TASK_VIEWS
 from luna_core.train.seg_metrics import (
     METRICS_FN_NDX,
     METRICS_FP_NDX,
@@ -44,7 +44,7 @@ def crop_corners(draw, count: int, window: int, crop: int = CROP) -> list[tuple[
 class SegTask(Task):
     name = "seg"
     metrics_size = METRICS_SIZE          # loss, TP, FN, FP pixels per slice
-    best_metric = RECALL                 # the book's rule: the highest pixel recall
+    best_metric = TASK_VIEWS["seg"].best    # the book's rule: the highest pixel recall
 
     # ------------------------------------------------------------------ data and model
     def datasets(self):

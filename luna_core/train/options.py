@@ -9,6 +9,7 @@ import math
 import os
 
 from luna_core.data.default_dirs import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, default_num_workers
+from luna_core.run.task_table import TASK_VIEWS
 from luna_core.train.task import DEFAULT_TASK, TASK_DEFAULTS, TASKS
 
 __all__ = ["DEFAULT_CACHE_DIR", "DEFAULT_DATA_DIR", "DEFAULT_RUNS_DIR", "RESUME_MUST_MATCH",
@@ -74,8 +75,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--headless", action="store_true",
                         help="train without the cockpit; one log line per event on stderr")
     parser.add_argument("--task", choices=list(TASKS), default=DEFAULT_TASK,
-                        help="what to train: " + "; ".join(f"{name}: {what}" for name, (
-                            _where, what) in TASKS.items()))
+                        help="what to train: " + "; ".join(
+                            f"{name}: {what}" + (f", best.pt by {TASK_VIEWS[name].why_best}"
+                                                 if name in TASK_VIEWS else "")
+                            for name, (_where, what) in TASKS.items()))
     parser.add_argument("--epochs", type=int, default=1, help="number of epochs to train for")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="samples per batch (per process under torchrun)")

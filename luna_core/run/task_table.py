@@ -1,0 +1,46 @@
+"""What the readers of a run (the summary, `runs`, `compare`, the cockpit) show for each task,
+and which metric picks its best.pt: one row a task, read from the run's own ``task`` option
+(runs from before tasks: the classifier). The loop's tasks (luna_core.train.task) take their
+``best_metric`` from here, so the checkpoint and every reader agree. No torch here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from luna_core.run.metric_catalog import (
+    AUC,
+    CPM,
+    DICE,
+    F1,
+    LOSS,
+    PIXEL_FP,
+    PRECISION,
+    RECALL,
+    Metric,
+)
+
+
+@dataclass(frozen=True)
+class TaskView:
+    name: str
+    best: Metric                       # picks best.pt (the catalog says which way is better)
+    why_best: str                      # said in --help and the README
+    last_validation: tuple[Metric, ...]   # the summary's "last validation" line
+    columns: tuple[Metric, ...]        # `compare`'s columns (loss first)
+
+
+TASK_VIEWS: dict[str, TaskView] = {
+    "nodule": TaskView("nodule", LOSS, "the lowest validation loss (the book's)",
+                       (CPM, RECALL, PRECISION, F1), (LOSS, CPM, AUC, RECALL, PRECISION, F1)),
+    "seg": TaskView("seg", RECALL,
+                    "the highest pixel recall (the book's: a missed nodule costs more than "
+                    "false positive pixels, which the classifier filters)",
+                    (RECALL, DICE, PRECISION, F1), (LOSS, RECALL, DICE, PRECISION, F1, PIXEL_FP)),
+}
+DEFAULT = "nodule"
+
+
+def task_view(options: dict | None) -> TaskView:
+    """The row of the task a run's options name (unknown or none: the classifier's)."""
+    name = (options or {}).get("task") or DEFAULT
+    return TASK_VIEWS.get(name, TASK_VIEWS[DEFAULT])
