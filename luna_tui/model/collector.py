@@ -29,7 +29,7 @@ from luna_core.run.events import (
     RunStarted,
 )
 from luna_core.run.fold import ENDED_STATES, RunState, event_method
-from luna_core.run.metric_catalog import CORRECT, CORRECT_POS, CPM, LOSS, LOSS_POS
+from luna_core.run.metric_catalog import CORRECT, CORRECT_POS, CPM, LOSS, LOSS_POS, RECALL
 from luna_core.run.summary import RunSummary
 from luna_tui.model.snapshot import (
     Bottleneck,
@@ -117,6 +117,10 @@ class _PhaseClock:
 
 def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else 100.0 * value
 
 
 def _opt_float(metrics: Mapping[str, float], key: str) -> float | None:
@@ -213,6 +217,7 @@ class EventCollector:
             state_detail=state.detail,
             run_dir=run.run_dir if run else "",
             device=run.device if run else "",
+            task=(run.options.get("task") or "nodule") if run else "nodule",
             lr=state.lr, momentum=state.momentum,
             pid=run.pid if run else None,
             resumed_from=run.resumed_from if run else None,
@@ -318,7 +323,9 @@ class EventCollector:
             epoch=ev.epoch,
             loss_all=_opt_float(ev.metrics, LOSS.key),
             loss_pos=_opt_float(ev.metrics, LOSS_POS.key),
-            correct_pos=_opt_float(ev.metrics, CORRECT_POS.key),
+            # % of nodules right; a seg run's: % of nodule pixels found (its recall)
+            correct_pos=_opt_float(ev.metrics, CORRECT_POS.key) if CORRECT_POS.key in ev.metrics
+            else _percent(_opt_float(ev.metrics, RECALL.key)),
             correct_all=_opt_float(ev.metrics, CORRECT.key),
             total_samples=ev.total_samples,
             cpm=_opt_float(ev.metrics, CPM.key))

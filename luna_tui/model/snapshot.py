@@ -125,6 +125,7 @@ class RunSnapshot:
     # run
     run_dir: str = ""
     device: str = ""
+    task: str = "nodule"                      # what the run trains (--task)
     pid: int | None = None
     resumed_from: str | None = None
     epochs: int | None = None                 # last epoch (inclusive)

@@ -19,10 +19,14 @@ from luna_core.run.metric_catalog import (
     CORRECT_NEG,
     CORRECT_POS,
     CPM,
+    DICE,
     F1,
     LOSS,
     LOSS_NEG,
     LOSS_POS,
+    PIXEL_FN,
+    PIXEL_FP,
+    PIXEL_TP,
     PRECISION,
     RECALL,
     SENS_AT_1FP,
@@ -97,12 +101,51 @@ def score_line(snap: RunSnapshot, compact: bool = False, width: int | None = Non
     return line(parts)
 
 
+#: The segmentation task's table: a row a phase, its pixel numbers (luna_core.train.seg_metrics).
+PIXEL_COLUMNS = (LOSS, PIXEL_TP, PIXEL_FN, PIXEL_FP, PRECISION, RECALL, F1, DICE)
+
+
+def render_pixel_table(snap: RunSnapshot, width: int = 76,
+                       versus: str | None = None) -> Group | Table:
+    """--task seg: the latest epoch's pixel numbers, training and validation (TP, FN and FP
+    as % of the label's pixels; FP passes 100 % on whole slices), and the label pixels found."""
+    table = Table(box=None, pad_edge=False, padding=(0, 1), expand=False,
+                  header_style="bold", show_edge=False)
+    table.add_column("", no_wrap=True)
+    for m in PIXEL_COLUMNS:
+        table.add_column(m.short, justify="right", no_wrap=True)
+    for phase in ("trn", "val"):
+        pm = snap.metrics.get(phase)
+        if pm is None:
+            continue
+        cells = [_pixel_cell(m, pm.get(m.key)) for m in PIXEL_COLUMNS]
+        table.add_row(f"{phase} E{pm.epoch}", *cells)
+    val = snap.metrics.get("val")
+    below = []
+    if val is not None:
+        below.append(Text(f"val E{val.epoch}: {fmt.count(val.pos_correct)} of "
+                          f"{fmt.count(val.pos_count)} nodule pixels found; best.pt by recall",
+                          style="bold"))
+    if versus:
+        below.append(Text(versus, style="bold"))
+    return Group(table, *below) if below else table
+
+
+def _pixel_cell(m, value: float | None) -> str:
+    """A pixel number as the table shows it: FP % runs to thousands, without decimals."""
+    if m.percent:
+        return fmt.pct(value, 0 if value is not None and abs(value) >= 100 else 1)
+    return fmt.num(value, m.digits)
+
+
 def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = False,
-                       versus: str | None = None) -> Group | Text:
+                       versus: str | None = None) -> Group | Table | Text:
     """The table; ``versus``: a line on this run against a baseline run, shown under it."""
     if not snap.metrics:
         return Text("no epoch finished yet — metrics appear after the first training epoch",
                     style="dim")
+    if snap.task == "seg":
+        return render_pixel_table(snap, width, versus)
     compact = width < 72
     table = Table(box=None, pad_edge=False, padding=(0, 1), expand=False,
                   header_style="bold", show_edge=False)
@@ -181,7 +224,7 @@ class ClassTablePane(MemoPane):
     def draw(self, width: int, snap: RunSnapshot) -> None:
         alarm = bool(alarm_lines(snap))
         self.set_class(alarm, "-alarm")
-        self.border_title = (f"!! Per class · {MISSED}" if alarm
-                             else "Per class · latest epoch")
+        what = "Pixels" if snap.task == "seg" else "Per class"
+        self.border_title = (f"!! {what} · {MISSED}" if alarm else f"{what} · latest epoch")
         self.update(render_class_table(snap, width, no_color=self.app.no_color,
                                        versus=self.versus(snap)))

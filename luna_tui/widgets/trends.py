@@ -298,9 +298,11 @@ class TrendsPane(CockpitPane, Container):
         else:
             series = _epochs(val or trn, "correct_pos")
             m = CORRECT_POS
-            title = (pd.value_title(m.label, f.title_phase, series, m.lower, m.spec),
-                     pd.value_title(m.short, f.title_phase, series, m.lower, ".0f"),
-                     m.short)
+            label, short = ((m.label, m.short) if f.snap.task != "seg"
+                            else ("% of nodule pixels found (recall)", "pixels found %"))
+            title = (pd.value_title(label, f.title_phase, series, m.lower, m.spec),
+                     pd.value_title(short, f.title_phase, series, m.lower, ".0f"),
+                     short)
         self._epoch_axis(w, f.epoch_ticks, f.last, any_data or bool(cpm), title, f.snap)
 
     def _epoch_axis(self, w: TrendPlot, ticks, last: int, any_data: bool,
