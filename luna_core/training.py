@@ -310,14 +310,24 @@ class LunaTrainingApp(LoopSetup):
             log.error("%s: the validation scores of E%d were not written (%s); training "
                       "goes on", ev.SIDE_OUTPUT_FAILED, epoch, exc)
         try:
-            saved = self.task.save_examples(self.run_dir, epoch, self.val_ds, rows, metrics_a)
+            saved = self.task.save_examples(self.run_dir, epoch, self.val_ds, rows, metrics_a,
+                                            predict=self._predict)
         except OSError as exc:
             log.error("%s: the examples of E%d were not written (%s); training goes on",
                       ev.SIDE_OUTPUT_FAILED, epoch, exc)
             return
         if saved is not None:
             path, counts = saved
-            self.bus.emit(ev.ExamplesSaved(epoch=epoch, path=path, **counts))
+            self.bus.emit(ev.ExamplesSaved(epoch=epoch, path=path, counts=dict(counts), **{
+                k: n for k, n in counts.items() if k in ("misses", "false_alarms", "best")}))
+
+    def _predict(self, input_a):
+        """The model's output for a few samples (a task's examples), in eval mode, on the
+        training device; no gradients."""
+        self.model.eval()
+        with torch.no_grad(), self._autocast():
+            out = self.model(torch.as_tensor(input_a).to(self.device, torch.float32))
+        return out.float().cpu().numpy()
 
     # ------------------------------------------------------------------ one phase
     def _start_phase(self, phase: str, epoch: int, dl: DataLoader, start_batch: int):

@@ -39,7 +39,7 @@ from .masks import build_mask
 CONTEXT_SLICES = 3                        # each side of the slice: 7 channels
 WINDOW_IRC = (2 * CONTEXT_SLICES + 1, 96, 96)
 WINDOW_STORE_IRC = (WINDOW_IRC[0] + 1, *WINDOW_IRC[1:])   # + the mask plane
-VOLUME_FORMAT = 1
+VOLUME_FORMAT = 2
 _MAGIC = b"LUNASEGV"
 _PREFIX = struct.Struct("<8sII")
 _ALIGN = 4096
@@ -74,6 +74,7 @@ class SeriesVolume(NamedTuple):
     shape_irc: tuple[int, int, int]
     mask_slices: tuple[int, ...]           # slices holding mask pixels
     empty_nodules: int                     # nodules whose mask is empty
+    vx_size_xyz: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     @property
     def slice_nbytes(self) -> int:
@@ -113,7 +114,8 @@ class SegVolumeStore:
                 return None
             return SeriesVolume(series_uid, str(path), offset, shape,
                                 tuple(int(k) for k in meta["mask_slices"]),
-                                int(meta["empty_nodules"]))
+                                int(meta["empty_nodules"]),
+                                tuple(float(v) for v in meta["vx_size_xyz"]))
         except (OSError, ValueError, KeyError, TypeError, struct.error):
             return None
 
@@ -144,6 +146,7 @@ class SegVolumeStore:
         empty = sum(1 for c, ok in zip(irc.tolist(), inside.tolist(), strict=True)
                     if ok and not mask[int(c[0]), int(c[1]), int(c[2])])
         meta = {"series_uid": series_uid, "shape_irc": list(shape), "source": source,
+                "vx_size_xyz": list(ct.vx_size_xyz),
                 "nodules_sha256": digest, "empty_nodules": empty,
                 "mask_slices": np.flatnonzero(mask.any(axis=(1, 2))).tolist()}
         body = json.dumps(meta, separators=(",", ":")).encode()

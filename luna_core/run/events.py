@@ -184,9 +184,10 @@ class ExamplesSaved(Event):
     kind: ClassVar[str] = "examples"
     epoch: int
     path: str
-    misses: int
-    false_alarms: int
-    best: int
+    misses: int = 0
+    false_alarms: int = 0
+    best: int = 0
+    counts: dict[str, int] = field(default_factory=dict)   # per kind, every task's kinds
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

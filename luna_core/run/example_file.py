@@ -28,17 +28,26 @@ from luna_core.errors import LunaInputError
 from luna_core.fsutil import atomic_write
 
 EXAMPLES_DIR = "examples"
-FORMAT = 1
+FORMAT = 2                   # 2: the task and each example's pixels; 1 (the classifier's) read
 KINDS = ("misses", "false_alarms", "best")
+#: --task seg's: the validation slices with the most missed and most falsely marked pixels.
+SEG_KINDS = ("missed_pixels", "false_pixels")
+KINDS_OF_TASK = {"nodule": KINDS, "seg": SEG_KINDS}
+#: A seg example's chunk: (3, H, W) planes: the slice's HU, its label, the model's call (0/1).
+SEG_PLANES = 3
 #: A candidate is called a nodule above it (as recall and precision count, train.metrics).
 EXAMPLE_THRESHOLD = 0.5
 KIND_TITLE = {"misses": "worst misses (nodules scored 0.5 or less)",
               "false_alarms": "false alarms (non-nodules scored above 0.5)",
-              "best": "best hits (nodules scored above 0.5)"}
+              "best": "best hits (nodules scored above 0.5)",
+              "missed_pixels": "most nodule pixels missed",
+              "false_pixels": "most pixels falsely marked"}
 #: What an empty kind means (the examples view and `luna-tui examples` say it).
 KIND_NONE = {"misses": "none: every nodule scored above 0.5",
              "false_alarms": "none: no non-nodule scored above 0.5",
-             "best": "none: no nodule scored above 0.5"}
+             "best": "none: no nodule scored above 0.5",
+             "missed_pixels": "none: no validation slice missed a nodule pixel",
+             "false_pixels": "none: no validation slice has a falsely marked pixel"}
 LUNG_WINDOW = (-1000.0, 400.0)          # HU shown black ... white
 _NAME = re.compile(r"^E(\d+)\.zip$")
 
@@ -55,9 +64,10 @@ class Example:
     vx_size_xyz: tuple[float, float, float]
     diameter_mm: float         # 0: no annotation matched the candidate
     is_nodule: bool
-    probability: float
+    probability: float         # seg: the slice's pixel recall (0 when it has no label)
     loss: float
     chunk: int                 # which of the file's chunks
+    pixels: tuple[int, int, int] | None = None   # seg: (TP, FN, FP) pixels of the slice
 
     @property
     def short_uid(self) -> str:
@@ -70,6 +80,15 @@ class ExampleSet:
     width_irc: tuple[int, int, int]
     examples: list[Example]
     data: array                # every chunk's voxels, int16
+    task: str = "nodule"       # the run's --task: which kinds, how a chunk is drawn
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return KINDS_OF_TASK.get(self.task, KINDS)
+
+    def plane(self, ex: Example, k: int) -> list[list[int]]:
+        """Plane ``k`` of the example's chunk (a seg example's 0: HU, 1: label, 2: call)."""
+        return self.axial(ex, k)
 
     def of_kind(self, kind: str) -> list[Example]:
         return sorted((e for e in self.examples if e.kind == kind), key=lambda e: e.rank)
@@ -127,11 +146,12 @@ def saved_epochs(run_dir: str) -> list[int]:
 
 
 def write_examples(path: str, epoch: int, width_irc, examples: list[dict],
-                   chunks: list[bytes]) -> None:
-    """``examples``: Example's fields as a dict each; ``chunks``: each chunk's int16 bytes."""
+                   chunks: list[bytes], task: str = "nodule") -> None:
+    """``examples``: Example's fields as a dict each (``pixels`` optional); ``chunks``: each
+    chunk's int16 bytes."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    meta = {"format": FORMAT, "epoch": epoch, "width_irc": list(width_irc),
-            "examples": examples}
+    meta = {"format": FORMAT, "epoch": epoch, "width_irc": list(width_irc), "task": task,
+            "examples": [{"pixels": None, **e} for e in examples]}
     with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
         z.writestr("examples.json", json.dumps(meta))
         z.writestr("chunks.i16", b"".join(chunks))
@@ -150,9 +170,11 @@ def prune_examples(run_dir: str, keep: int) -> list[str]:
     return removed
 
 
-#: examples.json's keys, and each example's (format 1): no more, no fewer
-META_KEYS = frozenset({"format", "epoch", "width_irc", "examples"})
+#: examples.json's keys, and each example's (format 2; format 1 without task and pixels): no
+#: more, no fewer
+META_KEYS = frozenset({"format", "epoch", "width_irc", "examples", "task"})
 EXAMPLE_KEYS = frozenset(f.name for f in dataclasses.fields(Example))
+V1_META_KEYS, V1_EXAMPLE_KEYS = META_KEYS - {"task"}, EXAMPLE_KEYS - {"pixels"}
 MAX_WIDTH = 1024                       # voxels along a chunk's axis: more is not a chunk
 
 
@@ -168,18 +190,20 @@ def _triple(v, test) -> bool:
     return isinstance(v, list) and len(v) == 3 and all(test(x) for x in v)
 
 
-def _example(e, k: int, width: tuple[int, int, int], chunks: int) -> Example:
+def _example(e, k: int, width: tuple[int, int, int], chunks: int, version: int = FORMAT,
+             kinds=KINDS) -> Example:
     """Example ``k`` of examples.json, or ValueError saying what is wrong with it."""
     if not isinstance(e, dict):
         raise ValueError(f"example {k} is a {type(e).__name__}, not an object")
     keys = e.keys()
-    if keys != EXAMPLE_KEYS:
-        extra, missing = sorted(keys - EXAMPLE_KEYS), sorted(EXAMPLE_KEYS - keys)
+    want = EXAMPLE_KEYS if version >= 2 else V1_EXAMPLE_KEYS
+    if keys != want:
+        extra, missing = sorted(keys - want), sorted(want - keys)
         raise ValueError(f"example {k} " + "; ".join(
             ([f"lacks {', '.join(missing)}"] if missing else [])
             + ([f"has unknown {', '.join(map(str, extra))}"] if extra else [])))
     checks = {
-        "kind": lambda v: v in KINDS, "rank": lambda v: _is_int(v) and v >= 1,
+        "kind": lambda v: v in kinds, "rank": lambda v: _is_int(v) and v >= 1,
         "sample": lambda v: _is_int(v) and v >= 0,
         "series_uid": lambda v: isinstance(v, str) and 0 < len(v) <= 128,
         "center_xyz": lambda v: _triple(v, _is_number),
@@ -192,7 +216,10 @@ def _example(e, k: int, width: tuple[int, int, int], chunks: int) -> Example:
         "is_nodule": lambda v: isinstance(v, bool),
         "probability": _is_number, "loss": _is_number,
         "chunk": lambda v: _is_int(v) and v >= 0,
+        "pixels": lambda v: v is None or (_triple(v, _is_int) and min(v) >= 0),
     }
+    if version < 2:
+        del checks["pixels"]
     for name, ok in checks.items():
         if not ok(e[name]):
             text = repr(e[name])
@@ -201,10 +228,12 @@ def _example(e, k: int, width: tuple[int, int, int], chunks: int) -> Example:
     if e["chunk"] >= chunks:
         raise ValueError(f"example {k}'s chunk {e['chunk']} is not there: chunks.i16 holds "
                          f"{chunks} (cut short?)")
+    pixels = e.get("pixels")
     return Example(**{**e, "center_xyz": tuple(e["center_xyz"]),
                       "center_irc": tuple(e["center_irc"]),
                       "irc_in_chunk": tuple(e["irc_in_chunk"]),
-                      "vx_size_xyz": tuple(e["vx_size_xyz"])})
+                      "vx_size_xyz": tuple(e["vx_size_xyz"]),
+                      "pixels": None if pixels is None else tuple(pixels)})
 
 
 def read_examples(path: str) -> ExampleSet:
@@ -241,8 +270,9 @@ def _examples(meta, raw: bytes, path: str) -> ExampleSet:
     if version > FORMAT:
         raise LunaInputError(f"examples format {version} is newer than this luna-tui "
                              f"reads ({FORMAT})", path)
-    if meta.keys() != META_KEYS:
-        extra, missing = sorted(meta.keys() - META_KEYS), sorted(META_KEYS - meta.keys())
+    want = META_KEYS if version >= 2 else V1_META_KEYS
+    if meta.keys() != want:
+        extra, missing = sorted(meta.keys() - want), sorted(want - meta.keys())
         raise ValueError("examples.json " + "; ".join(
             ([f"lacks {', '.join(missing)}"] if missing else [])
             + ([f"has unknown {', '.join(map(str, extra))}"] if extra else [])))
@@ -264,6 +294,11 @@ def _examples(meta, raw: bytes, path: str) -> ExampleSet:
         data.byteswap()
     if not isinstance(meta["examples"], list):
         raise ValueError(f"examples is a {type(meta['examples']).__name__}, not a list")
-    examples = [_example(e, k, width, len(data) // n)
+    task = meta.get("task", "nodule")
+    if task not in KINDS_OF_TASK:
+        raise ValueError(f"unknown task {task!r:.20}")
+    if task == "seg" and width[0] != SEG_PLANES:
+        raise ValueError(f"a seg example holds {SEG_PLANES} planes, not {width[0]}")
+    examples = [_example(e, k, width, len(data) // n, version, KINDS_OF_TASK[task])
                 for k, e in enumerate(meta["examples"], 1)]
-    return ExampleSet(meta["epoch"], width, examples, data)
+    return ExampleSet(meta["epoch"], width, examples, data, task)

@@ -97,7 +97,8 @@ class NoduleTask(Task):
             return None
         return self.scorer.save(run_dir, epoch, rows, metrics_a[METRICS_PRED_NDX])
 
-    def save_examples(self, run_dir: str, epoch: int, val_ds, rows, metrics_a: np.ndarray):
+    def save_examples(self, run_dir: str, epoch: int, val_ds, rows, metrics_a: np.ndarray,
+                      predict=None):
         if not self.args.examples:
             return None
         return example_picker.save(run_dir, epoch, val_ds, rows, metrics_a[METRICS_PRED_NDX],

@@ -17,6 +17,7 @@ import torch
 from luna_core.data.sampler import EpochSampler
 from luna_core.data.segdsets import make_seg_datasets
 from luna_core.run.task_table import TASK_VIEWS
+from luna_core.tasks import seg_examples
 from luna_core.train.seg_metrics import (
     METRICS_FN_NDX,
     METRICS_FP_NDX,
@@ -96,3 +97,12 @@ class SegTask(Task):
 
     def per_sample(self, metrics_a: np.ndarray):
         return None                      # no per-slice probability to plot
+
+    # ------------------------------------------------------------------ a validation
+    def save_examples(self, run_dir: str, epoch: int, val_ds, rows, metrics_a: np.ndarray,
+                      predict=None):
+        """The slices with the most missed and most falsely marked pixels."""
+        if not self.args.examples or predict is None:
+            return None
+        return seg_examples.save(run_dir, epoch, val_ds, rows, metrics_a, predict,
+                                 self.args.examples, self.args.keep_examples)

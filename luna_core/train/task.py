@@ -104,8 +104,9 @@ class Task:
         afterwards); the path written, or None when the task keeps none."""
         return None
 
-    def save_examples(self, run_dir: str, epoch: int, val_ds, rows, metrics_a):
-        """(path, counts) of what was written, or None when the task keeps no examples."""
+    def save_examples(self, run_dir: str, epoch: int, val_ds, rows, metrics_a, predict=None):
+        """(path, counts) of what was written, or None when the task keeps no examples;
+        ``predict``: the model on a few samples (numpy in, numpy out), in eval mode."""
         return None
 
 

@@ -1,7 +1,10 @@
 """A CT slice of an example as a picture: the lung window (-1000 ... 400 HU), square pixels in
 millimetres (the slice spacing is often 3x the in-plane one), and the annotated nodule's
 diameter drawn as a circle (a candidate without one, a false alarm, marked by four ticks
-round its centre). Pillow only (no numpy), so the cockpit can draw it."""
+round its centre). A segmentation example (--task seg) is its slice with the model's call
+over the label: found pixels green, missed magenta, falsely marked amber, as a close-up round
+the pixels that made it an example or the whole slice. Pillow only (no numpy), so the cockpit
+can draw it."""
 
 from __future__ import annotations
 
@@ -62,3 +65,57 @@ def example_image(examples: ExampleSet, ex: Example, view: str = "axial", offset
     rows, pixel_mm, centre = plane(examples, ex, view, offset)
     return slice_image(rows, pixel_mm, centre if offset == 0 else None, ex.diameter_mm,
                        mm_per_px)
+
+
+#: --task seg: the pixels' colours over the grey slice (distinct for the common colour
+#: blindnesses, and in half-blocks): found, missed, falsely marked.
+FOUND, MISSED, FALSE = (40, 200, 120), (230, 40, 170), (255, 176, 0)
+SEG_VIEWS = ("close-up", "slice")
+CLOSE_UP = 64            # pixels each way of a close-up (the size of a training crop)
+
+
+def _mask_image(rows: list[list[int]], keep) -> Image.Image:
+    h, w = len(rows), len(rows[0]) if rows else 0
+    return Image.frombytes("L", (w, h), bytes(255 if keep(v) else 0 for row in rows
+                                              for v in row))
+
+
+def seg_image(examples: ExampleSet, ex: Example, view: str = "close-up",
+              mm_per_px: float | None = None) -> Image.Image:
+    """A seg example's slice in the lung window with the call over the label; ``view``
+    'close-up': CLOSE_UP pixels round the example's centre, 'slice': the whole slice."""
+    hu, label, called = (examples.plane(ex, k) for k in range(3))
+    h, w = len(hu), len(hu[0]) if hu else 0
+    box = (0, 0, w, h)
+    if view == "close-up":
+        _i, r, c = ex.irc_in_chunk
+        size_r, size_c = min(CLOSE_UP, h), min(CLOSE_UP, w)
+        top = max(0, min(h - size_r, r - size_r // 2))
+        left = max(0, min(w - size_c, c - size_c // 2))
+        box = (left, top, left + size_c, top + size_r)
+    grey = Image.frombytes("L", (w, h), bytes(lung_window(v) for row in hu for v in row))
+    img = grey.convert("RGB")
+    both = [[2 * a + b for a, b in zip(lr, cr, strict=True)] for lr, cr in zip(label, called,
+                                                                             strict=True)]
+    for code, colour in ((3, FOUND), (2, MISSED), (1, FALSE)):   # label*2 + call
+        img = Image.composite(Image.new("RGB", (w, h), colour), img,
+                              _mask_image(both, lambda v, code=code: v == code))
+    img = img.crop(box)
+    x_mm, y_mm, _z = ex.vx_size_xyz
+    step = mm_per_px or min(x_mm, y_mm) / 2
+    size = (max(1, round(img.width * x_mm / step)), max(1, round(img.height * y_mm / step)))
+    return img.resize(size, Image.Resampling.NEAREST)
+
+
+def views_of(examples: ExampleSet) -> tuple[str, ...]:
+    return SEG_VIEWS if examples.task == "seg" else VIEWS
+
+
+def any_image(examples: ExampleSet, ex: Example, view: str | None = None, offset: int = 0,
+              mm_per_px: float | None = None) -> Image.Image:
+    """The picture of an example of either task (``view``: one of ``views_of``; None: the
+    first)."""
+    view = view or views_of(examples)[0]
+    if examples.task == "seg":
+        return seg_image(examples, ex, view, mm_per_px)
+    return example_image(examples, ex, view, offset, mm_per_px)

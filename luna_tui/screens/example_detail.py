@@ -2,7 +2,9 @@
 slices through its centre in the lung window, each as large as its third of the screen allows
 in proportion (square millimetres: textual-image's auto size keeps the picture's shape), the
 annotated diameter as a circle, and its numbers; ↑ ↓ step the axial slice through the
-chunk's 32 (the circle marks the centre slice only), Esc goes back."""
+chunk's 32 (the circle marks the centre slice only), Esc goes back. A --task seg example: a
+close-up round its pixels and the whole slice, pixels found, missed and falsely marked in
+three colours."""
 
 from __future__ import annotations
 
@@ -14,10 +16,28 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from luna_core.run.example_file import KIND_TITLE, Example, ExampleSet
-from luna_tui.model.ct_image import VIEWS, example_image
+from luna_tui.model.ct_image import CLOSE_UP, FALSE, FOUND, MISSED, any_image, views_of
+
+
+def seg_numbers(ex: Example, epoch: int) -> Text:
+    found, missed, false = ex.pixels
+    text = Text(f"val E{epoch} · {KIND_TITLE[ex.kind]} #{ex.rank}\n", style="bold")
+    text.append(f"nodule pixels found {found}, missed {missed}; falsely marked {false}"
+                + (f" · recall {ex.probability:.3f}" if ex.is_nodule else " · no nodule here")
+                + f" · loss {ex.loss:.3f}")
+    text.append("\nfound ", style="dim")
+    text.append("■", style=f"rgb{FOUND}")
+    text.append(" missed ", style="dim")
+    text.append("■", style=f"rgb{MISSED}")
+    text.append(" falsely marked ", style="dim")
+    text.append("■", style=f"rgb{FALSE}")
+    text.append(f"\nseries {ex.series_uid} · slice {ex.center_irc[0]}", style="dim")
+    return text
 
 
 def numbers(ex: Example, epoch: int) -> Text:
+    if ex.pixels is not None:
+        return seg_numbers(ex, epoch)
     text = Text(f"val E{epoch} · {KIND_TITLE[ex.kind]} #{ex.rank}\n", style="bold")
     text.append(f"probability {ex.probability:.4f} · loss {ex.loss:.3f} · "
                 f"{'nodule' if ex.is_nodule else 'not a nodule'}")
@@ -43,7 +63,7 @@ class ExampleDetail(ModalScreen[None]):
         with Vertical(id="example-detail"):
             yield Static(numbers(self.example, self.examples.epoch), id="detail-numbers")
             with Horizontal(id="detail-planes"):
-                for view in VIEWS:
+                for view in views_of(self.examples):
                     with Vertical(classes="detail-plane"):
                         yield Static(self._label(view), id=f"label-{view}",
                                      classes="detail-label")
@@ -52,13 +72,17 @@ class ExampleDetail(ModalScreen[None]):
                                                    classes="detail-image")
                         else:
                             yield Static("(images off)", classes="detail-image")
-            yield Static(Text("↑ ↓ axial slice · Esc back", style="dim"), id="detail-keys")
+            yield Static(Text("Esc back" if self.examples.task == "seg"
+                              else "↑ ↓ axial slice · Esc back", style="dim"), id="detail-keys")
 
     def _image(self, view: str):
-        return example_image(self.examples, self.example, view,
-                             self.slice_offset if view == "axial" else 0)
+        return any_image(self.examples, self.example, view,
+                         self.slice_offset if view == "axial" else 0)
 
     def _label(self, view: str) -> str:
+        if self.examples.task == "seg":
+            return (f"close-up · {CLOSE_UP} px round it" if view == "close-up"
+                    else f"whole slice {self.example.center_irc[0]}")
         if view != "axial":
             return f"{view} · centre"
         d = self.examples.width_irc[0]
@@ -66,6 +90,8 @@ class ExampleDetail(ModalScreen[None]):
         return f"axial · slice {index + 1}/{d}" + (" (centre)" if self.slice_offset == 0 else "")
 
     def action_slice(self, step: int) -> None:
+        if self.examples.task == "seg":               # one slice kept: nothing to step
+            return
         d = self.examples.width_irc[0]
         centre = self.example.irc_in_chunk[0]
         self.slice_offset = max(-centre, min(d - 1 - centre, self.slice_offset + step))

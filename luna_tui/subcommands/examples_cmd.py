@@ -12,7 +12,6 @@ from luna_core.errors import LunaInputError
 from luna_core.run.example_file import (
     KIND_NONE,
     KIND_TITLE,
-    KINDS,
     examples_path,
     read_examples,
     saved_epochs,
@@ -21,9 +20,16 @@ from luna_tui.subcommands import parser
 
 PNG_UPSAMPLE = 4
 COLUMNS = ("#", "prob", "loss", "diam mm", "series", "centre xyz (mm)", "centre irc")
+#: --task seg's: the slice's pixels found, missed and falsely marked, its recall.
+SEG_COLUMNS = ("#", "missed px", "false px", "found px", "recall", "loss", "series", "slice")
 
 
 def _rows(examples, kind: str) -> list[tuple[str, ...]]:
+    if examples.task == "seg":
+        return [(str(e.rank), str(e.pixels[1]), str(e.pixels[2]), str(e.pixels[0]),
+                 f"{e.probability:.3f}" if e.is_nodule else "-", f"{e.loss:.3f}",
+                 e.short_uid, str(e.center_irc[0]))
+                for e in examples.of_kind(kind)]
     return [(str(e.rank), f"{e.probability:.3f}", f"{e.loss:.3f}",
              f"{e.diameter_mm:.1f}" if e.diameter_mm > 0 else "-", e.short_uid,
              "(" + ", ".join(f"{v:.1f}" for v in e.center_xyz) + ")",
@@ -39,26 +45,28 @@ def table(examples, kinds) -> str:
         if not rows:
             out.extend([f"  {KIND_NONE[kind]}", ""])
             continue
-        widths = [max(len(r[k]) for r in [COLUMNS, *rows]) for k in range(len(COLUMNS))]
-        for r in [COLUMNS, *rows]:
-            out.append("  " + "  ".join(cell.rjust(w) if k < 4 else cell.ljust(w)
+        head = SEG_COLUMNS if examples.task == "seg" else COLUMNS
+        right = 6 if examples.task == "seg" else 4          # numbers right, names left
+        widths = [max(len(r[k]) for r in [head, *rows]) for k in range(len(head))]
+        for r in [head, *rows]:
+            out.append("  " + "  ".join(cell.rjust(w) if k < right else cell.ljust(w)
                                         for k, (cell, w) in enumerate(zip(r, widths))).rstrip())
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
 def write_pngs(examples, kinds, out_dir: str) -> list[str]:
-    from luna_tui.model.ct_image import VIEWS, example_image
+    from luna_tui.model.ct_image import any_image, views_of
 
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for kind in kinds:
         for e in examples.of_kind(kind):
-            for view in VIEWS:
+            for view in views_of(examples):
                 path = os.path.join(out_dir, f"E{examples.epoch:03d}-{kind}-{e.rank:02d}-"
                                              f"{view}.png")
                 fine = min(e.vx_size_xyz) / PNG_UPSAMPLE       # square pixels, 4 a voxel
-                example_image(examples, e, view, mm_per_px=fine).save(path)
+                any_image(examples, e, view, mm_per_px=fine).save(path)
                 written.append(path)
     return written
 
@@ -73,13 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         "loss, diameter and where they are; --png writes their axial, coronal and sagittal "
         "slices (lung window, the nodule's diameter as a circle, a candidate without one "
         "marked at its centre) for a report or a browser. At 0.5: a miss scored 0.5 or "
-        "less, a hit or a false alarm above it.")
+        "less, a hit or a false alarm above it. A --task seg run's: the slices with the "
+        "most missed and most falsely marked pixels; --png writes a close-up and the whole "
+        "slice, pixels found green, missed magenta, falsely marked amber.")
     p.add_argument("run", metavar="RUN_DIR|latest")
     add_runs_dir(p)
     p.add_argument("--epoch", type=int, default=None,
                    help="which validation (default: the newest kept)")
-    p.add_argument("--kind", choices=("misses", "false-alarms", "best", "all"),
-                   default="all")
+    p.add_argument("--kind", choices=("misses", "false-alarms", "best", "missed-pixels",
+                                      "false-pixels", "all"), default="all")
     p.add_argument("--png", default=None, metavar="DIR",
                    help="write each example's slices through its centre as PNG files")
     return p
@@ -111,7 +121,11 @@ def show_examples(target: str, runs_dir: str, epoch: int | None, kind: str,
     except LunaInputError as exc:
         print(f"luna-tui examples: {exc}", file=sys.stderr)
         return 2
-    kinds = KINDS if kind == "all" else (kind.replace("-", "_"),)
+    kinds = examples.kinds if kind == "all" else (kind.replace("-", "_"),)
+    if not set(kinds) <= set(examples.kinds):
+        print(f"luna-tui examples: --kind {kind}: this run's kinds are "
+              f"{', '.join(k.replace('_', '-') for k in examples.kinds)}", file=sys.stderr)
+        return 2
     sys.stdout.write(table(examples, kinds))
     if png:
         try:
@@ -121,5 +135,8 @@ def show_examples(target: str, runs_dir: str, epoch: int | None, kind: str,
                                  exc.filename or png)
             print(f"luna-tui examples: {why}", file=sys.stderr)
             return 2
-        print(f"wrote {len(written)} PNG files to {png} (axial, coronal, sagittal each)")
+        from luna_tui.model.ct_image import views_of
+
+        print(f"wrote {len(written)} PNG files to {png} ({', '.join(views_of(examples))} "
+              "each)")
     return 0

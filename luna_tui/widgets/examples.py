@@ -29,7 +29,7 @@ from luna_core.run.example_file import (
     read_examples,
 )
 from luna_core.run.runs import rebase
-from luna_tui.model.ct_image import example_image
+from luna_tui.model.ct_image import any_image
 from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.widgets.pane import CockpitPane
 
@@ -68,6 +68,13 @@ def one_line(text: str, limit: int = 300) -> str:
 
 
 def caption(ex: Example) -> Text:
+    if ex.pixels is not None:                  # --task seg: a slice's pixels
+        found, missed, false = ex.pixels
+        text = Text(f"#{ex.rank} missed {missed} px", style="bold")
+        text.append(f" · false {false}")
+        text.append(f"\nfound {found} · slice {ex.center_irc[0]} · {ex.short_uid}",
+                    style="dim")
+        return text
     text = Text(f"#{ex.rank} p {ex.probability:.3f}", style="bold")
     text.append(f" · loss {ex.loss:.2f}")
     diameter = f"⌀ {ex.diameter_mm:.1f} mm" if ex.diameter_mm > 0 else "no annotation"
@@ -95,7 +102,7 @@ class ExampleCell(Container):
 
     def compose(self) -> ComposeResult:
         if self.image_class is not None:
-            image = self.image_class(example_image(self.examples, self.example),
+            image = self.image_class(any_image(self.examples, self.example),
                                      classes="example-image")
         else:
             image = Static(Text("(images off)", style="dim"), classes="example-image")
@@ -179,7 +186,9 @@ class ExamplesPane(CockpitPane, Container):
         return self.epoch if self.epoch in epochs else epochs[-1]
 
     def next_kind(self) -> str:
-        self.kind = KINDS[(KINDS.index(self.kind) + 1) % len(KINDS)]
+        kinds = self.loaded.kinds if self.loaded is not None else KINDS
+        at = kinds.index(self.kind) if self.kind in kinds else -1
+        self.kind = kinds[(at + 1) % len(kinds)]
         self.page = 0
         self.refresh_cells()
         return self.kind
@@ -275,6 +284,8 @@ class ExamplesPane(CockpitPane, Container):
             head.update(Text(f"E{epoch}: {found}", style="yellow"))
             return
         self.loaded = found
+        if self.kind not in found.kinds:           # another task's file: its first kind
+            self.kind = found.kinds[0]
         chosen = found.of_kind(self.kind)
         per_row, rows, image_rows = self.capacity(len(chosen))
         fits = per_row * rows
