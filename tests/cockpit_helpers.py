@@ -153,3 +153,37 @@ def write_fake_examples(path: str, epoch: int, k: int = 8, counts: dict | None =
             chunks.append(voxels.tobytes())
     write_examples(path, epoch, (d, h, w), entries, chunks)
     return path
+
+
+def write_fake_seg_examples(path: str, epoch: int, k: int = 4, size: int = 96) -> str:
+    """A seg examples file (task "seg") whose slices are drawn: lung at -850 HU, a soft-tissue
+    disc (the label) whose left half the model called (found), its right half missed, and a
+    falsely marked square beside it; ``k`` of each kind."""
+    from luna_core.run.example_file import SEG_KINDS, write_examples
+
+    entries, chunks = [], []
+    for kind in SEG_KINDS:
+        for rank in range(1, k + 1):
+            radius, cr, cc = 6 + rank, size // 2, size // 2
+            hu, label, called = (array("h", [v]) * (size * size) for v in (-850, 0, 0))
+            for r in range(size):
+                for c in range(size):
+                    at = r * size + c
+                    if (r - cr) ** 2 + (c - cc) ** 2 <= radius * radius:
+                        hu[at], label[at] = 40, 1
+                        called[at] = 1 if c < cc else 0
+                    if cr - 20 <= r < cr - 12 and cc + 14 <= c < cc + 22:
+                        called[at] = 1
+            found = sum(1 for a, b in zip(label, called, strict=True) if a and b)
+            missed = sum(label) - found
+            false = sum(1 for a, b in zip(label, called, strict=True) if b and not a)
+            entries.append({
+                "kind": kind, "rank": rank, "sample": len(entries),
+                "series_uid": f"1.3.6.1.4.1.14519.5.2.1.6279.6001.{200000 + len(entries):012d}",
+                "center_xyz": [0.0, 0.0, 0.0], "center_irc": [30 + rank, cr, cc + radius // 2],
+                "irc_in_chunk": [0, cr, cc + radius // 2], "vx_size_xyz": [0.7, 0.7, 2.5],
+                "diameter_mm": 0.0, "is_nodule": True, "probability": found / (found + missed),
+                "loss": 1.5, "chunk": len(chunks), "pixels": [found, missed, false]})
+            chunks.append(hu.tobytes() + label.tobytes() + called.tobytes())
+    write_examples(path, epoch, (3, size, size), entries, chunks, task="seg")
+    return path

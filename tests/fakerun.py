@@ -90,8 +90,9 @@ class FakeTrainer:
                  fail_at: tuple[int, int] | None = None,
                  time_fn: Callable[[], float] | None = None,
                  gate: Callable[[], object] | None = None,
-                 run_dir: str = "runs/demo", seed: int = 11) -> None:
+                 run_dir: str = "runs/demo", seed: int = 11, task: str = "nodule") -> None:
         self.sys_argv = list(sys_argv or [])
+        self.task = task      # "seg": the segmentation task's pixel numbers
         self.lr, self.momentum = 0.001, 0.99
         self.sinks = list(sinks or [])
         self.commands = commands or CommandChannel()
@@ -136,7 +137,8 @@ class FakeTrainer:
         val_pos = max(1, round(val_samples * self.trn_pos_fraction))
         yield RunStarted(run_dir=self.run_dir, options={"epochs": self.epochs, "lr": self.lr,
                                                         "momentum": self.momentum,
-                                                        "batch_size": self.batch_size},
+                                                        "batch_size": self.batch_size,
+                                                        "task": self.task},
                          epochs=self.epochs, start_epoch=1, trn_samples=trn_samples,
                          val_samples=val_samples, trn_pos=trn_pos, val_pos=val_pos,
                          device="cpu", pid=4242, t=self._t())
@@ -244,7 +246,28 @@ class FakeTrainer:
         progress = (epoch - 1) + ndx / batches
         return 0.05 + 0.6 * math.exp(-3.0 * progress) + 0.02 * self.rng.random()
 
+    def _seg_metrics(self, phase: str, epoch: int) -> Iterator[Event]:
+        """A seg run's numbers (luna_core.train.seg_metrics' shape), better every epoch: the
+        book's FP pixels in thousands of % of the label's."""
+        label = 40_000 if phase == "val" else 12_000
+        recall = round(1 - 0.4 / (epoch + 1), 5)
+        found = int(label * recall)
+        fp_pct = round(4000.0 / epoch, 3)
+        precision = round(found / (found + label * fp_pct / 100), 5)
+        metrics = {"loss/all": round(1.6 / (epoch + 1), 5),
+                   "percent_all/tp": round(100 * recall, 3),
+                   "percent_all/fn": round(100 - 100 * recall, 3),
+                   "percent_all/fp": fp_pct, "pr/precision": precision, "pr/recall": recall,
+                   "pr/f1_score": round(2 * precision * recall / (precision + recall), 5),
+                   "seg/dice": round(0.1 * epoch, 5)}
+        yield EpochMetrics(phase=phase, epoch=epoch, total_samples=self.total_samples,
+                           metrics=metrics, neg_correct=0, neg_count=0, pos_correct=found,
+                           pos_count=label, t=self._t())
+
     def _metrics(self, phase: str, epoch: int, samples: int, pos: int) -> Iterator[Event]:
+        if self.task == "seg":
+            yield from self._seg_metrics(phase, epoch)
+            return
         neg = samples - pos
         pos_correct = 0                     # the book's ch. 11 outcome: no nodule found
         neg_correct = neg

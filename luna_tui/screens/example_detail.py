@@ -26,11 +26,11 @@ def seg_numbers(ex: Example, epoch: int) -> Text:
                 + (f" · recall {ex.probability:.3f}" if ex.is_nodule else " · no nodule here")
                 + f" · loss {ex.loss:.3f}")
     text.append("\nfound ", style="dim")
-    text.append("■", style=f"rgb{FOUND}")
+    text.append("■", style="rgb({},{},{})".format(*FOUND))
     text.append(" missed ", style="dim")
-    text.append("■", style=f"rgb{MISSED}")
+    text.append("■", style="rgb({},{},{})".format(*MISSED))
     text.append(" falsely marked ", style="dim")
-    text.append("■", style=f"rgb{FALSE}")
+    text.append("■", style="rgb({},{},{})".format(*FALSE))
     text.append(f"\nseries {ex.series_uid} · slice {ex.center_irc[0]}", style="dim")
     return text
 
