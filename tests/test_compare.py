@@ -268,3 +268,21 @@ def test_each_validation_keeps_its_scores_and_compare_pairs_the_runs(two_runs, c
             for h in (histories[lead], histories[1 - lead]))
     want = paired_text(paired_cpm(a, b), f"#{lead + 1}", f"#{2 - lead}")
     assert "  " + want in out.splitlines()
+
+
+def test_an_option_added_later_is_no_difference_against_its_old_value():
+    """A run recorded before --val-every (no val_every in its options) ran with one
+    validation an epoch: against a new run at --val-every 1 that is no difference."""
+    from luna_core.run.compare import history_from_events
+
+    def history(options):
+        start = ev.RunStarted(run_dir="r", options=options, epochs=1, start_epoch=1,
+                              trn_samples=1, val_samples=1, world_size=1, trn_pos=0,
+                              val_pos=0, device="cpu", pid=1)
+        return history_from_events("r", [start])
+
+    old = history({"lr": 0.001})
+    new = history({"lr": 0.001, "val_every": 1, "val_full": False, "lr_warmup": 0,
+                   "task": "nodule", "split": "candidates"})
+    assert differing_options([old, new]) == []
+    assert differing_options([old, history({"lr": 0.001, "val_every": 5})]) == ["val_every"]

@@ -37,6 +37,10 @@ TITLES = {LOSS.key: "val " + LOSS.name}
 #: The FROC's points, in --csv: the sensitivity at 1/8 ... 8 false positives per scan.
 FROC_KEYS = tuple(m.key for m in SENS_AT.values())
 BOOK_SPLIT = "candidates"      # runs from before --split used the book's split
+#: Options added after runs were first recorded, with the value a run from before each had in
+#: effect: a run that lacks one is read as having it (so it is no "difference").
+LATER_OPTIONS = {"split": BOOK_SPLIT, "task": "nodule", "lr_warmup": 0, "val_every": 1,
+                 "val_full": False}
 #: Each validation's score per candidate, in the run folder (luna_core.score.validation_file).
 VALIDATION_DIR = "validation"
 
@@ -117,8 +121,9 @@ def history_from_events(run_dir: str, events: list[ev.Event]) -> RunHistory:
             by_epoch[e.epoch] = EpochRow(e.epoch, e.total_samples, dict(e.metrics))
         elif isinstance(e, ev.OptimizerChanged):
             changes.append(change_text(e))
-    options = dict(starts[0].options)
-    options.setdefault("split", BOOK_SPLIT)        # runs from before --split: the book's
+    options = {**LATER_OPTIONS, **starts[0].options}     # runs from before an option: its
+    if options.get("val_every") is None:                # value then (None: an unset one)
+        options["val_every"] = LATER_OPTIONS["val_every"]
     return RunHistory(run_dir, options, [by_epoch[k] for k in sorted(by_epoch)], changes)
 
 
