@@ -119,3 +119,27 @@ def test_sigterm_to_torchrun_checkpoints_and_resume_continues(train_argv, tmp_pa
     final = load_checkpoint(os.path.join(run_dir, "checkpoints", "e001-end.pt"))
     assert final["total_samples"] == 48
     assert all(torch.isfinite(t).all() for t in final["model"].values())
+
+
+def test_two_processes_train_seg_and_count_every_slices_pixels_once(train_argv, tmp_path,
+                                                                    tiny_data):
+    """--task seg under torchrun: the validation's label pixels are every validation slice's,
+    each once (an odd count pads one rank's shard), whatever the weights; rank 0 alone writes
+    the run, its examples and TensorBoard."""
+    from luna_core.data.segdsets import make_seg_datasets
+
+    argv = train_argv("--task", "seg", "--epochs", "1", "--val-stride", "2",
+                      "--epoch-samples", "7", "--batch-size", "2")
+    result = subprocess.run(_torchrun(argv), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = [d for d in glob.glob(str(tmp_path / "runs" / "luna" / "*"))
+                  if not d.endswith(("-trn_cls-dlwpt", "-val_cls-dlwpt"))]
+    events = read_events(os.path.join(run_dir, "events.jsonl"))
+    trn, val = [e for e in events if isinstance(e, ev.EpochMetrics)]
+    _trn_ds, val_ds = make_seg_datasets(tiny_data["data_dir"], tiny_data["cache_dir"], 2)
+    assert len(val_ds) % 2 == 1                   # the padding case
+    labels = sum(int(val_ds[i][1].sum()) for i in range(len(val_ds)))
+    assert val.pos_count == labels
+    assert trn.total_samples == 8                 # 2 ranks x 2 batches x 2, padding included
+    assert os.path.exists(os.path.join(run_dir, "examples", "E001.zip"))
+    assert result.stderr.count("E1 val_all") == 1

@@ -62,7 +62,9 @@ def test_runs_the_story_then_compares_and_goes_on_when_started_again(
     assert [e["state"] for e in entries] == ["done", "done"]
     assert [e["argv"][0] for e in entries] == ["demo-plain", "demo-balanced"]
     assert "#1" in said and "#2" in said                      # compare's legend of both runs
-    assert said.rstrip().splitlines()[-1].startswith("#2")
+    table, paired = said.rstrip().rsplit("\n\n", 1)
+    assert table.splitlines()[-1].startswith("#2")            # the comparison's last row
+    assert paired.startswith("paired bootstrap") and " #1 vs #2: CPM " in paired
 
     assert demo_cmd.run(argv) == 0                            # again: nothing new to run
     again = capsys.readouterr().out

@@ -216,3 +216,57 @@ def test_summary_runs_and_compare_show_a_seg_runs_own_numbers(interrupted, capsy
     header = [line for line in capsys.readouterr().out.splitlines()
               if line.startswith("run")][0].split()
     assert header[3:] == ["val", "loss", "recall", "Dice", "precision", "F1", "FP", "pixels"]
+
+
+def test_check_names_a_nodule_whose_mask_is_empty(tiny_data, tmp_path, capsys):
+    """A nodule annotated in the air outside the body: `check --task seg` names it."""
+    from luna_tui.cli import main as cli_main
+
+    copy = tmp_path / "luna"
+    shutil.copytree(tiny_data["data_dir"], copy)
+    uid = sorted(split_series(tiny_data["data_dir"], 2)[0])[0]
+    ct = Ct.read(find_mhd(copy, uid), uid)
+    x, y, z = ct.irc2xyz((ct.hu_a.shape[0] // 2, 1, 1))          # a corner: air
+    with open(copy / "annotations.csv", "a") as f:
+        f.write(f"{uid},{x:.4f},{y:.4f},{z:.4f},5.0\n")
+    args = ["check", "--data-dir", str(copy), "--cache-dir", str(tmp_path / "cache"),
+            "--val-stride", "2"]
+    assert cli_main([*args, "--task", "seg"]) == 0
+    out = capsys.readouterr().out
+    masks = [line for line in out.splitlines() if line.startswith("masks")][0]
+    assert "1 give an empty mask" in masks
+    assert f"empty: {uid} ({x:.1f}, {y:.1f}, {z:.1f})" in out
+    assert cli_main(args) == 0 and "masks" not in capsys.readouterr().out
+
+
+def test_the_books_defaults_for_seg_and_the_options_it_refuses(capsys):
+    from luna_core.train.options import parse_options
+
+    options, given = parse_options(["--task", "seg"], disk=False)
+    assert (options.optimizer, options.batch_size, options.epoch_samples, options.val_every,
+            options.split) == ("adam", 16, 300_000, 5, "series")
+    assert "optimizer" not in given
+    options, _ = parse_options(["--task", "seg", "--optimizer", "sgd", "--val-every", "1"],
+                               disk=False)
+    assert (options.optimizer, options.val_every) == ("sgd", 1)        # given: kept
+    plain, _ = parse_options([], disk=False)
+    assert (plain.optimizer, plain.val_every, plain.split) == ("sgd", 1, "candidates")
+    for bad, flag in ((["--balanced"], "--balanced"), (["--split", "candidates"], "--split"),
+                      (["--froc-bootstrap", "50"], "--froc-bootstrap")):
+        with pytest.raises(SystemExit) as exc:
+            parse_options(["--task", "seg", *bad], disk=False)
+        assert exc.value.code == 2
+        assert f"{flag} does not apply to --task seg" in capsys.readouterr().err
+
+
+async def test_attach_shows_a_finished_seg_run(interrupted):
+    from luna_tui.attach import build_attach_app
+    from tests.cockpit_helpers import FROZEN_READING, frozen_clock, on_screen
+
+    app = build_attach_app(interrupted["run_dir"], poll_interval=0.1, clock=frozen_clock(),
+                           system_probe=lambda: FROZEN_READING)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await on_screen(pilot, app, "FINISHED", "Pixels · latest epoch", "val E2", "Dice",
+                        "nodule pixels found; best.pt by recall", "(picks best.pt)")
+        await pilot.press("6")
+        await on_screen(pilot, app, "val E2 most nodule pixels missed")

@@ -52,3 +52,14 @@ def build_mask(hu: np.ndarray, centers_irc: Iterable) -> np.ndarray:
         if all(0 <= int(c) < n for c, n in zip(center, hu.shape, strict=True)):
             boxes[nodule_box(hu, center)] = True
     return boxes & (hu > MASK_THRESHOLD_HU)
+
+
+def empty_nodules(hu: np.ndarray, centers_irc: Iterable) -> list[int]:
+    """The places (in ``centers_irc``) of the nodules whose own mask is empty: nothing in
+    their box is denser than −700 HU (or their centre lies outside the volume)."""
+    out = []
+    for k, center in enumerate(centers_irc):
+        inside = all(0 <= int(c) < n for c, n in zip(center, hu.shape, strict=True))
+        if not inside or not (hu[nodule_box(hu, center)] > MASK_THRESHOLD_HU).any():
+            out.append(k)
+    return out

@@ -11,10 +11,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from luna_core.errors import LunaInputError
 
 from .candidates import csv_paths, get_candidate_info_list, series_on_disk, split_indices
 from .chunkstore import ChunkStore, series_centres, store_bytes, store_dir
+from .csvread import read_annotations
 from .ct import CHUNK_WIDTH_IRC, check_voxel_file, find_mhd, read_mhd_header
 from .default_dirs import default_num_workers
 
@@ -61,7 +64,7 @@ def _device() -> str:
 
 
 def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10,
-          runs_dir: str | None = None, batch_size: int = 32) -> Report:
+          runs_dir: str | None = None, batch_size: int = 32, task: str = "nodule") -> Report:
     report = Report()
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
     try:
@@ -89,6 +92,8 @@ def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10,
     if runs_dir is not None:
         _check_cost(report, str(cand), val_stride, runs_dir, batch_size)
     _check_store(report, data_dir, cache_dir, cand, used)
+    if task == "seg":
+        _check_masks(report, data_dir, found)
     report.say(f"device    {_device()}")
     cores = os.cpu_count() or 1
     report.say(f"workers   --num-workers {default_num_workers()} (the default: one a core, at "
@@ -186,6 +191,35 @@ def _check_store(report: Report, data_dir: Path, cache_dir: Path, cand, used: li
         pass
 
 
+def _check_masks(report: Report, data_dir: Path, found: set[str], shown: int = 5) -> None:
+    """--task seg: the nodules whose mask (the book's rule, luna_core.data.masks) is empty, as
+    segmentation would learn nothing from them: reads every CT that has a nodule."""
+    from .ct import Ct
+    from .geometry import xyz2irc_array
+    from .masks import empty_nodules
+    from .segdsets import nodules_file
+
+    path = nodules_file(data_dir)
+    nodules = read_annotations(path)
+    series = sorted(u for u in nodules if u in found)
+    empty: list[str] = []
+    for uid in series:
+        ct = Ct.read(find_mhd(data_dir, uid), uid)
+        xyz = np.asarray([n[:3] for n in nodules[uid]], dtype=np.float64)
+        irc = xyz2irc_array(xyz, ct.origin_xyz, ct.vx_size_xyz, ct.direction_a)
+        empty += [f"{uid} ({', '.join(f'{v:.1f}' for v in xyz[k])})"
+                  for k in empty_nodules(ct.hu_a, irc)]
+    count = sum(len(nodules[u]) for u in series)
+    report.say(f"masks     {count:,} nodules of {path.name} in {len(series):,} series on disk: "
+               + (f"{len(empty):,} give an empty mask (nothing above -700 HU round the "
+                  "centre; segmentation learns nothing from them)" if empty
+                  else "every one gives a mask"))
+    for line in empty[:shown]:
+        report.say(f"          empty: {line}")
+    if len(empty) > shown:
+        report.say(f"          ... and {len(empty) - shown:,} more")
+
+
 def check_sources(datasets) -> int:
     """Before a run makes its folder: every series whose chunk store is not built yet has a
     readable header and a ``.raw`` of the size it says (a truncated one would otherwise fail
@@ -212,11 +246,12 @@ def check_source(data_dir, series_uid: str) -> None:
 
 def run_check(data_dir: str, cache_dir: str, candidates_file: str | None = None,
               val_stride: int = 10, stream=None, runs_dir: str | None = None,
-              batch_size: int = 32) -> int:
+              batch_size: int = 32, task: str = "nodule") -> int:
     import sys
 
     try:
-        report = check(data_dir, cache_dir, candidates_file, val_stride, runs_dir, batch_size)
+        report = check(data_dir, cache_dir, candidates_file, val_stride, runs_dir, batch_size,
+                       task)
     except LunaInputError as exc:       # whatever the data holds: one line, never a traceback
         report = Report(problems=[str(exc)])
     (stream or sys.stdout).write(report.text())

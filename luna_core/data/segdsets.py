@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -85,16 +86,29 @@ class SegTrainingDataset(Dataset):
     def _series(self, s: int):
         chunks = self._known.get(s)
         if chunks is None:
-            chunks = self.store.ensure(self.series_uids[s],
-                                       self.centres[self.offsets[s]:self.offsets[s + 1]])
+            chunks = self.store.ensure(self.series_uids[s], self._centres(s))
             self._known[s] = chunks
         return chunks
 
     def prepare(self) -> None:
         """Build every missing window file now (a clear error, before training, for a CT
-        that cannot be read)."""
+        that cannot be read), saying how far it is every 10 s."""
+        todo = [s for s in range(len(self.series_uids))
+                if self.store.state(self.series_uids[s], self._centres(s)) != "ready"]
+        if todo:
+            log.info("segmentation: cutting the training windows of %d series (once; kept in "
+                     "%s)", len(todo), self.store.dir)
+        said = time.monotonic()
+        for done, s in enumerate(todo, 1):
+            self._series(s)
+            if time.monotonic() - said >= 10 and done < len(todo):
+                log.info("segmentation: windows of %d of %d series cut", done, len(todo))
+                said = time.monotonic()
         for s in range(len(self.series_uids)):
             self._series(s)
+
+    def _centres(self, s: int) -> np.ndarray:
+        return self.centres[self.offsets[s]:self.offsets[s + 1]]
 
     def __getitem__(self, ndx: int):
         s = int(self.series_of[ndx])
@@ -111,7 +125,12 @@ class SegValidationDataset(Dataset):
         self.store = SegVolumeStore(data_dir, cache_dir)
         self.volumes = []
         self.samples: list[tuple[int, int]] = []          # (volume, slice)
-        for uid in series:
+        said = time.monotonic()
+        for done, uid in enumerate(series, 1):
+            if time.monotonic() - said >= 10:
+                log.info("segmentation: validation volumes of %d of %d series ready", done - 1,
+                         len(series))
+                said = time.monotonic()
             vol = self.store.ensure(uid, np.array([n[:3] for n in nodules.get(uid, ())]))
             if not full and not vol.mask_slices:
                 continue

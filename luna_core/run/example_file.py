@@ -35,6 +35,9 @@ SEG_KINDS = ("missed_pixels", "false_pixels")
 KINDS_OF_TASK = {"nodule": KINDS, "seg": SEG_KINDS}
 #: A seg example's chunk: (3, H, W) planes: the slice's HU, its label, the model's call (0/1).
 SEG_PLANES = 3
+#: Its pixels' colours over the grey slice (distinct for the common colour blindnesses, and in
+#: half-blocks): nodule pixels found, missed, and pixels falsely marked.
+FOUND_RGB, MISSED_RGB, FALSE_RGB = (40, 200, 120), (230, 40, 170), (255, 176, 0)
 #: A candidate is called a nodule above it (as recall and precision count, train.metrics).
 EXAMPLE_THRESHOLD = 0.5
 KIND_TITLE = {"misses": "worst misses (nodules scored 0.5 or less)",

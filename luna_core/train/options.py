@@ -198,6 +198,11 @@ def _add_control_options(parser: argparse.ArgumentParser) -> None:
 
 _NOT_GIVEN = object()
 
+#: Options a task refuses unless at these values (they would be silently ignored).
+_NOT_FOR_TASK = {"seg": {"balanced": 0, "split": "series", "froc_bootstrap": 1000}}
+_WHY_NOT = {"seg": "segmentation trains on every nodule and splits by series; it has no "
+                   "candidate ranking to balance or bootstrap"}
+
 # ---------------------------------------------------------------- validation after parsing
 # Each rule: (option, lowest, highest, highest included). A value that is None (an option
 # whose default is "not given") is not checked. Floats must also be finite: argparse's
@@ -314,6 +319,10 @@ def validate_options(options: argparse.Namespace, *, disk: bool = True) -> str |
               and (value <= high if high_included else value < high))
         if not ok:
             return f"{_flag(name)} must be {what}, not {value}"
+    task = getattr(options, "task", None)
+    for name, value in (_NOT_FOR_TASK.get(task) or {}).items():
+        if getattr(options, name, value) != value:
+            return f"{_flag(name)} does not apply to --task {task} ({_WHY_NOT[task]})"
     for name in ("tb_prefix", "comment"):
         problem = _name_problem(name, getattr(options, name, None))
         if problem:

@@ -47,7 +47,8 @@ TASKS: dict[str, tuple[str, str]] = {
 #: Options whose default differs for a task (the book's values for it), taken where the
 #: command line does not give them.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "seg": {"optimizer": "adam", "batch_size": 16, "epoch_samples": 300_000, "val_every": 5},
+    "seg": {"optimizer": "adam", "batch_size": 16, "epoch_samples": 300_000, "val_every": 5,
+            "split": "series"},
 }
 DEFAULT_TASK = next(iter(TASKS))
 

@@ -7,7 +7,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from luna_core.run.events import EpochMetrics, Event, OptimizerChanged, RunFinished
+from luna_core.run.events import (
+    EpochMetrics,
+    Event,
+    ExamplesSaved,
+    OptimizerChanged,
+    RunFinished,
+)
 from luna_core.run.fold import event_method
 from luna_core.run.metric_catalog import LR, MOMENTUM, tag_of
 
@@ -25,6 +31,7 @@ class TensorBoardSink:
         }
         self.purge_step = purge_step
         self._writers: dict[str, Any] = {}
+        self._val_step = 0            # the latest validation's step (its examples' step)
 
     def writer(self, phase: str):
         if phase not in self._writers:
@@ -55,6 +62,8 @@ class TensorBoardSink:
 
         writer = self.writer(event.phase)
         step = event.total_samples
+        if event.phase == "val":
+            self._val_step = step
         for key, value in event.metrics.items():
             writer.add_scalar(tag_of(key), value, step)
         if event.per_sample is not None:
@@ -74,7 +83,53 @@ class TensorBoardSink:
                 writer.add_histogram("is_pos", preds[pos_hist], step, bins=bins)
         writer.flush()
 
+    @__call__.register
+    def _examples(self, event: ExamplesSaved) -> None:
+        """--task seg: the first slices of each kind of examples as images (the slice in the
+        lung window, nodule pixels found green, missed magenta, falsely marked amber), as the
+        book shows its validation slices."""
+        from luna_core.errors import LunaInputError
+        from luna_core.run.example_file import read_examples
+
+        try:
+            examples = read_examples(event.path)
+        except LunaInputError:
+            return                     # the examples' own writer said why
+        if examples.task != "seg":
+            return
+        writer = self.writer("val")
+        for kind in examples.kinds:
+            for ex in examples.of_kind(kind)[:TB_SEG_IMAGES]:
+                writer.add_image(f"{kind}/{ex.rank}", seg_overlay(examples, ex),
+                                 self._val_step, dataformats="HWC")
+        writer.flush()
+
     def close(self) -> None:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
+
+
+TB_SEG_IMAGES = 3           # slices of each kind a validation shows in TensorBoard
+
+
+def seg_overlay(examples, ex):
+    """(H, W, 3) uint8: a seg example's slice in the lung window with its pixels coloured."""
+    import numpy as np
+
+    from luna_core.run.example_file import (
+        FALSE_RGB,
+        FOUND_RGB,
+        LUNG_WINDOW,
+        MISSED_RGB,
+    )
+
+    hu, label, called = (np.asarray(examples.plane(ex, k)) for k in range(3))
+    lo, hi = LUNG_WINDOW
+    grey = np.rint(255 * (np.clip(hu, lo, hi) - lo) / (hi - lo)).astype(np.uint8)
+    img = np.repeat(grey[..., None], 3, axis=2)
+    label, called = label > 0, called > 0
+    for where, colour in ((label & called, FOUND_RGB), (label & ~called, MISSED_RGB),
+                          (~label & called, FALSE_RGB)):
+        img[where] = colour
+    return img

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw
 
-from luna_core.run.example_file import Example, ExampleSet, lung_window
+from luna_core.run.example_file import (
+    FALSE_RGB,
+    FOUND_RGB,
+    MISSED_RGB,
+    Example,
+    ExampleSet,
+    lung_window,
+)
 
 VIEWS = ("axial", "coronal", "sagittal")
 CIRCLE = (255, 176, 0)          # amber: visible on grey, colour-blind safe
@@ -67,9 +74,8 @@ def example_image(examples: ExampleSet, ex: Example, view: str = "axial", offset
                        mm_per_px)
 
 
-#: --task seg: the pixels' colours over the grey slice (distinct for the common colour
-#: blindnesses, and in half-blocks): found, missed, falsely marked.
-FOUND, MISSED, FALSE = (40, 200, 120), (230, 40, 170), (255, 176, 0)
+#: --task seg: the pixels' colours over the grey slice (luna_core.run.example_file's).
+FOUND, MISSED, FALSE = FOUND_RGB, MISSED_RGB, FALSE_RGB
 SEG_VIEWS = ("close-up", "slice")
 CLOSE_UP = 64            # pixels each way of a close-up (the size of a training crop)
 
