@@ -1,6 +1,12 @@
 """--task seg's training samples/s: the project's data path against a book-style one.
 
-    .venv/bin/python benchmarks/seg_train.py [--data-dir data-unversioned/demo] [--json FILE]
+    .venv/bin/python benchmarks/seg_train.py [--json FILE]              # real-sized CTs
+    .venv/bin/python benchmarks/seg_train.py --data-dir data-unversioned/demo  # the demo's
+
+By default it writes (once, in ``--work``) a synthetic LUNA-format set of real-sized CTs:
+12 series of 512 x 512 x 100-140 voxels with 1-3 nodules each (the release's in-plane size;
+its CTs hold ~250 slices, so a real CT costs the book-style path about twice as much to read
+as these). The demo set's CTs (160 x 160 x ~70) are 20 x smaller than real ones.
 
 Both arms train the same model (the book's U-Net wrapper), with the same loss (Dice + 8 x the
 false-negative Dice), the same Adam step and batch size, on the same nodules of the same
@@ -112,8 +118,10 @@ def run_arm(arm: str, loader, model, optimizer, batches: int, seed: int) -> tupl
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", default="data-unversioned/demo")
-    p.add_argument("--cache-dir", default="data-unversioned/demo-cache")
+    p.add_argument("--data-dir", default=None,
+                   help="a LUNA-format set (default: write a real-sized one in --work)")
+    p.add_argument("--cache-dir", default=None, help="its cache (default: beside it)")
+    p.add_argument("--work", default="data-unversioned/bench-seg")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--batches", type=int, default=12, help="training batches a trial")
     p.add_argument("--trials", type=int, default=3, help="trials of each arm (interleaved)")
@@ -124,6 +132,16 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     info = machine_info()
     print_machine(info)
+    if args.data_dir is None:
+        args.data_dir = os.path.join(args.work, "luna")
+        if not os.path.exists(os.path.join(args.data_dir, "candidates.csv")):
+            from luna_core.data.synth import write_synthetic_dataset
+
+            t0 = time.perf_counter()
+            write_synthetic_dataset(args.data_dir, 12, 0, size_xy=512, slices=(100, 140),
+                                    negatives_per_series=20, nodules_per_series=(1, 3))
+            print(f"wrote a real-sized synthetic set in {time.perf_counter() - t0:.0f} s")
+    args.cache_dir = args.cache_dir or args.data_dir.rstrip("/") + "-cache"
     trn_series, _val = split_series(args.data_dir, 10)
     nodules = read_annotations(nodules_file(args.data_dir))
     project = SegTrainingDataset(args.data_dir, args.cache_dir, trn_series, nodules)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from luna_core.data.masks import MASK_THRESHOLD_HU, build_mask, nodule_box
+from luna_core.data.masks import MASK_THRESHOLD_HU, build_mask, mask_voxels, nodule_box
 
 AIR = -1000
 TISSUE = 40
@@ -80,3 +80,11 @@ def test_a_centre_in_air_gives_an_empty_mask():
     hu = _lung()
     hu[20, 40, 40] = TISSUE
     assert not build_mask(hu, [(20, 30, 30)]).any()
+
+
+def test_mask_voxels_counts_each_nodules_own_mask():
+    hu = _sphere(_sphere(_lung(), (20, 15, 15), 3), (20, 45, 45), 5)
+    counts = mask_voxels(hu, [(20, 15, 15), (20, 45, 45), (20, 30, 30), (99, 0, 0)])
+    assert counts[0] == (hu[:, :32, :32] > MASK_THRESHOLD_HU).sum()
+    assert counts[1] == (hu[:, 32:, 32:] > MASK_THRESHOLD_HU).sum()
+    assert counts[2:] == [0, 0]                       # in air; outside the volume

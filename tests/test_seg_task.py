@@ -218,6 +218,14 @@ def test_summary_runs_and_compare_show_a_seg_runs_own_numbers(interrupted, capsy
     assert header[3:] == ["val", "loss", "recall", "Dice", "precision", "F1", "FP", "pixels"]
 
 
+def _check_text(tiny_data, tmp_path, capsys) -> str:
+    from luna_tui.cli import main as cli_main
+
+    assert cli_main(["check", "--data-dir", tiny_data["data_dir"], "--cache-dir",
+                     str(tmp_path / "cache0"), "--val-stride", "2", "--task", "seg"]) == 0
+    return capsys.readouterr().out
+
+
 def test_check_names_a_nodule_whose_mask_is_empty(tiny_data, tmp_path, capsys):
     """A nodule annotated in the air outside the body: `check --task seg` names it."""
     from luna_tui.cli import main as cli_main
@@ -227,8 +235,11 @@ def test_check_names_a_nodule_whose_mask_is_empty(tiny_data, tmp_path, capsys):
     uid = sorted(split_series(tiny_data["data_dir"], 2)[0])[0]
     ct = Ct.read(find_mhd(copy, uid), uid)
     x, y, z = ct.irc2xyz((ct.hu_a.shape[0] // 2, 1, 1))          # a corner: air
+    nodule = _nodules(tiny_data, uid)[0]
     with open(copy / "annotations.csv", "a") as f:
         f.write(f"{uid},{x:.4f},{y:.4f},{z:.4f},5.0\n")
+        # a real nodule annotated 0.5 mm wide: its mask is far more than that sphere
+        f.write(f"{uid},{nodule[0]:.4f},{nodule[1]:.4f},{nodule[2]:.4f},0.5\n")
     args = ["check", "--data-dir", str(copy), "--cache-dir", str(tmp_path / "cache"),
             "--val-stride", "2"]
     assert cli_main([*args, "--task", "seg"]) == 0
@@ -236,6 +247,13 @@ def test_check_names_a_nodule_whose_mask_is_empty(tiny_data, tmp_path, capsys):
     masks = [line for line in out.splitlines() if line.startswith("masks")][0]
     assert "1 give an empty mask" in masks
     assert f"empty: {uid} ({x:.1f}, {y:.1f}, {z:.1f})" in out
+    grown = [line for line in out.splitlines() if "masks are over 8x" in line][0]
+    worst = out.splitlines()[out.splitlines().index(grown) + 1]    # the 0.5 mm one leads
+    assert worst.endswith(f"x: {uid} ({nodule[0]:.1f}, {nodule[1]:.1f}, {nodule[2]:.1f})")
+    before = [line for line in _check_text(tiny_data, tmp_path, capsys).splitlines()
+              if "masks are over 8x" in line]
+    was = int(before[0].split()[0]) if before else 0
+    assert grown.split()[0] == str(was + 1)
     assert cli_main(args) == 0 and "masks" not in capsys.readouterr().out
 
 

@@ -54,12 +54,11 @@ def build_mask(hu: np.ndarray, centers_irc: Iterable) -> np.ndarray:
     return boxes & (hu > MASK_THRESHOLD_HU)
 
 
-def empty_nodules(hu: np.ndarray, centers_irc: Iterable) -> list[int]:
-    """The places (in ``centers_irc``) of the nodules whose own mask is empty: nothing in
-    their box is denser than −700 HU (or their centre lies outside the volume)."""
+def mask_voxels(hu: np.ndarray, centers_irc: Iterable) -> list[int]:
+    """Each nodule's own mask in voxels (its box's voxels denser than −700 HU; 0 for a
+    centre outside the volume): 0 is an empty mask."""
     out = []
-    for k, center in enumerate(centers_irc):
+    for center in centers_irc:
         inside = all(0 <= int(c) < n for c, n in zip(center, hu.shape, strict=True))
-        if not inside or not (hu[nodule_box(hu, center)] > MASK_THRESHOLD_HU).any():
-            out.append(k)
+        out.append(int((hu[nodule_box(hu, center)] > MASK_THRESHOLD_HU).sum()) if inside else 0)
     return out

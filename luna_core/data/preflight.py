@@ -191,24 +191,38 @@ def _check_store(report: Report, data_dir: Path, cache_dir: Path, cand, used: li
         pass
 
 
+#: A nodule's mask this many times its annotated sphere's volume is called grown.
+GROWN_MASK = 8
+
+
 def _check_masks(report: Report, data_dir: Path, found: set[str], shown: int = 5) -> None:
     """--task seg: the nodules whose mask (the book's rule, luna_core.data.masks) is empty, as
     segmentation would learn nothing from them: reads every CT that has a nodule."""
     from .ct import Ct
     from .geometry import xyz2irc_array
-    from .masks import empty_nodules
+    from .masks import mask_voxels
     from .segdsets import nodules_file
 
     path = nodules_file(data_dir)
     nodules = read_annotations(path)
     series = sorted(u for u in nodules if u in found)
     empty: list[str] = []
+    grown: list[tuple[float, str]] = []            # (mask / sphere, where), the worst first
+    total = big = 0
     for uid in series:
         ct = Ct.read(find_mhd(data_dir, uid), uid)
-        xyz = np.asarray([n[:3] for n in nodules[uid]], dtype=np.float64)
-        irc = xyz2irc_array(xyz, ct.origin_xyz, ct.vx_size_xyz, ct.direction_a)
-        empty += [f"{uid} ({', '.join(f'{v:.1f}' for v in xyz[k])})"
-                  for k in empty_nodules(ct.hu_a, irc)]
+        rows = np.asarray(nodules[uid], dtype=np.float64)
+        irc = xyz2irc_array(rows[:, :3], ct.origin_xyz, ct.vx_size_xyz, ct.direction_a)
+        voxel_mm3 = float(np.prod(ct.vx_size_xyz))
+        for k, voxels in enumerate(mask_voxels(ct.hu_a, irc)):
+            where = f"{uid} ({', '.join(f'{v:.1f}' for v in rows[k, :3])})"
+            total += voxels
+            sphere = np.pi / 6 * rows[k, 3] ** 3 / voxel_mm3
+            if voxels == 0:
+                empty.append(where)
+            elif sphere > 0 and voxels > GROWN_MASK * sphere:
+                big += voxels
+                grown.append((voxels / sphere, where))
     count = sum(len(nodules[u]) for u in series)
     report.say(f"masks     {count:,} nodules of {path.name} in {len(series):,} series on disk: "
                + (f"{len(empty):,} give an empty mask (nothing above -700 HU round the "
@@ -218,6 +232,12 @@ def _check_masks(report: Report, data_dir: Path, found: set[str], shown: int = 5
         report.say(f"          empty: {line}")
     if len(empty) > shown:
         report.say(f"          ... and {len(empty) - shown:,} more")
+    if grown:
+        report.say(f"          {len(grown):,} masks are over {GROWN_MASK}x their nodule's "
+                   f"sphere (the box grew into touching tissue): {big / max(total, 1):.0%} "
+                   "of all mask voxels, so they weigh most in the pixel recall")
+        for ratio, where in sorted(grown, reverse=True)[:shown]:
+            report.say(f"          {ratio:.0f}x: {where}")
 
 
 def check_sources(datasets) -> int:
