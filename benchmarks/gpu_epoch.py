@@ -8,7 +8,11 @@ workers and pinned memory, reading its BatchDone events (samples/s with warm-up 
 the share of batch time spent waiting for data). Prints one table.
 
     .venv/bin/python benchmarks/gpu_epoch.py                       # on a GPU box
+    .venv/bin/python benchmarks/gpu_epoch.py --task seg            # the U-Net (ch. 13)
     .venv/bin/python benchmarks/gpu_epoch.py --device cpu --smoke  # a quick check anywhere
+
+``--task seg``: the same for the segmentation U-Net on 7x64x64 training crops (batch 16 by
+default, as the book), an epoch being the book's 300,000 samples.
 """
 
 from __future__ import annotations
@@ -29,6 +33,38 @@ from luna_core.run import events as ev  # noqa: E402
 from luna_core.train.model import LunaModel  # noqa: E402
 
 FULL_EPOCH = 495_958
+SEG_EPOCH = 300_000         # the book's seg epoch
+
+
+def seg_ceiling(device: torch.device, batch_size: int, batches: int, bf16: bool,
+                compile_model: bool) -> float:
+    """samples/s of the U-Net's forward+backward+Adam step on crops already on the device."""
+    from luna_core.train.seg_metrics import seg_loss
+    from luna_core.train.unet import SegModel
+
+    torch.manual_seed(0)
+    model = SegModel().to(device)
+    step_model = torch.compile(model) if compile_model else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(batch_size, 7, 64, 64, device=device) * 300
+    y = (torch.rand(batch_size, 1, 64, 64, device=device) > 0.97).float()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            out = step_model(x)
+        seg_loss(out.float(), y).mean().backward()
+        optimizer.step()
+
+    for _ in range(max(3, batches // 5)):
+        step()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        step()
+    sync(device)
+    return batches * batch_size / (time.perf_counter() - t0)
 
 
 def synthetic_ceiling(device: torch.device, batch_size: int, batches: int, bf16: bool,
@@ -68,7 +104,7 @@ def sync(device: torch.device) -> None:
 
 def real_data_path(work: str, device: torch.device, batch_size: int, batches: int,
                    workers: int, series: int, size_xy: int, negatives: int,
-                   compile_model: bool) -> dict:
+                   compile_model: bool, task: str = "nodule") -> dict:
     """Run the real training loop for ``batches`` batches; return its measured rates."""
     from luna_core.data.candidates import get_candidate_info_list
     from luna_core.data.chunkstore import prepare_store, series_centres
@@ -79,9 +115,11 @@ def real_data_path(work: str, device: torch.device, batch_size: int, batches: in
     cache_dir = os.path.join(work, "cache")
     if not os.path.exists(os.path.join(data_dir, "candidates.csv")):
         write_synthetic_dataset(data_dir, series=series, seed=0, size_xy=size_xy,
-                                slices=(96, 128), negatives_per_series=negatives)
-    prepare_store(data_dir, cache_dir, series_centres(get_candidate_info_list(data_dir)),
-                  num_workers=workers)
+                                slices=(96, 128), negatives_per_series=negatives,
+                                nodules_per_series=(1, 3))
+    if task == "nodule":
+        prepare_store(data_dir, cache_dir, series_centres(get_candidate_info_list(data_dir)),
+                      num_workers=workers)
 
     recorded: list[ev.BatchDone] = []
 
@@ -93,6 +131,9 @@ def real_data_path(work: str, device: torch.device, batch_size: int, batches: in
             "--runs-dir", os.path.join(work, "runs"), "--num-workers", str(workers),
             "--batch-size", str(batch_size), "--device", device.type, "--epochs", "1",
             "--max-batches", str(batches)]
+    if task == "seg":           # the windows are cut before the loop starts (not timed)
+        argv += ["--task", "seg", "--epoch-samples", str(batch_size * batches * 2),
+                 "--val-stride", "4"]
     if compile_model:
         argv.append("--compile")
     code = LunaTrainingApp(sys_argv=argv, sinks=[sink]).main()
@@ -124,7 +165,9 @@ def describe_device(device: torch.device) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--task", choices=("nodule", "seg"), default="nodule")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: 256 (nodule), 16 (seg, the book's)")
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 16))
     parser.add_argument("--series", type=int, default=24)
@@ -135,6 +178,8 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes: checks the script runs, the figures mean nothing")
     args = parser.parse_args(argv)
+    if args.batch_size is None:
+        args.batch_size = 16 if args.task == "seg" else 256
     if args.smoke:
         args.batch_size, args.batches, args.series = 8, 5, 2
         args.size_xy, args.negatives, args.workers = 64, 30, min(args.workers, 2)
@@ -149,22 +194,25 @@ def main(argv=None) -> int:
     for name, bf16, compiled in variants:
         if bf16 and device.type == "cpu" and not args.smoke:
             continue  # bf16 is a GPU path in the trainer
-        rate = synthetic_ceiling(device, args.batch_size, args.batches, bf16, compiled)
+        ceiling = seg_ceiling if args.task == "seg" else synthetic_ceiling
+        rate = ceiling(device, args.batch_size, args.batches, bf16, compiled)
         rows.append((f"(a) synthetic on device, {name}", rate, None))
 
     work = args.work or tempfile.mkdtemp(prefix="luna-gpu-epoch-")
     real = real_data_path(work, device, args.batch_size, args.batches, args.workers,
-                          args.series, args.size_xy, args.negatives, compile_model=False)
+                          args.series, args.size_xy, args.negatives, compile_model=False,
+                          task=args.task)
     rows.append((f"(b) real data path, {args.workers} workers", real["samples_per_s"],
                  real["data_share"]))
 
     print(f"device: {describe_device(device)}; torch {torch.__version__}; "
           f"cudnn {torch.backends.cudnn.version() if device.type == 'cuda' else '-'}; "
-          f"batch {args.batch_size}; {args.batches} timed batches")
-    print(f"{'what':<44} {'samples/s':>10} {'data wait':>10} {'epoch (495,958)':>16}")
+          f"batch {args.batch_size}; {args.batches} timed batches; task {args.task}")
+    epoch = SEG_EPOCH if args.task == "seg" else FULL_EPOCH
+    print(f"{'what':<44} {'samples/s':>10} {'data wait':>10} {f'epoch ({epoch:,})':>16}")
     for name, rate, share in rows:
         wait = "-" if share is None else f"{100 * share:.0f}%"
-        print(f"{name:<44} {rate:>10,.0f} {wait:>10} {FULL_EPOCH / rate:>15,.1f}s")
+        print(f"{name:<44} {rate:>10,.0f} {wait:>10} {epoch / rate:>15,.1f}s")
     return 0
 
 
