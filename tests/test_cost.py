@@ -29,12 +29,13 @@ def data_set(path, rows: int) -> str:
     return str(path)
 
 
-def past_run(runs, batch_size: int = 32, device: str = "cpu") -> str:
+def past_run(runs, batch_size: int = 32, device: str = "cpu", task: str | None = None) -> str:
     """A run on this host: 3,200 training samples in 100 s, 1,000 validation ones in 5 s."""
-    run_dir = os.path.join(runs, "luna", "2026-12-07_10.00.00-before")
+    run_dir = os.path.join(runs, "luna", f"2026-12-07_10.00.00-before-{task}")
     os.makedirs(run_dir)
+    options = {"batch_size": batch_size, **({"task": task} if task else {})}
     events = [
-        ev.RunStarted(run_dir=run_dir, options={"batch_size": batch_size}, epochs=1,
+        ev.RunStarted(run_dir=run_dir, options=options, epochs=1,
                       start_epoch=1, trn_samples=3200, val_samples=1000, trn_pos=10,
                       val_pos=3, device=device, pid=1, host=this_host(), t=1.0),
         ev.PhaseStarted(phase="trn", epoch=1, batch_count=100, sample_count=3200, t=2.0),
@@ -113,3 +114,25 @@ def test_check_says_what_an_epoch_costs(tmp_path, capsys):
                                       "training + 100 validation samples at 32 / 200")
     assert report.lines[1] == ("          with --balanced (the book's 200,000 samples an "
                                "epoch): about 1h 44m")
+
+
+def test_a_seg_runs_cost_counts_its_validations_slices_and_its_own_speed(tmp_path, capsys):
+    """--task seg: 300,000 samples an epoch by default, validation every 5th epoch and the
+    last, its slices from the validation nodules; the speed of a seg run, not a classifier's."""
+    data = data_set(tmp_path / "data", 1000)
+    with open(os.path.join(data, "annotations.csv"), "a") as f:
+        for k in range(40):                                 # 40 nodules: 4 validate
+            f.write(f"1.2.3.{k % 7},{k},0,0,6.0\n")
+    runs = str(tmp_path / "runs")
+    past_run(runs, batch_size=16)                          # a classifier's: not its speed
+    argv = ["queue", "add", "--runs-dir", runs, "--data-dir", data, "--device", "cpu",
+            "--task", "seg", "--epochs", "6"]
+    assert cli_main([*argv, "x"]) == 0
+    out = capsys.readouterr().out
+    assert ("6 epoch(s) of 300,000 training + 2 validation(s) of 16 samples at 150 / 60 "
+            "samples/s (guessed for a CPU: no --task seg run of batch 16 here yet)") in out
+    seg_dir = past_run(runs, batch_size=16, task="seg")
+    assert cli_main([*argv, "--epoch-samples", "3200", "--val-every", "1", "y"]) == 0
+    # 6 x 3,200 at 32/s + 6 x 16 at 200/s = 600.5 s
+    assert (f"about 10m 00s: 6 epoch(s) of 3,200 training + 16 validation samples at 32 / 200 "
+            f"samples/s (measured by {seg_dir})") in capsys.readouterr().out

@@ -5,9 +5,15 @@ size and its options, its speed from this machine's own past runs.
   ``--balanced``, else the whole training set; validation scores every ``--val-stride``-th
   candidate (series, with ``--split series``: about the same share). ``--max-batches`` caps
   both. The data set's size is the candidate list's row count.
+- Validations: every ``--val-every``-th epoch and the last.
+- ``--task seg``: an epoch trains ``--epoch-samples`` (the book's 300,000 by default);
+  validation is the slices of the validation series' nodules, counted as the nodules of
+  the annotations (the book's malignancy file when it is there) over ``--val-stride`` times
+  ``SEG_SLICES_PER_NODULE``.
 - Speed: samples per second of training and of validation in the newest run under the runs
-  folder that ran on this host with the same device kind and batch size (its complete
-  phases: samples over active seconds); else a guess for the device kind, said as one.
+  folder that ran on this host with the same task, device kind and batch size (its complete
+  phases: samples over active seconds); else a guess for the task and device kind, said as
+  one.
 Standard library only.
 """
 
@@ -25,6 +31,12 @@ BALANCED_EPOCH_SAMPLES = 200_000
 #: Guessed speeds (training, validation samples/s) when no run on this host says: 2 CPU
 #: cores at batch 16 (benchmarks/RESULTS.md), one GPU of the book's era at batch 32.
 GUESSED_SPEED = {"cpu": (35.0, 120.0), "cuda": (1500.0, 4000.0)}
+#: --task seg's: 2 CPU cores at batch 16, 64x64 crops and the demo's 160x160 slices
+#: (benchmarks/RESULTS.md; 512x512 slices validate ~10x slower); a GPU: not measured yet.
+SEG_GUESSED_SPEED = {"cpu": (150.0, 60.0), "cuda": (3000.0, 300.0)}
+#: Validation slices a nodule gives (slices holding its mask: ~its diameter over the slice
+#: spacing, less where nodules share slices): 3.3 on the demo set (297 slices, 91 nodules).
+SEG_SLICES_PER_NODULE = 4
 #: `queue add` warns when what it queued adds up to more than this.
 WARN_HOURS = 12.0
 
@@ -43,10 +55,14 @@ class Cost:
     val_samples: int
     seconds: float
     speed: Speed
+    validations: int | None = None      # None: every epoch
 
     def line(self) -> str:
+        checks = self.epochs if self.validations is None else self.validations
+        val = (f"{self.val_samples:,} validation samples" if checks == self.epochs else
+               f"{checks} validation(s) of {self.val_samples:,} samples")
         return (f"about {format_duration(self.seconds)}: {self.epochs} epoch(s) of "
-                f"{self.trn_samples:,} training + {self.val_samples:,} validation samples at "
+                f"{self.trn_samples:,} training + {val} at "
                 f"{self.speed.trn:,.0f} / {self.speed.val:,.0f} samples/s "
                 f"({self.speed.source})")
 
@@ -117,9 +133,10 @@ def run_speed(events: list[ev.Event]) -> tuple[float, float] | None:
     return samples["trn"] / seconds["trn"], samples["val"] / seconds["val"]
 
 
-def measured_speed(runs_dir: str, kind: str, batch_size: int, host: str) -> Speed | None:
-    """The newest run under ``runs_dir`` on ``host`` with this device kind and batch size
-    that completed a training and a validation phase."""
+def measured_speed(runs_dir: str, kind: str, batch_size: int, host: str,
+                   task: str = "nodule") -> Speed | None:
+    """The newest run under ``runs_dir`` on ``host`` with this task, device kind and batch
+    size that completed a training and a validation phase."""
     from luna_core.errors import LunaInputError
     from luna_core.run.eventfile import read_events, run_event_file
     from luna_core.run.runs import list_runs_with_events
@@ -129,7 +146,8 @@ def measured_speed(runs_dir: str, kind: str, batch_size: int, host: str) -> Spee
     for info, head in reversed(list_runs_with_events(runs_dir)):
         started = next((e for e in head if isinstance(e, ev.RunStarted)), None)
         if (started is None or info.host != host or device_kind(started.device) != kind
-                or started.options.get("batch_size") != batch_size):
+                or started.options.get("batch_size") != batch_size
+                or (started.options.get("task") or "nodule") != task):
             continue
         try:
             speed = run_speed(read_events(run_event_file(info.run_dir)))
@@ -140,20 +158,35 @@ def measured_speed(runs_dir: str, kind: str, batch_size: int, host: str) -> Spee
     return None
 
 
+def validations(epochs: int, val_every: int) -> int:
+    """How many epochs of ``epochs`` validate: every ``val_every``-th and the last."""
+    every = max(1, int(val_every or 1))
+    return sum(1 for e in range(1, epochs + 1) if e % every == 0 or e == epochs)
+
+
 def estimate(options, runs_dir: str, host: str, candidates_csv: str) -> Cost:
     """The cost of a run with these parsed options (luna_core.train.options)."""
+    task = getattr(options, "task", "nodule") or "nodule"
     rows = count_rows(candidates_csv)
     trn_rows, val_rows = split_rows(rows, options.val_stride)
     trn = epoch_samples(trn_rows, bool(options.balanced), options.epoch_samples)
     val = val_rows
+    if task == "seg":
+        folder = os.path.dirname(candidates_csv)
+        book = os.path.join(folder, "annotations_with_malignancy.csv")
+        nodules = count_rows(book if os.path.isfile(book)
+                             else os.path.join(folder, "annotations.csv"))
+        val = split_rows(nodules, options.val_stride)[1] * SEG_SLICES_PER_NODULE
     if options.max_batches:
         trn = min(trn, options.max_batches * options.batch_size)
         val = min(val, options.max_batches * options.batch_size)
     kind = device_kind(options.device)
-    speed = measured_speed(runs_dir, kind, options.batch_size, host)
+    speed = measured_speed(runs_dir, kind, options.batch_size, host, task)
     if speed is None:
-        guess = GUESSED_SPEED[kind]
+        guess = (SEG_GUESSED_SPEED if task == "seg" else GUESSED_SPEED)[kind]
+        what = f"--task {task} " if task != "nodule" else ""
         speed = Speed(*guess, source=f"guessed for a {'GPU' if kind == 'cuda' else 'CPU'}: "
-                                     f"no run of batch {options.batch_size} here yet")
-    seconds = options.epochs * (trn / speed.trn + val / speed.val)
-    return Cost(options.epochs, trn, val, seconds, speed)
+                                     f"no {what}run of batch {options.batch_size} here yet")
+    checks = validations(options.epochs, getattr(options, "val_every", 1))
+    seconds = options.epochs * trn / speed.trn + checks * val / speed.val
+    return Cost(options.epochs, trn, val, seconds, speed, checks)
