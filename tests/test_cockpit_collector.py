@@ -32,8 +32,9 @@ from luna_tui.model.collector import (
 from tests.cockpit_helpers import scripted_run
 
 
-def run_started(epochs=2, trn_samples=3200, val_samples=640, batch_size=32):
-    return RunStarted(run_dir="runs/x", options={"batch_size": batch_size}, epochs=epochs,
+def run_started(epochs=2, trn_samples=3200, val_samples=640, batch_size=32, **options):
+    return RunStarted(run_dir="runs/x", options={"batch_size": batch_size, **options},
+                      epochs=epochs,
                       start_epoch=1, trn_samples=trn_samples, val_samples=val_samples,
                       trn_pos=10, val_pos=2, device="cuda:0", pid=1, t=0.0)
 
@@ -126,6 +127,21 @@ def test_train_and_validation_have_separate_rates_and_run_eta_adds_phases():
     # rest of val E1 + 2 x (100 trn batches at 0.2 s + 20 val batches at 0.05 s)
     assert snap.run_remaining_s == pytest.approx(0.5 + 2 * (20.0 + 1.0))
     assert not snap.eta_rough
+
+
+def test_run_eta_counts_only_the_epochs_that_validate():
+    """--val-every 3 over 7 epochs: E3, E6 and the last, E7, validate."""
+    c = EventCollector(warmup_batches=1)
+    c(run_started(epochs=7, trn_samples=3200, val_samples=640, val_every=3))
+    c(PhaseStarted(phase="trn", epoch=1, batch_count=100, sample_count=3200, t=0.0))
+    c.feed(batches("trn", 1, 100, sec=0.2))
+    c(PhaseStarted(phase="val", epoch=1, batch_count=20, sample_count=640, t=0.0))
+    c.feed(batches("val", 1, 20, sec=0.05))             # (a validation seen, for its rate)
+    c(PhaseStarted(phase="trn", epoch=2, batch_count=100, sample_count=3200, t=0.0))
+    c.feed(batches("trn", 2, 50, sec=0.2, count=100))
+    snap = c.snapshot()
+    # rest of trn E2 (no validation after it) + E3..E7 training + 3 validations of 1 s
+    assert snap.run_remaining_s == pytest.approx(50 * 0.2 + 5 * 20.0 + 3 * 1.0)
 
 
 def test_run_eta_before_validation_borrows_training_rate():

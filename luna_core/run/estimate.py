@@ -192,11 +192,17 @@ class RunEstimate:
         run_rem = phase_rem
         run = self.run
         last_epoch = run.epochs if run is not None else epoch
+        every = (run.options or {}).get("val_every") if run is not None else None
+        every = every if isinstance(every, int) and every > 0 else 1
+
+        def validates(e: int) -> bool:            # --val-every: every N-th and the last
+            return e % every == 0 or e == last_epoch
+
         later: list[str] = []
-        if phase == "trn":
+        if phase == "trn" and validates(epoch):
             later.append("val")
-        for _ in range(epoch + 1, last_epoch + 1):
-            later += ["trn", "val"]
+        for e in range(epoch + 1, last_epoch + 1):
+            later += ["trn", "val"] if validates(e) else ["trn"]
         for ph in later:
             dur, r = self._phase_duration(ph)
             if dur is None:
