@@ -288,3 +288,23 @@ async def test_attach_shows_a_finished_seg_run(interrupted):
                         "nodule pixels found; best.pt by recall", "(picks best.pt)")
         await pilot.press("6")
         await on_screen(pilot, app, "val E2 most nodule pixels missed")
+
+
+def test_val_full_validates_every_slice_of_the_validation_series(tiny_data, seg_sets):
+    from luna_core.data.segdsets import SegValidationDataset
+
+    _trn, val = seg_sets
+    _, val_series = split_series(tiny_data["data_dir"], 2)
+    nodules = _all_nodules(tiny_data)
+    full = SegValidationDataset(tiny_data["data_dir"], tiny_data["cache_dir"], val_series,
+                                nodules, full=True)
+    depth = {v.series_uid: v.shape_irc[0] for v in full.volumes}
+    assert len(full) == sum(depth.values()) > len(val)
+    assert full.pos_count == len(val)                 # the slices with nodule pixels
+    assert {full.volumes[v].series_uid for v, _k in full.samples} == set(val_series)
+
+
+def _all_nodules(tiny_data):
+    from luna_core.data.csvread import read_annotations
+
+    return read_annotations(nodules_file(tiny_data["data_dir"]))
