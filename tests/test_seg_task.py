@@ -308,3 +308,37 @@ def _all_nodules(tiny_data):
     from luna_core.data.csvread import read_annotations
 
     return read_annotations(nodules_file(tiny_data["data_dir"]))
+
+
+def test_a_killed_seg_run_resumes_to_the_weights_of_an_uninterrupted_one(train_argv, tmp_path):
+    """kill -9 after a checkpoint asked for mid-epoch (SIGUSR1), then --resume: the same
+    weights at the end of epoch 2 as a run never interrupted."""
+    import signal
+
+    from tests.trainhelpers import start_headless, trn_batches, wait_for_events
+
+    seg = ["--task", "seg", "--val-stride", "2", "--epoch-samples", "16", "--batch-size", "4",
+           "--val-every", "1", "--seed", "5", "--augmented"]
+    proc = start_headless(train_argv, tmp_path, *seg)
+    try:
+        wait_for_events(tmp_path, lambda r: len(trn_batches(r)) >= 1, proc)
+        os.killpg(proc.pid, signal.SIGUSR1)
+        records = wait_for_events(
+            tmp_path, lambda r: any(x["kind"] == "checkpoint" for x in r), proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+    saved = next(x for x in records if x["kind"] == "checkpoint")
+    assert saved["epoch"] == 1 and 0 < saved["batch_ndx"] < 4
+    code, _rec, console = run_loop(train_argv(*seg, "--resume", saved["path"], "--epochs", "2",
+                                              "--num-workers", "0"))
+    assert code == 0, console
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    resumed = load_checkpoint(os.path.join(run_dir, "checkpoints", "e002-end.pt"))
+    code, _rec, console = run_loop(train_argv(*seg, "--epochs", "2", "--num-workers", "0",
+                                              runs_dir=tmp_path / "straight"))
+    assert code == 0, console
+    (straight_dir,) = run_dirs(tmp_path / "straight")
+    straight = load_checkpoint(os.path.join(straight_dir, "checkpoints", "e002-end.pt"))
+    for name in straight["model"]:
+        assert torch.equal(straight["model"][name], resumed["model"][name]), name
