@@ -66,6 +66,9 @@ async def test_the_pixel_table_and_the_seg_examples_say_what_they_show(drawn):
         await pilot.press("enter")
         await on_screen(pilot, app, "close-up · 64 px round it", "whole slice 31",
                         "nodule pixels found")
+        await pilot.press("escape")
+        await pilot.press("5")
+        await on_screen(pilot, app, "a --task seg run has no candidate ranking to score")
 
 
 def test_seg_example_images_colour_found_missed_and_false_pixels(tmp_path):

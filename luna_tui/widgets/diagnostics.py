@@ -95,8 +95,12 @@ class DiagnosticsPane(CockpitPane, Container):
         self._drawn = key
         reading = self.query_one("#diag-reading", Static)
         if not snap.scores:
-            reading.update(Text("no scored validation yet: the diagnostics appear after the "
-                                "first validation", style="dim"))
+            said = ("a --task seg run has no candidate ranking to score (no FROC, PR curve "
+                    "or histograms): its numbers are in the pixel table (1), its worst slices "
+                    "in the examples (6)" if snap.task == "seg" else
+                    "no scored validation yet: the diagnostics appear after the first "
+                    "validation")
+            reading.update(Text(said, style="dim"))
             for name in ("froc", "pr", "histograms"):
                 self.query_one(f"#diag-{name}", TrendPlot).redraw(
                     lambda w, n=name: w.plt.title(w.fit(f"{dg.PLOT_NAMES[n]} (after "
