@@ -82,3 +82,16 @@ def test_pixel_counts_and_a_phases_numbers_by_hand():
     assert "75.0% fn" not in lines[1] and "25.0% fn" in lines[1] and "3 of 4 label" in lines[1]
     empty = compute_seg_metrics(np.zeros((4, 1)))["metrics"]
     assert empty["seg/dice"] == 1.0 and empty["pr/recall"] == 0.0 and empty["percent_all/fp"] == 0
+
+
+def test_seg_examples_are_the_worst_slices_of_distinct_places():
+    from luna_core.tasks.seg_examples import pick
+
+    m = np.zeros((4, 8))
+    m[METRICS_FN_NDX] = [50, 40, 0, 45, 10, 30, 30, 5]
+    m[METRICS_FP_NDX] = [0, 0, 7, 0, 0, 0, 0, 9]
+    assert pick(m, 3) == {"missed_pixels": [0, 3, 1], "false_pixels": [7, 2]}
+    # columns 0, 1, 3 are slices 10, 12, 11 of series "a": one place, its worst taken
+    places = {0: ("a", 10), 1: ("a", 12), 3: ("a", 11), 4: ("a", 30), 5: ("b", 10),
+              6: ("b", 13), 2: ("c", 1), 7: ("c", 3)}
+    assert pick(m, 3, places.get) == {"missed_pixels": [0, 5, 4], "false_pixels": [7]}

@@ -209,13 +209,14 @@ def test_summary_runs_and_compare_show_a_seg_runs_own_numbers(interrupted, capsy
     assert "recall" in last and "Dice" in last and "CPM" not in last
     assert cli_main(["runs", "--runs-dir", runs_dir, "--wide"]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert "BEST DICE" in listing[0]
+    assert "BEST DICE" in listing[0] and "TASK" in listing[0] and " seg " in listing[1]
+    assert "BEST CPM" not in listing[0]             # no seg run has one: no column
     de, dice = h.best(DICE.key)
     assert f"{dice:.3f} E{de}" in listing[1]
     assert cli_main(["compare", run_dir, "--runs-dir", runs_dir]) == 0
     header = [line for line in capsys.readouterr().out.splitlines()
               if line.startswith("run")][0].split()
-    assert header[3:] == ["val", "loss", "recall", "Dice", "precision", "F1", "FP", "pixels"]
+    assert header[3:] == ["val", "loss", "recall", "Dice", "precision", "F1"]
 
 
 def _check_text(tiny_data, tmp_path, capsys) -> str:
@@ -342,3 +343,30 @@ def test_a_killed_seg_run_resumes_to_the_weights_of_an_uninterrupted_one(train_a
     straight = load_checkpoint(os.path.join(straight_dir, "checkpoints", "e002-end.pt"))
     for name in straight["model"]:
         assert torch.equal(straight["model"][name], resumed["model"][name]), name
+
+
+def test_runs_of_two_tasks_are_not_compared_without_a_warning(tmp_path):
+    """compare warns when the runs train different tasks; a run's summary suggests comparing
+    it with the run of its own task started before it."""
+    import json
+
+    from luna_core.run.compare import compare_text, read_history
+    from luna_core.run.summary import previous_run
+
+    def write(name, t, task):
+        run_dir = tmp_path / "luna" / name
+        run_dir.mkdir(parents=True)
+        start = ev.RunStarted(run_dir=str(run_dir), options={"task": task}, epochs=1,
+                              start_epoch=1, trn_samples=1, val_samples=1, trn_pos=0,
+                              val_pos=0, device="cpu", pid=1, t=t)
+        (run_dir / "events.jsonl").write_text(json.dumps(ev.event_to_dict(start)) + "\n")
+        return str(run_dir)
+
+    first = write("2026-12-07_10.00.00-a", 1.0, "nodule")
+    seg = write("2026-12-07_11.00.00-b", 2.0, "seg")
+    last = write("2026-12-07_12.00.00-c", 3.0, "nodule")
+    assert previous_run(last, str(tmp_path)) == first          # not the seg run between
+    assert previous_run(seg, str(tmp_path)) is None
+    said = compare_text([read_history(first), read_history(seg)])
+    assert "warning: the runs train different tasks (nodule / seg)" in said
+    assert "different tasks" not in compare_text([read_history(first), read_history(last)])

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from luna_core.errors import LunaInputError
+from luna_core.fsutil import remove_orphaned_temps
 
 from .candidates import find_csv_dir, get_candidate_info_list
 from .chunkstore import group_centres, read_chunk
@@ -126,12 +127,17 @@ class SegValidationDataset(Dataset):
         self.volumes = []
         self.samples: list[tuple[int, int]] = []          # (volume, slice)
         said = time.monotonic()
+        centres = {u: np.array([n[:3] for n in nodules.get(u, ())]) for u in series}
+        todo = sum(1 for u in series if self.store.state(u, centres[u]) != "ready")
+        if todo:
+            log.info("segmentation: cutting the validation volumes of %d series (once; kept "
+                     "in %s)", todo, self.store.dir)
         for done, uid in enumerate(series, 1):
             if time.monotonic() - said >= 10:
                 log.info("segmentation: validation volumes of %d of %d series ready", done - 1,
                          len(series))
                 said = time.monotonic()
-            vol = self.store.ensure(uid, np.array([n[:3] for n in nodules.get(uid, ())]))
+            vol = self.store.ensure(uid, centres[uid])
             if not full and not vol.mask_slices:
                 continue
             v = len(self.volumes)
@@ -168,6 +174,11 @@ def make_seg_datasets(data_dir, cache_dir, val_stride: int, candidates_file=None
     path = nodules_file(data_dir)
     nodules = read_annotations(path)
     trn_series, val_series = split_series(data_dir, val_stride, candidates_file)
+    for folder in (SegWindowStore(data_dir, cache_dir).dir, SegVolumeStore(data_dir,
+                                                                           cache_dir).dir):
+        if folder.is_dir():                # what a killed run left half written
+            for gone in remove_orphaned_temps(str(folder)):
+                log.info("removed %s (left half written by a process that is gone)", gone)
     trn = SegTrainingDataset(data_dir, cache_dir, trn_series, nodules)
     if not len(trn):
         raise LunaInputError(f"no nodule in the {len(trn_series)} training series", path=path)

@@ -20,6 +20,7 @@ Masks follow luna_core.data.masks (the book's rule).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 from pathlib import Path
@@ -35,6 +36,8 @@ from .csvread import check_series_uid
 from .ct import Ct, check_voxel_file, cut_chunk, find_mhd, raw_path_of, read_mhd_header
 from .geometry import xyz2irc_array
 from .masks import build_mask
+
+log = logging.getLogger(__name__)
 
 CONTEXT_SLICES = 3                        # each side of the slice: 7 channels
 WINDOW_IRC = (2 * CONTEXT_SLICES + 1, 96, 96)
@@ -119,18 +122,31 @@ class SegVolumeStore:
         except (OSError, ValueError, KeyError, TypeError, struct.error):
             return None
 
+    def _source(self, series_uid: str):
+        mhd = find_mhd(self.data_dir, series_uid, required=False)
+        if mhd is None:
+            return None, None
+        return mhd, {"mhd": _stat_dict(mhd), "raw": _stat_dict(raw_path_of(
+            mhd, read_mhd_header(mhd)))}
+
+    def state(self, series_uid: str, nodules_xyz) -> str:
+        """'ready' or 'missing' (absent, stale or cut short): read only."""
+        nodules_xyz = np.asarray(nodules_xyz, dtype=np.float64).reshape(-1, 3)
+        _mhd, source = self._source(series_uid)
+        digest = centres_digest(nodules_xyz, (0, 0, 0))
+        return "ready" if self._check(series_uid, digest, source) is not None else "missing"
+
     def ensure(self, series_uid: str, nodules_xyz: np.ndarray) -> SeriesVolume:
         """The series' volume file, built first when missing, stale or cut short."""
         nodules_xyz = np.asarray(nodules_xyz, dtype=np.float64).reshape(-1, 3)
         digest = centres_digest(nodules_xyz, (0, 0, 0))
-        mhd = find_mhd(self.data_dir, series_uid, required=False)
-        source = None
-        if mhd is not None:
-            source = {"mhd": _stat_dict(mhd), "raw": _stat_dict(raw_path_of(
-                mhd, read_mhd_header(mhd)))}
+        mhd, source = self._source(series_uid)
         vol = self._check(series_uid, digest, source)
         if vol is not None:
             return vol
+        if self.path(series_uid).exists():
+            log.info("%s: stale or damaged (its CT or nodules changed, or it was cut short): "
+                     "cutting it again", self.path(series_uid))
         if mhd is None:
             raise LunaInputError(f"series {series_uid} not found under subset*/ and its "
                                  "validation volume is missing or stale", path=self.data_dir)

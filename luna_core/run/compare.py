@@ -272,6 +272,10 @@ def compare_text(histories: list[RunHistory]) -> str:
     else:
         said = ("options that differ: " + ", ".join(differ)) if differ else \
             "the runs' options are the same"
+    tasks = sorted({task_view(h.options).name for h in histories})
+    if len(tasks) > 1:
+        said += (f"\nwarning: the runs train different tasks ({' / '.join(tasks)}): their "
+                 "loss, recall and precision measure different things")
     splits = sorted({split_of(h) for h in histories})
     if len(splits) > 1:
         said += (f"\nwarning: the runs split validation differently ({' / '.join(splits)}): "

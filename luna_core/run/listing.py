@@ -20,7 +20,10 @@ from luna_core.run.runs import RunInfo
 
 #: Columns left out, first to last, when the terminal is too narrow for all of them.
 DROP_ORDER = ("options", "started", "split", "best_f1", "val_pos", "best_dice", "best_recall",
-              "best_loss", "best_cpm")
+              "task", "best_loss", "best_cpm")
+#: Metric columns: left out when no listed run has a value in them (a seg run has no CPM).
+METRIC_COLUMNS = frozenset({"val_pos", "best_loss", "best_cpm", "best_recall", "best_f1",
+                            "best_dice"})
 MIN_RUN = 24            # the run's name gets at least this many columns before one is dropped
 GAP = 2
 
@@ -36,7 +39,7 @@ def _cells(run: RunInfo, h: RunHistory, differ: list[str],
            defaults: dict | None = None) -> dict[str, str]:
     started = _started(run.started)
     return {
-        "state": run.state, "epoch": run.epoch_text(),
+        "state": run.state, "epoch": run.epoch_text(), "task": h.options.get("task") or "nodule",
         "val_loss": "-" if run.val_loss is None else LOSS.number(run.val_loss),
         "val_pos": "-" if run.val_correct_pos is None else CORRECT_POS.number(run.val_correct_pos),
         "best_loss": best_text(h, LOSS.key),
@@ -49,7 +52,8 @@ def _cells(run: RunInfo, h: RunHistory, differ: list[str],
 
 
 COLUMNS = [  # (key, title, right-aligned)
-    ("state", "STATE", False), ("epoch", "EPOCH", True), ("val_loss", "VAL LOSS", True),
+    ("state", "STATE", False), ("task", "TASK", False), ("epoch", "EPOCH", True),
+    ("val_loss", "VAL LOSS", True),
     ("val_pos", "VAL POS%", True), ("best_loss", "BEST LOSS", True),
     ("best_cpm", "BEST CPM [95% CI]", True), ("best_recall", "BEST RECALL", True),
     ("best_f1", "BEST F1", True), ("best_dice", "BEST DICE", True), ("split", "SPLIT", False),
@@ -87,9 +91,10 @@ def runs_lines(found: list[tuple[RunInfo, list]], histories: list[RunHistory],
     differ = differing_options(histories)
     rows = [_cells(run, h, differ, defaults)
             for (run, _e), h in zip(found, histories, strict=True)]
-    segmented = any(h.best(DICE.key) for h in histories)      # a seg run among them
+    tasks = {r["task"] for r in rows}
     columns = [c for c in COLUMNS if (c[0] != "options" or differ)
-               and (c[0] != "best_dice" or segmented)]
+               and (c[0] != "task" or tasks != {"nodule"})       # shown once another is listed
+               and (c[0] not in METRIC_COLUMNS or any(r[c[0]] != "-" for r in rows))]
     widths = {key: max([len(title)] + [len(r[key]) for r in rows]) for key, title, _r in COLUMNS}
 
     def used(cols) -> int:

@@ -40,6 +40,7 @@ class RunInfo:
     last_checkpoint: str | None
     error: str | None
     epochs_done: int = 0     # the furthest epoch validated or checkpointed at its end
+    task: str = "nodule"     # what it trains (--task)
 
     def epoch_text(self) -> str:
         """'2/3': epochs done of those asked for; '1/2, in E2' when it is (or was, when it
@@ -89,7 +90,8 @@ def summarize(run_dir: str, events: list[ev.Event]) -> RunInfo:
         control_socket=current.control_socket,
         # as recorded, moved to where the run is read from
         last_checkpoint=rebase(saved.path, run.checkpoint_run_dir, run_dir) if saved else None,
-        error=finished.error if finished is not None else None)
+        error=finished.error if finished is not None else None,
+        task=(first.options or {}).get("task") or "nodule")
 
 
 def read_run(run_dir: str) -> RunInfo:

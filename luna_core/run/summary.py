@@ -240,10 +240,15 @@ def summarise(run_dir: str, events: list[ev.Event]) -> RunSummary:
 
 
 def previous_run(run_dir: str, runs_dir: str) -> str | None:
-    """The run started before ``run_dir`` under ``runs_dir`` (for the compare command)."""
+    """The run of the same task started before ``run_dir`` under ``runs_dir`` (for the
+    compare command: runs of two tasks measure different things)."""
     from luna_core.run.runs import list_runs
 
-    runs = [r.run_dir for r in list_runs(runs_dir)]
+    runs = list_runs(runs_dir)
     here = [i for i, r in enumerate(runs)
-            if os.path.abspath(r) == os.path.abspath(run_dir)]
-    return runs[here[0] - 1] if here and here[0] > 0 else None
+            if os.path.abspath(r.run_dir) == os.path.abspath(run_dir)]
+    if not here:
+        return None
+    task = runs[here[0]].task
+    before = [r.run_dir for r in runs[:here[0]] if r.task == task]
+    return before[-1] if before else None

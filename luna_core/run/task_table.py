@@ -13,7 +13,6 @@ from luna_core.run.metric_catalog import (
     DICE,
     F1,
     LOSS,
-    PIXEL_FP,
     PRECISION,
     RECALL,
     Metric,
@@ -35,7 +34,7 @@ TASK_VIEWS: dict[str, TaskView] = {
     "seg": TaskView("seg", RECALL,
                     "the highest pixel recall (the book's: a missed nodule costs more than "
                     "false positive pixels, which the classifier filters)",
-                    (RECALL, DICE, PRECISION, F1), (LOSS, RECALL, DICE, PRECISION, F1, PIXEL_FP)),
+                    (RECALL, DICE, PRECISION, F1), (LOSS, RECALL, DICE, PRECISION, F1)),
 }
 DEFAULT = "nodule"
 

@@ -1,6 +1,7 @@
 """--task seg's examples: after each validation, the ``k`` slices with the most missed nodule
 pixels and the ``k`` with the most falsely marked pixels (ties by the slice's place in the
-set, so a resumed run keeps the same ones), chosen from every rank's per-slice counts. Each is
+set, so a resumed run keeps the same ones; a slice within 4 of one already chosen in the
+same series is passed over), chosen from every rank's per-slice counts. Each is
 read again from the validation volumes and run through the model once more (a few slices, on
 the process that writes the run), so the file holds what the model called: per slice three
 planes, its HU, its label and the call (luna_core.run.example_file, task "seg")."""
@@ -25,15 +26,30 @@ from luna_core.train.seg_metrics import (
     PIXEL_THRESHOLD,
 )
 
+#: A slice this near (in slices) to one already chosen in the same series is taken for the
+#: same nodule and passed over: the examples show k places, not one nodule's k slices.
+SAME_PLACE_SLICES = 4
 
-def pick(metrics_a: np.ndarray, k: int) -> dict[str, list[int]]:
-    """Columns of ``metrics_a`` for each kind, the worst first; slices with none left out."""
+
+def pick(metrics_a: np.ndarray, k: int, place=None) -> dict[str, list[int]]:
+    """Columns of ``metrics_a`` for each kind, the worst first; slices with none left out;
+    ``place(column)``: (series, slice), to pass over slices near one already chosen."""
     out = {}
     for kind, row in zip(SEG_KINDS, (METRICS_FN_NDX, METRICS_FP_NDX), strict=True):
         values = np.asarray(metrics_a[row], dtype=np.float64)
         cols = np.flatnonzero(values > 0)
-        order = cols[np.lexsort((cols, -values[cols]))]
-        out[kind] = order[:k].tolist()
+        chosen: list[int] = []
+        taken: list[tuple] = []
+        for j in cols[np.lexsort((cols, -values[cols]))].tolist():
+            if len(chosen) == k:
+                break
+            if place is not None:
+                series, index = place(j)
+                if any(s == series and abs(i - index) <= SAME_PLACE_SLICES for s, i in taken):
+                    continue
+                taken.append((series, index))
+            chosen.append(j)
+        out[kind] = chosen
     return out
 
 
@@ -50,7 +66,7 @@ def save(run_dir: str, epoch: int, ds, rows, metrics_a: np.ndarray,
     """Write the examples of validation ``epoch`` (``rows``: each column's sample; ``predict``:
     (N, 7, H, W) HU -> (N, 1, H, W) probabilities); returns (path, count per kind)."""
     rows = np.asarray(rows, dtype=np.int64)
-    chosen = pick(metrics_a, k)
+    chosen = pick(metrics_a, k, lambda j: ds.samples[int(rows[j])])
     chunks: list[bytes] = []
     entries = []
     found: dict[int, tuple[int, np.ndarray, np.ndarray, int]] = {}
