@@ -36,7 +36,7 @@ from luna_tui.model.steering import Steering
 from luna_tui.notify import Notifier
 from luna_tui.screens.cockpit import CockpitScreen
 from luna_tui.screens.confirm import ConfirmSetting
-from luna_tui.screens.help import HelpScreen, key_rows
+from luna_tui.screens.help import HelpScreen, key_rows, sections_for
 from luna_tui.terminal import Installed, install_quit_signals, remove_signals
 
 Clock = Callable[[], datetime]
@@ -280,7 +280,8 @@ class CockpitApp(App[int]):
             bindings = [*self.cockpit.BINDINGS, *self.BINDINGS]
             self.push_screen(HelpScreen(key_rows(
                 b for b in bindings
-                if self.controls.applies(b.action.removeprefix("app.").split("(")[0]))))
+                if self.controls.applies(b.action.removeprefix("app.").split("(")[0])),
+                sections_for(self.snap.task)))
 
     def action_request_quit(self) -> None:
         self.leaving.ask()

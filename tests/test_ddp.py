@@ -132,8 +132,10 @@ def test_two_processes_train_seg_and_count_every_slices_pixels_once(train_argv, 
                       "--epoch-samples", "7", "--batch-size", "2")
     result = subprocess.run(_torchrun(argv), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = [d for d in glob.glob(str(tmp_path / "runs" / "luna" / "*"))
-                  if not d.endswith(("-trn_cls-dlwpt", "-val_cls-dlwpt"))]
+    folders = glob.glob(str(tmp_path / "runs" / "luna" / "*"))
+    tensorboard = sorted(d.rsplit("-", 2)[-2] for d in folders if "_seg-" in d)
+    assert tensorboard == ["trn_seg", "val_seg"]          # the book's ch. 13 names
+    (run_dir,) = [d for d in folders if "_seg-" not in d]
     events = read_events(os.path.join(run_dir, "events.jsonl"))
     trn, val = [e for e in events if isinstance(e, ev.EpochMetrics)]
     _trn_ds, val_ds = make_seg_datasets(tiny_data["data_dir"], tiny_data["cache_dir"], 2)

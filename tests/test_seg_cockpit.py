@@ -69,6 +69,10 @@ async def test_the_pixel_table_and_the_seg_examples_say_what_they_show(drawn):
         await pilot.press("escape")
         await pilot.press("5")
         await on_screen(pilot, app, "a --task seg run has no candidate ranking to score")
+        await pilot.press("7")
+        await on_screen(pilot, app, "val nodule pixels found", "best: val loss E2")
+        await pilot.press("question_mark")
+        await on_screen(pilot, app, "This run trains --task seg", "best.pt by recall")
 
 
 def test_seg_example_images_colour_found_missed_and_false_pixels(tmp_path):

@@ -56,7 +56,8 @@ def build_parser(prog: str = "luna-tui", commands: str = "") -> argparse.Argumen
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
-            "Train the LUNA16 nodule candidate classifier (Deep Learning with PyTorch, ch. 11). "
+            "Train the LUNA16 models of Deep Learning with PyTorch: the nodule candidate "
+            "classifier (ch. 11-12) or, with --task seg, the segmentation U-Net (ch. 13). "
             "Without --headless it opens the cockpit (a terminal UI). "
             + (f"Other commands: {commands} Use 'luna-tui COMMAND --help' for theirs."
                if commands else "")
@@ -81,7 +82,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                             for name, (_where, what) in TASKS.items()))
     parser.add_argument("--epochs", type=int, default=1, help="number of epochs to train for")
     parser.add_argument("--batch-size", type=int, default=32,
-                        help="samples per batch (per process under torchrun)")
+                        help="samples per batch (per process under torchrun; --task seg: 16 "
+                             "if not given, the book's)")
     parser.add_argument("--tb-prefix", default="luna",
                         help="runs are written under RUNS_DIR/TB_PREFIX/")
     add_data_dirs(parser, workers=True)
@@ -91,7 +93,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
                         help="sgd: the book's (momentum --momentum); adam: Adam with beta1 "
                              "= --momentum (0.9 is Adam's usual), what the demo uses: it "
-                             "learns in the few thousand samples a CPU can train in minutes")
+                             "learns in the few thousand samples a CPU can train in minutes "
+                             "(--task seg: adam if not given, the book's)")
     parser.add_argument("--lr", type=float, default=0.001, help="learning rate")
     parser.add_argument("--lr-warmup", type=int, default=0, metavar="SAMPLES",
                         help="the learning rate rises in a straight line to --lr over the "

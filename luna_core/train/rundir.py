@@ -68,7 +68,8 @@ def add_run_dir_sinks(bus: ev.EventBus, args: Namespace, run_dir: str, time_str:
     """Create the run directory; add its TensorBoard and event-file sinks to ``bus``."""
     os.makedirs(checkpoint_dir(run_dir), exist_ok=True)
     bus.add(TensorBoardSink(args.runs_dir, args.tb_prefix, time_str, args.comment,
-                            purge_step=purge_step))
+                            purge_step=purge_step,
+                            kind="seg" if getattr(args, "task", None) == "seg" else "cls"))
     events = JsonlSink(os.path.join(run_dir, EVENT_FILE_NAME))
     if events.dropped_partial:      # a resume after a kill in the middle of a line
         log.warning("%s: cut an incomplete last line (%d bytes) left by the process before",

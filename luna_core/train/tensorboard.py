@@ -1,5 +1,6 @@
 """The TensorBoard sink: exactly the book's layout (``runs/<tb-prefix>/<time>-trn_cls-<comment>``
-and ``-val_cls-``, the metrics as scalars, the PR curve and the two histograms). Needs torch,
+and ``-val_cls-``; the segmentation task's ``-trn_seg-`` and ``-val_seg-``, as the book's
+ch. 13), the metrics as scalars, the PR curve and the two histograms). Needs torch,
 hence its place in luna_core.train rather than with the other sinks in luna_core.run."""
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ class TensorBoardSink:
     empty TensorBoard runs. Layout and tags as in the book; global_step = training samples."""
 
     def __init__(self, runs_dir: str, tb_prefix: str, time_str: str, comment: str,
-                 purge_step: int | None = None) -> None:
+                 purge_step: int | None = None, kind: str = "cls") -> None:
         base = os.path.join(runs_dir, tb_prefix, time_str)
         self.log_dirs = {
-            "trn": f"{base}-trn_cls-{comment}",
-            "val": f"{base}-val_cls-{comment}",
+            "trn": f"{base}-trn_{kind}-{comment}",
+            "val": f"{base}-val_{kind}-{comment}",
         }
         self.purge_step = purge_step
         self._writers: dict[str, Any] = {}

@@ -24,10 +24,28 @@ NOTIFICATIONS = ("Notifications", "only for what you asked for (a checkpoint, a 
                                   "and the log.")
 
 
+#: What differs when the run trains --task seg (said first in its help).
+SEG_ROWS = [
+    ("Pixels", "the class table of a --task seg run: loss, TP/FN/FP pixels as % of the "
+               "label's (FP passes 100 % on whole slices), precision, recall, F1, the slices' "
+               "mean Dice; best.pt by recall"),
+    ("Diagnostics", "none for seg: it has no candidate ranking (FROC, PR curve, histograms)"),
+    ("Examples", "the slices with the most nodule pixels missed / falsely marked (k); pixels "
+                 "found green, missed magenta, falsely marked amber; Enter: a close-up and "
+                 "the whole slice"),
+]
+
+
 def pane_rows() -> list[tuple[str, str]]:
     """(title, what it shows) per pane of the views table (luna_tui.model.views), in its
     order, and the notifications."""
     return [*((spec.title, views.pane_help(spec)) for spec in views.PANES), NOTIFICATIONS]
+
+
+def sections_for(task: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The help's sections for a run of ``task``: a seg run's differences first."""
+    panes = [("Panes", pane_rows())]
+    return [("This run trains --task seg", SEG_ROWS), *panes] if task == "seg" else panes
 
 
 _KEY_NAMES = {"left_square_bracket": "[", "right_square_bracket": "]", "question_mark": "?",

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _tensorboard_folder(path: str) -> bool:
-    """The TensorBoard folders beside a run (RUN-trn_cls-COMMENT, RUN-val_cls-COMMENT) that a
+    """The TensorBoard folders beside a run (RUN-trn_cls-COMMENT, RUN-val_cls-COMMENT; a seg
+    run's trn_seg, val_seg) that a
     glob such as runs/luna/*-balanced picks up with the runs: left out, not an error."""
     import glob
     import os

@@ -23,6 +23,17 @@ COLUMNS: tuple[tuple[str, Metric, str], ...] = (
 )
 
 
+#: --task seg: the "% of nodules correct" column holds the % of nodule pixels found (recall).
+SEG_NAMES = {CORRECT_POS.key: ("nodule pixels found", "pixels %")}
+
+
+def _names(snap: RunSnapshot, m: Metric) -> tuple[str, str]:
+    """(name, short name) of a column's metric for this run's task."""
+    if snap.task == "seg" and m.key in SEG_NAMES:
+        return SEG_NAMES[m.key]
+    return m.name, m.short
+
+
 def _points(snap: RunSnapshot, phase: str) -> dict[int, EpochPoint]:
     return {p.epoch: p for p in snap.history.get(phase, ())}
 
@@ -42,7 +53,8 @@ def render_epoch_table(snap: RunSnapshot, width: int = 76) -> Group | Text:
                   header_style="bold", show_edge=False)
     table.add_column("epoch", justify="right", no_wrap=True)
     for phase, m, _name in columns:
-        table.add_column(f"{phase} {m.short if compact else m.name}", justify="right",
+        name, short = _names(snap, m)
+        table.add_column(f"{phase} {short if compact else name}", justify="right",
                          no_wrap=True)
     for epoch in epochs:
         cells = [f"E{epoch}"]
@@ -55,7 +67,7 @@ def render_epoch_table(snap: RunSnapshot, width: int = 76) -> Group | Text:
                 cell.stylize("bold")
             cells.append(cell)
         table.add_row(*cells)
-    said = [f"{phase} {m.name} E{top[0]} {m.text(top[1])}"
+    said = [f"{phase} {_names(snap, m)[0]} E{top[0]} {m.text(top[1])}"
             for (phase, m, _name) in columns if phase == "val"
             for top in [best.get((phase, m.key))] if top is not None]
     if not said:
