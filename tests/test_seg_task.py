@@ -245,6 +245,10 @@ def test_check_names_a_nodule_whose_mask_is_empty(tiny_data, tmp_path, capsys):
             "--val-stride", "2"]
     assert cli_main([*args, "--task", "seg"]) == 0
     out = capsys.readouterr().out
+    assert "chunks-32x48x48" not in out and "--balanced" not in out   # the classifier's
+    store = [line for line in out.splitlines() if line.startswith("store")][0]
+    assert "seg-windows-7x96x96: 0 of" in store and "seg-volumes: 0 of 2 cut" in store
+    assert "training nodules in" in out and "(split by series, val_stride 2)" in out
     masks = [line for line in out.splitlines() if line.startswith("masks")][0]
     assert "1 give an empty mask" in masks
     assert f"empty: {uid} ({x:.1f}, {y:.1f}, {z:.1f})" in out

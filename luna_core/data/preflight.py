@@ -88,12 +88,15 @@ def check(data_dir, cache_dir, candidates_file=None, val_stride: int = 10,
         return report
     _check_headers(report, data_dir, found)
     used = [c for c in listed if c.series_uid in found]
-    _check_split(report, used, val_stride)
-    if runs_dir is not None:
-        _check_cost(report, str(cand), val_stride, runs_dir, batch_size)
-    _check_store(report, data_dir, cache_dir, cand, used)
     if task == "seg":
+        _check_seg(report, data_dir, cache_dir, found, val_stride, runs_dir, batch_size,
+                   str(cand))
         _check_masks(report, data_dir, found)
+    else:
+        _check_split(report, used, val_stride)
+        if runs_dir is not None:
+            _check_cost(report, str(cand), val_stride, runs_dir, batch_size)
+        _check_store(report, data_dir, cache_dir, cand, used)
     report.say(f"device    {_device()}")
     cores = os.cpu_count() or 1
     report.say(f"workers   --num-workers {default_num_workers()} (the default: one a core, at "
@@ -152,6 +155,52 @@ def _check_cost(report: Report, cand: str, val_stride: int, runs_dir: str,
     report.say(f"cost      an epoch {plain.line()}")
     report.say(f"          with --balanced (the book's {balanced.trn_samples:,} samples an "
                f"epoch): about {format_duration(balanced.seconds)}")
+
+
+def _check_seg(report: Report, data_dir: Path, cache_dir: Path, found: set[str],
+               val_stride: int, runs_dir: str | None, batch_size: int, cand: str) -> None:
+    """--task seg: its split (by series), an epoch's cost, and its cache (the training
+    windows, the validation volumes): what is cut, what it will take."""
+    from argparse import Namespace
+
+    from .segdsets import SegTrainingDataset, nodules_file
+    from .segstore import WINDOW_STORE_IRC, SegVolumeStore
+
+    nodules = read_annotations(nodules_file(data_dir))
+    uids = sorted(found)
+    val = uids[::val_stride] if val_stride > 0 else uids
+    trn = [u for u in uids if u not in set(val)] if val_stride > 0 else uids
+    count = {name: sum(len(nodules.get(u, ())) for u in part)
+             for name, part in (("trn", trn), ("val", val))}
+    report.say(f"samples   {count['trn']:,} training nodules in {len(trn):,} series, "
+               f"{count['val']:,} validation nodules in {len(val):,} series (split by "
+               f"series, val_stride {val_stride})")
+    if not count["trn"] or not count["val"]:
+        report.problems.append(f"no {'training' if not count['trn'] else 'validation'} "
+                               f"nodule with val_stride {val_stride}")
+    if runs_dir is not None:
+        from luna_core.run.cost import estimate
+        from luna_core.run.runs import this_host
+
+        options = Namespace(task="seg", epochs=1, val_stride=val_stride, balanced=0,
+                            epoch_samples=300_000, max_batches=0, batch_size=batch_size,
+                            device="auto", val_every=1)
+        report.say(f"cost      an epoch {estimate(options, runs_dir, this_host(), cand).line()}")
+    windows = SegTrainingDataset(data_dir, cache_dir, trn, nodules)
+    ready = sum(windows.store.state(u, windows._centres(s)) == "ready"
+                for s, u in enumerate(windows.series_uids))
+    volumes = SegVolumeStore(data_dir, cache_dir)
+    vol_ready = sum(volumes.state(u, [n[:3] for n in nodules.get(u, ())]) == "ready"
+                    for u in val)
+    voxels = 0
+    for u in val:
+        dims = read_mhd_header(find_mhd(data_dir, u)).get("DimSize", "0 0 0").split()
+        voxels += int(np.prod([int(d) for d in dims])) if len(dims) == 3 else 0
+    need = len(windows) * 2 * int(np.prod(WINDOW_STORE_IRC)) + 3 * voxels
+    report.say(f"store     {windows.store.dir}: {ready:,} of {len(windows.series_uids):,} "
+               f"series cut; {volumes.dir}: {vol_ready:,} of {len(val):,} cut")
+    report.say(f"          {_gb(need)} when cut (windows of {len(windows):,} nodules, "
+               f"{len(val):,} validation volumes); {_gb(_free_bytes(cache_dir))} free")
 
 
 def _check_store(report: Report, data_dir: Path, cache_dir: Path, cand, used: list) -> None:

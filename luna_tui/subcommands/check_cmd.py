@@ -18,11 +18,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_dirs(p)
     p.add_argument("--val-stride", type=int, default=10,
                    help="every Nth candidate validates, as the run's option")
-    p.add_argument("--batch-size", type=int, default=32,
-                   help="the batch size whose speed the cost line uses, as the run's option")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="the batch size whose speed the cost line uses, as the run's option "
+                        "(default: 32; --task seg: 16)")
     p.add_argument("--task", choices=("nodule", "seg"), default="nodule",
-                   help="seg: also the nodule masks (the book's rule): which nodules give an "
-                        "empty one (reads every CT with a nodule: minutes on the real release)")
+                   help="seg: the segmentation run's split, cost and cache instead of the "
+                        "classifier's, and the nodule masks (the book's rule): which are "
+                        "empty, which grew into tissue (reads every CT with a nodule: minutes "
+                        "on the real release)")
     p.add_argument("--runs-dir", default="runs",
                    help="where this machine's runs are: the cost line takes their measured "
                         "speed (a guess without one)")
@@ -34,4 +37,5 @@ def run(argv: list[str]) -> int:
     from luna_core.data.preflight import run_check
 
     return run_check(args.data_dir, args.cache_dir, args.candidates_file, args.val_stride,
-                     runs_dir=args.runs_dir, batch_size=args.batch_size, task=args.task)
+                     runs_dir=args.runs_dir, task=args.task,
+                     batch_size=args.batch_size or (16 if args.task == "seg" else 32))
