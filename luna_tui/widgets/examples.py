@@ -69,11 +69,10 @@ def one_line(text: str, limit: int = 300) -> str:
 
 def caption(ex: Example) -> Text:
     if ex.pixels is not None:                  # --task seg: a slice's pixels (in 22 columns)
-        found, missed, false = ex.pixels
+        _found, missed, false = ex.pixels
         text = Text(f"#{ex.rank} missed {missed}", style="bold")
         text.append(f" false {false}")
-        text.append(f"\nfound {found} · slice {ex.center_irc[0]} · {ex.short_uid}",
-                    style="dim")
+        text.append(f"\nslice {ex.center_irc[0]} · {ex.short_uid}", style="dim")
         return text
     text = Text(f"#{ex.rank} p {ex.probability:.3f}", style="bold")
     text.append(f" · loss {ex.loss:.2f}")
