@@ -89,11 +89,15 @@ class FrocScorer:
     ``findings=None``: no annotations, each positive candidate is its own nodule."""
 
     def __init__(self, series_uids: Sequence[str], centers_xyz, is_nodule,
-                 findings: Findings | None) -> None:
+                 findings: Findings | None, scans: Sequence[str] | None = None,
+                 count_misses: bool = False) -> None:
+        """``scans``: scans scored beyond those of the candidates (an analysed scan without
+        a detection); ``count_misses``: a nodule no candidate hits counts, as a miss (the
+        detection score, luna_core.score.detection), instead of being left out."""
         uids = list(series_uids)
         xyz = np.asarray(centers_xyz, dtype=np.float64).reshape(len(uids), 3)
         positive = np.asarray(is_nodule, dtype=bool).reshape(len(uids))
-        scan_names = sorted(set(uids))
+        scan_names = sorted(set(uids) | set(scans or ()))
         code = {u: k for k, u in enumerate(scan_names)}
         self.scan_of_candidate = np.fromiter((code[u] for u in uids), dtype=np.int64,
                                              count=len(uids))
@@ -123,6 +127,8 @@ class FrocScorer:
                     hits = rows[((c - (x, y, z)) ** 2).sum(axis=1) <= r * r]
                     if not len(hits):
                         self.nodules_without_candidate += 1
+                        if count_misses:         # counted, never found
+                            nodule_scan.append(s)
                         continue
                     hit_cand.append(hits)
                     hit_nod.append(np.full(len(hits), len(nodule_scan)))
@@ -195,11 +201,12 @@ class _Curve:
     """
 
     def __init__(self, fp_probs, fp_scan, nodule_scores, nodule_scan, scans: int) -> None:
-        probs = np.concatenate([fp_probs, nodule_scores])
+        found = np.isfinite(nodule_scores)     # a nodule no candidate hits is never found
+        probs = np.concatenate([fp_probs, nodule_scores[found]])
         order = np.argsort(-probs, kind="stable")
         is_fp = np.concatenate([np.ones(len(fp_probs), bool),
-                                np.zeros(len(nodule_scores), bool)])[order]
-        item_scan = np.concatenate([fp_scan, nodule_scan])[order]
+                                np.zeros(int(found.sum()), bool)])[order]
+        item_scan = np.concatenate([fp_scan, np.asarray(nodule_scan)[found]])[order]
         sorted_probs = probs[order]
         # a threshold at each distinct probability: the curve's points are where ties end
         last = np.ones(len(sorted_probs), dtype=bool)
