@@ -120,6 +120,41 @@ def read_annotations(path: Path, excluded: bool = False
     return by_series
 
 
+#: The book's ``annotations_with_malignancy.csv``: its nodule columns and ``mal_bool``.
+MALIGNANCY_COLUMNS = (*ANNOTATION_COLUMNS, "mal_bool")
+_BOOLS = {"true": True, "false": False, "1": True, "0": False}
+
+
+def read_malignancy(path: Path) -> dict[str, list[tuple[float, float, float, float, bool]]]:
+    """``{uid: [(x, y, z, diameter_mm, malignant)]}`` from the book's
+    annotations_with_malignancy.csv (one row a nodule; ``mal_bool`` the strings True/False);
+    a LunaInputError naming the file and line for anything else."""
+    by_series: dict[str, list[tuple[float, float, float, float, bool]]] = {}
+    with _open_csv(path) as f:
+        reader = csv.reader(f)
+        idx = _header_index(reader, path, MALIGNANCY_COLUMNS)
+        i_uid, i_x, i_y, i_z, i_d, i_m = idx
+        ncols = max(idx) + 1
+        checked: set[str] = set()
+        for line, row in _rows(reader, path):
+            try:
+                uid = row[i_uid]
+                x, y, z = _coords(row, i_x, i_y, i_z)
+                d = float(row[i_d])
+                if not (math.isfinite(d) and d >= 0):
+                    raise ValueError("bad diameter")
+                malignant = _BOOLS[row[i_m].strip().lower()]
+            except (ValueError, IndexError, KeyError):
+                raise _bad_row(path, line, row, ncols,
+                               "coordX/coordY/coordZ/diameter_mm must be finite numbers "
+                               "(diameter >= 0) and mal_bool True or False") from None
+            if uid not in checked:
+                check_series_uid(uid, path=path, line=line)
+                checked.add(uid)
+            by_series.setdefault(uid, []).append((x, y, z, d, malignant))
+    return by_series
+
+
 _BLOCK_ROWS = 1 << 16
 
 
