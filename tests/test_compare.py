@@ -259,6 +259,16 @@ def test_each_validation_keeps_its_scores_and_compare_pairs_the_runs(two_runs, c
             assert again.score(kept.p, bootstrap=0).cpm == pytest.approx(m.metrics[CPM.key])
             labels, preds = m.per_sample
             assert np.allclose(np.sort(kept.p), np.sort(np.asarray(preds, np.float64)))
+            # the same validation as a submission CSV, re-read and re-scored: the same CPM
+            from luna_core.score.detection import read_submission
+            from luna_core.score.validation import predictions_file
+
+            rows = read_submission(predictions_file(run_dir, m.epoch))
+            assert len(rows) == len(kept.uids)
+            again = FrocScorer([d.series_uid for d in rows], [d.center_xyz for d in rows],
+                               np.zeros(len(rows), bool), kept.findings)
+            assert again.score([d.probability for d in rows], bootstrap=0).cpm \
+                == pytest.approx(m.metrics[CPM.key])
     histories = [read_history(d) for d in dirs]
     assert cli_main(["compare", dirs[0], dirs[1], "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out

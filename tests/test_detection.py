@@ -121,3 +121,25 @@ def test_the_books_table_on_hand_built_detections():
     assert lines[0].endswith("complete miss | filtered out | predicted benign | "
                              "predicted malignant")
     assert lines[3].startswith("malignant  |")
+
+
+def test_a_submission_is_written_exactly_and_a_bad_one_named(tmp_path):
+    from luna_core.errors import LunaInputError
+    from luna_core.score.detection import read_submission, write_submission
+
+    detections, findings, series = _scene(1)
+    path = str(tmp_path / "predictions" / "E001.csv")
+    write_submission(path, detections)
+    back = read_submission(path)
+    assert back == [Detection(d.series_uid, tuple(map(float, d.center_xyz)), d.probability)
+                    for d in detections]
+    assert detection_froc(back, findings, series, bootstrap=0).cpm == \
+        detection_froc(detections, findings, series, bootstrap=0).cpm
+    with open(path, "a") as f:
+        f.write("1.2.0,1,2,3,1.5\n")
+    with pytest.raises(LunaInputError) as err:
+        read_submission(path)
+    assert path in str(err.value) and f":{len(detections) + 2}" in str(err.value)
+    (tmp_path / "x.csv").write_text("a,b\n")
+    with pytest.raises(LunaInputError, match="header"):
+        read_submission(str(tmp_path / "x.csv"))

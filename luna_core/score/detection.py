@@ -96,3 +96,62 @@ def table_text(table: np.ndarray) -> list[str]:
                  for c, col in enumerate(COLUMNS)]
         lines.append(name.ljust(width) + " | " + " | ".join(cells))
     return lines
+
+
+#: The challenge's submission format, as its evaluation script reads it.
+SUBMISSION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
+
+
+def write_submission(path: str, detections: Sequence[Detection]) -> None:
+    """``detections`` as the challenge's submission CSV (atomically; floats written exactly:
+    a re-read gives the same numbers)."""
+    import csv
+    import os
+
+    from luna_core.fsutil import atomic_write
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path, text=True) as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(SUBMISSION_COLUMNS)
+        for d in detections:
+            w.writerow([d.series_uid, *(repr(float(v)) for v in d.center_xyz),
+                        repr(float(d.probability))])
+
+
+def read_submission(path: str) -> list[Detection]:
+    """A submission CSV (``SUBMISSION_COLUMNS``); a LunaInputError naming the file and line
+    for anything else."""
+    import csv
+    import math
+
+    from luna_core.errors import LunaInputError
+
+    try:
+        f = open(path, newline="", encoding="utf-8")
+    except OSError as exc:
+        raise LunaInputError(f"cannot read the submission ({exc.strerror or exc})", path) from None
+    out = []
+    with f:
+        rows = csv.reader(f)
+        try:
+            header = next(rows, None)
+            if header is None or [h.strip() for h in header[:5]] != list(SUBMISSION_COLUMNS):
+                raise LunaInputError("not a submission CSV: its header is not "
+                                     + ",".join(SUBMISSION_COLUMNS), path, 1)
+            for row in rows:
+                if not row:
+                    continue
+                try:
+                    x, y, z, p = (float(v) for v in row[1:5])
+                    if len(row) < 5 or not all(map(math.isfinite, (x, y, z, p))) \
+                            or not 0 <= p <= 1:
+                        raise ValueError
+                except ValueError:
+                    raise LunaInputError("a row needs a series uid, three finite coordinates "
+                                         "and a probability in [0, 1]", path,
+                                         rows.line_num) from None
+                out.append(Detection(row[0], (x, y, z), p))
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise LunaInputError(f"unreadable CSV ({exc})", path, rows.line_num) from None
+    return out

@@ -18,6 +18,7 @@ import numpy as np
 from luna_core.run import metric_catalog as mc
 from luna_core.score import validation_file
 from luna_core.score.brightness import BrightnessBaseline
+from luna_core.score.detection import Detection, write_submission
 from luna_core.score.froc import BOOTSTRAP_RESAMPLES, FP_LEVELS, Findings, FrocResult, FrocScorer
 from luna_core.score.intervals import auc_interval, scan_weights
 
@@ -194,8 +195,19 @@ class ValidationScorer:
         rows = np.asarray(rows, dtype=np.int64)
         rows, first = np.unique(rows, return_index=True)
         p = np.asarray(probabilities, dtype=np.float64)[first]
-        return validation_file.save(run_dir, epoch, [self.uids[i] for i in rows.tolist()],
-                                    self.xyz[rows], self.is_nodule[rows], p, self.findings)
+        uids = [self.uids[i] for i in rows.tolist()]
+        write_submission(predictions_file(run_dir, epoch),
+                         [Detection(u, tuple(c), float(v)) for u, c, v in
+                          zip(uids, self.xyz[rows].tolist(), p.tolist(), strict=True)])
+        return validation_file.save(run_dir, epoch, uids, self.xyz[rows], self.is_nodule[rows],
+                                    p, self.findings)
+
+
+def predictions_file(run_dir: str, epoch: int) -> str:
+    """A validation's predictions in the challenge's submission format (re-score offline)."""
+    import os
+
+    return os.path.join(run_dir, "predictions", f"E{epoch:03d}.csv")
 
 
 def _import_sklearn() -> None:
