@@ -70,9 +70,11 @@ def test_entries_are_whole_and_tags_are_the_keys():
     low, high = mc.CPM.interval
     assert (low, high) == (mc.CPM_LOW.key, mc.CPM_HIGH.key)
     assert mc.AUC.interval == (mc.AUC_LOW.key, mc.AUC_HIGH.key)
+    assert mc.AUC_DIAMETER.interval == (mc.AUC_DIAMETER_LOW.key, mc.AUC_DIAMETER_HIGH.key)
+    with_interval = (mc.CPM, mc.AUC, mc.AUC_DIAMETER)
     assert all(mc.METRICS[k].interval is None for k in mc.METRICS
-               if k not in (mc.CPM.key, mc.AUC.key))
-    for m in (mc.CPM, mc.AUC):          # an interval's ends are in the catalog themselves
+               if k not in {m.key for m in with_interval})
+    for m in with_interval:             # an interval's ends are in the catalog themselves
         assert all(end in mc.METRICS for end in m.interval)
 
 

@@ -164,6 +164,16 @@ AUC_BRIGHTNESS = _add(Metric("roc/auc_central_hu", "ROC AUC of the central HU al
                              "central-HU AUC", "HU AUC", ".3f", None))
 AVERAGE_PRECISION = _add(Metric("pr/average_precision", "average precision", "AP", "AP",
                                 ".3f", HIGH))
+#: The malignancy task's baseline to beat (the book's ch. 14): the AUC of ranking the
+#: validation nodules by their annotated diameter, with its interval (not the model's: no
+#: better direction).
+AUC_DIAMETER_LOW = _add(Metric("roc/auc_diameter_low", "diameter-alone AUC, low end of its "
+                               "95 % interval", "diameter AUC low", "low", ".2f"))
+AUC_DIAMETER_HIGH = _add(Metric("roc/auc_diameter_high", "diameter-alone AUC, high end of "
+                                "its 95 % interval", "diameter AUC high", "high", ".2f"))
+AUC_DIAMETER = _add(Metric("roc/auc_diameter", "ROC AUC of the diameter alone",
+                           "diameter alone", "diam AUC", ".3f", None,
+                           interval=(AUC_DIAMETER_LOW.key, AUC_DIAMETER_HIGH.key)))
 #: The confusion counts at the threshold (counts: no better direction).
 CONFUSION: dict[str, Metric] = {
     what: _add(Metric(f"confusion/{what}", f"{what.upper()} at the threshold", what.upper(),
