@@ -40,7 +40,7 @@ BOOK_SPLIT = "candidates"      # runs from before --split used the book's split
 #: Options added after runs were first recorded, with the value a run from before each had in
 #: effect: a run that lacks one is read as having it (so it is no "difference").
 LATER_OPTIONS = {"split": BOOK_SPLIT, "task": "nodule", "lr_warmup": 0, "val_every": 1,
-                 "val_full": False}
+                 "val_full": False, "finetune": None, "finetune_depth": 1}
 #: Each validation's score per candidate, in the run folder (luna_core.score.validation_file).
 VALIDATION_DIR = "validation"
 

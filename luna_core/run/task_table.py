@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from luna_core.run.metric_catalog import (
     AUC,
+    AUC_DIAMETER,
     CPM,
     DICE,
     F1,
@@ -35,6 +36,10 @@ TASK_VIEWS: dict[str, TaskView] = {
                     "the highest pixel recall (the book's: a missed nodule costs more than "
                     "false positive pixels, which the classifier filters)",
                     (RECALL, DICE, PRECISION, F1), (LOSS, RECALL, DICE, PRECISION, F1)),
+    "malignancy": TaskView("malignancy", AUC,
+                           "the highest ROC AUC of benign against malignant (the book's)",
+                           (AUC, AUC_DIAMETER, RECALL, PRECISION),
+                           (LOSS, AUC, AUC_DIAMETER, RECALL, PRECISION, F1)),
 }
 DEFAULT = "nodule"
 

@@ -121,6 +121,12 @@ def _add_validation_options(parser: argparse.ArgumentParser) -> None:
                              "and K best hits with their chunks in RUN_DIR/examples/ (0: none)")
     parser.add_argument("--keep-examples", type=int, default=5, metavar="N",
                         help="keep the examples of the newest N validations")
+    parser.add_argument("--finetune", default=None, metavar="RUN|CHECKPOINT",
+                        help="--task malignancy: start from a nodule classifier (a run folder: "
+                             "its best.pt; or a .pt); its head starts new")
+    parser.add_argument("--finetune-depth", type=int, default=1, metavar="N",
+                        help="with --finetune: train the last N blocks (1: the head alone; 2: "
+                             "the last block too), the rest frozen")
     parser.add_argument("--val-every", type=int, default=1, metavar="N",
                         help="validate every N-th epoch and after the last (--task seg: 5 if "
                              "not given, the book's: its validation is whole slices)")
@@ -202,9 +208,16 @@ def _add_control_options(parser: argparse.ArgumentParser) -> None:
 _NOT_GIVEN = object()
 
 #: Options a task refuses unless at these values (they would be silently ignored).
-_NOT_FOR_TASK = {"seg": {"balanced": 0, "split": "series", "froc_bootstrap": 1000}}
+_NOT_FOR_TASK = {"seg": {"balanced": 0, "split": "series", "froc_bootstrap": 1000,
+                         "finetune": None},
+                 "malignancy": {"balanced": 0, "split": "series"},
+                 "nodule": {"finetune": None}}
 _WHY_NOT = {"seg": "segmentation trains on every nodule and splits by series; it has no "
-                   "candidate ranking to balance or bootstrap"}
+                   "candidate ranking to balance or bootstrap",
+            "malignancy": "it balances malignant, benign and non-nodule samples in the book's "
+                          "order and splits by series",
+            "nodule": "fine-tuning is for --task malignancy"}
+_WHY_NOT["seg"] += "; fine-tuning is for --task malignancy"
 
 # ---------------------------------------------------------------- validation after parsing
 # Each rule: (option, lowest, highest, highest included). A value that is None (an option
@@ -216,7 +229,7 @@ _INT_MINIMUMS = (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("threads
                  ("val_stride", 2), ("keep_checkpoints", 1), ("balanced", 0),
                  ("froc_bootstrap", 0), ("examples", 0), ("keep_examples", 1),
                  ("epoch_samples", 1), ("max_batches", 1), ("lr_warmup", 0),
-                 ("val_every", 1))
+                 ("val_every", 1), ("finetune_depth", 1))
 
 #: --seed seeds numpy's default_rng (refuses a negative seed) and torch generators with
 #: seed * 1_000_003 + epoch (64 bits at most): 0 .. 2**32 - 1 is safe everywhere.
@@ -322,7 +335,7 @@ def validate_options(options: argparse.Namespace, *, disk: bool = True) -> str |
               and (value <= high if high_included else value < high))
         if not ok:
             return f"{_flag(name)} must be {what}, not {value}"
-    task = getattr(options, "task", None)
+    task = getattr(options, "task", None) or DEFAULT_TASK
     for name, value in (_NOT_FOR_TASK.get(task) or {}).items():
         if getattr(options, name, value) != value:
             return f"{_flag(name)} does not apply to --task {task} ({_WHY_NOT[task]})"

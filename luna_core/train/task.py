@@ -43,12 +43,16 @@ TASKS: dict[str, tuple[str, str]] = {
                "the nodule candidate classifier (ch. 11-12)"),
     "seg": ("luna_core.tasks.seg:SegTask",
             "the segmentation U-Net (ch. 13): nodule pixels in whole slices"),
+    "malignancy": ("luna_core.tasks.malignancy:MalignancyTask",
+                   "benign against malignant nodules (ch. 14), fine-tuned from a nodule "
+                   "classifier with --finetune"),
 }
 #: Options whose default differs for a task (the book's values for it), taken where the
 #: command line does not give them.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "seg": {"optimizer": "adam", "batch_size": 16, "epoch_samples": 300_000, "val_every": 5,
             "split": "series"},
+    "malignancy": {"lr": 0.003, "split": "series", "epoch_samples": 100_000},
 }
 DEFAULT_TASK = next(iter(TASKS))
 
