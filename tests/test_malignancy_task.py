@@ -82,7 +82,8 @@ def test_without_the_books_file_the_run_says_where_it_looked(tiny_data, tmp_path
 
 
 def test_a_fine_tuned_run_scores_auc_beside_the_diameter_and_keeps_best_by_auc(mal_data,
-                                                                                tmp_path):
+                                                                                tmp_path,
+                                                                                capsys):
     base = ["--data-dir", mal_data["data_dir"], "--cache-dir", mal_data["cache_dir"],
             "--device", "cpu", "--threads", "1", "--num-workers", "0", "--val-stride", "2",
             "--batch-size", "4"]
@@ -108,6 +109,13 @@ def test_a_fine_tuned_run_scores_auc_beside_the_diameter_and_keeps_best_by_auc(m
     assert best["best_metric"] == AUC.key
     aucs = [m.metrics[AUC.key] for m in vals]
     assert best["best_score"] == pytest.approx(max(aucs))
+    from luna_tui.cli import main as cli_main
+
+    assert cli_main(["runs", mal_dir, "--runs-dir", str(tmp_path / "mal")]) == 0
+    summary = capsys.readouterr().out
+    assert "(picks best.pt)" in summary and "diameter alone" in summary
+    assert cli_main(["compare", mal_dir, "--runs-dir", str(tmp_path / "mal")]) == 0
+    assert "diameter alone" in capsys.readouterr().out
     for name, value in best["model"].items():           # depth 1: all but the head frozen
         if name.startswith("block") and "num_batches" not in name and "running" not in name:
             assert torch.equal(value, classifier[name]), name

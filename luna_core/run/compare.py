@@ -239,7 +239,8 @@ def compare_rows(histories: list[RunHistory]) -> tuple[list[str], list[list[str]
         for r in h.epochs:
             rows.append([name, str(r.epoch), str(r.total_samples)]
                         + [m.text(r.values.get(m.key)) for m in columns])
-        rows.append([name, "best", ""] + [best_text(h, m.key) for m in columns])
+        rows.append([name, "best", ""] + [best_text(h, m.key) if m.better else ""
+                                          for m in columns])
         if h.best(CPM.key):
             rows.append([name, "best CPM", best_cpm_text(h)] + [""] * len(columns))
     return header, rows
@@ -299,7 +300,7 @@ def compare_csv(histories: list[RunHistory]) -> str:
             w.writerow([h.run_dir, *opts, r.epoch, r.total_samples]
                        + [r.values.get(m.key) for m in columns]
                        + [r.values.get(k) for k in extra])
-        bests = [h.best(m.key) for m in columns]
+        bests = [h.best(m.key) if m.better else None for m in columns]
         w.writerow([h.run_dir, *opts, "best", ""] + ["" if b is None else b[1] for b in bests])
         w.writerow([h.run_dir, *opts, "best_epoch", ""]
                    + ["" if b is None else b[0] for b in bests])

@@ -190,7 +190,12 @@ class RunSummary:
             last_epoch = max(rows)
             parts = []
             for m in view.last_validation:
-                last, best = rows[last_epoch].get(m.key), self.best(m.key)
+                last = rows[last_epoch].get(m.key)
+                if m.better is None:          # a baseline beside the model's: its value
+                    if last is not None:
+                        parts.append(f"{m.name} {m.number(last)}")
+                    continue
+                best = self.best(m.key)
                 if last is not None and best is not None:
                     parts.append(f"{m.name} {m.number(last)} (best "
                                  f"{m.number(best[1])} at E{best[0]})")
