@@ -72,7 +72,10 @@ def test_the_sets_hold_the_nodules_at_their_annotated_centres(mal_data):
 
 
 def test_without_the_books_file_the_run_says_where_it_looked(tiny_data, tmp_path, capsys):
-    argv = ["--data-dir", tiny_data["data_dir"], "--cache-dir", str(tmp_path / "c"),
+    data = tmp_path / "luna"
+    shutil.copytree(tiny_data["data_dir"], data)
+    os.remove(data / "annotations_with_malignancy.csv")
+    argv = ["--data-dir", str(data), "--cache-dir", str(tmp_path / "c"),
             "--runs-dir", str(tmp_path / "runs"), "--task", "malignancy", "--device", "cpu",
             "--num-workers", "0", "--val-stride", "2"]
     code, _rec, console = run_loop(argv)

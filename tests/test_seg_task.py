@@ -51,12 +51,11 @@ def test_the_split_is_the_classifiers_series_split_and_nodules_come_from_the_boo
     trn, val = split_series(tiny_data["data_dir"], 2)
     uids = sorted(trn + val)
     assert val == uids[::2] and not set(trn) & set(val)
-    assert nodules_file(tiny_data["data_dir"]).name == "annotations.csv"
+    assert nodules_file(tiny_data["data_dir"]).name == MALIGNANCY_CSV   # synth writes it
     copy = tmp_path / "luna"
     shutil.copytree(tiny_data["data_dir"], copy)
-    with open(copy / MALIGNANCY_CSV, "w") as f:
-        f.write("seriesuid,coordX,coordY,coordZ,diameter_mm,mal_bool\n")
-    assert nodules_file(copy) == copy / MALIGNANCY_CSV
+    os.remove(copy / MALIGNANCY_CSV)
+    assert nodules_file(copy) == copy / "annotations.csv"           # without it
 
 
 def test_training_windows_hold_the_ct_and_the_mask_of_their_middle_slice(tiny_data, seg_sets):
@@ -237,10 +236,11 @@ def test_check_names_a_nodule_whose_mask_is_empty(tiny_data, tmp_path, capsys):
     ct = Ct.read(find_mhd(copy, uid), uid)
     x, y, z = ct.irc2xyz((ct.hu_a.shape[0] // 2, 1, 1))          # a corner: air
     nodule = _nodules(tiny_data, uid)[0]
-    with open(copy / "annotations.csv", "a") as f:
-        f.write(f"{uid},{x:.4f},{y:.4f},{z:.4f},5.0\n")
-        # a real nodule annotated 0.5 mm wide: its mask is far more than that sphere
-        f.write(f"{uid},{nodule[0]:.4f},{nodule[1]:.4f},{nodule[2]:.4f},0.5\n")
+    for name, more in (("annotations.csv", ""), (MALIGNANCY_CSV, ",False")):
+        with open(copy / name, "a") as f:
+            f.write(f"{uid},{x:.4f},{y:.4f},{z:.4f},5.0{more}\n")
+            # a real nodule annotated 0.5 mm wide: its mask is far more than that sphere
+            f.write(f"{uid},{nodule[0]:.4f},{nodule[1]:.4f},{nodule[2]:.4f},0.5{more}\n")
     args = ["check", "--data-dir", str(copy), "--cache-dir", str(tmp_path / "cache"),
             "--val-stride", "2"]
     assert cli_main([*args, "--task", "seg"]) == 0

@@ -346,3 +346,23 @@ def test_synth_imports_neither_torch_nor_textual():
             "bad = [m for m in ('torch', 'textual') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_synth_writes_the_books_malignancy_file_beside_the_annotations(tiny):
+    """annotations_with_malignancy.csv: annotations.csv's rows with mal_bool, from a generator
+    of its own; likelier malignant the larger, and for a solid nodule."""
+    from luna_core.data.csvread import read_annotations, read_malignancy
+    from luna_core.data.synth.writer import malignant
+
+    root = Path(tiny[0])
+    plain = read_annotations(root / "annotations.csv")
+    graded = read_malignancy(root / "annotations_with_malignancy.csv")
+    assert {u: [r[:4] for r in rows] for u, rows in graded.items()} == plain
+    with open(root / "annotations_with_malignancy.csv") as f:
+        assert next(csv.reader(f))[-1] == "mal_bool"
+    rng = np.random.default_rng(0)
+    small_gg = sum(malignant(rng, 4.0, False) for _ in range(300))
+    big_solid = sum(malignant(rng, 18.0, True) for _ in range(300))
+    mid_solid = sum(malignant(rng, 9.0, True) for _ in range(300))
+    mid_gg = sum(malignant(rng, 9.0, False) for _ in range(300))
+    assert small_gg < 10 and big_solid > 290 and mid_solid > mid_gg + 100

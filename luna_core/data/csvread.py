@@ -120,7 +120,9 @@ def read_annotations(path: Path, excluded: bool = False
     return by_series
 
 
-#: The book's ``annotations_with_malignancy.csv``: its nodule columns and ``mal_bool``.
+#: The book's nodule list with malignancy (ch. 13-14), beside the CSVs: its nodule columns
+#: and ``mal_bool``.
+MALIGNANCY_CSV = "annotations_with_malignancy.csv"
 MALIGNANCY_COLUMNS = (*ANNOTATION_COLUMNS, "mal_bool")
 _BOOLS = {"true": True, "false": False, "1": True, "0": False}
 

@@ -27,11 +27,11 @@ from luna_core.errors import LunaInputError
 
 from .candidates import csv_paths, find_csv_dir
 from .chunkstore import ChunkStore, group_centres, read_chunk
-from .csvread import read_malignancy
+from .csvread import MALIGNANCY_CSV, read_malignancy
 from .ct import CHUNK_WIDTH_IRC
 from .dsets import LunaDataset
 from .sampler import EpochSampler
-from .segdsets import MALIGNANCY_CSV, split_series
+from .segdsets import split_series
 
 NON_NODULE, BENIGN, MALIGNANT = 0, 1, 2
 MALIGNANCY_EPOCH_SAMPLES = 100_000          # the book's MalignantLunaDataset length

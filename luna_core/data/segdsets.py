@@ -28,12 +28,11 @@ from luna_core.fsutil import remove_orphaned_temps
 
 from .candidates import find_csv_dir, get_candidate_info_list
 from .chunkstore import group_centres, read_chunk
-from .csvread import read_annotations
+from .csvread import MALIGNANCY_CSV, read_annotations
 from .segstore import SegVolumeStore, SegWindowStore, read_slice
 
 log = logging.getLogger(__name__)
 
-MALIGNANCY_CSV = "annotations_with_malignancy.csv"
 ANNOTATIONS_CSV = "annotations.csv"
 
 

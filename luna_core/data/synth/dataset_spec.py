@@ -13,6 +13,9 @@ ANNOTATIONS_CSV = "annotations.csv"
 MANIFEST_JSON = "synth.json"
 CANDIDATES_HEADER = "seriesuid,coordX,coordY,coordZ,class"
 ANNOTATIONS_HEADER = "seriesuid,coordX,coordY,coordZ,diameter_mm"
+#: A synthetic nodule's malignancy: even odds at this diameter, a solid one likelier.
+MALIGNANT_MM = 9.0
+SOLID_LOGIT = 1.5
 MANIFEST_FORMAT = 2        # 2: the kinds of findings and decoys (issue 30)
 
 PARTIAL_DIR = ".synth-partial"

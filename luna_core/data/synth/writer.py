@@ -14,15 +14,18 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from luna_core.data.csvread import MALIGNANCY_CSV
 from luna_core.data.synth.dataset_spec import (
     ANNOTATIONS_CSV,
     ANNOTATIONS_HEADER,
     CANDIDATES_CSV,
     CANDIDATES_HEADER,
     DECOY_KIND_SHARES,
+    MALIGNANT_MM,
     MANIFEST_FORMAT,
     MANIFEST_JSON,
     PARTIAL_DIR,
+    SOLID_LOGIT,
     SynthSummary,
 )
 from luna_core.data.synth.series import Series, make_missing_series, make_series, nodule_counts
@@ -58,7 +61,7 @@ def write_volume(series: Series, out_dir: Path, partial: Path) -> list[str]:
 
 def remove_previous(out_dir: Path) -> None:
     """Before an overwrite: drop the CSVs, and the volumes a previous synth run listed."""
-    for name in (CANDIDATES_CSV, ANNOTATIONS_CSV):
+    for name in (CANDIDATES_CSV, ANNOTATIONS_CSV, MALIGNANCY_CSV):
         (out_dir / name).unlink(missing_ok=True)
     manifest = out_dir / MANIFEST_JSON
     if not manifest.exists():
@@ -144,22 +147,37 @@ def _missing_series(master, uid: str, nodules: int, negatives: int, cand_rows: l
     """A series listed in the CSVs but not written: its rows added; what synth.json says."""
     cands, anns = make_missing_series(master, uid, nodules, negatives)
     cand_rows += [(uid, xyz, cls) for xyz, cls in cands]
-    ann_rows += [(uid, xyz, d) for xyz, d in anns]
+    ann_rows += [(uid, xyz, d, True) for xyz, d in anns]
     return {"uid": uid, "candidates": len(cands), "annotations": len(anns)}
 
 
-def _write_csvs(out: Path, cand_rows: list, ann_rows: list) -> int:
-    """annotations.csv and candidates.csv, grouped by series uid (as in the release), stable
-    inside a series; returns their bytes."""
+def malignant(rng: np.random.Generator, diameter_mm: float, solid: bool) -> bool:
+    """The book's malignancy label for a synthetic nodule: likelier the larger it is, and for
+    a solid one than a ground-glass one (a CT shows both; the diameter alone ranks them well,
+    not perfectly)."""
+    logit = (diameter_mm - MALIGNANT_MM) / 2.0 + (SOLID_LOGIT if solid else -SOLID_LOGIT)
+    return bool(rng.random() < 1.0 / (1.0 + np.exp(-logit)))
+
+
+def _write_csvs(out: Path, cand_rows: list, ann_rows: list, seed: int = 0) -> int:
+    """annotations.csv, the book's annotations_with_malignancy.csv (the same rows with
+    mal_bool, drawn from a generator of its own: the CTs and the other CSVs do not change)
+    and candidates.csv, grouped by series uid (as in the release), stable inside a series;
+    returns their bytes."""
     cand_rows.sort(key=lambda row: row[0])
     ann_rows.sort(key=lambda row: row[0])
     ann_text = ANNOTATIONS_HEADER + "\n" + "".join(
-        f"{uid},{fmt(x)},{fmt(y)},{fmt(z)},{d:.3f}\n" for uid, (x, y, z), d in ann_rows)
+        f"{uid},{fmt(x)},{fmt(y)},{fmt(z)},{d:.3f}\n" for uid, (x, y, z), d, _s in ann_rows)
+    mal_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x4D414C]))
+    mal_text = ANNOTATIONS_HEADER + ",mal_bool\n" + "".join(
+        f"{uid},{fmt(x)},{fmt(y)},{fmt(z)},{d:.3f},{malignant(mal_rng, d, solid)}\n"
+        for uid, (x, y, z), d, solid in ann_rows)
     cand_text = CANDIDATES_HEADER + "\n" + "".join(
         f"{uid},{fmt(x)},{fmt(y)},{fmt(z)},{cls}\n" for uid, (x, y, z), cls in cand_rows)
     write_text_atomic(out / ANNOTATIONS_CSV, ann_text)
+    write_text_atomic(out / MALIGNANCY_CSV, mal_text)
     write_text_atomic(out / CANDIDATES_CSV, cand_text)
-    return len(ann_text) + len(cand_text)
+    return len(ann_text) + len(mal_text) + len(cand_text)
 
 
 def write_synthetic_dataset(out_dir, series: int = 10, seed: int = 0, *,
@@ -205,7 +223,7 @@ def write_synthetic_dataset(out_dir, series: int = 10, seed: int = 0, *,
     write_text_atomic(out / MANIFEST_JSON, json.dumps(manifest, indent=1) + "\n")
 
     cand_rows: list[tuple[str, np.ndarray, int]] = []
-    ann_rows: list[tuple[str, np.ndarray, float]] = []
+    ann_rows: list[tuple[str, np.ndarray, float, bool]] = []
     series_info = []
     nbytes = 0
     partial = out / PARTIAL_DIR
@@ -217,7 +235,8 @@ def write_synthetic_dataset(out_dir, series: int = 10, seed: int = 0, *,
             for rel in write_volume(s, out, partial):
                 nbytes += (out / rel).stat().st_size
             cand_rows += [(geom.uid, xyz, cls) for xyz, cls in s.candidates]
-            ann_rows += [(geom.uid, xyz, d) for xyz, d in s.annotations]
+            ann_rows += [(geom.uid, xyz, d, n.solid)
+                         for (xyz, d), n in zip(s.annotations, s.nodules, strict=True)]
             series_info.append(_series_record(geom, s, counts[i]))
             say(_series_line(f"{i + 1}/{series}", geom, s, counts[i],
                              time.perf_counter() - t0))
@@ -227,7 +246,7 @@ def write_synthetic_dataset(out_dir, series: int = 10, seed: int = 0, *,
         if missing_uids:
             say(f"{len(missing_uids)} series listed in the CSVs but not written "
                 f"(as when only some subsets are downloaded)")
-        nbytes += _write_csvs(out, cand_rows, ann_rows)     # last: they mark it complete
+        nbytes += _write_csvs(out, cand_rows, ann_rows, seed)   # last: they mark it complete
         manifest.update(complete=True, series=series_info, missing=missing_info)
         write_text_atomic(out / MANIFEST_JSON, json.dumps(manifest, indent=1) + "\n")
     finally:
