@@ -14,7 +14,7 @@ from luna_core.run.metric_catalog import (
     AUC_HIGH,
     AUC_LOW,
 )
-from luna_core.score.malignancy import malignancy_line, malignancy_scalars
+from luna_core.score.malignancy_score import malignancy_line, malignancy_scalars
 
 
 def test_auc_and_the_diameter_baseline_by_hand():

@@ -13,7 +13,7 @@ import numpy as np
 from luna_core.data.maldsets import MalignancySampler, make_malignancy_datasets
 from luna_core.data.sampler import EpochSampler
 from luna_core.run.task_table import TASK_VIEWS
-from luna_core.score.malignancy import malignancy_line, malignancy_scalars
+from luna_core.score.malignancy_score import malignancy_line, malignancy_scalars
 from luna_core.tasks.nodule import NoduleTask
 from luna_core.train.finetune import finetune
 from luna_core.train.metrics import METRICS_PRED_NDX
