@@ -6,15 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from luna_core.run.metric_catalog import (
-    AUC,
-    AUC_DIAMETER,
-    AUC_DIAMETER_HIGH,
-    AUC_DIAMETER_LOW,
-    AUC_HIGH,
-    AUC_LOW,
-)
+from luna_core.run import metric_catalog as mc
 from luna_core.score.malignancy_score import malignancy_line, malignancy_scalars
+
+AUC, AUC_LOW, AUC_HIGH = mc.AUC, mc.AUC_LOW, mc.AUC_HIGH
+AUC_DIAMETER, AUC_DIAMETER_LOW, AUC_DIAMETER_HIGH = (mc.AUC_DIAMETER, mc.AUC_DIAMETER_LOW,
+                                                     mc.AUC_DIAMETER_HIGH)
 
 
 def test_auc_and_the_diameter_baseline_by_hand():
