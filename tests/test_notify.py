@@ -85,3 +85,29 @@ def test_a_failing_command_is_logged(tmp_path, caplog):
         sink.close()
     (record,) = [r for r in caplog.records if "exited with status 3" in r.getMessage()]
     assert "broken pipe" in record.getMessage()
+
+
+def test_nodules_missed_is_the_classifiers_alarm_only(tmp_path):
+    """A malignancy (or seg) run whose positive class is never right gets no NODULES MISSED:
+    its remedy, --balanced, is the classifier's option. Neither does the cockpit show it."""
+    from luna_tui.model.collector import EventCollector
+
+    out = tmp_path / "said.txt"
+    sink = NotifySink(_record(out))
+    collector = EventCollector()
+    for task in ("malignancy", "seg"):
+        start = ev.RunStarted(run_dir="/r/run", options={"task": task}, epochs=9,
+                              start_epoch=1, trn_samples=1, val_samples=1, trn_pos=1,
+                              val_pos=1, device="cpu", pid=1)
+        for consumer in (sink, collector):
+            consumer(start)
+            for epoch in range(1, 6):
+                consumer(_metrics(epoch, 0))
+        assert not collector.snapshot().metrics["val"].pos_alarm
+    sink.close()
+    assert _lines(out) == []
+    collector(ev.RunStarted(run_dir="/r/run", options={}, epochs=9, start_epoch=1,
+                            trn_samples=1, val_samples=1, trn_pos=1, val_pos=1, device="cpu",
+                            pid=1))
+    collector(_metrics(1, 0))
+    assert collector.snapshot().metrics["val"].pos_alarm          # the classifier's: it does

@@ -66,6 +66,8 @@ class NotifySink:
     @__call__.register
     def _started(self, event: ev.RunStarted) -> None:
         self.run_dir = event.run_dir
+        # NODULES MISSED is the classifier's alarm (its remedy, --balanced, is its option)
+        self.watch_missed = (event.options or {}).get("task", "nodule") in (None, "nodule")
 
     @__call__.register
     def _finished(self, event: ev.RunFinished) -> None:
@@ -84,7 +86,7 @@ class NotifySink:
 
     @__call__.register
     def _metrics(self, event: ev.EpochMetrics) -> None:
-        if event.phase != "val":
+        if event.phase != "val" or not getattr(self, "watch_missed", True):
             return
         self._missed.append(nodules_missed(event))
         recent = self._missed[-MISSED_EPOCHS:]

@@ -306,6 +306,11 @@ class EventCollector:
                 self._loss.add(x, float(ev.loss))
                 self._loss_version += 1
 
+    def _watch_missed(self) -> bool:
+        """NODULES MISSED is the classifier's alarm: not for a seg or malignancy run."""
+        run = self._estimate.run
+        return (run.options or {}).get("task", "nodule") in (None, "nodule") if run else True
+
     @_take.register
     def _on_metrics(self, ev: EpochMetrics) -> None:
         pm = PhaseMetrics(
@@ -313,6 +318,7 @@ class EventCollector:
             neg_correct=ev.neg_correct, neg_count=ev.neg_count,
             pos_correct=ev.pos_correct, pos_count=ev.pos_count,
             total_samples=ev.total_samples,
+            watch_missed=self._watch_missed(),
             score=None if ev.score is None else MappingProxyType(dict(ev.score)))
         self._metrics[ev.phase] = pm
         if ev.score is not None:

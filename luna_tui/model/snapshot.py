@@ -40,6 +40,7 @@ class PhaseMetrics:
     pos_count: int
     total_samples: int = 0          # training samples seen when this epoch's phase ended
     score: Mapping | None = None    # a validation's LUNA16 score (EpochMetrics.score)
+    watch_missed: bool = True       # NODULES MISSED applies (the classifier's task only)
 
     def get(self, key: str) -> float | None:
         value = self.metrics.get(key)
@@ -56,6 +57,8 @@ class PhaseMetrics:
     @property
     def pos_alarm(self) -> bool:
         """True when "all" looks excellent but the positive class is almost never right."""
+        if not self.watch_missed:
+            return False
         pos = self.get(CORRECT_POS.key)
         if pos is None and self.pos_count:
             pos = 100.0 * self.pos_correct / self.pos_count
