@@ -82,3 +82,18 @@ def cpm_meaning(metrics: Mapping[str, float]) -> str:
     here = f"chance here {chance:.2f}" if chance is not None else "chance near 0"
     return (f"CPM: the share of nodules found, averaged over 1/8 to 8 false alarms per scan; "
             f"1.0 finds every one, {here}, the challenge's best systems about {GOOD_CPM:.1f}")
+
+
+def malignancy_line(scalars: Mapping[str, float]) -> str:
+    """'AUC 0.93 [0.88–0.97] · diameter alone 0.90 [0.85–0.95]': the malignancy task's AUC
+    beside the baseline it must beat (the console, the cockpit, the summary)."""
+    def one(name: str, m: mc.Metric) -> str:
+        if m.key not in scalars:
+            return f"{name} -"
+        text = f"{name} {scalars[m.key]:.2f}"
+        low, high = m.interval
+        if low in scalars and high in scalars:
+            text += f" [{scalars[low]:.2f}–{scalars[high]:.2f}]"
+        return text
+
+    return one("AUC", mc.AUC) + " · " + one("diameter alone", mc.AUC_DIAMETER)

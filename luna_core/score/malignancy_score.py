@@ -19,8 +19,11 @@ from luna_core.run.metric_catalog import (
     AUC_HIGH,
     AUC_LOW,
 )
+from luna_core.run.verdict import malignancy_line
 from luna_core.score.froc import BOOTSTRAP_RESAMPLES
 from luna_core.score.intervals import auc_interval, scan_weights, weighted_auc
+
+__all__ = ["malignancy_line", "malignancy_scalars"]
 
 
 def malignancy_scalars(p_malignant, is_malignant, diameter_mm,
@@ -46,19 +49,3 @@ def malignancy_scalars(p_malignant, is_malignant, diameter_mm,
             if lo is not None:
                 out[low], out[high] = lo, hi
     return out
-
-
-def malignancy_line(scalars: dict[str, float]) -> str:
-    """'AUC 0.93 [0.88–0.97] · diameter alone 0.90 [0.85–0.95]' (the console, the cockpit,
-    the summary, compare)."""
-    def one(name: str, key: str, low: str, high: str) -> str:
-        if key not in scalars:
-            return f"{name} -"
-        text = f"{name} {scalars[key]:.2f}"
-        if low in scalars:
-            text += f" [{scalars[low]:.2f}–{scalars[high]:.2f}]"
-        return text
-
-    return (one("AUC", AUC.key, AUC_LOW.key, AUC_HIGH.key) + " · "
-            + one("diameter alone", AUC_DIAMETER.key, AUC_DIAMETER_LOW.key,
-                  AUC_DIAMETER_HIGH.key))

@@ -42,10 +42,22 @@ def pane_rows() -> list[tuple[str, str]]:
     return [*((spec.title, views.pane_help(spec)) for spec in views.PANES), NOTIFICATIONS]
 
 
+#: What differs when the run trains --task malignancy.
+MALIGNANCY_ROWS = [
+    ("Per class", "malignant against the rest: in training \"other\" is benign nodules and "
+                  "non-nodules, in validation benign nodules; under it the AUC with its 95 % "
+                  "interval beside the diameter alone, the baseline to beat; best.pt by AUC"),
+    ("Alarms", "no NODULES MISSED: that is the nodule classifier's"),
+]
+TASK_ROWS = {"seg": SEG_ROWS, "malignancy": MALIGNANCY_ROWS}
+TASK_SECTION = "This run trains --task"
+
+
 def sections_for(task: str) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The help's sections for a run of ``task``: a seg run's differences first."""
+    """The help's sections for a run of ``task``: what differs from the classifier first."""
     panes = [("Panes", pane_rows())]
-    return [("This run trains --task seg", SEG_ROWS), *panes] if task == "seg" else panes
+    rows = TASK_ROWS.get(task)
+    return [(f"{TASK_SECTION} {task}", rows), *panes] if rows else panes
 
 
 _KEY_NAMES = {"left_square_bracket": "[", "right_square_bracket": "]", "question_mark": "?",
@@ -86,9 +98,16 @@ def _table(rows: list[tuple[str, str]]) -> Table:
 
 def help_renderable(keys: list[tuple[str, str]],
                     sections: list[tuple[str, list[tuple[str, str]]]] | None = None) -> Group:
-    """The keys, then ``sections`` (title, rows) — by default what each pane shows."""
-    parts = [Text("Keys", style="bold underline"), _table(keys)]
-    for title, rows in (sections if sections is not None else [("Panes", pane_rows())]):
+    """The keys, then ``sections`` (title, rows) — by default what each pane shows; a
+    section on what this run's task changes ("This run trains ...") comes before the keys."""
+    sections = sections if sections is not None else [("Panes", pane_rows())]
+    lead = [s for s in sections if s[0].startswith(TASK_SECTION)]
+    parts = []
+    for title, rows in lead:
+        parts += [Text(title, style="bold underline"), _table(rows), Text("")]
+    sections = [s for s in sections if s not in lead]
+    parts += [Text("Keys", style="bold underline"), _table(keys)]
+    for title, rows in sections:
         parts += [Text(""), Text(title, style="bold underline"), _table(rows)]
     return Group(*parts)
 

@@ -72,6 +72,10 @@ def score_line(snap: RunSnapshot, compact: bool = False, width: int | None = Non
     where that stands against chance (luna_core.run.verdict). To fit ``width`` the AP goes
     first, then 'above chance', then the sensitivity at 1 FP; 'at chance' always stays."""
     pm = snap.metrics.get("val")
+    if pm is not None and snap.task == "malignancy" and pm.get(AUC.key) is not None:
+        text = Text(f"val E{pm.epoch}  ", style="bold")
+        text.append(verdict.malignancy_line(dict(pm.metrics)))
+        return text
     if pm is None or pm.get(CPM.key) is None:
         return None
     word, _line = verdict.standing({k: pm.get(k) for k in (AUC.key, *AUC.interval)})
@@ -138,6 +142,12 @@ def _pixel_cell(m, value: float | None) -> str:
     return fmt.num(value, m.digits)
 
 
+#: --task malignancy: what its classes are (training's "other": benign nodules and the
+#: non-nodules; validation's: benign nodules only).
+CLASS_NAMES = {"malignancy": {("trn", "neg"): "other", ("val", "neg"): "benign",
+                              ("trn", "pos"): "malignant", ("val", "pos"): "malignant"}}
+
+
 def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = False,
                        versus: str | None = None) -> Group | Table | Text:
     """The table; ``versus``: a line on this run against a baseline run, shown under it."""
@@ -172,8 +182,10 @@ def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = Fals
             ("pos", pm.get(LOSS_POS.key), pm.get(CORRECT_POS.key), pm.pos_correct,
              pm.pos_count),
         )
+        names = CLASS_NAMES.get(snap.task, {})
         for i, (cls, loss, correct, k, n) in enumerate(rows):
             label = f"{phase} E{pm.epoch}" if i == 0 else ""
+            cls = names.get((phase, cls), cls)
             if cls == "pos":
                 extra = [fmt.num(pm.get(m.key), m.digits) for m in (PRECISION, RECALL, F1)]
             else:
