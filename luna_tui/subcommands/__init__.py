@@ -44,6 +44,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                                    "minutes: plain, balanced, augmented, compared"),
     "queue": Subcommand("queue_cmd", "an experiment queue: add runs (a grid, ch. 12's "
                                      "preset), run them one by one"),
+    "analyze": Subcommand("analyze_cmd", "ch. 14 end to end: segment, group, classify, "
+                                         "grade; the challenge's detection CPM"),
 }
 
 
