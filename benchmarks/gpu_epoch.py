@@ -57,14 +57,7 @@ def seg_ceiling(device: torch.device, batch_size: int, batches: int, bf16: bool,
         seg_loss(out.float(), y).mean().backward()
         optimizer.step()
 
-    for _ in range(max(3, batches // 5)):
-        step()
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        step()
-    sync(device)
-    return batches * batch_size / (time.perf_counter() - t0)
+    return timed_steps(step, device, batch_size, batches)
 
 
 def synthetic_ceiling(device: torch.device, batch_size: int, batches: int, bf16: bool,
@@ -87,7 +80,12 @@ def synthetic_ceiling(device: torch.device, batch_size: int, batches: int, bf16:
         loss.backward()
         optimizer.step()
 
-    for _ in range(max(3, batches // 5)):  # warm-up: cudnn autotuning, compile
+    return timed_steps(step, device, batch_size, batches)
+
+
+def timed_steps(step, device: torch.device, batch_size: int, batches: int) -> float:
+    """samples/s of ``step`` after a warm-up (cudnn autotuning, compile), device synced."""
+    for _ in range(max(3, batches // 5)):
         step()
     sync(device)
     t0 = time.perf_counter()

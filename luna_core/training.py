@@ -262,12 +262,12 @@ class LunaTrainingApp(LoopSetup):
                 return self.ddp_model(input_g)
 
         draw = None
-        if self.loop.phase == "trn":      # each training sample's own draws (the task's)
-            positions = self._positions(batch_ndx, len(batch_tup[0]))
-            seed, epoch = self.cli_args.seed, self.loop.epoch
+        if self.loop.phase == "trn":      # each training sample's own draws (the task's),
+            seed, epoch = self.cli_args.seed, self.loop.epoch   # made only when asked for
 
             def draw(j: int):
-                return sample_rng(seed, epoch, positions[j], TASK_STREAM)
+                (position,) = self._positions(batch_ndx, 1, first=j)
+                return sample_rng(seed, epoch, position, TASK_STREAM)
 
         return self.task.batch_loss(forward, batch_tup, self.device, augment, metrics_g,
                                     batch_ndx * self.cli_args.batch_size, draw)
@@ -375,10 +375,11 @@ class LunaTrainingApp(LoopSetup):
         return augment(input_g, self.augmentation, self.cli_args.seed, self.loop.epoch,
                        self._positions(batch_ndx, len(input_g)), mask_g)
 
-    def _positions(self, batch_ndx: int, size: int) -> list[int]:
-        """The batch's samples' places in the epoch's whole order (all ranks counted)."""
+    def _positions(self, batch_ndx: int, size: int, first: int = 0) -> list[int]:
+        """The places in the epoch's whole order (all ranks counted) of the batch's samples
+        ``first`` .. ``first + size - 1``."""
         bs, rank, world = self.cli_args.batch_size, self.dist.rank, self.dist.world_size
-        return [(batch_ndx * bs + j) * world + rank for j in range(size)]
+        return [(batch_ndx * bs + j) * world + rank for j in range(first, first + size)]
 
     def _warm_up(self, samples: int) -> None:
         """--lr-warmup: this step's lr, from the samples trained once it is taken; said in

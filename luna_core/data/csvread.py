@@ -96,28 +96,7 @@ def read_annotations(path: Path, excluded: bool = False
                      ) -> dict[str, list[tuple[float, float, float, float]]]:
     """``{uid: [(x, y, z, diameter_mm)]}`` from annotations.csv or, ``excluded``, from
     annotations_excluded.csv (whose diameter may be -1: unknown)."""
-    by_series: dict[str, list[tuple[float, float, float, float]]] = {}
-    with _open_csv(path) as f:
-        reader = csv.reader(f)
-        i_uid, i_x, i_y, i_z, i_d = _header_index(reader, path, ANNOTATION_COLUMNS)
-        ncols = max(i_uid, i_x, i_y, i_z, i_d) + 1
-        checked: set[str] = set()
-        for line, row in _rows(reader, path):
-            try:
-                uid = row[i_uid]
-                x, y, z = _coords(row, i_x, i_y, i_z)
-                d = float(row[i_d])
-                if not (math.isfinite(d) and (d >= 0 or excluded)):
-                    raise ValueError("bad diameter")
-            except (ValueError, IndexError):
-                raise _bad_row(path, line, row, ncols,
-                               "coordX/coordY/coordZ/diameter_mm must be finite numbers"
-                               + ("" if excluded else " (diameter >= 0)")) from None
-            if uid not in checked:
-                check_series_uid(uid, path=path, line=line)
-                checked.add(uid)
-            by_series.setdefault(uid, []).append((x, y, z, d))
-    return by_series
+    return _read_nodules(path, ANNOTATION_COLUMNS, excluded)
 
 
 #: The book's nodule list with malignancy (ch. 13-14), beside the CSVs: its nodule columns
@@ -131,11 +110,18 @@ def read_malignancy(path: Path) -> dict[str, list[tuple[float, float, float, flo
     """``{uid: [(x, y, z, diameter_mm, malignant)]}`` from the book's
     annotations_with_malignancy.csv (one row a nodule; ``mal_bool`` the strings True/False);
     a LunaInputError naming the file and line for anything else."""
-    by_series: dict[str, list[tuple[float, float, float, float, bool]]] = {}
+    return _read_nodules(path, MALIGNANCY_COLUMNS, False)
+
+
+def _read_nodules(path: Path, columns: tuple[str, ...], excluded: bool) -> dict[str, list]:
+    """The rows of a nodule list, per series: (x, y, z, diameter) and, when ``columns``
+    has ``mal_bool``, the malignancy."""
+    by_series: dict[str, list] = {}
+    graded = "mal_bool" in columns
     with _open_csv(path) as f:
         reader = csv.reader(f)
-        idx = _header_index(reader, path, MALIGNANCY_COLUMNS)
-        i_uid, i_x, i_y, i_z, i_d, i_m = idx
+        idx = _header_index(reader, path, columns)
+        i_uid, i_x, i_y, i_z, i_d = idx[:5]
         ncols = max(idx) + 1
         checked: set[str] = set()
         for line, row in _rows(reader, path):
@@ -143,17 +129,18 @@ def read_malignancy(path: Path) -> dict[str, list[tuple[float, float, float, flo
                 uid = row[i_uid]
                 x, y, z = _coords(row, i_x, i_y, i_z)
                 d = float(row[i_d])
-                if not (math.isfinite(d) and d >= 0):
+                if not (math.isfinite(d) and (d >= 0 or excluded)):
                     raise ValueError("bad diameter")
-                malignant = _BOOLS[row[i_m].strip().lower()]
+                extra = (_BOOLS[row[idx[5]].strip().lower()],) if graded else ()
             except (ValueError, IndexError, KeyError):
                 raise _bad_row(path, line, row, ncols,
-                               "coordX/coordY/coordZ/diameter_mm must be finite numbers "
-                               "(diameter >= 0) and mal_bool True or False") from None
+                               "coordX/coordY/coordZ/diameter_mm must be finite numbers"
+                               + ("" if excluded else " (diameter >= 0)")
+                               + (" and mal_bool True or False" if graded else "")) from None
             if uid not in checked:
                 check_series_uid(uid, path=path, line=line)
                 checked.add(uid)
-            by_series.setdefault(uid, []).append((x, y, z, d, malignant))
+            by_series.setdefault(uid, []).append((x, y, z, d, *extra))
     return by_series
 
 
