@@ -111,15 +111,18 @@ def run_analysis(data_dir: str, out_dir: str, seg: str, cls: str, mal: str | Non
     segment = predictor(seg_model, dev, lambda out: out)
     classify = predictor(cls_model, dev, lambda out: out[1][:, 1])
     grade = predictor(mal_model, dev, lambda out: out[1][:, 1]) if mal_model else None
-    os.makedirs(os.path.join(out_dir, "series"), exist_ok=True)
+    try:
+        os.makedirs(os.path.join(out_dir, "series"), exist_ok=True)
+    except OSError as exc:
+        raise LunaInputError(f"cannot write the analysis here ({exc.strerror or exc})",
+                             out_dir) from None
     detections: list[Detection] = []
     started = time.perf_counter()
     for k, uid in enumerate(uids, 1):
         path = os.path.join(out_dir, "series", f"{uid}.json")
-        if os.path.exists(path):                              # done before a kill: kept
-            detections += [Detection(d["series_uid"], tuple(d["center_xyz"]),
-                                     d["probability"], d["malignancy"])
-                           for d in json.load(open(path))["detections"]]
+        kept = _kept_series(path)
+        if kept is not None:                                  # done before a kill: kept
+            detections += kept
             say(f"series {k}/{len(uids)} {uid}: done before")
             continue
         t0 = time.perf_counter()
@@ -133,6 +136,20 @@ def run_analysis(data_dir: str, out_dir: str, seg: str, cls: str, mal: str | Non
         say(f"series {k}/{len(uids)} {uid}: {len(result.detections)} detections in "
             f"{time.perf_counter() - t0:.1f} s, about {left:.0f} s left")
     return _report(data_dir, out_dir, uids, detections, classify, say)
+
+
+def _kept_series(path: str) -> list[Detection] | None:
+    """A series' detections from an earlier analysis; None when there is none or the file is
+    not whole (it is analysed again and the file replaced)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [Detection(d["series_uid"], tuple(d["center_xyz"]), d["probability"],
+                              d["malignancy"]) for d in json.load(f)["detections"]]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("%s: not a whole series result: analysing the series again", path)
+        return None
 
 
 def _report(data_dir, out_dir, uids, detections, classify, say) -> dict:

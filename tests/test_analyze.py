@@ -92,3 +92,22 @@ def test_the_runs_it_refuses(tiny_data, three_runs, tmp_path, capsys):
     assert _analyze(tiny_data, book, tmp_path / "b") == 2
     assert "split by candidates" in capsys.readouterr().err
     assert _analyze(tiny_data, book, tmp_path / "c", "--series", "all") == 0
+
+
+def test_a_damaged_series_result_is_analysed_again_and_a_bad_out_is_one_line(
+        tiny_data, three_runs, tmp_path, capsys):
+    _root, runs = three_runs
+    out = tmp_path / "out"
+    assert _analyze(tiny_data, runs, out) == 0
+    first = json.loads((out / "summary.json").read_text())
+    name = sorted(os.listdir(out / "series"))[0]
+    text = (out / "series" / name).read_text()
+    (out / "series" / name).write_text(text[: len(text) // 2])       # cut short
+    capsys.readouterr()
+    assert _analyze(tiny_data, runs, out) == 0
+    assert json.loads((out / "summary.json").read_text()) == first
+    assert json.loads((out / "series" / name).read_text())          # whole again
+    (tmp_path / "file").write_text("x")
+    assert _analyze(tiny_data, runs, tmp_path / "file") == 2
+    err = capsys.readouterr().err
+    assert "cannot write the analysis here" in err and len(err.strip().splitlines()) == 1
