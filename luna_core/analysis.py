@@ -58,7 +58,7 @@ def load_model(role: str, source: str, device: torch.device):
     """(model in eval mode, the checkpoint's options) for ``--seg``/``--cls``/``--mal``: a run
     folder (its best.pt) or a checkpoint of the right task, else a one-line error."""
     task, cls = ROLES[role]
-    path = checkpoint_path(source)
+    path = checkpoint_path(source, f"--{role}")
     try:
         state = load_checkpoint(path)
     except CheckpointError as exc:
@@ -94,7 +94,7 @@ def choose_series(which: str, data_dir: str, cls_options: dict) -> list[str]:
                                  "but it split by candidates (its validation scans were also "
                                  "in training): name --series all or a list of uids")
         return split_series(data_dir, int(cls_options.get("val_stride") or 10))[1]
-    return [u.strip() for u in which.split(",") if u.strip()]
+    return list(dict.fromkeys(u.strip() for u in which.split(",") if u.strip()))
 
 
 def run_analysis(data_dir: str, out_dir: str, seg: str, cls: str, mal: str | None = None,
@@ -106,6 +106,8 @@ def run_analysis(data_dir: str, out_dir: str, seg: str, cls: str, mal: str | Non
     cls_model, cls_options = load_model("cls", cls, dev)
     mal_model = load_model("mal", mal, dev)[0] if mal else None
     uids = choose_series(series, data_dir, cls_options)
+    models = {"seg": checkpoint_path(seg, "--seg"), "cls": checkpoint_path(cls, "--cls"),
+              "mal": checkpoint_path(mal, "--mal") if mal else None}
     if not uids:
         raise LunaInputError("no series to analyse", data_dir)
     segment = predictor(seg_model, dev, lambda out: out)
@@ -120,7 +122,7 @@ def run_analysis(data_dir: str, out_dir: str, seg: str, cls: str, mal: str | Non
     started = time.perf_counter()
     for k, uid in enumerate(uids, 1):
         path = os.path.join(out_dir, "series", f"{uid}.json")
-        kept = _kept_series(path)
+        kept = _kept_series(path, models)
         if kept is not None:                                  # done before a kill: kept
             detections += kept
             say(f"series {k}/{len(uids)} {uid}: done before")
@@ -128,7 +130,7 @@ def run_analysis(data_dir: str, out_dir: str, seg: str, cls: str, mal: str | Non
         t0 = time.perf_counter()
         result = analyze_ct(Ct.load(uid, data_dir), segment, classify, grade)
         with atomic_write(path, text=True) as f:
-            json.dump({"series_uid": uid, "components": result.components,
+            json.dump({"series_uid": uid, "models": models, "components": result.components,
                        "seconds": result.seconds,
                        "detections": [asdict(d) for d in result.detections]}, f)
         detections += result.detections
@@ -138,16 +140,21 @@ def run_analysis(data_dir: str, out_dir: str, seg: str, cls: str, mal: str | Non
     return _report(data_dir, out_dir, uids, detections, classify, say)
 
 
-def _kept_series(path: str) -> list[Detection] | None:
-    """A series' detections from an earlier analysis; None when there is none or the file is
-    not whole (it is analysed again and the file replaced)."""
+def _kept_series(path: str, models: dict) -> list[Detection] | None:
+    """A series' detections from an earlier analysis by the same models; None when there is
+    none, the file is not whole, or other models made it (it is analysed again and the file
+    replaced)."""
     try:
         with open(path, encoding="utf-8") as f:
-            return [Detection(d["series_uid"], tuple(d["center_xyz"]), d["probability"],
-                              d["malignancy"]) for d in json.load(f)["detections"]]
+            kept = json.load(f)
+        if kept.get("models") != models:
+            log.warning("%s: made by other models: analysing the series again", path)
+            return None
+        return [Detection(d["series_uid"], tuple(d["center_xyz"]), d["probability"],
+                          d["malignancy"]) for d in kept["detections"]]
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         log.warning("%s: not a whole series result: analysing the series again", path)
         return None
 

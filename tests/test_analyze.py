@@ -111,3 +111,15 @@ def test_a_damaged_series_result_is_analysed_again_and_a_bad_out_is_one_line(
     assert _analyze(tiny_data, runs, tmp_path / "file") == 2
     err = capsys.readouterr().err
     assert "cannot write the analysis here" in err and len(err.strip().splitlines()) == 1
+
+
+def test_results_of_other_models_are_not_mixed_in(tiny_data, three_runs, tmp_path, capsys):
+    """The same --out with another --cls: every series is analysed again, not kept."""
+    _root, runs = three_runs
+    out = tmp_path / "out"
+    assert _analyze(tiny_data, runs, out) == 0
+    capsys.readouterr()
+    assert _analyze(tiny_data, {**runs, "cls": runs["book"]}, out, "--series", "all") == 0
+    assert ": done before" not in capsys.readouterr().out
+    assert _analyze(tiny_data, runs, out, "--series", "all") == 0
+    assert ": done before" not in capsys.readouterr().out

@@ -22,16 +22,17 @@ def blocks(model: torch.nn.Module) -> list[str]:
                                                                    child.parameters())]
 
 
-def checkpoint_path(source: str) -> str:
-    """A ``.pt`` as given; a run folder: its ``checkpoints/best.pt``."""
+def checkpoint_path(source: str, option: str = "--finetune") -> str:
+    """A ``.pt`` as given; a run folder: its ``checkpoints/best.pt`` (``option``: what the
+    error says the path was given as)."""
     if os.path.isdir(source):
         best = os.path.join(source, "checkpoints", "best.pt")
         if not os.path.isfile(best):
-            raise LunaInputError("no checkpoints/best.pt in this run folder (--finetune "
+            raise LunaInputError(f"no checkpoints/best.pt in this run folder ({option} "
                                  "takes a run folder or a checkpoint)", source)
         return best
     if not os.path.isfile(source):
-        raise LunaInputError("no such checkpoint or run folder (--finetune)", source)
+        raise LunaInputError(f"no such checkpoint or run folder ({option})", source)
     return source
 
 

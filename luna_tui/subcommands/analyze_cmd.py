@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "series); all; or series uids, comma-separated")
     p.add_argument("--out", default="runs/analysis", metavar="DIR",
                    help="where the outputs go")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the models run")
     add_data_dirs(p)
     return p
 
