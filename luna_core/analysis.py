@@ -18,10 +18,13 @@ list of uids.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 
@@ -30,11 +33,19 @@ import torch
 
 from luna_core.data.candidates import candidate_tuple, find_csv_dir
 from luna_core.data.csvread import MALIGNANCY_CSV, read_malignancy
-from luna_core.data.ct import Ct
+from luna_core.data.ct import Ct, find_mhd
 from luna_core.data.segdsets import split_series
 from luna_core.errors import LunaInputError
 from luna_core.fsutil import atomic_write
+from luna_core.run import events as ev
+from luna_core.run.eventfile import EVENT_FILE_NAME
+from luna_core.run.events import EventBus
+from luna_core.run.index import IndexSink
+from luna_core.run.metric_catalog import DETECTION_CPM, FP_PER_SCAN, LIST_CPM, NODULES_FOUND
+from luna_core.run.runlock import RunLock
+from luna_core.run.sinks import JsonlSink
 from luna_core.score.detection import (
+    THRESHOLD,
     Detection,
     book_table,
     detection_froc,
@@ -77,10 +88,39 @@ def load_model(role: str, source: str, device: torch.device):
     return model.to(device).eval(), options
 
 
-def predictor(model, device: torch.device, output: Callable) -> Callable:
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX; Linux's flags)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def choose_precision(choice: str, device: torch.device) -> str:
+    """``auto``: bf16 where the device computes it fast (a GPU that has it, a CPU with
+    AVX-512 BF16 or AMX), else fp32."""
+    if choice != "auto":
+        return choice
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def predictor(model, device: torch.device, output: Callable, precision: str = "fp32"
+              ) -> Callable:
+    """numpy batch in, probabilities out (float32), the model channels-last and, in bf16,
+    under autocast (the probabilities are rounded to bf16's 8 bits: a pixel at 0.5 ± 0.004
+    may fall either side of the threshold)."""
+    layout = torch.channels_last if isinstance(model, SegModel) else torch.channels_last_3d
+    model = model.to(memory_format=layout)
+
     def predict(batch: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return output(model(torch.as_tensor(batch, device=device))).float().cpu().numpy()
+        x = torch.as_tensor(batch, device=device).contiguous(memory_format=layout)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                             enabled=precision == "bf16"):
+            return output(model(x)).float().cpu().numpy()
     return predict
 
 
@@ -97,47 +137,203 @@ def choose_series(which: str, data_dir: str, cls_options: dict) -> list[str]:
     return list(dict.fromkeys(u.strip() for u in which.split(",") if u.strip()))
 
 
-def run_analysis(data_dir: str, out_dir: str, seg: str, cls: str, mal: str | None = None,
-                 series: str = "val", device: str = "cpu",
+def default_out(runs_dir: str, series: str, models: dict) -> str:
+    """``RUNS_DIR/analysis/<series>-<8 hex of the models and settings>``: the same command
+    names the same folder (a killed analysis goes on where it stopped), other models another
+    (``runs`` lists analyses beside the runs)."""
+    digest = hashlib.sha256(json.dumps([series, models], sort_keys=True).encode()).hexdigest()
+    word = series if series in ("val", "all") else "series"
+    return os.path.join(runs_dir, "analysis", f"{word}-{digest[:8]}")
+
+
+def trained_on(options: dict, data_dir: str, uids: list[str]) -> list[str]:
+    """The series of ``uids`` a run with ``options`` trained on (a run split by candidates
+    trained on some candidates of every series)."""
+    if (options.get("split") or "candidates") != "series":
+        return list(uids)
+    training, _validation = split_series(data_dir, int(options.get("val_stride") or 10))
+    return sorted(set(uids) & set(training))
+
+
+def run_analysis(data_dir: str, out_dir: str | None, seg: str, cls: str,
+                 mal: str | None = None, series: str = "val", device: str = "cpu",
+                 precision: str = "auto", lungs: bool = True, runs_dir: str = "runs",
                  say: Callable[[str], None] = print) -> dict:
-    """Analyse the series and write the outputs (see the module); returns the summary."""
+    """Analyse the series and write the outputs (see the module); returns the summary.
+    ``out_dir`` None: ``default_out``. ``precision``: auto, fp32 or bf16 (the models'
+    arithmetic); ``lungs``: segment the box around the lungs only (False: every pixel of every
+    slice, as the book)."""
     dev = torch.device(device)
-    seg_model, _ = load_model("seg", seg, dev)
+    precision = choose_precision(precision, dev)
+    seg_model, seg_options = load_model("seg", seg, dev)
     cls_model, cls_options = load_model("cls", cls, dev)
-    mal_model = load_model("mal", mal, dev)[0] if mal else None
+    mal_model, mal_options = load_model("mal", mal, dev) if mal else (None, None)
     uids = choose_series(series, data_dir, cls_options)
-    models = {"seg": checkpoint_path(seg, "--seg"), "cls": checkpoint_path(cls, "--cls"),
-              "mal": checkpoint_path(mal, "--mal") if mal else None}
     if not uids:
         raise LunaInputError("no series to analyse", data_dir)
-    segment = predictor(seg_model, dev, lambda out: out)
-    classify = predictor(cls_model, dev, lambda out: out[1][:, 1])
-    grade = predictor(mal_model, dev, lambda out: out[1][:, 1]) if mal_model else None
+    for uid in uids:                     # a bad uid is said before anything is written
+        find_mhd(data_dir, uid)
+    models = {"seg": checkpoint_path(seg, "--seg"), "cls": checkpoint_path(cls, "--cls"),
+              "mal": checkpoint_path(mal, "--mal") if mal else None,
+              "precision": precision, "lungs": lungs}
+    out_dir = out_dir or default_out(runs_dir, series, models)
+    segment = predictor(seg_model, dev, lambda out: out, precision)
+    classify = predictor(cls_model, dev, lambda out: out[1][:, 1], precision)
+    grade = predictor(mal_model, dev, lambda out: out[1][:, 1], precision) if mal_model \
+        else None
+    record = AnalysisRecord.open(out_dir, {
+        "task": "analysis", **models, "series": series, "data_dir": data_dir,
+        "device": device}, uids, dev)
     try:
-        os.makedirs(os.path.join(out_dir, "series"), exist_ok=True)
-    except OSError as exc:
-        raise LunaInputError(f"cannot write the analysis here ({exc.strerror or exc})",
-                             out_dir) from None
-    detections: list[Detection] = []
-    started = time.perf_counter()
-    for k, uid in enumerate(uids, 1):
-        path = os.path.join(out_dir, "series", f"{uid}.json")
-        kept = _kept_series(path, models)
-        if kept is not None:                                  # done before a kill: kept
-            detections += kept
-            say(f"series {k}/{len(uids)} {uid}: done before")
-            continue
-        t0 = time.perf_counter()
-        result = analyze_ct(Ct.load(uid, data_dir), segment, classify, grade)
-        with atomic_write(path, text=True) as f:
-            json.dump({"series_uid": uid, "models": models, "components": result.components,
-                       "seconds": result.seconds,
-                       "detections": [asdict(d) for d in result.detections]}, f)
-        detections += result.detections
-        left = (time.perf_counter() - started) / k * (len(uids) - k)
-        say(f"series {k}/{len(uids)} {uid}: {len(result.detections)} detections in "
-            f"{time.perf_counter() - t0:.1f} s, about {left:.0f} s left")
-    return _report(data_dir, out_dir, uids, detections, classify, say)
+        speak = record.speaker(say)
+        speak(f"analysing {len(uids)} series into {out_dir} ({precision}, "
+              f"{'the box around the lungs' if lungs else 'every pixel of every slice'})")
+        for role, options in (("seg", seg_options), ("cls", cls_options),
+                              ("mal", mal_options)):
+            seen = trained_on(options, data_dir, uids) if options is not None else []
+            if seen:
+                speak(f"warning: the --{role} model trained on {len(seen)} of the "
+                      f"{len(uids)} analysed series (its --val-stride "
+                      f"{options.get('val_stride')}, split by {options.get('split')}): "
+                      "the scores flatter it there")
+        detections: list[Detection] = []
+        started = time.perf_counter()
+        fresh = 0
+        for k, uid in enumerate(uids, 1):
+            path = os.path.join(out_dir, "series", f"{uid}.json")
+            kept = _kept_series(path, models)
+            if kept is not None:                              # done before a kill: kept
+                detections += kept
+                record.series_done(k, 0.0)
+                speak(f"series {k}/{len(uids)} {uid}: done before")
+                continue
+            t0 = time.perf_counter()
+            ct = Ct.load(uid, data_dir)
+            read_s = time.perf_counter() - t0
+            result = analyze_ct(ct, segment, classify, grade, lungs=lungs)
+            with atomic_write(path, text=True) as f:
+                json.dump({"series_uid": uid, "models": models,
+                           "components": result.components,
+                           "seconds": {"read": read_s, **result.seconds},
+                           "segmented": result.segmented,
+                           "detections": [asdict(d) for d in result.detections]}, f)
+            detections += result.detections
+            fresh += 1
+            took = time.perf_counter() - t0
+            record.series_done(k, took, read_s)
+            left = (time.perf_counter() - started) / fresh * (len(uids) - k)
+            speak(f"series {k}/{len(uids)} {uid}: {result.components} candidates, "
+                  f"{sum(d.probability >= THRESHOLD for d in result.detections)} classified "
+                  f"nodules in {took:.1f} s, about {_duration(left)} left")
+        summary = _report(data_dir, out_dir, uids, detections, classify, speak)
+        record.finished(summary)
+        return summary
+    except BaseException as exc:
+        record.failed(exc)
+        raise
+
+
+class AnalysisRecord:
+    """An analysis folder as a run folder: its lock (one analysis writes it at a time), its
+    event file and index (what ``runs``, ``attach`` and the cockpit read). An analysis is one
+    validation-like phase whose "batches" are the series, ending in one epoch_metrics event
+    with the detection scores and the book's table (its ``score``)."""
+
+    def __init__(self, out_dir: str, lock: RunLock, bus: EventBus, count: int) -> None:
+        self.out_dir, self.lock, self.bus, self.count = out_dir, lock, bus, count
+        self.started = time.monotonic()
+
+    @classmethod
+    def open(cls, out_dir: str, options: dict, uids: list[str], device: torch.device
+             ) -> AnalysisRecord:
+        try:
+            os.makedirs(os.path.join(out_dir, "series"), exist_ok=True)
+        except OSError as exc:
+            raise LunaInputError(f"cannot write the analysis here ({exc.strerror or exc})",
+                                 out_dir) from None
+        run_id = uuid.uuid4().hex[:16]
+        lock = RunLock.acquire(out_dir, run_id)
+        events_path = os.path.join(out_dir, EVENT_FILE_NAME)
+        resumed = os.path.isfile(events_path) and os.path.getsize(events_path) > 0
+        bus = EventBus([JsonlSink(events_path, batch_hz=0), IndexSink(out_dir)])   # every series
+        record = cls(out_dir, lock, bus, len(uids))
+        bus.emit(ev.RunStarted(
+            run_dir=out_dir, options=options, epochs=1, start_epoch=1, trn_samples=0,
+            val_samples=len(uids), trn_pos=0, val_pos=0, device=str(device), pid=os.getpid(),
+            host=socket.gethostname(), resumed_from=out_dir if resumed else None,
+            run_id=run_id))
+        bus.emit(ev.PhaseStarted(phase="val", epoch=1, batch_count=len(uids),
+                                 sample_count=len(uids)))
+        return record
+
+    def speaker(self, say: Callable[[str], None]) -> Callable[[str], None]:
+        """``say`` that also puts the line in the event file (the log view)."""
+        def speak(line: str) -> None:
+            say(line)
+            self.bus.emit(ev.LogRecord(level="INFO", message=line))
+        return speak
+
+    def series_done(self, k: int, seconds: float, read_s: float = 0.0) -> None:
+        self.bus.emit(ev.BatchDone(
+            phase="val", epoch=1, batch_ndx=k - 1, batch_count=self.count, samples=1,
+            total_samples=0, loss=float("nan"), data_s=read_s, compute_s=seconds - read_s,
+            active_s=time.monotonic() - self.started))
+
+    def finished(self, summary: dict) -> None:
+        metrics, counts = _summary_metrics(summary)
+        self.bus.emit(ev.EpochMetrics(phase="val", epoch=1, total_samples=0, metrics=metrics,
+                                      score={"analysis": summary}, **counts))
+        self._end(ev.RunFinished(state=ev.FINISHED, exit_code=0))
+
+    def failed(self, exc: BaseException) -> None:
+        if isinstance(exc, KeyboardInterrupt):
+            self._end(ev.RunFinished(state=ev.STOPPED, exit_code=130,
+                                     error="interrupted: run it again to go on"))
+        else:
+            self._end(ev.RunFinished(state=ev.FAILED, exit_code=1,
+                                     error=str(exc).splitlines()[0][:300] if str(exc)
+                                     else type(exc).__name__))
+
+    def _end(self, event: ev.RunFinished) -> None:
+        self.bus.emit(event)
+        for sink in self.bus.sinks:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
+        self.lock.release()
+
+
+def _summary_metrics(summary: dict) -> tuple[dict[str, float], dict[str, int]]:
+    """The catalog's detection metrics and the nodule counts of an analysis' summary."""
+    metrics: dict[str, float] = {}
+    for metric, part in ((DETECTION_CPM, "detection"), (LIST_CPM, "candidate_list")):
+        score = summary.get(part) or {}
+        if score.get("cpm") is not None:
+            metrics[metric.key] = score["cpm"]
+            for key, end in zip(metric.interval, ("cpm_low", "cpm_high"), strict=True):
+                if score.get(end) is not None:
+                    metrics[key] = score[end]
+    counts = {"neg_correct": 0, "neg_count": 0, "pos_correct": 0, "pos_count": 0}
+    table = summary.get("table")
+    if table is not None:
+        nodules = sum(sum(row) for row in table[1:])
+        found = sum(row[2] + row[3] for row in table[1:])
+        false = table[0][2] + table[0][3]
+        counts.update(pos_correct=found, pos_count=nodules, neg_correct=table[0][1],
+                      neg_count=table[0][1] + false)
+        if nodules:
+            metrics[NODULES_FOUND.key] = 100.0 * found / nodules
+        metrics[FP_PER_SCAN.key] = false / max(summary["series"], 1)
+    return metrics, counts
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def _kept_series(path: str, models: dict) -> list[Detection] | None:

@@ -119,6 +119,25 @@ def test_a_fine_tuned_run_scores_auc_beside_the_diameter_and_keeps_best_by_auc(m
     assert "(picks best.pt)" in summary and "diameter alone" in summary
     assert cli_main(["compare", mal_dir, "--runs-dir", str(tmp_path / "mal")]) == 0
     assert "diameter alone" in capsys.readouterr().out
+    # the worst-graded nodules: each of its kind, labelled as the book's file says
+    from luna_core.data.csvread import read_malignancy
+    from luna_core.run.example_file import MAL_KINDS, read_examples
+
+    saved = rec.of(ev.ExamplesSaved)
+    assert saved and set(saved[-1].counts) == set(MAL_KINDS)
+    examples = read_examples(saved[-1].path)
+    assert examples.task == "malignancy" and examples.examples
+    graded = read_malignancy(os.path.join(mal_data["data_dir"],
+                                          "annotations_with_malignancy.csv"))
+    for e in examples.examples:
+        (row,) = [r for r in graded[e.series_uid]
+                  if max(abs(a - b) for a, b in zip(r[:3], e.center_xyz)) < 1e-6]
+        assert e.is_nodule == row[4] and e.diameter_mm == pytest.approx(row[3])
+        assert {"missed_malignant": e.is_nodule and e.probability <= 0.5,
+                "false_malignant": not e.is_nodule and e.probability > 0.5,
+                "best_malignant": e.is_nodule and e.probability > 0.5}[e.kind]
+    assert cli_main(["examples", mal_dir]) == 0
+    assert "malignant nodules graded benign (0.5 or less)" in capsys.readouterr().out
     for name, value in best["model"].items():           # depth 1: all but the head frozen
         if name.startswith("block") and "num_batches" not in name and "running" not in name:
             assert torch.equal(value, classifier[name]), name

@@ -46,7 +46,7 @@ def test_the_pipeline_finds_the_blobs_and_the_scores_count_them():
     assert xyz[0] == pytest.approx((12.0, 45.0, 10.0), abs=0.01)      # x=col, y=row, z=index
     assert xyz[1] == pytest.approx((20.0, 20.0, 10.0), abs=0.01)
     assert xyz[2] == pytest.approx((40.0, 40.0, 20.0), abs=0.01)
-    assert set(result.seconds) == {"segment", "group", "classify", "grade"}
+    assert set(result.seconds) == {"lungs", "segment", "group", "classify", "grade"}
     # the nodules: the two spheres, 8 and 6 mm; one more that nothing segments (a miss)
     findings = Findings({"1.2.3": [(20.0, 20.0, 10.0, 8.0), (40.0, 40.0, 20.0, 6.0),
                                    (55.0, 10.0, 28.0, 6.0)]})
@@ -63,4 +63,19 @@ def test_nothing_segmented_is_no_detection():
     result = analyze_ct(_ct(), lambda b: np.zeros((len(b), 1, *b.shape[2:]), np.float32),
                         classify)
     assert result.detections == [] and result.components == 0
-    assert set(result.seconds) == {"segment", "group"}
+    assert set(result.seconds) == {"lungs", "segment", "group"}
+
+
+def test_only_what_the_classifier_passes_is_graded():
+    graded = []
+
+    def grade(chunks):
+        graded.append(len(chunks))
+        return np.full(len(chunks), 0.7)
+
+    def first_only(chunks):               # the first candidate a nodule, the others not
+        return np.array([0.9] + [0.2] * (len(chunks) - 1))
+
+    result = analyze_ct(_ct(), segment, first_only, grade, batch_size=8)
+    assert graded == [1]
+    assert [d.malignancy for d in result.detections] == [0.7, None, None]

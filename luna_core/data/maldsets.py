@@ -25,11 +25,12 @@ from torch.utils.data import Dataset
 
 from luna_core.errors import LunaInputError
 
-from .candidates import csv_paths, find_csv_dir
+from .candidates import CandidateInfo, csv_paths, find_csv_dir
 from .chunkstore import ChunkStore, group_centres, read_chunk
 from .csvread import MALIGNANCY_CSV, read_malignancy
-from .ct import CHUNK_WIDTH_IRC
+from .ct import CHUNK_WIDTH_IRC, window_starts_array
 from .dsets import LunaDataset
+from .geometry import XyzTuple
 from .sampler import EpochSampler
 from .segdsets import split_series
 
@@ -63,6 +64,8 @@ class MalignancyDataset(Dataset):
     training set ``negatives``): ``__getitem__`` gives (chunk int16 (1, 32, 48, 48), one-hot
     label malignant, series uid, centre irc), as the classifier's set does."""
 
+    width_irc = CHUNK_WIDTH_IRC
+
     def __init__(self, data_dir, cache_dir, series: list[str], nodules: dict,
                  negatives: LunaDataset | None = None) -> None:
         self.data_dir = Path(data_dir)
@@ -74,6 +77,7 @@ class MalignancyDataset(Dataset):
         self.centres, self.offsets, self.chunk_no = group_centres(idx, xyz,
                                                                   len(self.series_uids))
         self.series_of = idx
+        self.center_xyz = xyz
         self.diameter = np.array([n[3] for _s, n in rows], dtype=np.float64)
         self.malignant = np.array([n[4] for _s, n in rows], dtype=bool)
         self.negatives = negatives
@@ -108,6 +112,24 @@ class MalignancyDataset(Dataset):
     def prepare(self) -> None:
         for s in range(len(self.series_uids)):
             self._series(s)
+
+    @property
+    def candidate_list(self) -> list[CandidateInfo]:
+        """The nodules as candidates (``is_nodule`` True each), by index (the examples')."""
+        return [CandidateInfo(True, float(self.diameter[n]),
+                              self.series_uids[int(self.series_of[n])],
+                              XyzTuple(*map(float, self.center_xyz[n])))
+                for n in range(self.nodule_count)]
+
+    def example_of(self, ndx: int) -> dict:
+        """Nodule ``ndx``'s chunk and where it lies (as LunaDataset.example_of)."""
+        chunks = self._series(int(self.series_of[ndx]))
+        k = int(self.chunk_no[ndx])
+        irc = chunks.center_irc[k]
+        starts, _ = window_starts_array(irc, chunks.shape_irc, chunks.width_irc)
+        return {"chunk": read_chunk(chunks, k), "center_irc": [int(v) for v in irc],
+                "irc_in_chunk": [int(v) for v in irc - starts[0]],
+                "vx_size_xyz": [float(v) for v in chunks.vx_size_xyz]}
 
     def __getitem__(self, ndx: int):
         if ndx >= self.nodule_count:

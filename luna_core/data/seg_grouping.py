@@ -28,9 +28,11 @@ class Component:
 
 
 def group_components(probabilities: np.ndarray, hu: np.ndarray,
-                     threshold: float = THRESHOLD) -> list[Component]:
+                     threshold: float = THRESHOLD, offset: tuple[int, int, int] = (0, 0, 0)
+                     ) -> list[Component]:
     """The candidates of one volume's segmentation (``probabilities`` and ``hu`` (index, row,
-    col) of one shape), ordered by centre."""
+    col) of one shape), ordered by centre; ``offset``: where these arrays start in the
+    volume (a box of it: the centres are the volume's)."""
     if probabilities.shape != hu.shape:
         raise ValueError(f"segmentation {probabilities.shape} and CT {hu.shape} differ")
     called = probabilities > threshold
@@ -41,8 +43,8 @@ def group_components(probabilities: np.ndarray, hu: np.ndarray,
     index = np.arange(1, count + 1)
     weight = np.clip(hu, HU_MIN, HU_MAX).astype(np.float64) + 1001.0
     centres = ndimage.center_of_mass(weight, labels=labels, index=index)
-    sizes = ndimage.sum_labels(np.ones(labels.shape), labels=labels, index=index)
-    out = [Component(tuple(float(v) for v in c), int(n))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    out = [Component(tuple(float(v) + o for v, o in zip(c, offset, strict=True)), int(n))
            for c, n in zip(centres, sizes, strict=True)]
     return sorted(out, key=lambda comp: comp.center_irc)
 
@@ -55,12 +57,18 @@ def context_stack(hu: np.ndarray, k: int) -> np.ndarray:
 
 
 def segment_volume(predict: Callable[[np.ndarray], np.ndarray], hu: np.ndarray,
-                   batch_size: int = 16) -> np.ndarray:
+                   batch_size: int = 16, box: tuple[slice, slice, slice] | None = None
+                   ) -> np.ndarray:
     """Every slice of ``hu`` through ``predict`` ((N, 7, rows, cols) HU -> (N, 1, rows,
-    cols) probabilities), ``batch_size`` slices at a time: (index, row, col) float32."""
-    out = np.empty(hu.shape, dtype=np.float32)
-    for start in range(0, hu.shape[0], batch_size):
-        ks = range(start, min(hu.shape[0], start + batch_size))
-        batch = np.stack([context_stack(hu, k) for k in ks]).astype(np.float32)
+    cols) probabilities), ``batch_size`` slices at a time: (index, row, col) float32. With a
+    ``box`` (index, row, col slices), only the box is segmented (its slices keep their true
+    context slices) and the result is the box's."""
+    index, rows, cols = box if box is not None else (slice(0, hu.shape[0]), slice(None),
+                                                      slice(None))
+    ks_all = range(*index.indices(hu.shape[0]))
+    out = np.zeros((len(ks_all), *hu[0, rows, cols].shape), dtype=np.float32)
+    for start in range(0, len(ks_all), batch_size):
+        ks = ks_all[start:start + batch_size]
+        batch = np.stack([context_stack(hu, k)[:, rows, cols] for k in ks]).astype(np.float32)
         out[start:start + len(ks)] = np.asarray(predict(batch))[:, 0]
     return out

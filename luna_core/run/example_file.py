@@ -32,7 +32,11 @@ FORMAT = 2                   # 2: the task and each example's pixels; 1 (the cla
 KINDS = ("misses", "false_alarms", "best")
 #: --task seg's: the validation slices with the most missed and most falsely marked pixels.
 SEG_KINDS = ("missed_pixels", "false_pixels")
-KINDS_OF_TASK = {"nodule": KINDS, "seg": SEG_KINDS}
+#: --task malignancy's: malignant nodules graded benign (0.5 or less, lowest first), benign
+#: ones graded malignant (highest first), the malignant ones graded best; ``is_nodule`` is
+#: then the label these are about: malignant.
+MAL_KINDS = ("missed_malignant", "false_malignant", "best_malignant")
+KINDS_OF_TASK = {"nodule": KINDS, "seg": SEG_KINDS, "malignancy": MAL_KINDS}
 #: A seg example's chunk: (3, H, W) planes: the slice's HU, its label, the model's call (0/1).
 SEG_PLANES = 3
 #: Its pixels' colours over the grey slice (distinct for the common colour blindnesses, and in
@@ -44,13 +48,19 @@ KIND_TITLE = {"misses": "worst misses (nodules scored 0.5 or less)",
               "false_alarms": "false alarms (non-nodules scored above 0.5)",
               "best": "best hits (nodules scored above 0.5)",
               "missed_pixels": "most nodule pixels missed",
-              "false_pixels": "most pixels falsely marked"}
+              "false_pixels": "most pixels falsely marked",
+              "missed_malignant": "malignant nodules graded benign (0.5 or less)",
+              "false_malignant": "benign nodules graded malignant (above 0.5)",
+              "best_malignant": "malignant nodules graded best"}
 #: What an empty kind means (the examples view and `luna-tui examples` say it).
 KIND_NONE = {"misses": "none: every nodule scored above 0.5",
              "false_alarms": "none: no non-nodule scored above 0.5",
              "best": "none: no nodule scored above 0.5",
              "missed_pixels": "none: no validation slice missed a nodule pixel",
-             "false_pixels": "none: no validation slice has a falsely marked pixel"}
+             "false_pixels": "none: no validation slice has a falsely marked pixel",
+             "missed_malignant": "none: every malignant nodule graded above 0.5",
+             "false_malignant": "none: no benign nodule graded above 0.5",
+             "best_malignant": "none: no malignant nodule graded above 0.5"}
 LUNG_WINDOW = (-1000.0, 400.0)          # HU shown black ... white
 _NAME = re.compile(r"^E(\d+)\.zip$")
 
@@ -66,7 +76,7 @@ class Example:
     irc_in_chunk: tuple[int, int, int]
     vx_size_xyz: tuple[float, float, float]
     diameter_mm: float         # 0: no annotation matched the candidate
-    is_nodule: bool
+    is_nodule: bool            # the label (malignancy: malignant)
     probability: float         # seg: the slice's pixel recall (0 when it has no label)
     loss: float
     chunk: int                 # which of the file's chunks

@@ -11,19 +11,28 @@ from luna_core.run.compare import (
     RunHistory,
     best_cpm_text,
     best_text,
+    cpm_text,
     differing_options,
     options_text,
     split_of,
 )
-from luna_core.run.metric_catalog import CORRECT_POS, DICE, F1, LOSS, RECALL
+from luna_core.run.metric_catalog import (
+    AUC,
+    CORRECT_POS,
+    DETECTION_CPM,
+    DICE,
+    F1,
+    LOSS,
+    RECALL,
+)
 from luna_core.run.runs import RunInfo
 
 #: Columns left out, first to last, when the terminal is too narrow for all of them.
 DROP_ORDER = ("options", "started", "split", "best_f1", "val_pos", "best_dice", "best_recall",
-              "task", "best_loss", "best_cpm")
+              "best_auc", "task", "best_loss", "det_cpm", "best_cpm")
 #: Metric columns: left out when no listed run has a value in them (a seg run has no CPM).
 METRIC_COLUMNS = frozenset({"val_pos", "best_loss", "best_cpm", "best_recall", "best_f1",
-                            "best_dice"})
+                            "best_dice", "best_auc", "det_cpm"})
 MIN_RUN = 24            # the run's name gets at least this many columns before one is dropped
 GAP = 2
 
@@ -38,17 +47,31 @@ def _started(t: float) -> str:
 def _cells(run: RunInfo, h: RunHistory, differ: list[str],
            defaults: dict | None = None) -> dict[str, str]:
     started = _started(run.started)
+    task = h.options.get("task") or "nodule"
     return {
-        "state": run.state, "epoch": run.epoch_text(), "task": h.options.get("task") or "nodule",
+        "state": run.state, "epoch": run.epoch_text(), "task": task,
         "val_loss": "-" if run.val_loss is None else LOSS.number(run.val_loss),
         "val_pos": "-" if run.val_correct_pos is None else CORRECT_POS.number(run.val_correct_pos),
         "best_loss": best_text(h, LOSS.key),
         "best_recall": best_text(h, RECALL.key),
         "best_f1": best_text(h, F1.key), "best_dice": best_text(h, DICE.key),
-        "best_cpm": best_cpm_text(h), "split": split_of(h),
+        "best_cpm": best_cpm_text(h),
+        "split": "-" if task == "analysis" else split_of(h),
+        # malignancy's best.pt is by AUC; an analysis' score is its detection CPM
+        "best_auc": best_text(h, AUC.key) if task == "malignancy" else "-",
+        "det_cpm": _detection_cpm(h),
         "started": started, "run": run.run_dir,
         "options": f"[{options_text(h, differ, defaults)}]" if differ else "",
     }
+
+
+def _detection_cpm(h: RunHistory) -> str:
+    """An analysis' detection CPM with its interval ('-': none, or not an analysis)."""
+    row = h.epochs[-1].values if h.epochs else {}
+    value = row.get(DETECTION_CPM.key)
+    if value is None:
+        return "-"
+    return cpm_text(value, *(row.get(k) for k in DETECTION_CPM.interval))
 
 
 COLUMNS = [  # (key, title, right-aligned)
@@ -56,7 +79,9 @@ COLUMNS = [  # (key, title, right-aligned)
     ("val_loss", "VAL LOSS", True),
     ("val_pos", "VAL POS%", True), ("best_loss", "BEST LOSS", True),
     ("best_cpm", "BEST CPM [95% CI]", True), ("best_recall", "BEST RECALL", True),
-    ("best_f1", "BEST F1", True), ("best_dice", "BEST DICE", True), ("split", "SPLIT", False),
+    ("best_f1", "BEST F1", True), ("best_dice", "BEST DICE", True),
+    ("best_auc", "BEST AUC", True), ("det_cpm", "DETECTION CPM", True),
+    ("split", "SPLIT", False),
     ("started", "STARTED", False), ("run", "RUN", False),
     ("options", "[OPTIONS THAT DIFFER]", False),
 ]

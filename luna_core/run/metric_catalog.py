@@ -189,6 +189,29 @@ PIXEL_FP = _add(Metric("percent_all/fp", "false positive pixels, % of the label'
                        "FP pixels", "FP %", ".1f", LOW, percent=True))
 DICE = _add(Metric("seg/dice", "mean Dice of the slices", "Dice", "Dice", ".3f", HIGH))
 
+# -- `luna-tui analyze` (the book's ch. 14): the challenge's detection score -----------------------
+DETECTION_CPM_LOW = _add(Metric("detection/cpm_low", "detection CPM, low end of its 95 % "
+                                "interval", "detection CPM low", "low", ".2f"))
+DETECTION_CPM_HIGH = _add(Metric("detection/cpm_high", "detection CPM, high end of its 95 % "
+                                 "interval", "detection CPM high", "high", ".2f"))
+DETECTION_CPM = _add(Metric("detection/cpm", "LUNA16 detection CPM (every annotated nodule; "
+                            "segmentation + classifier)", "detection CPM", "det CPM", ".3f",
+                            HIGH, interval=(DETECTION_CPM_LOW.key, DETECTION_CPM_HIGH.key)))
+LIST_CPM_LOW = _add(Metric("detection/list_cpm_low", "candidate-list CPM, low end of its 95 % "
+                           "interval", "candidate-list CPM low", "low", ".2f"))
+LIST_CPM_HIGH = _add(Metric("detection/list_cpm_high", "candidate-list CPM, high end of its "
+                            "95 % interval", "candidate-list CPM high", "high", ".2f"))
+#: The same score for candidates.csv's candidates scored by the classifier (the comparison:
+#: no better direction of its own).
+LIST_CPM = _add(Metric("detection/list_cpm", "LUNA16 detection CPM of the candidate list "
+                       "(candidates.csv + classifier)", "candidate-list CPM", "list CPM",
+                       ".3f", None, interval=(LIST_CPM_LOW.key, LIST_CPM_HIGH.key)))
+NODULES_FOUND = _add(Metric("detection/found", "% of annotated nodules found (a detection "
+                            "classified a nodule within 0.7 diameters)", "nodules found",
+                            "found %", ".1f", HIGH, percent=True))
+FP_PER_SCAN = _add(Metric("detection/fp_per_scan", "false positives per scan (classified a "
+                          "nodule, no nodule near)", "FP per scan", "FP/scan", ".1f", LOW))
+
 # -- the optimizer's settings, as TensorBoard scalars of a steered run ---------------------------
 LR = _add(Metric("optim/lr", "learning rate", "lr", "lr", "g"))
 MOMENTUM = _add(Metric("optim/momentum", "momentum", "momentum", "mom", "g"))

@@ -161,6 +161,9 @@ class RunSummary:
         wall = self.wall_s
         if not self.state and self._started_at is not None:
             wall += self._last_t - self._started_at        # as of its latest event
+        view = task_view(self.run.current.options if self.run.current else None)
+        if view.name == "analysis":
+            return self._analysis_lines(wall, live)
         headline = ("run still running" if live and not self.state
                     else f"run {self.state or 'not ended'}")
         out = [f"{headline} after {d(wall)}: training "
@@ -169,7 +172,6 @@ class RunSummary:
                + (f" ({self.epochs_done} of {self.epochs} epochs)" if self.epochs else "")]
         if self.error:
             out.append(f"  why: {self.error}")
-        view = task_view(self.run.current.options if self.run.current else None)
         loss, f1 = self.best(LOSS.key), self.best(F1.key)
         if loss is None:
             out.append("  no validation finished: no best epoch")
@@ -217,6 +219,40 @@ class RunSummary:
             out.append(compare_line(baseline, self.run_dir, "its --baseline"))
         elif previous_run:
             out.append(compare_line(previous_run, self.run_dir))
+        return out
+
+    def _analysis_lines(self, wall: float, live: bool) -> list[str]:
+        """An analysis (`luna-tui analyze`): its series, its detection scores, its files."""
+        current = self.run.current
+        series = current.val_samples if current is not None else 0
+        done = self._last_batch.get("val")
+        headline = ("analysis still running" if live and not self.state
+                    else f"analysis {self.state or 'not ended'}")
+        out = [f"{headline} after {format_duration(wall)}: "
+               f"{done.batch_ndx + 1 if done else 0} of {series} series"]
+        if self.error:
+            out.append(f"  why: {self.error}")
+        rows = self.val_rows
+        if rows:
+            m = rows[max(rows)]
+            parts = []
+            for metric_ in task_view(current.options).last_validation:
+                value = m.get(metric_.key)
+                if value is None:
+                    continue
+                text = metric_.text(value)
+                if metric_.interval and all(m.get(k) is not None for k in metric_.interval):
+                    low, high = (m[k] for k in metric_.interval)
+                    text += f" [{low:.2f}–{high:.2f}]"
+                parts.append(f"{metric_.name} {text}")
+            out.append("  " + ", ".join(parts))
+            out.append(f"  files: {os.path.join(self.run_dir, 'detections.csv')} (the "
+                       f"challenge's submission format), summary.json")
+        elif live and not self.state:
+            out.append(f"  watch it: luna-tui attach {shlex.quote(self.run_dir)}")
+        else:
+            out.append("  go on with: the same luna-tui analyze command (with --out "
+                       f"{shlex.quote(self.run_dir)}): series done are kept")
         return out
 
     @property

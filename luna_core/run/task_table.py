@@ -11,9 +11,13 @@ from luna_core.run.metric_catalog import (
     AUC,
     AUC_DIAMETER,
     CPM,
+    DETECTION_CPM,
     DICE,
     F1,
+    FP_PER_SCAN,
+    LIST_CPM,
     LOSS,
+    NODULES_FOUND,
     PRECISION,
     RECALL,
     Metric,
@@ -40,6 +44,12 @@ TASK_VIEWS: dict[str, TaskView] = {
                            "the highest ROC AUC of benign against malignant (the book's)",
                            (AUC, AUC_DIAMETER, RECALL, PRECISION),
                            (LOSS, AUC, AUC_DIAMETER, RECALL, PRECISION, F1)),
+    # `luna-tui analyze` (the book's ch. 14): trains nothing; its one "validation" is the
+    # detection score of the three models together
+    "analysis": TaskView("analysis", DETECTION_CPM,
+                         "an analysis keeps no checkpoint: its score is the detection CPM",
+                         (DETECTION_CPM, LIST_CPM, NODULES_FOUND, FP_PER_SCAN),
+                         (DETECTION_CPM, LIST_CPM, NODULES_FOUND, FP_PER_SCAN)),
 }
 DEFAULT = "nodule"
 

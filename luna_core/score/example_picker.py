@@ -14,6 +14,7 @@ import numpy as np
 from luna_core.run.example_file import (
     EXAMPLE_THRESHOLD,
     KINDS,
+    KINDS_OF_TASK,
     examples_path,
     prune_examples,
     write_examples,
@@ -37,17 +38,21 @@ def pick(is_nodule, probabilities, k: int = DEFAULT_K) -> dict[str, list[int]]:
 
 
 def save(run_dir: str, epoch: int, ds, rows, probabilities, losses, k: int = DEFAULT_K,
-         keep: int = 5) -> tuple[str, dict[str, int]]:
+         keep: int = 5, task: str = "nodule") -> tuple[str, dict[str, int]]:
     """Write epoch ``epoch``'s examples of the validation set ``ds`` (``rows``: the sample of
-    each probability / loss); keep the newest ``keep`` epochs. Returns (path, count per kind)."""
+    each probability / loss); keep the newest ``keep`` epochs. Returns (path, count per kind).
+    The positives are ``ds.is_nodule``'s, or for --task malignancy ``ds.malignant``'s (its
+    kinds: malignant graded benign, benign graded malignant, malignant graded best)."""
     rows = np.asarray(rows, dtype=np.int64)
-    is_nodule = np.asarray(ds.is_nodule)[rows]
-    chosen = pick(is_nodule, probabilities, k)
+    positive = np.asarray(ds.malignant if task == "malignancy" else ds.is_nodule)[rows]
+    picked = pick(positive, probabilities, k)
+    kinds = KINDS_OF_TASK[task]
+    chosen = {kind: picked[what] for kind, what in zip(kinds, KINDS, strict=True)}
     candidates = ds.candidate_list
     found: dict[int, dict] = {}          # sample -> its chunk and where it lies
     chunks: list[bytes] = []
     entries = []
-    for kind in KINDS:
+    for kind in kinds:
         for rank, j in enumerate(chosen[kind], 1):
             sample = int(rows[j])
             if sample not in found:
@@ -60,9 +65,9 @@ def save(run_dir: str, epoch: int, ds, rows, probabilities, losses, k: int = DEF
                 "center_xyz": [float(v) for v in c.center_xyz],
                 "center_irc": where["center_irc"], "irc_in_chunk": where["irc_in_chunk"],
                 "vx_size_xyz": where["vx_size_xyz"], "diameter_mm": float(c.diameter_mm),
-                "is_nodule": bool(c.is_nodule), "probability": float(probabilities[j]),
+                "is_nodule": bool(positive[j]), "probability": float(probabilities[j]),
                 "loss": float(losses[j]), "chunk": where["index"]})
     path = examples_path(run_dir, epoch)
-    write_examples(path, epoch, ds.width_irc, entries, chunks)
+    write_examples(path, epoch, ds.width_irc, entries, chunks, task)
     prune_examples(run_dir, keep)
-    return path, {kind: len(chosen[kind]) for kind in KINDS}
+    return path, {kind: len(chosen[kind]) for kind in kinds}

@@ -13,10 +13,11 @@ import numpy as np
 from luna_core.data.maldsets import MalignancySampler, make_malignancy_datasets
 from luna_core.data.sampler import EpochSampler
 from luna_core.run.task_table import TASK_VIEWS
+from luna_core.score import example_picker
 from luna_core.score.malignancy_score import malignancy_line, malignancy_scalars
 from luna_core.tasks.nodule import NoduleTask
 from luna_core.train.finetune import finetune
-from luna_core.train.metrics import METRICS_PRED_NDX
+from luna_core.train.metrics import METRICS_LOSS_NDX, METRICS_PRED_NDX
 
 log = logging.getLogger(__name__)
 
@@ -64,4 +65,10 @@ class MalignancyTask(NoduleTask):
 
     def save_examples(self, run_dir: str, epoch: int, val_ds, rows, metrics_a: np.ndarray,
                       predict=None):
-        return None
+        """The malignant nodules graded lowest, the benign ones graded highest, the malignant
+        ones graded best (luna_core.score.example_picker)."""
+        if not self.args.examples:
+            return None
+        return example_picker.save(run_dir, epoch, val_ds, rows, metrics_a[METRICS_PRED_NDX],
+                                   metrics_a[METRICS_LOSS_NDX], self.args.examples,
+                                   self.args.keep_examples, task="malignancy")

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from luna_core.run.example_file import KIND_TITLE, Example, ExampleSet
+from luna_core.run.example_file import KIND_TITLE, MAL_KINDS, Example, ExampleSet
 from luna_tui.model.ct_image import CLOSE_UP, FALSE, FOUND, MISSED, any_image, views_of
 
 
@@ -39,8 +39,9 @@ def numbers(ex: Example, epoch: int) -> Text:
     if ex.pixels is not None:
         return seg_numbers(ex, epoch)
     text = Text(f"val E{epoch} · {KIND_TITLE[ex.kind]} #{ex.rank}\n", style="bold")
+    label = (("malignant", "benign") if ex.kind in MAL_KINDS else ("nodule", "not a nodule"))
     text.append(f"probability {ex.probability:.4f} · loss {ex.loss:.3f} · "
-                f"{'nodule' if ex.is_nodule else 'not a nodule'}")
+                f"{label[0] if ex.is_nodule else label[1]}")
     text.append(f" · diameter {ex.diameter_mm:.1f} mm" if ex.diameter_mm > 0
                 else " · no annotation")
     text.append(f"\nseries {ex.series_uid}\ncentre xyz ("

@@ -12,6 +12,7 @@ from luna_core.errors import LunaInputError
 from luna_core.run.example_file import (
     KIND_NONE,
     KIND_TITLE,
+    KINDS_OF_TASK,
     examples_path,
     read_examples,
     saved_epochs,
@@ -88,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_runs_dir(p)
     p.add_argument("--epoch", type=int, default=None,
                    help="which validation (default: the newest kept)")
-    p.add_argument("--kind", choices=("misses", "false-alarms", "best", "missed-pixels",
-                                      "false-pixels", "all"), default="all")
+    p.add_argument("--kind", choices=(*(k.replace("_", "-") for kinds in
+                                        KINDS_OF_TASK.values() for k in kinds), "all"),
+                   default="all")
     p.add_argument("--png", default=None, metavar="DIR",
                    help="write each example's slices through its centre as PNG files")
     return p

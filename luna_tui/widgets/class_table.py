@@ -34,6 +34,7 @@ from luna_core.run.metric_catalog import (
 from luna_tui.model import formatting as fmt
 from luna_tui.model.pane_lines import baseline_line
 from luna_tui.model.snapshot import RunSnapshot
+from luna_tui.widgets.analysis_table import render_analysis_table
 from luna_tui.widgets.pane import MemoPane
 
 ALARM_STYLE = "bold white on red"
@@ -151,6 +152,8 @@ CLASS_NAMES = {"malignancy": {("trn", "neg"): "other", ("val", "neg"): "benign",
 def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = False,
                        versus: str | None = None) -> Group | Table | Text:
     """The table; ``versus``: a line on this run against a baseline run, shown under it."""
+    if snap.task == "analysis":
+        return render_analysis_table(snap, width)
     if not snap.metrics:
         return Text("no epoch finished yet — metrics appear after the first training epoch",
                     style="dim")
@@ -238,5 +241,7 @@ class ClassTablePane(MemoPane):
         self.set_class(alarm, "-alarm")
         what = "Pixels" if snap.task == "seg" else "Per class"
         self.border_title = (f"!! {what} · {MISSED}" if alarm else f"{what} · latest epoch")
+        if snap.task == "analysis":
+            self.border_title = "Detection · the book's table"
         self.update(render_class_table(snap, width, no_color=self.app.no_color,
                                        versus=self.versus(snap)))

@@ -70,12 +70,17 @@ def render_progress(snap: RunSnapshot, now: datetime, width: int, ui: UiStatus) 
     out.append(f" {STATE_LABEL.get(state, state.upper())} ",
                style=STATE_STYLE.get(state, "bold reverse"))
     parts = []
-    if snap.epoch is not None:
+    if snap.task == "analysis":          # `luna-tui analyze`: its "batches" are series
+        parts.append(f"analysis · series {fmt.count(snap.batches_done)}"
+                     f"/{fmt.count(snap.batch_count)}")
+    elif snap.epoch is not None:
         parts.append(f"epoch {snap.epoch}/{snap.epochs if snap.epochs else '?'}")
-    if snap.phase is not None:
+    if snap.phase is not None and snap.task != "analysis":
         parts.append(f"{snap.phase} batch {fmt.count(snap.batches_done)}"
                      f"/{fmt.count(snap.batch_count)}")
-    if snap.samples_per_s is not None and snap.running and state != PAUSED:
+    if snap.task == "analysis":
+        pass                              # no samples/s: a series takes seconds
+    elif snap.samples_per_s is not None and snap.running and state != PAUSED:
         parts.append(f"{snap.samples_per_s:,.0f} samples/s")
     elif state == PAUSED:
         parts.append("0 samples/s")
@@ -138,6 +143,11 @@ def _score_line(snap: RunSnapshot, width: int) -> Text | None:
 
 def _details(snap: RunSnapshot, width: int) -> list[str]:
     """Lines for a pane with rows to spare: what the run is and how far it got."""
+    if snap.task == "analysis":
+        facts = [f"{fmt.count(snap.val_samples)} series to analyse"]
+        if snap.pid is not None:
+            facts.append(f"pid {snap.pid}")
+        return fmt.wrap_parts(facts, width)
     facts = [f"{fmt.count(snap.total_samples)} training samples seen"]
     if snap.lr is not None:
         facts.insert(0, f"lr {snap.lr:g}")
