@@ -61,6 +61,9 @@ from luna_core.train.unet import SegModel
 
 log = logging.getLogger(__name__)
 
+#: Bumped when the pipeline computes a series differently: results of another are redone.
+PIPELINE_VERSION = 2
+
 ROLES = {"seg": ("seg", SegModel), "cls": ("nodule", LunaModel), "mal": ("malignancy",
                                                                         LunaModel)}
 
@@ -175,12 +178,13 @@ def run_analysis(data_dir: str, out_dir: str | None, seg: str, cls: str,
         find_mhd(data_dir, uid)
     models = {"seg": checkpoint_path(seg, "--seg"), "cls": checkpoint_path(cls, "--cls"),
               "mal": checkpoint_path(mal, "--mal") if mal else None,
-              "precision": precision, "lungs": lungs}
+              "precision": precision, "lungs": lungs, "pipeline": PIPELINE_VERSION}
     out_dir = out_dir or default_out(runs_dir, series, models)
+    # bf16 for the U-Net (its pixels are called at 0.5); the classifiers in fp32 always: the
+    # FROC ranks their probabilities, and bf16's 8-bit mantissa ties those near 1
     segment = predictor(seg_model, dev, lambda out: out, precision)
-    classify = predictor(cls_model, dev, lambda out: out[1][:, 1], precision)
-    grade = predictor(mal_model, dev, lambda out: out[1][:, 1], precision) if mal_model \
-        else None
+    classify = predictor(cls_model, dev, lambda out: out[1][:, 1])
+    grade = predictor(mal_model, dev, lambda out: out[1][:, 1]) if mal_model else None
     record = AnalysisRecord.open(out_dir, {
         "task": "analysis", **models, "series": series, "data_dir": data_dir,
         "device": device}, uids, dev)
@@ -388,19 +392,18 @@ def _report(data_dir, out_dir, uids, detections, classify, say) -> dict:
 
 
 def _candidate_chunks(data_dir, listed) -> np.ndarray:
+    """The chunks of ``listed`` candidates, in their order (each series read once)."""
     from luna_core.data.ct import CHUNK_WIDTH_IRC
 
-    out = []
-    by_series: dict[str, list] = {}
-    for c in listed:
-        by_series.setdefault(c.series_uid, []).append(c)
+    out = np.zeros((len(listed), 1, *CHUNK_WIDTH_IRC), np.float32)
+    by_series: dict[str, list[int]] = {}
+    for k, c in enumerate(listed):
+        by_series.setdefault(c.series_uid, []).append(k)
     for uid, rows in by_series.items():
         ct = Ct.load(uid, data_dir)
-        for c in rows:
-            chunk, _irc = ct.get_raw_candidate(c.center_xyz, CHUNK_WIDTH_IRC)
-            out.append(chunk)
-    return (np.stack(out)[:, None].astype(np.float32) if out
-            else np.zeros((0, 1, *CHUNK_WIDTH_IRC), np.float32))
+        for k in rows:
+            out[k, 0], _irc = ct.get_raw_candidate(listed[k].center_xyz, CHUNK_WIDTH_IRC)
+    return out
 
 
 def _froc_dict(froc) -> dict:

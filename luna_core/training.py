@@ -45,6 +45,7 @@ from luna_core.train.distributed import (
 )
 from luna_core.train.logbridge import BusLogHandler
 from luna_core.train.options import parse_options
+from luna_core.train.rank_timing import RankReport, RankTimer
 from luna_core.train.reporter import BatchReporter
 from luna_core.train.resume import resume_from, resumed_run_dir
 from luna_core.train.run_flags import (
@@ -108,6 +109,8 @@ class LunaTrainingApp(LoopSetup):
         self.checkpointer: Checkpointer | None = None
         self.control_server: ControlServer | None = None     # rank 0: the control socket
         self.augmentation = Augmentation()
+        self.rank_timer = RankTimer(self.dist, torch.device("cpu"))   # one process: off
+        self.rank_report: RankReport | None = None
 
     # ------------------------------------------------------------------ the loop
     def main(self) -> int:
@@ -145,6 +148,9 @@ class LunaTrainingApp(LoopSetup):
         runtime.seed_rngs(args.seed)  # the initial weights, and every draw after them
         self.model, self.optimizer = self._build_model()
         self.ddp_model = runtime.wrap_model(self.model, self.dist, self.device, args.compile)
+        self.rank_timer = RankTimer(self.dist, self.device,    # torchrun: each rank's parts
+                                    args.rank_timings)
+        self.rank_timer.watch(self.model)     # where DDP's buffer broadcast ends
         self.trn_dl = self._init_dataloader(self.trn_ds, shuffle=True)
         self.val_dl = self._init_dataloader(self.val_ds, shuffle=False)
 
@@ -217,17 +223,24 @@ class LunaTrainingApp(LoopSetup):
 
         self.trn_dl.sampler.set_epoch(epoch, start_batch * self.cli_args.batch_size)
         batch_iter = self._start_phase("trn", epoch, self.trn_dl, start_batch)
+        timer = self.rank_timer
         for batch_ndx in range(start_batch, self.loop.batch_count):
-            batch_tup = self.loop.next_batch(batch_iter, batch_ndx)
+            batch_tup = self.loop.next_batch(batch_iter, batch_ndx, timer.delay)
+            timer.got_batch(self.loop.data_s)
             self.optimizer.zero_grad(set_to_none=True)
             loss_var = self.compute_batch_loss(batch_ndx, batch_tup, trn_metrics_g)
             loss_var.backward()
+            timer.mark("backward")
             finite = all_ranks_finite(self.dist, torch.isfinite(loss_var.detach()))
             self._warm_up(len(batch_tup[0]) * self.dist.world_size)
             skipped = self._guarded_step(finite)
+            timer.mark("step")
             self.loop.total_samples += len(batch_tup[0]) * self.dist.world_size
             self.loop.position = (epoch, batch_ndx + 1)
             self.reporter.batch_done(loss_var.detach(), skipped, len(batch_tup[0]))
+            timer.batch_done(len(batch_tup[0]))
+            if timer.due(batch_ndx):              # every rank's window, to rank 0 (gloo)
+                self._rank_window(epoch, batch_ndx)
             if self._between_batches():
                 break
         self.reporter.end_phase(stopped=self.run_control.stop_requested)
@@ -258,8 +271,11 @@ class LunaTrainingApp(LoopSetup):
                 return self._augment(input_g, batch_ndx, mask_g)
 
         def forward(input_g):           # the model, under autocast (bf16 on a GPU)
+            self.rank_timer.mark("copy")
             with self._autocast():
-                return self.ddp_model(input_g)
+                out = self.ddp_model(input_g)
+            self.rank_timer.mark("forward")
+            return out
 
         draw = None
         if self.loop.phase == "trn":      # each training sample's own draws (the task's),
@@ -355,6 +371,14 @@ class LunaTrainingApp(LoopSetup):
             if todo.stop or not todo.paused:
                 return todo.stop
             commands = self.run_control.wait_while_paused()
+
+    def _rank_window(self, epoch: int, batch_ndx: int) -> None:
+        """Every rank's timings of the last window, judged on rank 0 (luna_core.run.straggler)."""
+        windows = self.rank_timer.window()
+        if windows is not None:
+            if self.rank_report is None:
+                self.rank_report = RankReport(self.bus)
+            self.rank_report(windows, epoch, batch_ndx, self.loop.total_samples)
 
     def _change_optimizer(self, setting) -> None:
         """A new learning rate / momentum from now on (every rank, same batch boundary):

@@ -15,9 +15,9 @@ D=(--data-dir data-unversioned/demo --cache-dir data-unversioned/demo-cache)
     || "$L" synth --out data-unversioned/demo
 SPLIT=(--split series --val-stride 8 --num-workers 0 --threads 0)
 
-finished() {   # the newest run named $1 under $R, when it finished
+finished() {   # the newest run named $1 under $R (not its TensorBoard folders), finished
     local dir
-    dir=$(ls -d "$R"/luna/*-"$1" 2>/dev/null | tail -1)
+    dir=$(ls -d "$R"/luna/*_*-"$1" 2>/dev/null | grep -v -e '-trn_' -e '-val_' | tail -1)
     [ -n "$dir" ] && grep -q '"state": "finished"' "$dir/events.jsonl" && echo "$dir"
 }
 
@@ -27,7 +27,7 @@ train() {      # train NAME OPTIONS...: once
     if ! finished "$name" >/dev/null; then
         echo "== $name: luna-tui --headless $*"
         SECONDS=0
-        "$L" --headless "${D[@]}" "${SPLIT[@]}" --runs-dir "$R" --comment "$name" "$@"
+        "$L" --headless "${D[@]}" "${SPLIT[@]}" --runs-dir "$R" "$@" "$name"
         echo "== $name took ${SECONDS} s"
     fi
 }
@@ -36,7 +36,8 @@ train ch14-classifier --optimizer adam --momentum 0.9 --lr 0.001 --lr-warmup 200
     --batch-size 8 --balanced --epochs 6 --epoch-samples 2000
 train ch14-seg --task seg --epochs 20 --epoch-samples 2000 --val-every 4
 train ch14-malignancy --task malignancy --finetune "$(finished ch14-classifier)" \
-    --finetune-depth 2 --batch-size 8 --epochs 10 --epoch-samples 2000
+    --finetune-depth 2 --optimizer adam --momentum 0.9 --lr 0.001 --batch-size 8 --augmented \
+    --epochs 10 --epoch-samples 2000
 echo "== analyze"
 SECONDS=0
 "$L" analyze "${D[@]}" --runs-dir "$R" --series val --seg "$(finished ch14-seg)" \

@@ -119,15 +119,17 @@ def position(snap) -> tuple[int, int, int]:
     return (snap.epoch or 0, 1 if snap.phase == "val" else 0, snap.batches_done)
 
 
-def write_fake_examples(path: str, epoch: int, k: int = 8, counts: dict | None = None) -> str:
+def write_fake_examples(path: str, epoch: int, k: int = 8, counts: dict | None = None,
+                        task: str = "nodule") -> str:
     """An examples file (luna_core.run.example_file) whose chunks are drawn, not read: lung at
     -850 HU with a soft-tissue sphere (40 HU) at the centre of each, its size by rank; ``k`` of
-    each kind, or ``counts[kind]``."""
-    from luna_core.run.example_file import KINDS, write_examples
+    each kind, or ``counts[kind]``. ``task`` "malignancy": its kinds (malignant graded benign,
+    benign graded malignant, malignant graded best), every example a nodule."""
+    from luna_core.run.example_file import KINDS, KINDS_OF_TASK, write_examples
 
     d, h, w = 32, 48, 48
     entries, chunks = [], []
-    for kind in KINDS:
+    for kind, own_kind in zip(KINDS, KINDS_OF_TASK[task], strict=True):
         for rank in range(1, (counts or {}).get(kind, k) + 1):
             radius = 2 + (rank % 4)                       # voxels in-plane
             centre = (16, 24, 24)
@@ -139,19 +141,20 @@ def write_fake_examples(path: str, epoch: int, k: int = 8, counts: dict | None =
                         if (dz * dz + (r - centre[1]) ** 2 + (c - centre[2]) ** 2
                                 <= radius * radius):
                             voxels[(i * h + r) * w + c] = 40
-            nodule = kind != "false_alarms"
+            nodule = kind != "false_alarms"           # malignancy: malignant
             p = {"misses": 0.01 * rank, "false_alarms": 0.99 - 0.01 * rank,  # by threshold
                  "best": 0.99 - 0.02 * rank}[kind]
             entries.append({
-                "kind": kind, "rank": rank, "sample": len(entries), "series_uid":
+                "kind": own_kind, "rank": rank, "sample": len(entries), "series_uid":
                 f"1.3.6.1.4.1.14519.5.2.1.6279.6001.{100000 + len(entries):012d}",
                 "center_xyz": [10.0 * rank, -20.0, -300.0 + rank], "center_irc": [60, 200, 250],
                 "irc_in_chunk": list(centre), "vx_size_xyz": [0.7, 0.7, 2.5],
-                "diameter_mm": 2 * radius * 0.7 if nodule else 0.0, "is_nodule": nodule,
+                "diameter_mm": 2 * radius * 0.7 if nodule or task == "malignancy" else 0.0,
+                "is_nodule": nodule,
                 "probability": p, "loss": round(-math.log(p if nodule else 1 - p), 4),
                 "chunk": len(chunks)})
             chunks.append(voxels.tobytes())
-    write_examples(path, epoch, (d, h, w), entries, chunks)
+    write_examples(path, epoch, (d, h, w), entries, chunks, task)
     return path
 
 

@@ -293,6 +293,13 @@ class FakeTrainer:
                             "pr/average_precision": score["average_precision"]})
             metrics.update({f"froc/sens_at_{f:g}fp": v
                             for f, v in zip(score["fp_levels"], score["sensitivity"])})
+            if self.task == "malignancy":       # the baseline beside it (from epoch 2 on)
+                metrics = {k: v for k, v in metrics.items() if not k.startswith("froc/")}
+                if epoch >= 2:
+                    metrics.update({"roc/auc_diameter": 0.74, "roc/auc_diameter_low": 0.61,
+                                    "roc/auc_diameter_high": 0.85,
+                                    "roc/auc_minus_diameter_low": -0.04,
+                                    "roc/auc_minus_diameter_high": 0.15})
         yield EpochMetrics(phase=phase, epoch=epoch, total_samples=self.total_samples,
                            metrics=metrics, neg_correct=neg_correct, neg_count=neg,
                            pos_correct=pos_correct, pos_count=pos, score=score, t=self._t())

@@ -92,6 +92,10 @@ def test_the_runs_it_refuses(tiny_data, three_runs, tmp_path, capsys):
     assert _analyze(tiny_data, book, tmp_path / "b") == 2
     assert "split by candidates" in capsys.readouterr().err
     assert _analyze(tiny_data, book, tmp_path / "c", "--series", "all") == 0
+    assert "warning: the --cls model trained on" in capsys.readouterr().out   # every series
+    assert _analyze(tiny_data, runs, tmp_path / "d", "--series", "1.2.3.404") == 2
+    assert "series 1.2.3.404 not found" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()                  # nothing half-made
 
 
 def test_a_damaged_series_result_is_analysed_again_and_a_bad_out_is_one_line(
@@ -123,3 +127,74 @@ def test_results_of_other_models_are_not_mixed_in(tiny_data, three_runs, tmp_pat
     assert ": done before" not in capsys.readouterr().out
     assert _analyze(tiny_data, runs, out, "--series", "all") == 0
     assert ": done before" not in capsys.readouterr().out
+
+
+def test_with_models_the_test_sets_every_nodule_is_found_and_graded(tiny_data, three_runs,
+                                                                    tmp_path, monkeypatch):
+    """The segmentation calls a small block at each annotated nodule's centre (nothing else),
+    the classifier passes everything, the grader calls everything malignant: every nodule is
+    found once at its centre, so the detection CPM is 1 and each nodule row of the book's
+    table is all "predicted malignant"."""
+    import numpy as np
+
+    from luna_core import analysis
+    from luna_core.data.csvread import read_malignancy
+    from luna_core.data.segdsets import split_series
+    from luna_core.score import pipeline
+
+    graded = read_malignancy(os.path.join(tiny_data["data_dir"],
+                                          "annotations_with_malignancy.csv"))
+    real = pipeline.analyze_ct
+
+    def set_models(ct, segment, classify, grade=None, lungs=True, **kw):
+        called = np.zeros(ct.hu_a.shape, np.float32)
+        for x, y, z, *_rest in graded.get(ct.series_uid, []):
+            i, r, c = (int(round(v)) for v in ct.xyz2irc((x, y, z)))
+            called[max(i - 1, 0):i + 2, max(r - 3, 0):r + 4, max(c - 3, 0):c + 4] = 0.9
+        box = pipeline.lungs_of(ct)
+        slices = iter(range(box.index.start, box.index.stop))
+
+        def seg(batch):
+            ks = [next(slices) for _ in batch]
+            return called[ks][:, None, box.row, box.col]
+
+        return real(ct, seg, lambda chunks: np.full(len(chunks), 0.9),
+                    lambda chunks: np.full(len(chunks), 0.8), lungs=lungs, **kw)
+
+    monkeypatch.setattr(analysis, "analyze_ct", set_models)
+    _root, runs = three_runs
+    out = tmp_path / "out"
+    assert _analyze(tiny_data, runs, out, "--mal", runs["mal"]) == 0
+    val = split_series(tiny_data["data_dir"], 2)[1]
+    nodules = [(u, r) for u in val for r in graded.get(u, [])]
+    benign = sum(1 for _u, r in nodules if not r[4])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["detection"]["cpm"] == 1.0 and summary["detection"]["nodules"] == len(nodules)
+    assert summary["table"] == [[0, 0, 0, 0], [0, 0, 0, benign],
+                                [0, 0, 0, len(nodules) - benign]]
+    found = read_submission(str(out / "detections.csv"))
+    assert len(found) == len(nodules)
+    for d in found:                              # each at its nodule's centre
+        assert min(max(abs(a - b) for a, b in zip(d.center_xyz, r[:3]))
+                   for u, r in nodules if u == d.series_uid) < 3.0     # mm
+
+
+def test_the_candidate_lists_chunks_keep_its_order(tiny_data):
+    """The candidate list is scored in its own order, each series read once: candidates of
+    two series taken turn about get each its own chunk (a grouping by series once paired
+    one candidate's probability with another's)."""
+    import numpy as np
+
+    from luna_core.analysis import _candidate_chunks
+    from luna_core.data.candidates import candidate_tuple
+    from luna_core.data.ct import Ct
+
+    listed = candidate_tuple(tiny_data["data_dir"])
+    first, second = sorted({c.series_uid for c in listed})[:2]
+    a = [c for c in listed if c.series_uid == first][:3]
+    b = [c for c in listed if c.series_uid == second][:3]
+    turns = [c for pair in zip(a, b, strict=True) for c in pair]
+    chunks = _candidate_chunks(tiny_data["data_dir"], turns)
+    for k, c in enumerate(turns):
+        own, _irc = Ct.load(c.series_uid, tiny_data["data_dir"]).get_raw_candidate(c.center_xyz)
+        assert np.array_equal(chunks[k, 0], own), k

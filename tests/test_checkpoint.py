@@ -83,12 +83,21 @@ def test_write_killed_half_way_leaves_previous_checkpoint(tmp_path):
 def test_weights_only_rejects_arbitrary_objects(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format_version": 1, "obj": ck.CheckpointError("x")}, str(path))
-    with pytest.raises(ck.CheckpointError, match="not a readable"):
+    with pytest.raises(ck.CheckpointError, match="not a readable") as err:
         ck.load_checkpoint(str(path))
+    assert "objects other than tensors and plain values" in str(err.value)
+    assert "Weights only load failed" not in str(err.value)   # torch's paragraph: not passed on
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ck.CheckpointError, match=str(junk)):
+    with pytest.raises(ck.CheckpointError, match=str(junk)) as err:
         ck.load_checkpoint(str(junk))
+    assert str(err.value).endswith("(neither a zip nor a pickle: not a PyTorch file, or cut "
+                                   "short)")
+    cut = tmp_path / "cut.pt"                             # a real one, its second half lost
+    torch.save({"format_version": 1, "w": torch.zeros(1000)}, str(cut))
+    cut.write_bytes(cut.read_bytes()[:2000])
+    with pytest.raises(ck.CheckpointError, match="cut short"):
+        ck.load_checkpoint(str(cut))
 
 
 def test_retention_keeps_newest_and_best(tmp_path):

@@ -41,3 +41,28 @@ def test_the_intervals_hold_their_auc_and_one_class_has_none():
     assert line.startswith(f"AUC {got[AUC.key]:.2f} [") and " · diameter alone " in line
     assert malignancy_scalars([0.2, 0.3], [False, False], [5.0, 6.0]) == {}
     assert malignancy_line({}) == "AUC - · diameter alone -"
+
+
+def test_the_paired_difference_says_whether_the_model_beats_the_diameter():
+    rng = np.random.default_rng(5)
+    malignant = rng.random(60) < 0.5
+    noise = rng.random(60)
+    perfect = malignant * 1.0 + 0.01 * noise            # ranks every pair right: AUC 1
+    low_key, high_key = mc.AUC_VS_DIAMETER_LOW.key, mc.AUC_VS_DIAMETER_HIGH.key
+    beats = malignancy_scalars(perfect, malignant, noise, bootstrap=300, seed=2)
+    assert beats[AUC.key] == 1.0 and beats[low_key] > 0
+    assert malignancy_line(beats).endswith(
+        f": beats it (+{beats[low_key]:.2f} to +{beats[high_key]:.2f})")
+    loses = malignancy_scalars(noise, malignant, perfect, bootstrap=300, seed=2)
+    assert loses[high_key] < 0 and ": loses to it (" in malignancy_line(loses)
+    # each draw's difference, by hand: the same draws as the two intervals
+    from luna_core.score.intervals import scan_weights, weighted_auc
+
+    weights = scan_weights(60, 300, 2)
+    diffs = [weighted_auc(noise, malignant, w) - weighted_auc(perfect, malignant, w)
+             for w in weights]
+    assert (loses[low_key], loses[high_key]) == pytest.approx(
+        tuple(np.percentile(diffs, [2.5, 97.5])))
+    same = malignancy_scalars(noise, malignant, noise, bootstrap=100, seed=2)
+    assert same[low_key] == same[high_key] == 0.0
+    assert malignancy_line(same).endswith(": not told apart (+0.00 to +0.00)")

@@ -1,7 +1,9 @@
 """`--notify-cmd CMD`: run CMD through the shell when the run needs its user: it finished,
-stopped or failed, hit a non-finite loss, or NODULES MISSED held for the last 3 validations.
+stopped or failed, hit a non-finite loss, NODULES MISSED held for the last 3 validations, or
+(torchrun) one rank held the job back for a minute.
 
-CMD gets ``LUNA_EVENT`` (finished / stopped / failed / nonfinite / nodules_missed),
+CMD gets ``LUNA_EVENT`` (finished / stopped / failed / nonfinite / nodules_missed /
+straggler),
 ``LUNA_RUN_DIR`` and ``LUNA_MESSAGE`` in its environment, so ``notify-send``, ``mail`` or a
 webhook with ``curl`` all work. The sink only starts a thread: the loop never waits for CMD. A
 command that fails is logged; one still running after ``timeout`` seconds is killed (its whole
@@ -20,6 +22,7 @@ import time
 from luna_core.run import events as ev
 from luna_core.run.fold import event_method
 from luna_core.run.metric_catalog import CORRECT, CORRECT_POS
+from luna_core.run.straggler import ALERT_AFTER_S
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,17 @@ class NotifySink:
     def _nonfinite(self, event: ev.NonFiniteLoss) -> None:
         self.notify("nonfinite", f"non-finite loss at E{event.epoch} {event.phase} batch "
                                  f"{event.batch_ndx}: {event.action}")
+
+    @__call__.register
+    def _ranks(self, event: ev.RankTimings) -> None:
+        s = event.straggler
+        if s is None:
+            self._straggler_said = None
+        elif (float(s.get("named_for_s") or 0.0) >= ALERT_AFTER_S
+              and getattr(self, "_straggler_said", None) != s["rank"]):
+            self._straggler_said = s["rank"]
+            self.notify("straggler", f"{s['reason']} for {float(s['named_for_s']):.0f} s: "
+                                     "the job runs at its pace")
 
     @__call__.register
     def _metrics(self, event: ev.EpochMetrics) -> None:

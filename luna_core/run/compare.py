@@ -40,7 +40,7 @@ BOOK_SPLIT = "candidates"      # runs from before --split used the book's split
 #: Options added after runs were first recorded, with the value a run from before each had in
 #: effect: a run that lacks one is read as having it (so it is no "difference").
 LATER_OPTIONS = {"split": BOOK_SPLIT, "task": "nodule", "lr_warmup": 0, "val_every": 1,
-                 "val_full": False, "finetune": None, "finetune_depth": 1}
+                 "val_full": False, "finetune": None, "finetune_depth": 1, "rank_timings": 10}
 #: Each validation's score per candidate, in the run folder (luna_core.score.validation_file).
 VALIDATION_DIR = "validation"
 
@@ -186,9 +186,22 @@ def read_history(run_dir: str) -> RunHistory:
 
 
 def differing_options(histories: list[RunHistory]) -> list[str]:
-    """Option names whose values are not the same in every run (operational ones left out)."""
+    """Option names whose values are not the same in every run (operational ones left out).
+    Analyses (`luna-tui analyze`) have options of their own: they are compared among
+    themselves, training runs among themselves (``options_by_kind``)."""
     names = sorted({n for h in histories for n in h.options} - OPERATIONAL)
     return [n for n in names if len({repr(h.options.get(n)) for h in histories}) > 1]
+
+
+def options_by_kind(histories: list[RunHistory]) -> list[list[str]]:
+    """Per run, the options that differ among the runs of its kind (training runs, or
+    analyses)."""
+    def kind(h: RunHistory) -> bool:
+        return h.options.get("task") == "analysis"
+
+    differ = {k: differing_options([h for h in histories if kind(h) == k])
+              for k in (False, True)}
+    return [differ[kind(h)] for h in histories]
 
 
 #: Options a run's folder name already shows (left out beside it).

@@ -2,9 +2,10 @@
 
 Format (version 1): UTF-8, one JSON object per line, each with ``"v"`` (format version),
 ``"kind"`` (run_started, phase_started, batch_done, epoch_metrics, status, checkpoint,
-nonfinite, log, run_finished, optimizer_changed, examples) and ``"t"`` (Unix time), plus the
-fields of that event's dataclass in luna_core/run/events.py. A resumed run appends a new
-``run_started`` (with ``resumed_from``) to the same file. The last line may be incomplete
+nonfinite, log, run_finished, optimizer_changed, examples, stop_after_epoch, rank_timings)
+and ``"t"`` (Unix time), plus the fields of that event's dataclass in
+luna_core/run/events.py. A resumed run appends a new ``run_started`` (with
+``resumed_from``) to the same file. The last line may be incomplete
 while the run writes it; readers keep it until its newline arrives. Unknown kinds and fields
 are skipped, so readers survive newer writers of the same major version; a line that is not
 a JSON object with a "kind", or an event of a known kind with a field missing or of the wrong

@@ -190,11 +190,24 @@ class ExamplesSaved(Event):
     counts: dict[str, int] = field(default_factory=dict)   # per kind, every task's kinds
 
 
+@dataclass
+class RankTimings(Event):
+    """Under torchrun: every rank's timings over the last window of training batches and the
+    straggler named from them (luna_core.run.straggler; rank 0 sends it)."""
+    kind: ClassVar[str] = "rank_timings"
+    epoch: int
+    batch_ndx: int               # the window's last training batch
+    total_samples: int
+    ranks: list[dict[str, Any]]  # RankWindow's fields, with "score" and "self_score"
+    straggler: dict[str, Any] | None = None   # rank, part, reason, named_for_s
+    named_s: float = 0.0         # the run's time so far with a straggler named
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (RunStarted, PhaseStarted, BatchDone, EpochMetrics, StatusChanged,
                 CheckpointSaved, NonFiniteLoss, LogRecord, RunFinished, OptimizerChanged,
-                ExamplesSaved, StopAfterEpoch)
+                ExamplesSaved, StopAfterEpoch, RankTimings)
 }
 
 

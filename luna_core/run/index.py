@@ -1,8 +1,8 @@
 """A run's index, ``RUN_DIR/index.json``: the events that say what a run is and how far it got
 (run_started, phase_started, epoch_metrics without its score's curves, status, checkpoint,
 nonfinite, optimizer_changed, examples, run_finished) — everything in the event file but the
-batch and log lines, a few lines an epoch. `luna-tui runs` and the runs screen read it
-instead of the whole event file (which holds up to 10 batch events a second: 100,000 lines
+batch, log and rank-timing lines, a few lines an epoch. `luna-tui runs` and the runs screen
+read it instead of the whole event file (which holds up to 10 batch events a second: 100,000 lines
 in a few hours), so a runs folder of 500 runs lists in well under a second.
 
 The index is rewritten atomically, at most twice a second (a run's start, a validation, a
@@ -30,7 +30,7 @@ from luna_core.run.eventfile import EVENT_FILE_NAME, read_events, run_event_file
 
 INDEX_FILE = "index.json"
 FORMAT = 1
-SKIPPED = (ev.BatchDone, ev.LogRecord)
+SKIPPED = (ev.BatchDone, ev.LogRecord, ev.RankTimings)
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from luna_core.run.compare import (
     best_cpm_text,
     best_text,
     cpm_text,
-    differing_options,
+    options_by_kind,
     options_text,
     split_of,
 )
@@ -113,9 +113,10 @@ def runs_lines(found: list[tuple[RunInfo, list]], histories: list[RunHistory],
                width: int | None = None, defaults: dict | None = None) -> list[str]:
     """The header and one line a run; ``width``: fit every line in it (None: whole);
     ``defaults``: options at their default are left out of a run's differing ones."""
-    differ = differing_options(histories)
-    rows = [_cells(run, h, differ, defaults)
-            for (run, _e), h in zip(found, histories, strict=True)]
+    per_run = options_by_kind(histories)
+    differ = sorted({n for names in per_run for n in names})
+    rows = [_cells(run, h, names, defaults)
+            for (run, _e), h, names in zip(found, histories, per_run, strict=True)]
     tasks = {r["task"] for r in rows}
     columns = [c for c in COLUMNS if (c[0] != "options" or differ)
                and (c[0] != "task" or tasks != {"nodule"})       # shown once another is listed

@@ -174,6 +174,14 @@ AUC_DIAMETER_HIGH = _add(Metric("roc/auc_diameter_high", "diameter-alone AUC, hi
 AUC_DIAMETER = _add(Metric("roc/auc_diameter", "ROC AUC of the diameter alone",
                            "diameter alone", "diam AUC", ".3f", None,
                            interval=(AUC_DIAMETER_LOW.key, AUC_DIAMETER_HIGH.key)))
+#: The model's AUC minus the diameter's, its 95 % interval from the same draws (paired):
+#: above 0 at its low end, the model beats the baseline; below 0 at its high end, it loses.
+AUC_VS_DIAMETER_LOW = _add(Metric("roc/auc_minus_diameter_low", "AUC minus the diameter-alone "
+                                  "AUC, low end of its paired 95 % interval",
+                                  "vs diameter low", "low", ".2f"))
+AUC_VS_DIAMETER_HIGH = _add(Metric("roc/auc_minus_diameter_high", "AUC minus the diameter-alone "
+                                   "AUC, high end of its paired 95 % interval",
+                                   "vs diameter high", "high", ".2f"))
 #: The confusion counts at the threshold (counts: no better direction).
 CONFUSION: dict[str, Metric] = {
     what: _add(Metric(f"confusion/{what}", f"{what.upper()} at the threshold", what.upper(),

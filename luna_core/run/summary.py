@@ -57,6 +57,8 @@ class RunSummary:
     _paused_at: float | None = None
     _last_t: float = 0.0
     _last_batch: dict[str, ev.BatchDone] = field(default_factory=dict)
+    _ranks: ev.RankTimings | None = None        # torchrun: the latest window of timings
+    _straggler: dict | None = None               # the last straggler named, if any
 
     def __call__(self, e: ev.Event) -> None:
         self.fold(e)
@@ -123,6 +125,26 @@ class RunSummary:
         self._last_batch[e.phase] = e
 
     @take.register
+    def _rank_timings(self, e: ev.RankTimings) -> None:
+        self._ranks = e
+        if e.straggler is not None:
+            self._straggler = e.straggler
+
+    def ranks_line(self) -> str | None:
+        """'  ranks: 2; a straggler named 12 % of the training time (last: rank 1, data
+        wait)', None for a run of one process."""
+        if self._ranks is None:
+            return None
+        ranks = len(self._ranks.ranks)
+        trn = self.phases["trn"].active_s
+        if self._straggler is None:
+            return f"  ranks: {ranks}; no straggler named"
+        share = 100.0 * self._ranks.named_s / trn if trn > 0 else 0.0
+        return (f"  ranks: {ranks}; a straggler named {min(share, 100.0):.0f} % of the "
+                f"training time (last: rank {self._straggler['rank']}, "
+                f"{self._straggler['part']})")
+
+    @take.register
     def _checkpoint(self, e: ev.CheckpointSaved) -> None:
         self.last_checkpoint = self._here(e.path)
 
@@ -172,6 +194,9 @@ class RunSummary:
                + (f" ({self.epochs_done} of {self.epochs} epochs)" if self.epochs else "")]
         if self.error:
             out.append(f"  why: {self.error}")
+        ranks = self.ranks_line()
+        if ranks is not None:
+            out.append(ranks)
         loss, f1 = self.best(LOSS.key), self.best(F1.key)
         if loss is None:
             out.append("  no validation finished: no best epoch")

@@ -84,16 +84,34 @@ def cpm_meaning(metrics: Mapping[str, float]) -> str:
             f"1.0 finds every one, {here}, the challenge's best systems about {GOOD_CPM:.1f}")
 
 
-def malignancy_line(scalars: Mapping[str, float]) -> str:
-    """'AUC 0.93 [0.88–0.97] · diameter alone 0.90 [0.85–0.95]': the malignancy task's AUC
-    beside the baseline it must beat (the console, the cockpit, the summary)."""
+def malignancy_line(scalars: Mapping[str, float], compact: int = 0) -> str:
+    """'AUC 0.93 [0.88–0.97] · diameter alone 0.90 [0.85–0.95]: not told apart (-0.02 to
+    +0.08)': the malignancy task's AUC beside the baseline it must beat, and whether it does
+    (the paired interval of the difference; the console, the cockpit, the summary).
+    ``compact`` 1: without the difference's numbers; 2: without the intervals too."""
     def one(name: str, m: mc.Metric) -> str:
         if m.key not in scalars:
             return f"{name} -"
         text = f"{name} {scalars[m.key]:.2f}"
         low, high = m.interval
-        if low in scalars and high in scalars:
+        if low in scalars and high in scalars and compact < 2:
             text += f" [{scalars[low]:.2f}–{scalars[high]:.2f}]"
         return text
 
-    return one("AUC", mc.AUC) + " · " + one("diameter alone", mc.AUC_DIAMETER)
+    return (one("AUC", mc.AUC) + " · " + one("diameter alone", mc.AUC_DIAMETER)
+            + _against_diameter(scalars, compact))
+
+
+def _against_diameter(scalars: Mapping[str, float], compact: int = 0) -> str:
+    """': beats it' / ': loses to it' / ': not told apart': the paired interval of the AUC
+    minus the diameter's, when there is one."""
+    low = scalars.get(mc.AUC_VS_DIAMETER_LOW.key)
+    high = scalars.get(mc.AUC_VS_DIAMETER_HIGH.key)
+    if low is None or high is None:
+        return ""
+    numbers = "" if compact else f" ({low:+.2f} to {high:+.2f})"
+    if low > 0:
+        return ": beats it" + numbers
+    if high < 0:
+        return ": loses to it" + numbers
+    return ": not told apart" + numbers

@@ -56,6 +56,28 @@ def auc_interval(p, labels, scan_of_sample, weights: np.ndarray
     return float(low), float(high)
 
 
+def auc_difference_interval(p_a, p_b, labels, scan_of_sample, weights: np.ndarray
+                            ) -> tuple[float | None, float | None]:
+    """The 95 % interval of AUC(``p_a``) − AUC(``p_b``) over the same resamples (paired: each
+    draw scores both rankings of the same samples)."""
+    labels = np.asarray(labels, dtype=bool)
+    scan_of_sample = np.asarray(scan_of_sample, dtype=np.int64)
+    if len(weights) == 0 or labels.all() or not labels.any():
+        return None, None
+    inv_a = np.unique(np.asarray(p_a, dtype=np.float64), return_inverse=True)[1]
+    inv_b = np.unique(np.asarray(p_b, dtype=np.float64), return_inverse=True)[1]
+    drawn = []
+    for w in weights:
+        a = _auc(inv_a, labels, w[scan_of_sample])
+        b = _auc(inv_b, labels, w[scan_of_sample])
+        if a is not None and b is not None:
+            drawn.append(a - b)
+    if not drawn:
+        return None, None
+    low, high = np.percentile(drawn, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def chance_cpm(scans: int, false_positive_candidates: int,
                fp_levels: Sequence[float]) -> float | None:
     """The CPM a model that scores at random gets on average: at f false positives per scan

@@ -118,6 +118,25 @@ def _check_types(state: dict, path: str) -> None:
                                   f"{type(value).__name__})")
 
 
+def _why_unreadable(path: str, exc: Exception) -> str:
+    """Why torch.load failed, in words (torch's own are a number for a file that is not a
+    checkpoint at all, or a paragraph on weights_only)."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError as err:
+        return err.strerror or str(err)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":
+        return "neither a zip nor a pickle: not a PyTorch file, or cut short"
+    text = str(exc)
+    if text.startswith("Weights only load failed"):
+        return "it holds objects other than tensors and plain values, which it is not safe to load"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first if len(first) <= 160 else first[:159] + "…"
+
+
 def load_checkpoint(path: str) -> CheckpointState:
     """Load with weights_only=True (never unpickles arbitrary objects). A key of
     REQUIRED_KEYS that is there but of another type is refused here; one that is missing
@@ -128,7 +147,8 @@ def load_checkpoint(path: str) -> CheckpointState:
     except FileNotFoundError as exc:
         raise CheckpointError(f"{path}: no such checkpoint") from exc
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise CheckpointError(f"{path}: not a readable luna-tui checkpoint ({exc})") from exc
+        raise CheckpointError(f"{path}: not a readable luna-tui checkpoint "
+                              f"({_why_unreadable(path, exc)})") from exc
     if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a luna-tui checkpoint of format version "
                               f"{CHECKPOINT_FORMAT_VERSION}")

@@ -201,6 +201,9 @@ def _add_control_options(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile the model (slow start; can speed up GPU steps)")
     parser.add_argument("--max-batches", type=int, default=None,
                         help="cut every training phase after N batches (smoke tests)")
+    parser.add_argument("--rank-timings", type=int, default=10, metavar="N",
+                        help="under torchrun: gather every rank's timings every N training "
+                             "batches to name a straggler (0: off)")
     parser.add_argument("comment", nargs="?", default="dlwpt",
                         help="suffix of the run and TensorBoard directory names")
 
@@ -229,7 +232,7 @@ _INT_MINIMUMS = (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("threads
                  ("val_stride", 2), ("keep_checkpoints", 1), ("balanced", 0),
                  ("froc_bootstrap", 0), ("examples", 0), ("keep_examples", 1),
                  ("epoch_samples", 1), ("max_batches", 1), ("lr_warmup", 0),
-                 ("val_every", 1), ("finetune_depth", 1))
+                 ("val_every", 1), ("finetune_depth", 1), ("rank_timings", 0))
 
 #: --seed seeds numpy's default_rng (refuses a negative seed) and torch generators with
 #: seed * 1_000_003 + epoch (64 bits at most): 0 .. 2**32 - 1 is safe everywhere.

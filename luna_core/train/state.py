@@ -35,9 +35,12 @@ class LoopState:
     def start_clock(self) -> None:
         self.phase_t0, self.paused_s = self.clock(), 0.0
 
-    def next_batch(self, batch_iter, batch_ndx: int):
-        """The next batch from ``batch_iter``, timing the wait for it."""
+    def next_batch(self, batch_iter, batch_ndx: int, delay: float = 0.0):
+        """The next batch from ``batch_iter``, timing the wait for it (``delay``: a test's
+        slowed data, luna_core.train.rank_timing)."""
         t0 = self.clock()
+        if delay:
+            time.sleep(delay)
         batch_tup = next(batch_iter)
         self.batch_ndx, self.t_batch = batch_ndx, self.clock()
         self.data_s = self.t_batch - t0

@@ -13,10 +13,14 @@ from luna_core.run.events import (
     Event,
     ExamplesSaved,
     OptimizerChanged,
+    RankTimings,
     RunFinished,
 )
 from luna_core.run.fold import event_method
 from luna_core.run.metric_catalog import LR, MOMENTUM, tag_of
+
+#: A rank's parts of a training batch (luna_core.run.straggler.RankWindow's ``<part>_s``).
+RANK_PARTS = ("data", "copy", "sync", "forward", "backward", "step")
 
 
 class TensorBoardSink:
@@ -52,6 +56,22 @@ class TensorBoardSink:
         writer.add_scalar(LR.tag, event.lr, event.total_samples)
         writer.add_scalar(MOMENTUM.tag, event.momentum, event.total_samples)
         writer.flush()
+
+    @__call__.register
+    def _ranks(self, event: RankTimings) -> None:
+        """torchrun: each rank's parts of a batch (ms), samples/s and score, under ranks/."""
+        writer = self.writer("trn")
+        for r in event.ranks:
+            for part in RANK_PARTS:
+                writer.add_scalar(f"ranks/rank{r['rank']}/{part}_ms",
+                                  1000.0 * float(r.get(f"{part}_s") or 0.0),
+                                  event.total_samples)
+            writer.add_scalar(f"ranks/rank{r['rank']}/samples_per_s",
+                              float(r.get("samples_per_s") or 0.0), event.total_samples)
+            writer.add_scalar(f"ranks/rank{r['rank']}/score", float(r.get("score") or 0.0),
+                              event.total_samples)
+        writer.add_scalar("ranks/straggler", -1 if event.straggler is None
+                          else event.straggler["rank"], event.total_samples)
 
     @__call__.register
     def _finished(self, event: RunFinished) -> None:

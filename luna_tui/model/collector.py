@@ -26,6 +26,7 @@ from luna_core.run.events import (
     ExamplesSaved,
     LogRecord,
     PhaseStarted,
+    RankTimings,
     RunStarted,
 )
 from luna_core.run.fold import ENDED_STATES, RunState, event_method
@@ -51,6 +52,8 @@ RATE_WINDOW = 50
 #: Most points kept for the live per-batch training-loss line.
 MAX_LOSS_POINTS = 2000
 MAX_LOG_LINES = 2000
+#: Windows of rank timings kept per rank for the ranks view's trend.
+RANK_HISTORY_POINTS = 600
 
 
 
@@ -164,6 +167,10 @@ class EventCollector:
         self._log_total = 0
         self._summary = RunSummary(run=self._run)    # the run's summary, folded as it goes
         self._summary_lines: tuple[str, ...] = ()     # said once the run has ended
+        self._ranks: tuple[Mapping, ...] = ()
+        self._straggler: Mapping | None = None
+        self._rank_history: dict[int, deque] = {}
+        self._ranks_version = 0
 
     # -- sink ------------------------------------------------------------------------------
 
@@ -255,6 +262,10 @@ class EventCollector:
             errors=tuple(state.errors),
             finished=state.finished,
             summary=self._summary_lines,
+            ranks=self._ranks,
+            straggler=self._straggler,
+            rank_history=MappingProxyType({r: tuple(h) for r, h in self._rank_history.items()}),
+            ranks_version=self._ranks_version,
         )
 
     # -- the cockpit's own part of the events (the run's state folds the rest) -------------
@@ -305,6 +316,21 @@ class EventCollector:
                 x = (ev.epoch - 1) + (ev.batch_ndx + 1) / max(1, ev.batch_count)
                 self._loss.add(x, float(ev.loss))
                 self._loss_version += 1
+
+    @_take.register
+    def _on_rank_timings(self, ev: RankTimings) -> None:
+        self._ranks = tuple(MappingProxyType(dict(r)) for r in ev.ranks)
+        self._straggler = None if ev.straggler is None else MappingProxyType(dict(ev.straggler))
+        batches = max(1, self._clock.batch_count if self._clock is not None else 1)
+        x = (ev.epoch - 1) + (ev.batch_ndx + 1) / batches
+        for r in ev.ranks:
+            own = sum(float(r.get(k) or 0.0) for k in ("data_s", "copy_s", "forward_s"))
+            step = own + sum(float(r.get(k) or 0.0) for k in ("sync_s", "backward_s",
+                                                                 "step_s"))
+            history = self._rank_history.setdefault(int(r["rank"]),
+                                                    deque(maxlen=RANK_HISTORY_POINTS))
+            history.append((x, own, step))
+        self._ranks_version += 1
 
     def _watch_missed(self) -> bool:
         """NODULES MISSED is the classifier's alarm: not for a seg or malignancy run."""

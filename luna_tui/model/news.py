@@ -1,5 +1,6 @@
 """What arrived in the snapshot since the cockpit last looked: new checkpoints, a non-finite
-loss, a failure of the loop, the NODULES MISSED alarm turning on. The cockpit turns them into
+loss, a failure of the loop, the NODULES MISSED alarm turning on, a straggler rank that
+has held for a minute. The cockpit turns them into
 notifications (checkpoints only when asked for). The first look only takes note of what is
 there, so the history a cockpit attaches to never notifies. No Textual here."""
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 
 from luna_core.run.alerts import MISSED, MISSED_REMEDY, missed_found
 from luna_core.run.events import FAILED, CheckpointSaved
+from luna_core.run.straggler import ALERT_AFTER_S
 from luna_tui.model.snapshot import RunSnapshot
 
 
@@ -31,6 +33,7 @@ class SnapshotNews:
         self._nonfinite: int | None = None
         self._state: str | None = None
         self._alarm = False
+        self._straggler: int | None = None     # the rank a notice named
 
     def since_last(self, snap: RunSnapshot, failure: str | None = None
                    ) -> tuple[list[CheckpointSaved], list[Notice]]:
@@ -62,12 +65,26 @@ class SnapshotNews:
             notices.append(Notice(alarm, title=MISSED, severity="warning",
                                   timeout=15))
         self._alarm = alarm is not None
+        held = _straggler(snap)
+        if held is not None and held[0] != self._straggler:
+            notices.append(Notice(held[1], title="Straggler", severity="warning", timeout=15))
+        self._straggler = held[0] if held is not None else (
+            self._straggler if snap.straggler is not None else None)
         if snap.state != self._state:
             self._state = snap.state
             if snap.state == FAILED and failure is None:
                 notices.append(Notice(snap.state_detail or "the training loop failed",
                                       title="Training failed", severity="error", timeout=30))
         return checkpoints, notices
+
+
+def _straggler(snap: RunSnapshot) -> tuple[int, str] | None:
+    """(rank, what to say) when a straggler has been named for ALERT_AFTER_S or more."""
+    s = snap.straggler
+    if s is None or float(s.get("named_for_s") or 0.0) < ALERT_AFTER_S:
+        return None
+    return int(s["rank"]), (f"{s['reason']} for {float(s['named_for_s']):.0f} s: the job runs "
+                            "at its pace (8 shows every rank)")
 
 
 def _alarm(snap: RunSnapshot) -> str | None:

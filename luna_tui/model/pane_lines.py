@@ -77,9 +77,15 @@ def bottleneck_line(snap: RunSnapshot, view_key: str = "") -> str:
     return f"data wait {100 * b.data_share:.0f} % of batch time ({b.phase}, {b.batches} batches)"
 
 
-def system_line(reading: SystemReading | None, view_key: str) -> str:
+def system_line(reading: SystemReading | None, view_key: str,
+                snap: RunSnapshot | None = None) -> str:
+    """'CPU 41 % · RAM 38 % · GPU0 97 % · press 4 for details'; under torchrun the slowest
+    rank first when one is named: 'slowest: rank 3 (data wait) · CPU …'."""
+    slowest = ""
+    if snap is not None and snap.straggler is not None:
+        slowest = (f"slowest: rank {snap.straggler['rank']} ({snap.straggler['part']}) · ")
     if reading is None:
-        return "system: reading"
+        return slowest + "system: reading"
     parts = []
     if fmt.is_num(reading.cpu_percent):
         parts.append(f"CPU {reading.cpu_percent:.0f} %")
@@ -90,7 +96,7 @@ def system_line(reading: SystemReading | None, view_key: str) -> str:
         parts.append(f"GPU{gpu.index} {util:.0f} %" if fmt.is_num(util) else f"GPU{gpu.index}")
     if not reading.gpus:
         parts.append(reading.gpu_note)
-    return " · ".join(parts) + f" · press {view_key} for details"
+    return slowest + " · ".join(parts) + f" · press {view_key} for details"
 
 
 def log_line(snap: RunSnapshot, view_key: str) -> str:

@@ -173,6 +173,14 @@ class RunSnapshot:
     errors: tuple[str, ...] = ()
     finished: RunFinished | None = None
     summary: tuple[str, ...] = ()             # the run's summary, once it has ended
+    # torchrun: every rank's latest window of timings (luna_core.run.straggler's
+    # RankWindow fields with "score" and "self_score"), the named straggler, and per rank
+    # its (fractional epoch, own seconds a batch, step seconds a batch) over the run
+    ranks: tuple[Mapping, ...] = ()
+    straggler: Mapping | None = None
+    rank_history: Mapping[int, tuple[tuple[float, float, float], ...]] = field(
+        default_factory=dict)
+    ranks_version: int = 0
 
     @property
     def ended(self) -> bool:

@@ -48,7 +48,9 @@ class PaneSpec:
         pane ``on_screen`` or not)."""
         if self.follows == POLL:
             return True
-        return new_events and (self.follows == EVENTS or self.follows == ON_SCREEN and on_screen)
+        # a READINGS pane is shown the run too when events came (the system pane: the ranks)
+        return new_events and (self.follows in (EVENTS, READINGS)
+                               or self.follows == ON_SCREEN and on_screen)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,12 @@ PANES: tuple[PaneSpec, ...] = (
              line=pane_lines.bottleneck_line),
     PaneSpec("log", "Log", "the training loop's log lines.", "luna_tui.widgets.log.LogPane",
              line=pane_lines.log_line),
+    PaneSpec("ranks", "Ranks",
+             "under torchrun: each rank's data wait, copy to the device, forward, backward "
+             "(with the all-reduce's wait for the slowest), optimizer step, samples/s and "
+             "score (1: the fastest rank), the straggler named and why, and each rank's own "
+             "time a batch over the run.",
+             "luna_tui.widgets.ranks.RanksPane"),
 )
 
 VIEWS: tuple[ViewSpec, ...] = (
@@ -128,6 +136,8 @@ VIEWS: tuple[ViewSpec, ...] = (
              "images)", ("examples",)),
     ViewSpec("epochs", "7", "Epochs", "every epoch's losses, nodules correct and CPM as a "
              "table", ("epochs",)),
+    ViewSpec("ranks", "8", "Ranks", "every rank of a torchrun job side by side (the "
+             "straggler and why)", ("ranks",)),
 )
 
 
@@ -188,5 +198,6 @@ def pane_help(spec: PaneSpec) -> str:
 def summary(spec: PaneSpec, snap: RunSnapshot, reading: SystemReading | None) -> str:
     """Pane ``spec``'s one-line summary (it has one: ``spec.line``) for the snapshot and the
     latest system reading."""
-    shown = reading if spec.follows == READINGS else snap
-    return spec.line(shown, home(spec.name).key)
+    if spec.follows == READINGS:            # the readings, and the run's ranks beside them
+        return spec.line(reading, home(spec.name).key, snap)
+    return spec.line(snap, home(spec.name).key)

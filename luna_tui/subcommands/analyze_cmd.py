@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="where the models run")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="the models' arithmetic; auto: bf16 where the device has it in "
-                        "hardware (a GPU, a CPU with AVX-512 BF16 or AMX), else fp32")
+                   help="the segmentation's arithmetic; auto: bf16 where the device has it "
+                        "in hardware (a GPU, a CPU with AVX-512 BF16 or AMX), else fp32 (the "
+                        "classifiers always compute in fp32: their probabilities are ranked)")
     p.add_argument("--whole-slices", action="store_true",
                    help="segment every pixel of every slice, as the book (default: the box "
                         "around the lungs, found from the air inside the body)")

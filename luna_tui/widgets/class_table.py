@@ -75,7 +75,11 @@ def score_line(snap: RunSnapshot, compact: bool = False, width: int | None = Non
     pm = snap.metrics.get("val")
     if pm is not None and snap.task == "malignancy" and pm.get(AUC.key) is not None:
         text = Text(f"val E{pm.epoch}  ", style="bold")
-        text.append(verdict.malignancy_line(dict(pm.metrics)))
+        for compact in (0, 1, 2):           # the difference's numbers go first, then intervals
+            line = verdict.malignancy_line(dict(pm.metrics), compact)
+            if width is None or text.cell_len + len(line) <= width:
+                break
+        text.append(line)
         return text
     if pm is None or pm.get(CPM.key) is None:
         return None

@@ -1,5 +1,7 @@
 """System pane: CPU, RAM, the training process, and GPUs (NVML) — or a plain "no GPU", or,
-for an attached run on another host, that nothing is visible from here."""
+for an attached run on another host, that nothing is visible from here. Under torchrun, the
+job's ranks from the run's own timings (luna_core.run.straggler): a row each where the pane
+is wide enough (``RANK_ROWS_WIDTH``), else one line naming the slowest."""
 
 from __future__ import annotations
 
@@ -31,7 +33,65 @@ def _append_parts(t: Text, parts: list[tuple[str, str]], width: int, indent: str
         used += len(part)
 
 
-def render_system(r: SystemReading, width: int = 40) -> Text:
+#: The pane's inner width from which it shows a row per rank (a 120-column terminal's).
+RANK_ROWS_WIDTH = 110
+RANK_COLUMNS = ("rank", "host", "device", "util", "memory", "data wait", "step", "score")
+
+
+def rank_line(ranks, straggler) -> Text:
+    """'slowest: rank 3 (data wait)' / 'ranks: 8, none holds the job back (score ≥ 0.91)'."""
+    t = Text()
+    if straggler is not None:
+        t.append("slowest: ", style="bold")
+        t.append(f"rank {straggler['rank']} ({straggler['part']})", style="bold red")
+        return t
+    low = min((float(r.get("score") or 0.0) for r in ranks), default=1.0)
+    t.append("ranks: ", style="bold")
+    t.append(f"{len(ranks)}, none holds the job back (score ≥ {low:.2f})")
+    return t
+
+
+def rank_rows(ranks, straggler, width: int) -> Text:
+    """A row per rank: where it runs, its GPU, its data wait and step time, its score."""
+    slow = straggler["rank"] if straggler is not None else None
+    rows = [RANK_COLUMNS]
+    for r in ranks:
+        util = r.get("util_percent")
+        mem = ((f"{fmt.gib(r['mem_used'])}/{fmt.gib(r['mem_total'])} GiB")
+               if r.get("mem_used") is not None and r.get("mem_total") else "-")
+        step = sum(float(r.get(k) or 0.0) for k in ("data_s", "copy_s", "sync_s",
+                                                     "forward_s", "backward_s", "step_s"))
+        share = float(r.get("data_s") or 0.0) / step if step > 0 else 0.0
+        rows.append((str(r["rank"]), str(r.get("host") or "-"), str(r.get("device") or "-"),
+                     f"{util:.0f} %" if fmt.is_num(util) else "-", mem,
+                     f"{1000 * float(r.get('data_s') or 0.0):.0f} ms ({100 * share:.0f} %)",
+                     f"{1000 * step:.0f} ms", f"{float(r.get('score') or 0.0):.2f}"))
+    widths = [max(len(row[k]) for row in rows) for k in range(len(RANK_COLUMNS))]
+    t = Text(no_wrap=True, overflow="ellipsis")
+    for i, row in enumerate(rows):
+        line = "  ".join(cell.rjust(w) if k in (0, 3, 4, 5, 6, 7) else cell.ljust(w)
+                         for k, (cell, w) in enumerate(zip(row, widths, strict=True)))
+        if i:
+            t.append("\n")
+        style = "bold" if i == 0 else ("bold red" if row[0] == str(slow) else "")
+        t.append(line[:width], style=style)
+        if i and row[0] == str(slow):
+            t.append(f"  ◀ {straggler['part']}", style="bold red")
+    return t
+
+
+def render_system(r: SystemReading, width: int = 40, ranks=(), straggler=None) -> Text:
+    t = _render_host(r, width)
+    if ranks:
+        t.append("\n")
+        if width >= RANK_ROWS_WIDTH:
+            t.append_text(rank_rows(ranks, straggler, width))
+        else:
+            t.append_text(rank_line(ranks, straggler))
+    return t
+
+
+def _render_host(r: SystemReading, width: int) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     if r.note is not None:
         t.append("System readings ", style="bold")
@@ -96,6 +156,14 @@ class SystemPane(MemoPane):
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
         self.border_title = "System"
+        self._ranks: tuple = ((), None)
+
+    def follow(self, snap, ui, now) -> None:
+        """The run's ranks (torchrun), beside the readings the pane is shown."""
+        ranks = (snap.ranks, snap.straggler)
+        if ranks != self._ranks:
+            self._ranks = ranks
+            self.forget()
 
     def draw(self, width: int, reading: SystemReading) -> None:
-        self.show_text(render_system(reading, width))
+        self.show_text(render_system(reading, width, *self._ranks))

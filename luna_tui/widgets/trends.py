@@ -169,6 +169,9 @@ class TrendsPane(CockpitPane, Container):
 
     def show(self, snap: RunSnapshot, *, force: bool = False) -> None:
         self._snap = snap
+        if snap.task == "analysis":      # `luna-tui analyze` trains nothing
+            self.border_title = "Trends · none: an analysis trains nothing (its series: Log)"
+            return
         if force or snap.metrics_version != self._metrics_version:
             self._metrics_version = snap.metrics_version
             self._draw_epochs(snap)
