@@ -4,8 +4,9 @@ Under DDP every rank's step takes as long as the slowest's: the fast ranks wait 
 at the broadcast of the model's buffers that starts each forward pass and at the all-reduce in
 the backward pass. So the step time, the backward time and those waits cannot name the
 culprit; what a rank does on its own can: its wait for the next batch (the data loader),
-its copy to the device, its forward pass itself (timed from after the broadcast). Each rank's means over a
-window of batches (``RankWindow``) are judged against the other ranks' (``judge``):
+its copy to the device, its forward pass itself (timed from after the broadcast). Each
+rank's means over a window of batches (``RankWindow``) are judged against the other ranks'
+(``judge``):
 
 - **data wait**: the rank waits for data a share of its step of at least ``DATA_SHARE`` while
   every other rank waits at most half that share ("rank 3: data wait 61 % of its step, others
