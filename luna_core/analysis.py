@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 
 #: Bumped when the pipeline computes a series differently: results of another are redone.
 PIPELINE_VERSION = 2
+#: The report names this many series with the most nodules missed.
+WORST_SERIES = 3
 
 ROLES = {"seg": ("seg", SegModel), "cls": ("nodule", LunaModel), "mal": ("malignancy",
                                                                         LunaModel)}
@@ -201,13 +203,15 @@ def run_analysis(data_dir: str, out_dir: str | None, seg: str, cls: str,
                       f"{options.get('val_stride')}, split by {options.get('split')}): "
                       "the scores flatter it there")
         detections: list[Detection] = []
+        seconds: dict[str, float] = {}
         started = time.perf_counter()
         fresh = 0
         for k, uid in enumerate(uids, 1):
             path = os.path.join(out_dir, "series", f"{uid}.json")
             kept = _kept_series(path, models)
             if kept is not None:                              # done before a kill: kept
-                detections += kept
+                detections += kept[0]
+                seconds[uid] = kept[1]
                 record.series_done(k, 0.0)
                 speak(f"series {k}/{len(uids)} {uid}: done before")
                 continue
@@ -224,12 +228,13 @@ def run_analysis(data_dir: str, out_dir: str | None, seg: str, cls: str,
             detections += result.detections
             fresh += 1
             took = time.perf_counter() - t0
+            seconds[uid] = took
             record.series_done(k, took, read_s)
             left = (time.perf_counter() - started) / fresh * (len(uids) - k)
             speak(f"series {k}/{len(uids)} {uid}: {result.components} candidates, "
                   f"{sum(d.probability >= THRESHOLD for d in result.detections)} classified "
                   f"nodules in {took:.1f} s, about {_duration(left)} left")
-        summary = _report(data_dir, out_dir, uids, detections, classify, speak)
+        summary = _report(data_dir, out_dir, uids, detections, classify, speak, seconds)
         record.finished(summary)
         return summary
     except BaseException as exc:
@@ -340,18 +345,19 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def _kept_series(path: str, models: dict) -> list[Detection] | None:
-    """A series' detections from an earlier analysis by the same models; None when there is
-    none, the file is not whole, or other models made it (it is analysed again and the file
-    replaced)."""
+def _kept_series(path: str, models: dict) -> tuple[list[Detection], float] | None:
+    """A series' detections (and the seconds it took) from an earlier analysis by the same
+    models; None when there is none, the file is not whole, or other models made it (it is
+    analysed again and the file replaced)."""
     try:
         with open(path, encoding="utf-8") as f:
             kept = json.load(f)
         if kept.get("models") != models:
             log.warning("%s: made by other models: analysing the series again", path)
             return None
-        return [Detection(d["series_uid"], tuple(d["center_xyz"]), d["probability"],
-                          d["malignancy"]) for d in kept["detections"]]
+        return ([Detection(d["series_uid"], tuple(d["center_xyz"]), d["probability"],
+                           d["malignancy"]) for d in kept["detections"]],
+                float(sum(kept["seconds"].values())))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -359,7 +365,8 @@ def _kept_series(path: str, models: dict) -> list[Detection] | None:
         return None
 
 
-def _report(data_dir, out_dir, uids, detections, classify, say) -> dict:
+def _report(data_dir, out_dir, uids, detections, classify, say,
+            seconds: dict[str, float] | None = None) -> dict:
     write_submission(os.path.join(out_dir, "detections.csv"), detections)
     csv_dir = find_csv_dir(data_dir)
     findings = read_findings(csv_dir / "annotations.csv")
@@ -377,6 +384,12 @@ def _report(data_dir, out_dir, uids, detections, classify, say) -> dict:
         say(f"detection CPM {_cpm(summary['detection'])} (segmentation + classifier) · "
             f"candidate list CPM {_cpm(summary['candidate_list'])} (candidates.csv + "
             f"classifier), over {froc.nodules} nodules in {len(uids)} series")
+        summary["per_series"] = _per_series(uids, detections, findings, seconds or {})
+        worst = sorted(summary["per_series"], key=lambda r: (-r["missed"], r["series_uid"]))
+        for row in worst[:WORST_SERIES]:
+            if row["missed"]:
+                say(f"  most missed: {row['series_uid']}: {row['found']} of {row['nodules']} "
+                    f"nodules found, {row['false_positives']} false positives")
     mal_path = csv_dir / MALIGNANCY_CSV
     if mal_path.is_file():
         graded = read_malignancy(mal_path)
@@ -389,6 +402,22 @@ def _report(data_dir, out_dir, uids, detections, classify, say) -> dict:
     with atomic_write(os.path.join(out_dir, "summary.json"), text=True) as f:
         json.dump(summary, f, indent=1)
     return summary
+
+
+def _per_series(uids, detections, findings, seconds: dict[str, float]) -> list[dict]:
+    """Per series: its nodules, those found (a detection classified a nodule within 0.7 of
+    its diameter), missed, the false positives (classified nodules near none), seconds."""
+    rows = []
+    for uid in uids:
+        nodules = [tuple(n[:4]) for n in findings.nodules.get(uid, [])]
+        table = book_table([d for d in detections if d.series_uid == uid], {uid: nodules},
+                           {uid: [False] * len(nodules)})
+        found = int(table[1, 2] + table[1, 3])
+        rows.append({"series_uid": uid, "nodules": len(nodules), "found": found,
+                     "missed": len(nodules) - found,
+                     "false_positives": int(table[0, 2] + table[0, 3]),
+                     "seconds": round(seconds.get(uid, 0.0), 3)})
+    return rows
 
 
 def _candidate_chunks(data_dir, listed) -> np.ndarray:

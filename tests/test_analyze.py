@@ -62,6 +62,10 @@ def test_analyze_writes_detections_scores_and_the_books_table(tiny_data, three_r
     table = summary["table"]
     assert [sum(table[1]), sum(table[2])] == [benign, malignant]
     assert summary["detection"]["nodules"] == benign + malignant   # misses counted
+    per = summary["per_series"]
+    assert sorted(r["series_uid"] for r in per) == sorted(val)
+    assert sum(r["nodules"] for r in per) == benign + malignant
+    assert all(r["found"] + r["missed"] == r["nodules"] and r["seconds"] > 0 for r in per)
     assert "complete miss" in said and "predicted malignant" in said
     for uid in val:
         assert (out / "series" / f"{uid}.json").exists()
@@ -172,6 +176,12 @@ def test_with_models_the_test_sets_every_nodule_is_found_and_graded(tiny_data, t
     assert summary["detection"]["cpm"] == 1.0 and summary["detection"]["nodules"] == len(nodules)
     assert summary["table"] == [[0, 0, 0, 0], [0, 0, 0, benign],
                                 [0, 0, 0, len(nodules) - benign]]
+    per = {r["series_uid"]: r for r in summary["per_series"]}
+    assert set(per) == set(val)
+    for uid in val:
+        count = sum(1 for u, _r in nodules if u == uid)
+        assert (per[uid]["nodules"], per[uid]["found"], per[uid]["missed"],
+                per[uid]["false_positives"]) == (count, count, 0, 0)
     found = read_submission(str(out / "detections.csv"))
     assert len(found) == len(nodules)
     for d in found:                              # each at its nodule's centre

@@ -124,11 +124,10 @@ def test_a_straggler_held_a_minute_is_a_notice_and_the_summary_says_its_share(ru
 
 
 @pytest.mark.parametrize("run, size, press", [
-    ("two", (80, 24), []), ("eight", (80, 24), []), ("eight", (160, 48), []),
-    ("two", (160, 48), ["4"]), ("eight", (80, 24), ["8"]), ("eight", (160, 48), ["8"]),
-    ("two", (80, 24), ["8"])],
-    ids=["2-80x24", "8-80x24", "8-160x48", "2-system-160x48", "8-ranks-80x24",
-         "8-ranks-160x48", "2-ranks-80x24"])
+    (run, size, press) for press in ([], ["4"], ["8"]) for run in ("two", "eight")
+    for size in ((80, 24), (160, 48))],
+    ids=[f"{n}-{view}-{size}" for view in ("overview", "system", "ranks")
+         for n in ("2", "8") for size in ("80x24", "160x48")])
 def test_ranks_snapshot(snap_compare, runs, run, size, press):
     app = attach(runs[run])
 

@@ -48,8 +48,18 @@ MALIGNANCY_ROWS = [
                   "non-nodules, in validation benign nodules; under it the AUC with its 95 % "
                   "interval beside the diameter alone, the baseline to beat; best.pt by AUC"),
     ("Alarms", "no NODULES MISSED: that is the nodule classifier's"),
+    ("Examples", "the malignant nodules graded benign, the benign ones graded malignant, the "
+                 "malignant ones graded best (k)"),
 ]
-TASK_ROWS = {"seg": SEG_ROWS, "malignancy": MALIGNANCY_ROWS}
+#: An analysis (`luna-tui analyze`) trains nothing.
+ANALYSIS_ROWS = [
+    ("Progress", "the series analysed of those asked for, with the time left"),
+    ("Detection", "in the per-class pane's place: the challenge's detection CPM over every "
+                  "annotated nodule beside the candidate list's, the nodules found, false "
+                  "positives per scan, and the book's table"),
+    ("Trends", "none: an analysis trains nothing; each series' line is in the Log"),
+]
+TASK_ROWS = {"seg": SEG_ROWS, "malignancy": MALIGNANCY_ROWS, "analysis": ANALYSIS_ROWS}
 TASK_SECTION = "This run trains --task"
 
 
@@ -57,7 +67,9 @@ def sections_for(task: str) -> list[tuple[str, list[tuple[str, str]]]]:
     """The help's sections for a run of ``task``: what differs from the classifier first."""
     panes = [("Panes", pane_rows())]
     rows = TASK_ROWS.get(task)
-    return [(f"{TASK_SECTION} {task}", rows), *panes] if rows else panes
+    title = ("This run is an analysis (luna-tui analyze)" if task == "analysis"
+             else f"{TASK_SECTION} {task}")
+    return [(title, rows), *panes] if rows else panes
 
 
 _KEY_NAMES = {"left_square_bracket": "[", "right_square_bracket": "]", "question_mark": "?",
@@ -101,7 +113,7 @@ def help_renderable(keys: list[tuple[str, str]],
     """The keys, then ``sections`` (title, rows) — by default what each pane shows; a
     section on what this run's task changes ("This run trains ...") comes before the keys."""
     sections = sections if sections is not None else [("Panes", pane_rows())]
-    lead = [s for s in sections if s[0].startswith(TASK_SECTION)]
+    lead = [s for s in sections if s[0].startswith("This run ")]
     parts = []
     for title, rows in lead:
         parts += [Text(title, style="bold underline"), _table(rows), Text("")]
