@@ -62,7 +62,7 @@ def test_runs_lists_an_analysis_with_its_detection_cpm_and_summarises_it(tmp_pat
     text = said.out + said.err
     assert "analysis finished after" in text and "9 of 9 series" in text
     assert ("detection CPM 0.612 [0.55–0.67], candidate-list CPM 0.701 [0.62–0.78], "
-            "nodules found 85.7 %, FP per scan 3.1") in text
+            "nodules found 85.7 %, FP per scan 3.11") in text
 
 
 def test_one_analysis_writes_a_folder_at_a_time(tmp_path):
@@ -85,6 +85,8 @@ async def test_attach_shows_a_running_analysis_series_by_series(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await on_screen(pilot, app, "analysis · series 3/9",
                         "analysing: 3 of 9 series done")
+        await pilot.press("5")
+        await on_screen(pilot, app, "an analysis' scores are in the Detection pane (1)")
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])

@@ -35,6 +35,12 @@ def three_runs(tiny_data, tmp_path_factory):
     return root, runs
 
 
+def _timeless(summary: dict) -> dict:
+    """A summary without each series' seconds (a series analysed again takes its own)."""
+    return {**summary, "per_series": [{k: v for k, v in r.items() if k != "seconds"}
+                                      for r in summary.get("per_series", [])]}
+
+
 def _analyze(tiny_data, runs, out, *extra):
     return cli_main(["analyze", "--data-dir", tiny_data["data_dir"], "--seg", runs["seg"],
                      "--cls", runs["cls"], "--out", str(out), *extra])
@@ -84,7 +90,7 @@ def test_a_killed_analysis_goes_on_with_the_series_it_had_not_finished(tiny_data
     assert _analyze(tiny_data, runs, out) == 0
     said = capsys.readouterr().out
     assert said.count(": done before") == len(done) - 1
-    assert json.loads((out / "summary.json").read_text()) == first
+    assert _timeless(json.loads((out / "summary.json").read_text())) == _timeless(first)
 
 
 def test_the_runs_it_refuses(tiny_data, three_runs, tmp_path, capsys):
@@ -113,7 +119,7 @@ def test_a_damaged_series_result_is_analysed_again_and_a_bad_out_is_one_line(
     (out / "series" / name).write_text(text[: len(text) // 2])       # cut short
     capsys.readouterr()
     assert _analyze(tiny_data, runs, out) == 0
-    assert json.loads((out / "summary.json").read_text()) == first
+    assert _timeless(json.loads((out / "summary.json").read_text())) == _timeless(first)
     assert json.loads((out / "series" / name).read_text())          # whole again
     (tmp_path / "file").write_text("x")
     assert _analyze(tiny_data, runs, tmp_path / "file") == 2

@@ -71,7 +71,9 @@ def test_entries_are_whole_and_tags_are_the_keys():
     assert (low, high) == (mc.CPM_LOW.key, mc.CPM_HIGH.key)
     assert mc.AUC.interval == (mc.AUC_LOW.key, mc.AUC_HIGH.key)
     assert mc.AUC_DIAMETER.interval == (mc.AUC_DIAMETER_LOW.key, mc.AUC_DIAMETER_HIGH.key)
-    with_interval = (mc.CPM, mc.AUC, mc.AUC_DIAMETER)
+    assert mc.DETECTION_CPM.interval == (mc.DETECTION_CPM_LOW.key, mc.DETECTION_CPM_HIGH.key)
+    assert mc.LIST_CPM.interval == (mc.LIST_CPM_LOW.key, mc.LIST_CPM_HIGH.key)
+    with_interval = (mc.CPM, mc.AUC, mc.AUC_DIAMETER, mc.DETECTION_CPM, mc.LIST_CPM)
     assert all(mc.METRICS[k].interval is None for k in mc.METRICS
                if k not in {m.key for m in with_interval})
     for m in with_interval:             # an interval's ends are in the catalog themselves

@@ -44,7 +44,7 @@ def test_a_rank_slowed_in_its_data_is_named_within_100_batches(train_argv, tmp_p
     assert first.straggler["reason"].startswith("rank 1: data wait ")
     slow, fast = sorted(first.ranks, key=lambda r: -r["rank"])
     assert slow["data_s"] >= 0.05 > fast["data_s"]          # the delay is in its data wait
-    assert fast["score"] == 1.0 and slow["score"] < 0.5
+    assert fast["score"] == 1.0 and slow["score"] < 0.8     # 50 ms more of ~60 ms its own
     assert {r["host"] for r in first.ranks} != {""} and slow["device"] == "cpu"
     assert "straggler: rank 1: data wait" in console
 

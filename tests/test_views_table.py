@@ -47,7 +47,7 @@ def test_each_view_s_key_title_help_and_panes_come_from_the_table():
             assert set(lay.rows) == set(view.panes) and view is views.dashboard()
         else:
             assert set(plan.fill_view(view.name, 120, 36).rows) == set(view.panes)
-    assert keys[len(cockpit.RUN_KEYS)].key_display == "1-7"       # the footer's "1-7 Views"
+    assert keys[len(cockpit.RUN_KEYS)].key_display == "1-8"       # the footer's "1-8 Views"
     assert not hasattr(plan, "VIEWS")                            # the old, unused table
 
 
@@ -104,7 +104,7 @@ class FakePane(CockpitPane, Static):
 
 FAKE_PANE = views.PaneSpec("fake", "Fake", "a pane that only tests have.",
                            f"{__name__}.FakePane")
-FAKE_VIEW = views.ViewSpec("fake", "8", "Fake", "a fake view", ("fake",))
+FAKE_VIEW = views.ViewSpec("fake", "9", "Fake", "a fake view", ("fake",))
 
 
 async def test_a_view_added_to_the_table_has_its_key_its_pane_s_keys_and_its_help(monkeypatch):
@@ -116,9 +116,10 @@ async def test_a_view_added_to_the_table_has_its_key_its_pane_s_keys_and_its_hel
 
     monkeypatch.setattr("luna_tui.app.CockpitScreen", Extended)
     keys = {text: key for key, text in key_rows(Extended.BINDINGS)}
-    assert keys[views.views_help()] == "1 2 3 4 5 6 7 8" and "8 a fake view" in views.views_help()
-    assert keys["fake view (8): j pokes the fake pane"] == "j"
-    assert Extended.BINDINGS[len(cockpit.RUN_KEYS)].key_display == "1-8"
+    assert keys[views.views_help()] == "1 2 3 4 5 6 7 8 9"
+    assert "9 a fake view" in views.views_help()
+    assert keys["fake view (9): j pokes the fake pane"] == "j"
+    assert Extended.BINDINGS[len(cockpit.RUN_KEYS)].key_display == "1-9"
 
     collector = scripted_run(lambda e: isinstance(e, BatchDone) and e.batch_ndx == 20,
                              epochs=2, trn_batches=50, val_batches=10)
@@ -127,7 +128,7 @@ async def test_a_view_added_to_the_table_has_its_key_its_pane_s_keys_and_its_hel
     async with app.run_test(size=(120, 40)) as pilot:
         fake = app.query_one(FakePane)
         assert not app.query_one("#slot-fake").display          # not on the overview
-        await pilot.press("8")
+        await pilot.press("9")
         await on_screen(pilot, app, "fake pane at 21 batches", "view: fake (1: all)")
         assert app.cockpit.view == "fake" and app.query_one("#slot-fake").display
         await pilot.press("1", "j")                  # in another view: its view first
@@ -137,8 +138,8 @@ async def test_a_view_added_to_the_table_has_its_key_its_pane_s_keys_and_its_hel
         await wait_for(pilot, lambda: fake.pokes == 1)
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
-        assert ("j", "fake view (8): j pokes the fake pane") in app.screen.keys
-        assert ("Fake", "view 8: a pane that only tests have.") in pane_rows()
+        assert ("j", "fake view (9): j pokes the fake pane") in app.screen.keys
+        assert ("Fake", "view 9: a pane that only tests have.") in pane_rows()
 
 
 def test_the_table_s_specs_are_plain_frozen_data():

@@ -218,7 +218,7 @@ NODULES_FOUND = _add(Metric("detection/found", "% of annotated nodules found (a 
                             "classified a nodule within 0.7 diameters)", "nodules found",
                             "found %", ".1f", HIGH, percent=True))
 FP_PER_SCAN = _add(Metric("detection/fp_per_scan", "false positives per scan (classified a "
-                          "nodule, no nodule near)", "FP per scan", "FP/scan", ".1f", LOW))
+                          "nodule, no nodule near)", "FP per scan", "FP/scan", ".2f", LOW))
 
 # -- the optimizer's settings, as TensorBoard scalars of a steered run ---------------------------
 LR = _add(Metric("optim/lr", "learning rate", "lr", "lr", "g"))

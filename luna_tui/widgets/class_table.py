@@ -190,15 +190,15 @@ def render_class_table(snap: RunSnapshot, width: int = 76, no_color: bool = Fals
              pm.pos_count),
         )
         names = CLASS_NAMES.get(snap.task, {})
-        for i, (cls, loss, correct, k, n) in enumerate(rows):
+        for i, (which, loss, correct, k, n) in enumerate(rows):
             label = f"{phase} E{pm.epoch}" if i == 0 else ""
-            cls = names.get((phase, cls), cls)
-            if cls == "pos":
+            cls = names.get((phase, which), which)        # the task's name for the class
+            if which == "pos":
                 extra = [fmt.num(pm.get(m.key), m.digits) for m in (PRECISION, RECALL, F1)]
             else:
                 extra = ["", "", ""]
             style = None
-            if alarm and cls == "pos":
+            if alarm and which == "pos":
                 style = ALARM_STYLE_NO_COLOR if no_color else ALARM_STYLE
             kn = f"{fmt.count(k)} of {fmt.count(n)}"
             table.add_row(label, cls, fmt.num(loss), fmt.pct(correct), kn, *extra,

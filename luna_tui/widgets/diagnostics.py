@@ -94,10 +94,13 @@ class DiagnosticsPane(CockpitPane, Container):
             return
         self._drawn = key
         reading = self.query_one("#diag-reading", Static)
-        if not snap.scores:
+        if not snap.scores or snap.task == "analysis":
             said = ("a --task seg run has no candidate ranking to score (no FROC, PR curve "
                     "or histograms): its numbers are in the pixel table (1), its worst slices "
                     "in the examples (6)" if snap.task == "seg" else
+                    "an analysis' scores are in the Detection pane (1) and its folder's "
+                    "summary.json (the FROC's seven points), its detections in detections.csv"
+                    if snap.task == "analysis" else
                     "no scored validation yet: the diagnostics appear after the first "
                     "validation")
             reading.update(Text(said, style="dim"))
