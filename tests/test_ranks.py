@@ -14,7 +14,7 @@ from luna_core.run import events as ev
 from luna_core.run.eventfile import read_events
 from tests.trainhelpers import run_dirs
 
-BATCHES = 120          # a rank's training batches in the epoch (960 samples, 2 ranks, 4 each)
+BATCHES = 80           # a rank's training batches in the epoch (640 samples, 2 ranks, 4 each)
 
 
 def _run(train_argv, tmp_path, slow: str | None):
