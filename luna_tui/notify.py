@@ -11,7 +11,7 @@ from typing import Protocol
 from luna_core.run import events as ev
 from luna_core.run.runs import CRASHED
 from luna_tui.model.alarm import BEL, desktop_notification
-from luna_tui.model.endings import ENDED_WORDS, resume_command
+from luna_tui.model.endings import ENDED_WORDS, analysis_goes_on, resume_command
 from luna_tui.model.formatting import short_path
 from luna_tui.model.news import SnapshotNews
 from luna_tui.model.snapshot import RunSnapshot
@@ -74,8 +74,10 @@ class Notifier:
 
     def _attached_end(self, snap: RunSnapshot) -> None:
         if snap.state == CRASHED:
-            self.toast(f"{snap.state_detail}. Resume with: {resume_command(snap.run_dir)}",
-                       title="Run ended unexpectedly", severity="error", timeout=30)
+            again = (analysis_goes_on(snap.run_dir) if snap.task == "analysis"
+                     else f"Resume with: {resume_command(snap.run_dir)}")
+            self.toast(f"{snap.state_detail}. {again}", title="Run ended unexpectedly",
+                       severity="error", timeout=30)
         elif snap.state in (ev.FINISHED, ev.STOPPED):
             self.toast(ENDED_WORDS[snap.state] + "; the cockpit is read-only now (q exits)",
                        title=f"Run {snap.state}", timeout=10)

@@ -86,7 +86,9 @@ async def test_attach_shows_a_running_analysis_series_by_series(tmp_path):
         await on_screen(pilot, app, "analysis · series 3/9",
                         "analysing: 3 of 9 series done")
         await pilot.press("5")
-        await on_screen(pilot, app, "an analysis' scores are in the Detection pane (1)")
+        text = await on_screen(pilot, app, "an analysis' scores are in the Detection pane (1)",
+                               "STOPPED analysis · series 3/9 · view: diagnostics")
+        assert "samples/s" not in text and "loss" not in text.splitlines()[0]
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
@@ -103,3 +105,28 @@ def test_attached_analysis_snapshot(snap_compare, tmp_path, size):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=settled)
+
+
+async def test_a_killed_analysis_says_how_it_goes_on(tmp_path):
+    """An analysis whose process died (no final event): not "nothing to resume from" (it has
+    no checkpoints) but the command that goes on with the series it had not done."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    record = write_analysis(out, done=3, finished=False)
+    record.lock.release()
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()                                    # a pid no process has any more
+    path = out / "events.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for event in lines:
+        if event["kind"] == "run_started":
+            event["pid"] = proc.pid
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    app = build_attach_app(str(out), poll_interval=0.1, system_probe=lambda: FROZEN_READING,
+                           clock=frozen_clock())
+    async with app.run_test(size=(120, 30)) as pilot:
+        text = await on_screen(pilot, app, "ended unexpectedly",
+                               "the same luna-tui analyze command with --out")
+        assert "nothing to resume from" not in text

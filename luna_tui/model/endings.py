@@ -22,10 +22,19 @@ def resume_command(run_dir: str) -> str:
     return f"luna-tui --headless --resume {shlex.quote(run_dir)}"
 
 
+def analysis_goes_on(run_dir: str) -> str:
+    """How a killed analysis (`luna-tui analyze`) goes on: its series done are kept."""
+    return (f"the same luna-tui analyze command with --out {shlex.quote(run_dir)} goes on "
+            "(the series done are kept)")
+
+
 def ended_line(snap: RunSnapshot, run_dir: str | None = None) -> str | None:
     """'run finished; last checkpoint X', or for a crashed run how to resume it (from
     ``run_dir``, default the run's own word for it); None while the run has not ended."""
     last = snap.last_checkpoint_path
+    if snap.state == CRASHED and snap.task == "analysis":
+        return ("analysis ended unexpectedly; "
+                + analysis_goes_on(snap.run_dir if run_dir is None else run_dir))
     if snap.state == CRASHED:
         if last:
             return (f"run ended unexpectedly; last checkpoint {last}; resume with: "

@@ -112,9 +112,14 @@ def status_line(snap: RunSnapshot, view_name: str, width: int = 10_000, *,
     time left); what does not fit is left out whole, the least important first (lr,
     samples/s, the view's name), never cut mid-value."""
     facts = _run_facts(snap)
-    parts = [(0, where(snap)), (1, latest_loss(snap))]
-    parts += [(rank, facts[k]) for k, rank in (("ends", 2), ("speed", 4), ("lr", 5))
-              if k in facts]
+    if snap.task == "analysis":          # `luna-tui analyze`: no loss, no samples, no lr
+        parts = [(0, f"{snap.state.upper()} analysis · series {snap.batches_done}/"
+                     f"{snap.batch_count}")]
+        parts += [(2, facts["ends"])] if "ends" in facts else []
+    else:
+        parts = [(0, where(snap)), (1, latest_loss(snap))]
+        parts += [(rank, facts[k]) for k, rank in (("ends", 2), ("speed", 4), ("lr", 5))
+                  if k in facts]
     parts.append((3, f"view: {view_name} ({overview_key}: all)"))
     while len(parts) > 1:
         line = " · ".join(text for _rank, text in parts)

@@ -22,7 +22,7 @@ from luna_core.run.events import (
 from luna_core.run.metric_catalog import CPM
 from luna_core.run.runs import CRASHED, ENDED_STATES
 from luna_tui.model import formatting as fmt
-from luna_tui.model.endings import resume_command
+from luna_tui.model.endings import analysis_goes_on, resume_command
 from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.model.steering import UiStatus
 from luna_tui.widgets.pane import MemoPane
@@ -196,6 +196,9 @@ def _crashed_note(snap: RunSnapshot) -> Text:
     text = Text("ended unexpectedly: ", style="bold red")
     text.append(snap.state_detail or "the run's process is gone without a final event")
     ck = snap.last_checkpoint
+    if snap.task == "analysis":
+        text.append("\n" + analysis_goes_on(snap.run_dir), style="bold")
+        return text
     if ck is None:
         text.append("\nno checkpoint was saved: nothing to resume from", style="bold")
         return text
