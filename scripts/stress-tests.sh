@@ -13,7 +13,8 @@ FILES=(
     tests/test_attach_app.py tests/test_attach_core.py tests/test_attach_sighup.py
     tests/test_cockpit_app.py tests/test_cockpit_real.py tests/test_cockpit_views.py
     tests/test_signals.py tests/test_control.py tests/test_control_socket.py tests/test_ctl.py
-    tests/test_steering.py tests/test_notify.py tests/test_queue.py
+    tests/test_steering.py tests/test_notify.py tests/test_queue.py tests/test_ranks.py
+    tests/test_analysis_folder.py
 )
 bash scripts/setup.sh
 spinners=()

@@ -2,7 +2,8 @@
 set. With rank 1's data slowed from outside (LUNA_TEST_SLOW_DATA, a test-only delay), the
 event file names rank 1 for its data wait within 100 batches; with no slowdown, no rank is
 named over a whole epoch. What is asserted is who is named and why, not how fast anything
-ran (the slowdown is 25x what a batch of the tiny set takes to read)."""
+ran (the slowdown is 50x what a batch of the tiny set takes to read, and at least 10 % of
+a step even on a loaded machine, where a step takes several times longer)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def _run(train_argv, tmp_path, slow: str | None):
 
 
 def test_a_rank_slowed_in_its_data_is_named_within_100_batches(train_argv, tmp_path):
-    timings, console = _run(train_argv, tmp_path, slow="1:0.05")
+    timings, console = _run(train_argv, tmp_path, slow="1:0.1")
     assert timings and all(len(t.ranks) == 2 for t in timings)
     named = [t for t in timings if t.straggler is not None]
     assert named, [t.ranks for t in timings]
@@ -43,8 +44,8 @@ def test_a_rank_slowed_in_its_data_is_named_within_100_batches(train_argv, tmp_p
     assert first.straggler["rank"] == 1 and first.straggler["part"] == "data wait"
     assert first.straggler["reason"].startswith("rank 1: data wait ")
     slow, fast = sorted(first.ranks, key=lambda r: -r["rank"])
-    assert slow["data_s"] >= 0.05 > fast["data_s"]          # the delay is in its data wait
-    assert fast["score"] == 1.0 and slow["score"] < 0.8     # 50 ms more of ~60 ms its own
+    assert slow["data_s"] >= 0.1 > fast["data_s"]           # the delay is in its data wait
+    assert fast["score"] == 1.0 and slow["score"] < 0.8     # 100 ms more of ~60 ms its own
     assert {r["host"] for r in first.ranks} != {""} and slow["device"] == "cpu"
     assert "straggler: rank 1: data wait" in console
 

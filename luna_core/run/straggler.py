@@ -26,7 +26,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-DATA_SHARE = 0.20
+DATA_SHARE = 0.10
 SLOW_FACTOR = 1.5
 MIN_PART = 0.05
 HOLD = 3
