@@ -12,8 +12,8 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import threading
+import time
 import types
 
 from luna_core.run import events as ev
