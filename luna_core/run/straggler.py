@@ -24,7 +24,7 @@ been picked in ``HOLD`` windows in a row, so one slow batch does not flap it
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 DATA_SHARE = 0.10
 SLOW_FACTOR = 1.5
@@ -67,6 +67,13 @@ class RankWindow:
     @property
     def data_share(self) -> float:
         return self.data_s / self.total_s if self.total_s > 0 else 0.0
+
+
+def window_of(row) -> RankWindow:
+    """A rank's window from its row in a ``rank_timings`` event (extra keys, such as the
+    scores, left out; a part the row lacks is 0)."""
+    names = {f.name for f in fields(RankWindow)}
+    return RankWindow(**{k: v for k, v in row.items() if k in names})
 
 
 @dataclass(frozen=True)

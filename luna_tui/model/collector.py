@@ -31,6 +31,7 @@ from luna_core.run.events import (
 )
 from luna_core.run.fold import ENDED_STATES, RunState, event_method
 from luna_core.run.metric_catalog import CORRECT, CORRECT_POS, CPM, LOSS, LOSS_POS, RECALL
+from luna_core.run.straggler import window_of
 from luna_core.run.summary import RunSummary
 from luna_tui.model.snapshot import (
     Bottleneck,
@@ -324,12 +325,10 @@ class EventCollector:
         batches = max(1, self._clock.batch_count if self._clock is not None else 1)
         x = (ev.epoch - 1) + (ev.batch_ndx + 1) / batches
         for r in ev.ranks:
-            own = sum(float(r.get(k) or 0.0) for k in ("data_s", "copy_s", "forward_s"))
-            step = own + sum(float(r.get(k) or 0.0) for k in ("sync_s", "backward_s",
-                                                                 "step_s"))
+            w = window_of(r)
             history = self._rank_history.setdefault(int(r["rank"]),
                                                     deque(maxlen=RANK_HISTORY_POINTS))
-            history.append((x, own, step))
+            history.append((x, w.own_s, w.total_s))
         self._ranks_version += 1
 
     def _watch_missed(self) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from luna_core.run.straggler import window_of
 from luna_tui.model import formatting as fmt
 from luna_tui.model.snapshot import RunSnapshot
 from luna_tui.widgets.pane import MemoPane
@@ -41,7 +42,7 @@ def render_ranks(snap: RunSnapshot, width: int = 76) -> Text:
     head = ["rank", "host", *(name for _k, name in PARTS), "ms", "smp/s", "score", "self"]
     rows = [head]
     for r in snap.ranks:
-        step = sum(float(r.get(k) or 0.0) for k, _n in PARTS)
+        step = window_of(r).total_s
         rows.append([str(r["rank"]), str(r.get("host") or "-"),
                      *(_ms(r.get(k)) for k, _n in PARTS), _ms(step),
                      f"{float(r.get('samples_per_s') or 0.0):,.0f}",

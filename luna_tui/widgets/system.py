@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from luna_core.run.straggler import window_of
 from luna_tui.link.system_probe import SystemReading
 from luna_tui.model import formatting as fmt
 from luna_tui.widgets.pane import MemoPane
@@ -59,8 +60,7 @@ def rank_rows(ranks, straggler, width: int) -> Text:
         util = r.get("util_percent")
         mem = ((f"{fmt.gib(r['mem_used'])}/{fmt.gib(r['mem_total'])} GiB")
                if r.get("mem_used") is not None and r.get("mem_total") else "-")
-        step = sum(float(r.get(k) or 0.0) for k in ("data_s", "copy_s", "sync_s",
-                                                     "forward_s", "backward_s", "step_s"))
+        step = window_of(r).total_s
         share = float(r.get("data_s") or 0.0) / step if step > 0 else 0.0
         rows.append((str(r["rank"]), str(r.get("host") or "-"), str(r.get("device") or "-"),
                      f"{util:.0f} %" if fmt.is_num(util) else "-", mem,
